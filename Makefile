@@ -1,0 +1,35 @@
+# rayqueue: `make test` sets up everything on a fresh machine and runs every check; `make demo` shows it working.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAYQUEUE_CACHE ?= $(HOME)/.cache/rayqueue
+
+.PHONY: test lint unit cluster-test kube venv demo demo-down bench clean
+
+test: venv kube lint
+	$(BIN)/pytest tests
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+# kube-apiserver, kube-scheduler, kube-controller-manager, kubectl v1.20.2 (+ etcd): built once, cached.
+kube:
+	bash devcluster/build-kube.sh >/dev/null
+
+lint: venv
+	$(BIN)/ruff check common webhook extender certs devcluster tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest tests -m 'not cluster'
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""rayqueue's pure domain: quantities, resources, the quota tree, ledger, queues and job shapes."""

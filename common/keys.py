@@ -1,0 +1,88 @@
+"""Every label, annotation, API group/version and name format rayqueue reads or writes, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- API groups and versions -------------------------------------------------------------------
+QUOTA_GROUP: Final = "scheduling.sigs.k8s.io"
+QUOTA_VERSION: Final = "v1beta1"
+QUOTA_TREE_PLURAL: Final = "elasticquotatrees"
+QUOTA_TREE_KIND: Final = "ElasticQuotaTree"
+QUOTA_TREE_NAME: Final = "elasticquotatree"
+QUOTA_TREE_NAMESPACE: Final = "kube-system"
+
+QUEUE_GROUP: Final = "scheduling.x-k8s.io"
+QUEUE_VERSION: Final = "v1alpha1"
+QUEUE_PLURAL: Final = "queues"
+QUEUE_KIND: Final = "Queue"
+QUEUE_UNIT_PLURAL: Final = "queueunits"
+QUEUE_UNIT_KIND: Final = "QueueUnit"
+QUEUE_NAMESPACE: Final = "kube-queue"
+
+RAY_GROUP: Final = "ray.io"
+RAY_VERSION: Final = "v1"
+RAYJOB_PLURAL: Final = "rayjobs"
+RAYJOB_KIND: Final = "RayJob"
+RAYCLUSTER_PLURAL: Final = "rayclusters"
+RAYCLUSTER_KIND: Final = "RayCluster"
+
+# --- queue annotations and labels (kube-queue compatible) -------------------------------------
+ENQUEUE_TIMESTAMP: Final = "kube-queue/job-enqueue-timestamp"
+DEQUEUE_TIMESTAMP: Final = "kube-queue/job-dequeue-timestamp"
+QUOTA_FULLNAME: Final = "kube-queue/quota-fullname"
+PARENT_QUOTA_FULLNAME: Final = "kube-queue/parent-quota-fullname"
+MAX_JOBS: Final = "kube-queue/max-jobs"  # optional per-quota job cap, a key in a node's min/max
+CREATED_BY_KUBEQUEUE: Final = "create-by-kubequeue"
+PRIORITY_OVERRIDE: Final = "scheduling.x-k8s.io/priority"
+QUEUE_UNIT_SUFFIX: Final = "-ray-qu"
+
+# --- quota labels ------------------------------------------------------------------------------
+QUOTA_NAME: Final = "quota.scheduling.alibabacloud.com/name"
+QUOTA_PREEMPTIBLE: Final = "quota.scheduling.alibabacloud.com/preemptible"
+
+# --- gang labels -------------------------------------------------------------------------------
+POD_GROUP_NAME: Final = "pod-group.scheduling.sigs.k8s.io/name"
+POD_GROUP_MIN_AVAILABLE: Final = "pod-group.scheduling.sigs.k8s.io/min-available"
+POD_GROUP_X: Final = "scheduling.x-k8s.io/pod-group"
+GANG_SCHEDULER_LABEL: Final = "ray.io/scheduler-name"  # seed: value "kube-scheduler"
+GANG_SCHEDULER_VALUE: Final = "kube-scheduler"
+GANG_ENABLED_LABEL: Final = "ray.io/gang-scheduling-enabled"  # upstream KubeRay: value "true"
+
+# --- KubeRay labels ----------------------------------------------------------------------------
+RAY_CLUSTER: Final = "ray.io/cluster"
+RAY_NODE_TYPE: Final = "ray.io/node-type"
+RAY_GROUP_LABEL: Final = "ray.io/group"
+RAY_IS_RAY_NODE: Final = "ray.io/is-ray-node"
+RAY_IDENTIFIER: Final = "ray.io/identifier"
+RAY_ORIGINATED_FROM_CR_NAME: Final = "ray.io/originated-from-cr-name"
+RAY_ORIGINATED_FROM_CRD: Final = "ray.io/originated-from-crd"
+KUBERNETES_CREATED_BY: Final = "app.kubernetes.io/created-by"
+KUBERAY_OPERATOR: Final = "kuberay-operator"
+
+# --- Kubernetes well-known ---------------------------------------------------------------------
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+DEFAULT_SCHEDULER: Final = "default-scheduler"
+
+# --- events ------------------------------------------------------------------------------------
+EVENT_ENQUEUED: Final = "Enqueued"
+EVENT_DEQUEUED: Final = "Dequeued"
+EVENT_PREEMPTED: Final = "Preempted"
+EVENT_REQUEUED: Final = "Requeued"
+EVENT_PRIORITY_CHANGED: Final = "PriorityChanged"
+EVENT_GANG_FAILED: Final = "GangFailedScheduling"
+
+# --- defaults ----------------------------------------------------------------------------------
+# KubeRay's GetDefaultSubmitterContainer: requests cpu 500m / memory 200Mi, limits 1 / 1Gi.
+DEFAULT_SUBMITTER_REQUESTS: Final = {"cpu": "500m", "memory": "200Mi"}
+DEFAULT_SUBMITTER_LIMITS: Final = {"cpu": "1", "memory": "1Gi"}
+
+
+def queue_unit_name(rayjob_name: str) -> str:
+    """`<rayjob>-ray-qu`, as the seed shows (`rayjob-video-h4x2q-ray-qu`)."""
+    return f"{rayjob_name}{QUEUE_UNIT_SUFFIX}"
+
+
+def queue_generate_name(full_name: str) -> str:
+    """`root/algorithm/video` -> `root-algorithm-video-` (the Queue's generateName)."""
+    return full_name.replace("/", "-") + "-"

@@ -1,0 +1,1 @@
+"""rayqueue's scheduler side: the kube-scheduler extender and the queue controller on one cache."""

@@ -1,0 +1,1 @@
+"""rayqueue's admission webhook: mutating and validating admission for RayJobs, Pods and the quota tree."""
