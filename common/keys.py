@@ -59,6 +59,12 @@ RAY_ORIGINATED_FROM_CR_NAME: Final = "ray.io/originated-from-cr-name"
 RAY_ORIGINATED_FROM_CRD: Final = "ray.io/originated-from-crd"
 KUBERNETES_CREATED_BY: Final = "app.kubernetes.io/created-by"
 KUBERAY_OPERATOR: Final = "kuberay-operator"
+KUBERNETES_APP_NAME: Final = "app.kubernetes.io/name"
+KUBERAY_APP_NAME: Final = "kuberay"  # KubeRay's value of app.kubernetes.io/name on Ray pods
+JOB_NAME_LABEL: Final = "job-name"  # set by the batch/v1 Job controller on the submitter's pod
+
+# --- TEST-ONLY: read by devcluster's KubeRay stand-in, never by the product ----------------------
+TEST_RUN_SECONDS: Final = "rayqueue.test/run-seconds"  # how long the stand-in's "Ray job" runs
 
 # --- Kubernetes well-known ---------------------------------------------------------------------
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
@@ -86,3 +92,9 @@ def queue_unit_name(rayjob_name: str) -> str:
 def queue_generate_name(full_name: str) -> str:
     """`root/algorithm/video` -> `root-algorithm-video-` (the Queue's generateName)."""
     return full_name.replace("/", "-") + "-"
+
+# --- rayqueue's own -----------------------------------------------------------------------------
+# The webhook records who last changed a RayJob's priority (user, old -> new, time); the controller turns it
+# into a PriorityChanged event. Written only by the webhook's mutation: a tenant cannot forge it.
+PRIORITY_CHANGE_RECORD: Final = "rayqueue.io/last-priority-change"
+CONTROLLER_OWNED_ANNOTATIONS: Final = (ENQUEUE_TIMESTAMP, DEQUEUE_TIMESTAMP, PRIORITY_CHANGE_RECORD)

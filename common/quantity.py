@@ -96,13 +96,18 @@ def parse_quantity(resource: str, text: str | int | float) -> int:
 
 
 def format_quantity(resource: str, value: int) -> str:
-    """The shortest exact form: cpu "12" or "12500m"; memory "14Gi" or "4G"; counts plain."""
+    """The shortest exact form: cpu "12" or "12500m"; memory "14Gi" or "4G"; counts plain.
+
+    A suffix is used only while the number before it stays short (under 100000): "11923550Ki" is exact
+    but reads worse than the plain "12209715200".
+    """
     if is_milli_resource(resource):
         return str(value // 1000) if value % 1000 == 0 else f"{value}m"
     best = str(value)
     if value == 0:
         return best
     for suffix, unit in [*_BINARY.items(), *((k, int(v)) for k, v in _DECIMAL.items() if v >= 1)]:
-        if value % unit == 0 and len(candidate := f"{value // unit}{suffix}") < len(best):
+        short = abs(value // unit) < 100_000 if value % unit == 0 else False
+        if short and len(candidate := f"{value // unit}{suffix}") < len(best):
             best = candidate
     return best

@@ -1,0 +1,619 @@
+"""RayJob and Pod shapes: the wire dicts converted once, at the edge, into frozen JobInfo / PodInfo values.
+
+The request arithmetic follows Kubernetes and KubeRay (DESIGN §3):
+
+* **Pod request** (Kubernetes ``resource.PodRequests``): Σ containers, then the init containers -- a
+  regular init container runs alone (plus the sidecars started before it), a sidecar init container
+  (``restartPolicy: Always``) runs for the pod's whole life and adds to the sum -- the larger of the two,
+  plus ``spec.overhead``. A resource a container limits but does not request is requested at its limit
+  (the API server's defaulting); an explicit request, even ``0``, is kept.
+* **Worker group** (KubeRay ``GetWorkerGroupDesiredReplicas``): desired replicas = ``replicas`` clamped
+  into ``[minReplicas, maxReplicas]``; the CRD defaults are ``replicas`` 0, ``minReplicas`` 0,
+  ``maxReplicas`` 2147483647 (math.MaxInt32), ``numOfHosts`` 1; a missing ``replicas`` means
+  ``minReplicas``; ``minReplicas > maxReplicas`` takes ``maxReplicas`` (KubeRay's rule; recorded as a
+  problem, newer KubeRay refuses it); ``suspend: true`` counts 0. A group has replicas * numOfHosts pods.
+* **Submitter**: ``submissionMode`` defaults to K8sJobMode, whose submitter Job runs
+  ``spec.submitterPodTemplate`` or KubeRay's default submitter (requests cpu 500m / memory 200Mi);
+  HTTPMode and InteractiveMode have none; SidecarMode puts the default submitter container into the
+  head pod. A job with ``spec.clusterSelector`` runs on an existing cluster: only the submitter is its own.
+* **Job request** = head + Σ groups + submitter; the gang is head + workers (min_available), never the
+  submitter.
+
+Wrong shapes (a container that is not a map, a bad quantity, a string where an integer belongs) raise
+ShapeError listing every problem with its field path. Values a tenant may set as free-form annotations
+or labels (priority override, timestamps, preemptible, min-available) never raise: a bad one is ignored
+and described in ``problems``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from common import keys
+from common.gotime import GoTimeError, parse_go
+from common.quantity import QuantityError, parse_quantity
+from common.resources import Resources
+
+__all__ = [
+    "FrozenMap",
+    "JobInfo",
+    "OwnerRef",
+    "PodInfo",
+    "ShapeError",
+    "SubmissionMode",
+    "WorkerGroup",
+    "default_submitter_request",
+    "desired_replicas",
+    "pod_request",
+]
+
+SubmissionMode = Literal["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
+SUBMISSION_MODES: Final[tuple[str, ...]] = get_args(SubmissionMode)
+DEFAULT_SUBMISSION_MODE: Final = "K8sJobMode"
+FINISHED_DEPLOYMENT_STATUSES: Final = frozenset({"Complete", "Failed"})
+TERMINAL_POD_PHASES: Final = frozenset({"Succeeded", "Failed"})
+MAX_INT32: Final = 2**31 - 1
+MIN_INT32: Final = -(2**31)
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+
+class ShapeError(ValueError):
+    """A RayJob or Pod whose shape is wrong; ``errors`` lists every problem as ``path: what``."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        super().__init__("; ".join(self.errors))
+
+
+class FrozenMap(Mapping[str, str]):
+    """An immutable, hashable str -> str mapping (labels, annotations), iterated in key order."""
+
+    __slots__ = ("_hash", "_items")
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, str] = dict(sorted((items or {}).items()))
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self._items.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._items == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerGroup:
+    """One worker group: ``replicas`` is the desired count after clamping (0 when suspended)."""
+
+    name: str
+    replicas: int
+    num_of_hosts: int
+    pod_request: Resources
+    suspended: bool = False
+
+    @property
+    def pods(self) -> int:
+        """How many pods the group runs: replicas * numOfHosts."""
+        return self.replicas * self.num_of_hosts
+
+    @property
+    def request(self) -> Resources:
+        return self.pod_request.scaled(self.pods)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerRef:
+    """The controller ownerReference of an object."""
+
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInfo:
+    """A RayJob as rayqueue sees it: identity, request arithmetic, gang, quota, priority and state."""
+
+    uid: str
+    namespace: str
+    name: str
+    generate_name: str
+    resource_version: str
+    labels: FrozenMap
+    annotations: FrozenMap
+    request: Resources
+    head_request: Resources
+    worker_groups: tuple[WorkerGroup, ...]
+    submitter_request: Resources
+    gang: bool
+    min_available: int
+    quota_label: str | None
+    priority: int
+    priority_class_name: str | None
+    suspended: bool
+    shutdown_after_job_finishes: bool
+    enqueue_ns: int | None
+    dequeue_ns: int | None
+    submission_mode: str
+    cluster_selector: FrozenMap
+    job_deployment_status: str
+    job_status: str
+    ray_cluster_name: str | None
+    finished: bool
+    preemptible: bool
+    deleting: bool
+    problems: tuple[str, ...]
+
+    @classmethod
+    def from_rayjob(cls, obj: Mapping[str, object], *, priority_class_value: int | None = None) -> JobInfo:
+        """Convert a RayJob dict. ``priority_class_value`` is the resolved value of its priority class."""
+        return _job_from_rayjob(obj, priority_class_value)
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``, for messages and deterministic ordering."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def worker_pods(self) -> int:
+        return sum(g.pods for g in self.worker_groups)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodInfo:
+    """A Pod as rayqueue sees it: identity, request, quota and gang labels, placement and state."""
+
+    uid: str
+    namespace: str
+    name: str
+    generate_name: str
+    labels: FrozenMap
+    request: Resources
+    quota_label: str | None
+    gang_name: str | None
+    min_available: int | None
+    ray_cluster: str | None
+    node_type: str | None
+    ray_group: str | None
+    node_name: str | None
+    scheduler_name: str
+    phase: str
+    terminal: bool
+    deleting: bool
+    owner: OwnerRef | None
+    priority: int
+    problems: tuple[str, ...]
+
+    @classmethod
+    def from_pod(cls, obj: Mapping[str, object]) -> PodInfo:
+        return _pod_from_dict(obj)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# --- reading the wire --------------------------------------------------------------------------
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a map"
+    return type(value).__name__
+
+
+class _Reader:
+    """Typed access to a JSON-like tree that records every shape error instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def as_map(self, value: object, path: str) -> Mapping[str, object]:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return value
+        self.fail(path, f"expected a map, got {_kind(value)}")
+        return {}
+
+    def as_list(self, value: object, path: str) -> Sequence[object]:
+        if value is None:
+            return ()
+        if isinstance(value, list | tuple):
+            return value
+        self.fail(path, f"expected a list, got {_kind(value)}")
+        return ()
+
+    def as_str(self, value: object, path: str) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        self.fail(path, f"expected a string, got {_kind(value)}")
+        return None
+
+    def as_int(self, value: object, path: str, default: int, *, minimum: int = 0) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer, got {_kind(value)} {value!r}")
+            return default
+        if value < minimum:
+            self.fail(path, f"must be at least {minimum}, got {value}")
+            return default
+        return value
+
+    def as_bool(self, value: object, path: str) -> bool:
+        if value is None:
+            return False
+        if isinstance(value, bool):
+            return value
+        self.fail(path, f"expected a boolean, got {_kind(value)} {value!r}")
+        return False
+
+    def str_map(self, value: object, path: str) -> FrozenMap:
+        out: dict[str, str] = {}
+        for key, item in self.as_map(value, path).items():
+            if isinstance(item, str):
+                out[key] = item
+            else:
+                self.fail(f"{path}[{key}]", f"expected a string, got {_kind(item)}")
+        return FrozenMap(out)
+
+    def quantities(self, value: object, path: str) -> dict[str, int]:
+        """A `{resource: quantity}` map, zeros kept (an explicit 0 request is not defaulted to the limit)."""
+        out: dict[str, int] = {}
+        for name, raw in self.as_map(value, path).items():
+            where = _at(path, name)
+            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                self.fail(where, f"invalid quantity {raw!r}: expected a string or a number")
+                continue
+            try:
+                amount = parse_quantity(name, raw)
+            except QuantityError as exc:
+                self.fail(where, str(exc))
+                continue
+            if amount < 0:
+                self.fail(where, f"invalid quantity {raw!r}: must not be negative")
+                continue
+            out[name] = amount
+        return out
+
+
+def _container_request(r: _Reader, container: object, path: str) -> Resources:
+    if not isinstance(container, Mapping):
+        r.fail(path, f"expected a map (a container), got {_kind(container)}")
+        return Resources()
+    resources = r.as_map(container.get("resources"), _at(path, "resources"))
+    requests = r.quantities(resources.get("requests"), _at(path, "resources.requests"))
+    limits = r.quantities(resources.get("limits"), _at(path, "resources.limits"))
+    return Resources({**limits, **requests})
+
+
+def _pod_request(r: _Reader, spec_value: object, path: str, extra: Resources | None = None) -> Resources:
+    """Kubernetes' PodRequests, sidecar init containers included; ``extra`` is an injected container."""
+    spec = r.as_map(spec_value, path)
+    total = Resources()
+    for i, container in enumerate(r.as_list(spec.get("containers"), _at(path, "containers"))):
+        total += _container_request(r, container, f"{_at(path, 'containers')}[{i}]")
+    if extra is not None:
+        total += extra
+    sidecars = Resources()
+    init_peak = Resources()
+    for i, container in enumerate(r.as_list(spec.get("initContainers"), _at(path, "initContainers"))):
+        where = f"{_at(path, 'initContainers')}[{i}]"
+        request = _container_request(r, container, where)
+        always = isinstance(container, Mapping) and container.get("restartPolicy") == "Always"
+        if always:  # a sidecar: runs beside everything that starts after it, and beside the containers
+            total += request
+            sidecars += request
+            init_peak = init_peak.max(sidecars)
+        else:
+            init_peak = init_peak.max(request + sidecars)
+    overhead = Resources(r.quantities(spec.get("overhead"), _at(path, "overhead")))
+    return total.max(init_peak) + overhead
+
+
+def pod_request(spec: Mapping[str, object], path: str = "spec") -> Resources:
+    """The request of a pod spec (see the module docstring). Raises ShapeError with field paths."""
+    r = _Reader()
+    out = _pod_request(r, spec, path)
+    if r.errors:
+        raise ShapeError(r.errors)
+    return out
+
+
+def default_submitter_request() -> Resources:
+    """KubeRay's default submitter container (GetDefaultSubmitterContainer): its requests."""
+    container = {
+        "resources": {
+            "requests": dict(keys.DEFAULT_SUBMITTER_REQUESTS),
+            "limits": dict(keys.DEFAULT_SUBMITTER_LIMITS),
+        }
+    }
+    r = _Reader()
+    out = _container_request(r, container, "keys.DEFAULT_SUBMITTER")
+    if r.errors:  # pragma: no cover - constants
+        raise ShapeError(r.errors)
+    return out
+
+
+def desired_replicas(replicas: int | None, min_replicas: int, max_replicas: int, suspended: bool) -> int:
+    """KubeRay's GetWorkerGroupDesiredReplicas before * numOfHosts."""
+    if suspended:
+        return 0
+    if min_replicas > max_replicas:
+        return max_replicas
+    if replicas is None or replicas < min_replicas:
+        return min_replicas
+    return min(replicas, max_replicas)
+
+
+def _worker_group(r: _Reader, value: object, path: str) -> WorkerGroup:
+    group = r.as_map(value, path)
+    name = r.as_str(group.get("groupName"), _at(path, "groupName")) or ""
+    raw_replicas = group.get("replicas")
+    replicas = None if raw_replicas is None else r.as_int(raw_replicas, _at(path, "replicas"), 0)
+    low = r.as_int(group.get("minReplicas"), _at(path, "minReplicas"), 0)
+    high = r.as_int(group.get("maxReplicas"), _at(path, "maxReplicas"), MAX_INT32)
+    hosts = r.as_int(group.get("numOfHosts"), _at(path, "numOfHosts"), 1)
+    suspended = r.as_bool(group.get("suspend"), _at(path, "suspend"))
+    if low > high:
+        r.problems.append(
+            f"{path}: minReplicas {low} > maxReplicas {high}; counted as maxReplicas {high} as KubeRay does"
+        )
+    template = r.as_map(group.get("template"), _at(path, "template"))
+    request = _pod_request(r, template.get("spec"), _at(path, "template.spec"))
+    return WorkerGroup(
+        name=name,
+        replicas=desired_replicas(replicas, low, high, suspended),
+        num_of_hosts=hosts,
+        pod_request=request,
+        suspended=suspended,
+    )
+
+
+def _timestamp(r: _Reader, annotations: Mapping[str, str], key: str) -> int | None:
+    text = annotations.get(key)
+    if text is None:
+        return None
+    try:
+        return parse_go(text)
+    except GoTimeError as exc:
+        r.problems.append(f"metadata.annotations[{key}]: {exc}; ignored")
+        return None
+
+
+def _priority_override(r: _Reader, annotations: Mapping[str, str]) -> int | None:
+    text = annotations.get(keys.PRIORITY_OVERRIDE)
+    if text is None:
+        return None
+    value = int(text) if _INTEGER.fullmatch(text.strip()) else None
+    if value is None or not MIN_INT32 <= value <= MAX_INT32:
+        r.problems.append(
+            f"metadata.annotations[{keys.PRIORITY_OVERRIDE}]: invalid priority {text!r}: "
+            f"expected an integer in [{MIN_INT32}, {MAX_INT32}]; ignored"
+        )
+        return None
+    return value
+
+
+def _preemptible(r: _Reader, labels: Mapping[str, str]) -> bool:
+    text = labels.get(keys.QUOTA_PREEMPTIBLE)
+    if text is None or text.lower() == "true":
+        return True
+    if text.lower() == "false":
+        return False
+    r.problems.append(
+        f"metadata.labels[{keys.QUOTA_PREEMPTIBLE}]: expected 'true' or 'false', got {text!r}; "
+        "treated as preemptible"
+    )
+    return True
+
+
+def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None) -> JobInfo:
+    r = _Reader()
+    root: object = obj
+    if not isinstance(root, Mapping):
+        raise ShapeError([f"(root): expected a RayJob map, got {_kind(root)}"])
+    meta = r.as_map(obj.get("metadata"), "metadata")
+    spec = r.as_map(obj.get("spec"), "spec")
+    status = r.as_map(obj.get("status"), "status")
+    labels = r.str_map(meta.get("labels"), "metadata.labels")
+    annotations = r.str_map(meta.get("annotations"), "metadata.annotations")
+
+    mode = r.as_str(spec.get("submissionMode"), "spec.submissionMode") or DEFAULT_SUBMISSION_MODE
+    if mode not in SUBMISSION_MODES:
+        r.fail("spec.submissionMode", f"unknown mode {mode!r}: expected one of {', '.join(SUBMISSION_MODES)}")
+    selector = r.str_map(spec.get("clusterSelector"), "spec.clusterSelector")
+
+    default_submitter = default_submitter_request()
+    head_request = Resources()
+    groups: list[WorkerGroup] = []
+    priority_class_name: str | None = None
+    if not selector:
+        cluster = r.as_map(spec.get("rayClusterSpec"), "spec.rayClusterSpec")
+        head = r.as_map(cluster.get("headGroupSpec"), "spec.rayClusterSpec.headGroupSpec")
+        head_template = r.as_map(head.get("template"), "spec.rayClusterSpec.headGroupSpec.template")
+        head_path = "spec.rayClusterSpec.headGroupSpec.template.spec"
+        head_spec = r.as_map(head_template.get("spec"), head_path)
+        sidecar = default_submitter if mode == "SidecarMode" else None
+        head_request = _pod_request(r, head_spec, head_path, extra=sidecar)
+        priority_class_name = r.as_str(
+            head_spec.get("priorityClassName"), _at(head_path, "priorityClassName")
+        )
+        workers_path = "spec.rayClusterSpec.workerGroupSpecs"
+        for i, group in enumerate(r.as_list(cluster.get("workerGroupSpecs"), workers_path)):
+            groups.append(_worker_group(r, group, f"{workers_path}[{i}]"))
+
+    submitter = Resources()
+    if mode == "K8sJobMode":
+        template = spec.get("submitterPodTemplate")
+        if template is None:
+            submitter = default_submitter
+        else:
+            tmpl = r.as_map(template, "spec.submitterPodTemplate")
+            submitter = _pod_request(r, tmpl.get("spec"), "spec.submitterPodTemplate.spec")
+
+    suspended = r.as_bool(spec.get("suspend"), "spec.suspend")
+    shutdown = r.as_bool(spec.get("shutdownAfterJobFinishes"), "spec.shutdownAfterJobFinishes")
+    uid = r.as_str(meta.get("uid"), "metadata.uid") or ""
+    namespace = r.as_str(meta.get("namespace"), "metadata.namespace") or ""
+    name = r.as_str(meta.get("name"), "metadata.name") or ""
+    generate_name = r.as_str(meta.get("generateName"), "metadata.generateName") or ""
+    resource_version = r.as_str(meta.get("resourceVersion"), "metadata.resourceVersion") or ""
+    deployment = r.as_str(status.get("jobDeploymentStatus"), "status.jobDeploymentStatus") or ""
+    job_status = r.as_str(status.get("jobStatus"), "status.jobStatus") or ""
+    ray_cluster_name = r.as_str(status.get("rayClusterName"), "status.rayClusterName") or None
+    if r.errors:
+        raise ShapeError(r.errors)
+
+    override = _priority_override(r, annotations)
+    priority = override if override is not None else (priority_class_value or 0)
+    workers = sum(g.pods for g in groups)
+    total = head_request + submitter
+    for group in groups:
+        total += group.request
+    return JobInfo(
+        uid=uid,
+        namespace=namespace,
+        name=name,
+        generate_name=generate_name,
+        resource_version=resource_version,
+        labels=labels,
+        annotations=annotations,
+        request=total,
+        head_request=head_request,
+        worker_groups=tuple(groups),
+        submitter_request=submitter,
+        gang=(
+            labels.get(keys.GANG_SCHEDULER_LABEL) == keys.GANG_SCHEDULER_VALUE
+            or labels.get(keys.GANG_ENABLED_LABEL) == "true"
+        ),
+        min_available=0 if selector else 1 + workers,
+        quota_label=labels.get(keys.QUOTA_NAME),
+        priority=priority,
+        priority_class_name=priority_class_name or None,
+        suspended=suspended,
+        shutdown_after_job_finishes=shutdown,
+        enqueue_ns=_timestamp(r, annotations, keys.ENQUEUE_TIMESTAMP),
+        dequeue_ns=_timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP),
+        submission_mode=mode,
+        cluster_selector=selector,
+        job_deployment_status=deployment,
+        job_status=job_status,
+        ray_cluster_name=ray_cluster_name,
+        finished=deployment in FINISHED_DEPLOYMENT_STATUSES,
+        preemptible=_preemptible(r, labels),
+        deleting=bool(meta.get("deletionTimestamp")),
+        problems=tuple(r.problems),
+    )
+
+
+def _owner(r: _Reader, meta: Mapping[str, object]) -> OwnerRef | None:
+    for i, ref in enumerate(r.as_list(meta.get("ownerReferences"), "metadata.ownerReferences")):
+        where = f"metadata.ownerReferences[{i}]"
+        owner = r.as_map(ref, where)
+        if owner.get("controller") is True:
+            return OwnerRef(
+                kind=r.as_str(owner.get("kind"), _at(where, "kind")) or "",
+                name=r.as_str(owner.get("name"), _at(where, "name")) or "",
+                uid=r.as_str(owner.get("uid"), _at(where, "uid")) or "",
+            )
+    return None
+
+
+def _min_available(r: _Reader, labels: Mapping[str, str]) -> int | None:
+    text = labels.get(keys.POD_GROUP_MIN_AVAILABLE)
+    if text is None:
+        return None
+    if _INTEGER.fullmatch(text.strip()) and 0 <= int(text) <= MAX_INT32:
+        return int(text)
+    r.problems.append(
+        f"metadata.labels[{keys.POD_GROUP_MIN_AVAILABLE}]: invalid min-available {text!r}: "
+        "expected a non-negative integer; ignored"
+    )
+    return None
+
+
+def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
+    r = _Reader()
+    root: object = obj
+    if not isinstance(root, Mapping):
+        raise ShapeError([f"(root): expected a Pod map, got {_kind(root)}"])
+    meta = r.as_map(obj.get("metadata"), "metadata")
+    spec = r.as_map(obj.get("spec"), "spec")
+    status = r.as_map(obj.get("status"), "status")
+    labels = r.str_map(meta.get("labels"), "metadata.labels")
+    request = _pod_request(r, spec, "spec")
+    uid = r.as_str(meta.get("uid"), "metadata.uid") or ""
+    namespace = r.as_str(meta.get("namespace"), "metadata.namespace") or ""
+    name = r.as_str(meta.get("name"), "metadata.name") or ""
+    generate_name = r.as_str(meta.get("generateName"), "metadata.generateName") or ""
+    node_name = r.as_str(spec.get("nodeName"), "spec.nodeName") or None
+    scheduler = r.as_str(spec.get("schedulerName"), "spec.schedulerName") or keys.DEFAULT_SCHEDULER
+    phase = r.as_str(status.get("phase"), "status.phase") or "Pending"
+    priority = r.as_int(spec.get("priority"), "spec.priority", 0, minimum=MIN_INT32)
+    owner = _owner(r, meta)
+    if r.errors:
+        raise ShapeError(r.errors)
+    return PodInfo(
+        uid=uid,
+        namespace=namespace,
+        name=name,
+        generate_name=generate_name,
+        labels=labels,
+        request=request,
+        quota_label=labels.get(keys.QUOTA_NAME),
+        gang_name=labels.get(keys.POD_GROUP_NAME) or labels.get(keys.POD_GROUP_X),
+        min_available=_min_available(r, labels),
+        ray_cluster=labels.get(keys.RAY_CLUSTER),
+        node_type=labels.get(keys.RAY_NODE_TYPE),
+        ray_group=labels.get(keys.RAY_GROUP_LABEL),
+        node_name=node_name,
+        scheduler_name=scheduler,
+        phase=phase,
+        terminal=phase in TERMINAL_POD_PHASES,
+        deleting=bool(meta.get("deletionTimestamp")),
+        owner=owner,
+        priority=priority,
+        problems=tuple(r.problems),
+    )

@@ -1,0 +1,365 @@
+"""Test builders for RayJob and Pod dicts shaped like the API's: `make_rayjob("j", "video").head(cpu="4").obj()`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Self
+
+from common import keys
+
+__all__ = ["PodBuilder", "RayJobBuilder", "container", "make_pod", "make_rayjob"]
+
+Obj = dict[str, Any]
+
+
+def container(
+    name: str = "main",
+    *,
+    cpu: str | None = None,
+    memory: str | None = None,
+    gpu: str | None = None,
+    requests: dict[str, str] | None = None,
+    limits: dict[str, str] | None = None,
+    restart_policy: str | None = None,
+) -> Obj:
+    """A container; cpu/memory/gpu are requests (gpu is nvidia.com/gpu), limits only when given."""
+    req: dict[str, str] = dict(requests or {})
+    for resource, value in (("cpu", cpu), ("memory", memory), ("nvidia.com/gpu", gpu)):
+        if value is not None:
+            req[resource] = value
+    resources: Obj = {}
+    if req:
+        resources["requests"] = req
+    if limits:
+        resources["limits"] = dict(limits)
+    out: Obj = {"name": name, "image": "rayproject/ray:2.36.1"}
+    if resources:
+        out["resources"] = resources
+    if restart_policy is not None:
+        out["restartPolicy"] = restart_policy
+    return out
+
+
+def _pod_spec(
+    containers: list[Obj], init: list[Obj] | None = None, overhead: dict[str, str] | None = None
+) -> Obj:
+    spec: Obj = {"containers": containers}
+    if init:
+        spec["initContainers"] = init
+    if overhead:
+        spec["overhead"] = dict(overhead)
+    return spec
+
+
+def _set_path(obj: Obj, path: str, value: Any) -> None:
+    """Set `a.b[0].c` (or `a.b.0.c`) in a nested dict/list, creating missing maps on the way."""
+    parts: list[str | int] = []
+    for segment in path.replace("[", ".").replace("]", "").split("."):
+        parts.append(int(segment) if segment.isdigit() else segment)
+    node: Any = obj
+    for part in parts[:-1]:
+        node = node[part] if isinstance(part, int) else node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+class RayJobBuilder:
+    """A RayJob like the seed's: suspended, shutdownAfterJobFinishes, K8sJobMode unless told otherwise."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self._obj: Obj = {
+            "apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}",
+            "kind": keys.RAYJOB_KIND,
+            "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"},
+            "spec": {
+                "entrypoint": "python /home/ray/samples/sample_code.py",
+                "shutdownAfterJobFinishes": True,
+                "suspend": True,
+                "rayClusterSpec": {
+                    "rayVersion": "2.36.1",
+                    "headGroupSpec": {
+                        "rayStartParams": {},
+                        "template": {"spec": _pod_spec([container("ray-head")])},
+                    },
+                    "workerGroupSpecs": [],
+                },
+            },
+        }
+
+    # --- metadata -------------------------------------------------------------------------------
+
+    @property
+    def _meta(self) -> Obj:
+        meta: Obj = self._obj["metadata"]
+        return meta
+
+    @property
+    def _spec(self) -> Obj:
+        spec: Obj = self._obj["spec"]
+        return spec
+
+    def uid(self, uid: str) -> Self:
+        self._meta["uid"] = uid
+        return self
+
+    def generate_name(self, prefix: str) -> Self:
+        """A generateName object as the webhook sees it on CREATE: no name, no uid."""
+        self._meta.pop("name", None)
+        self._meta.pop("uid", None)
+        self._meta["generateName"] = prefix
+        return self
+
+    def label(self, key: str, value: str) -> Self:
+        self._meta.setdefault("labels", {})[key] = value
+        return self
+
+    def annotate(self, key: str, value: str) -> Self:
+        self._meta.setdefault("annotations", {})[key] = value
+        return self
+
+    def gang(self) -> Self:
+        """The seed's gang opt-in label."""
+        return self.label(keys.GANG_SCHEDULER_LABEL, keys.GANG_SCHEDULER_VALUE)
+
+    def quota(self, name: str) -> Self:
+        return self.label(keys.QUOTA_NAME, name)
+
+    def priority(self, value: int | str) -> Self:
+        """The priority override annotation."""
+        return self.annotate(keys.PRIORITY_OVERRIDE, str(value))
+
+    def enqueued(self, text: str) -> Self:
+        return self.annotate(keys.ENQUEUE_TIMESTAMP, text)
+
+    def dequeued(self, text: str) -> Self:
+        return self.annotate(keys.DEQUEUE_TIMESTAMP, text)
+
+    def deleting(self, when: str = "2025-01-10T01:40:00Z") -> Self:
+        self._meta["deletionTimestamp"] = when
+        return self
+
+    # --- spec -----------------------------------------------------------------------------------
+
+    def suspend(self, value: bool = True) -> Self:
+        self._spec["suspend"] = value
+        return self
+
+    def shutdown_after_job_finishes(self, value: bool) -> Self:
+        self._spec["shutdownAfterJobFinishes"] = value
+        return self
+
+    def submission_mode(self, mode: str) -> Self:
+        self._spec["submissionMode"] = mode
+        return self
+
+    def submitter(self, *containers: Obj) -> Self:
+        """A custom `spec.submitterPodTemplate` with these containers."""
+        self._spec["submitterPodTemplate"] = {"spec": _pod_spec(list(containers))}
+        return self
+
+    def cluster_selector(self, **labels: str) -> Self:
+        self._spec["clusterSelector"] = dict(labels)
+        return self
+
+    def head(
+        self,
+        cpu: str | None = None,
+        memory: str | None = None,
+        gpu: str | None = None,
+        *,
+        limits: dict[str, str] | None = None,
+        containers: list[Obj] | None = None,
+        init: list[Obj] | None = None,
+        overhead: dict[str, str] | None = None,
+        priority_class: str | None = None,
+    ) -> Self:
+        """The head pod: one ray-head container with these requests, or the given containers."""
+        main = containers or [container("ray-head", cpu=cpu, memory=memory, gpu=gpu, limits=limits)]
+        spec = _pod_spec(main, init, overhead)
+        if priority_class is not None:
+            spec["priorityClassName"] = priority_class
+        self._spec["rayClusterSpec"]["headGroupSpec"]["template"] = {"spec": spec}
+        return self
+
+    def workers(
+        self,
+        replicas: int | None = None,
+        cpu: str | None = None,
+        memory: str | None = None,
+        gpu: str | None = None,
+        *,
+        group: str = "small-group",
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        num_of_hosts: int | None = None,
+        suspend: bool | None = None,
+        limits: dict[str, str] | None = None,
+        containers: list[Obj] | None = None,
+        init: list[Obj] | None = None,
+        overhead: dict[str, str] | None = None,
+    ) -> Self:
+        """Append a worker group; fields left None are left out, as a user would."""
+        main = containers or [container("ray-worker", cpu=cpu, memory=memory, gpu=gpu, limits=limits)]
+        spec: Obj = {
+            "groupName": group,
+            "rayStartParams": {},
+            "template": {"spec": _pod_spec(main, init, overhead)},
+        }
+        for field, value in (
+            ("replicas", replicas),
+            ("minReplicas", min_replicas),
+            ("maxReplicas", max_replicas),
+            ("numOfHosts", num_of_hosts),
+            ("suspend", suspend),
+        ):
+            if value is not None:
+                spec[field] = value
+        self._spec["rayClusterSpec"]["workerGroupSpecs"].append(spec)
+        return self
+
+    def status(self, deployment: str, job: str = "", cluster: str | None = None) -> Self:
+        status: Obj = {"jobDeploymentStatus": deployment}
+        if job:
+            status["jobStatus"] = job
+        if cluster:
+            status["rayClusterName"] = cluster
+        self._obj["status"] = status
+        return self
+
+    def set(self, path: str, value: Any) -> Self:
+        """Set any field by a path as errors print it (for malformed shapes): `set("spec.x[0].y", 1)`."""
+        _set_path(self._obj, path, value)
+        return self
+
+    def obj(self) -> Obj:
+        return copy.deepcopy(self._obj)
+
+
+class PodBuilder:
+    """A Pod; `.ray(...)` makes it a KubeRay pod, `.gang(...)` gives it the pod-group labels."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        self._obj: Obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"},
+            "spec": {"containers": []},
+            "status": {"phase": "Pending"},
+        }
+
+    @property
+    def _meta(self) -> Obj:
+        meta: Obj = self._obj["metadata"]
+        return meta
+
+    @property
+    def _spec(self) -> Obj:
+        spec: Obj = self._obj["spec"]
+        return spec
+
+    def uid(self, uid: str) -> Self:
+        self._meta["uid"] = uid
+        return self
+
+    def label(self, key: str, value: str) -> Self:
+        self._meta.setdefault("labels", {})[key] = value
+        return self
+
+    def annotate(self, key: str, value: str) -> Self:
+        self._meta.setdefault("annotations", {})[key] = value
+        return self
+
+    def quota(self, name: str) -> Self:
+        return self.label(keys.QUOTA_NAME, name)
+
+    def gang(self, group: str, min_available: int | str | None = None, *, x_label: bool = True) -> Self:
+        self.label(keys.POD_GROUP_NAME, group)
+        if x_label:
+            self.label(keys.POD_GROUP_X, group)
+        if min_available is not None:
+            self.label(keys.POD_GROUP_MIN_AVAILABLE, str(min_available))
+        return self
+
+    def ray(self, cluster: str, node_type: str = "worker", group: str | None = None) -> Self:
+        self.label(keys.RAY_CLUSTER, cluster).label(keys.RAY_NODE_TYPE, node_type)
+        if group is not None:
+            self.label(keys.RAY_GROUP_LABEL, group)
+        return self
+
+    def owner(self, kind: str, name: str, uid: str, *, controller: bool = True) -> Self:
+        ref = {"apiVersion": "ray.io/v1", "kind": kind, "name": name, "uid": uid, "controller": controller}
+        self._meta.setdefault("ownerReferences", []).append(ref)
+        return self
+
+    def container(
+        self,
+        cpu: str | None = None,
+        memory: str | None = None,
+        gpu: str | None = None,
+        *,
+        limits: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> Self:
+        n = name or f"c{len(self._spec['containers'])}"
+        self._spec["containers"].append(container(n, cpu=cpu, memory=memory, gpu=gpu, limits=limits))
+        return self
+
+    def init_container(
+        self,
+        cpu: str | None = None,
+        memory: str | None = None,
+        *,
+        limits: dict[str, str] | None = None,
+        sidecar: bool = False,
+    ) -> Self:
+        init = self._spec.setdefault("initContainers", [])
+        restart = "Always" if sidecar else None
+        init.append(
+            container(f"init{len(init)}", cpu=cpu, memory=memory, limits=limits, restart_policy=restart)
+        )
+        return self
+
+    def overhead(self, **amounts: str) -> Self:
+        self._spec["overhead"] = dict(amounts)
+        return self
+
+    def node(self, name: str) -> Self:
+        self._spec["nodeName"] = name
+        return self
+
+    def scheduler(self, name: str) -> Self:
+        self._spec["schedulerName"] = name
+        return self
+
+    def priority(self, value: int) -> Self:
+        self._spec["priority"] = value
+        return self
+
+    def phase(self, phase: str) -> Self:
+        self._obj["status"]["phase"] = phase
+        return self
+
+    def deleting(self, when: str = "2025-01-10T01:40:00Z") -> Self:
+        self._meta["deletionTimestamp"] = when
+        return self
+
+    def set(self, path: str, value: Any) -> Self:
+        """Set any field by a path as errors print it: `set("spec.containers[0].resources", None)`."""
+        _set_path(self._obj, path, value)
+        return self
+
+    def obj(self) -> Obj:
+        return copy.deepcopy(self._obj)
+
+
+def make_rayjob(name: str, namespace: str) -> RayJobBuilder:
+    return RayJobBuilder(name, namespace)
+
+
+def make_pod(
+    name: str, namespace: str, *, cpu: str | None = None, memory: str | None = None, gpu: str | None = None
+) -> PodBuilder:
+    """A pod; with cpu/memory/gpu it gets one container requesting them."""
+    pod = PodBuilder(name, namespace)
+    if cpu is not None or memory is not None or gpu is not None:
+        pod.container(cpu=cpu, memory=memory, gpu=gpu)
+    return pod
