@@ -1,0 +1,123 @@
+"""List+watch of one resource into a store of raw objects keyed by UID, re-listing when the watch expires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubeio.client import ApiError, KubeClient
+
+__all__ = ["EventHandler", "Reflector"]
+
+log = logging.getLogger(__name__)
+
+# (type, object): type is ADDED, MODIFIED or DELETED. A re-list replays ADDED/MODIFIED for what is there and
+# DELETED for what vanished meanwhile, so handlers that key by UID stay idempotent.
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+def uid_of(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid", ""))
+
+
+class Reflector:
+    """Keeps `store` equal to the server's objects at `path`; calls `handler` for every change.
+
+    Handlers run on the event loop without awaiting, so one decision sees one consistent store.
+    """
+
+    def __init__(self, client: KubeClient, path: str, handler: EventHandler, *, name: str = "",
+                 page_size: int = 500, retry_base: float = 0.5, retry_max: float = 30.0) -> None:
+        self.client = client
+        self.path = path
+        self.handler = handler
+        self.name = name or path
+        self.store: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self._page_size = page_size
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self.relists = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """List, then watch, until `stop` is set; errors back off exponentially and re-list."""
+        delay = self._retry_base
+        while not stop.is_set():
+            try:
+                rv = await self._relist()
+                delay = self._retry_base
+                while not stop.is_set():
+                    rv = await self._watch_once(rv, stop)
+            except ApiError as exc:
+                if exc.gone:
+                    log.info("%s: watch expired; re-listing", self.name)
+                    continue
+                log.warning("%s: %s; re-listing in %.1fs", self.name, exc, delay)
+            except (TimeoutError, OSError, ValueError) as exc:
+                log.warning("%s: watch failed (%s: %s); re-listing in %.1fs", self.name, type(exc).__name__, exc, delay)
+            else:
+                return
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, self._retry_max)
+
+    async def _relist(self) -> str:
+        items: dict[str, dict[str, Any]] = {}
+        params = {"limit": str(self._page_size)}
+        while True:
+            page = await self.client.get(self.path, params)
+            for obj in page.get("items") or []:
+                items[uid_of(obj)] = obj
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
+                break
+            params = {"limit": str(self._page_size), "continue": cont}
+        self.relists += 1
+        for uid in [u for u in self.store if u not in items]:
+            self.handler("DELETED", self.store.pop(uid))
+        for uid, obj in items.items():
+            kind = "MODIFIED" if uid in self.store else "ADDED"
+            self.store[uid] = obj
+            self.handler(kind, obj)
+        self.synced.set()
+        return rv
+
+    async def _watch_once(self, rv: str, stop: asyncio.Event) -> str:
+        stream = self.client.watch(self.path, rv)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                nxt = asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    await asyncio.gather(nxt, return_exceptions=True)
+                    return rv
+                try:
+                    event = nxt.result()
+                except StopAsyncIteration:
+                    return rv  # the server closed the stream: watch again from where we are
+                kind, obj = event.get("type"), event.get("object") or {}
+                new_rv = str((obj.get("metadata") or {}).get("resourceVersion", rv))
+                if kind == "BOOKMARK":
+                    rv = new_rv
+                    continue
+                uid = uid_of(obj)
+                if kind == "DELETED":
+                    self.store.pop(uid, None)
+                elif kind in ("ADDED", "MODIFIED"):
+                    self.store[uid] = obj
+                else:
+                    continue
+                rv = new_rv
+                self.handler(str(kind), obj)
+        finally:
+            stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
+            await stream.aclose()  # type: ignore[attr-defined]

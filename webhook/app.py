@@ -1,0 +1,146 @@
+"""The webhook's adapter: AdmissionReview request -> policy -> (SubjectAccessReview) -> response; and main()."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from common import keys
+from common.clock import Clock, SystemClock
+from common.gotime import from_datetime
+from kubeio.client import ApiError, KubeClient, Scope, load_configuration
+from kubeio.reflector import Reflector
+from webhook.policy import PolicyConfig, admit
+from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
+from webhook.server import build_app, serve
+from webhook.settings import Settings
+from webhook.tls import CertReloader, server_context
+from webhook.view import ClusterView
+
+__all__ = ["Admission", "run"]
+
+log = logging.getLogger("rayqueue.webhook")
+
+TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
+PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
+RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+class Admission:
+    """One admission path (mutating or validating). No API call unless the verdict requires one."""
+
+    def __init__(self, view: ClusterView, cfg: PolicyConfig, client: KubeClient | None, *, mutating: bool) -> None:
+        self.view = view
+        self.cfg = cfg
+        self.client = client
+        self.mutating = mutating
+
+    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            req = Request.parse(request)
+        except BadReview as exc:
+            return render(deny(f"rayqueue: {exc}", code=400))
+        admitted: dict[str, list[str]] | None = None
+        if not self.mutating and req.resource == keys.QUOTA_TREE_PLURAL and req.operation == "UPDATE":
+            admitted = await self._admitted_jobs()
+        verdict = admit(req, self.view.snapshot(admitted), self.cfg, mutating=self.mutating)
+        if verdict.allowed and verdict.requires is not None:
+            verdict = await self._check(req.user, verdict)
+        for line in verdict.audit:
+            log.info("audit: %s", line)
+        if not verdict.allowed:
+            log.info("denied %s %s %s by %s: %s", req.operation, req.kind, req.display_name, req.user, verdict.message)
+        return render(verdict)
+
+    async def _check(self, user: User, verdict: Verdict) -> Verdict:
+        need = verdict.requires
+        assert need is not None
+        if self.client is None:
+            return deny(need.denied_message + " (no API client to check permissions)")
+        try:
+            allowed = await subject_access(self.client, user, need)
+        except (TimeoutError, ApiError, OSError) as exc:
+            log.warning("SubjectAccessReview for %s failed: %s", user, exc)
+            return deny(f"{need.denied_message} (the permission check failed: {exc})")
+        return verdict if allowed else deny(need.denied_message)
+
+    async def _admitted_jobs(self) -> dict[str, list[str]]:
+        """Running (dequeued, not suspended) RayJobs by namespace, for the tree-update warnings."""
+        if self.client is None:
+            return {}
+        try:
+            jobs = await self.client.get(RAYJOBS.path())
+        except (TimeoutError, ApiError, OSError) as exc:
+            log.warning("could not list RayJobs for the tree-update warnings: %s", exc)
+            return {}
+        out: dict[str, list[str]] = defaultdict(list)
+        for job in jobs.get("items") or []:
+            meta = job.get("metadata") or {}
+            if keys.DEQUEUE_TIMESTAMP in (meta.get("annotations") or {}) and not (job.get("spec") or {}).get("suspend"):
+                out[str(meta.get("namespace"))].append(f"{meta.get('namespace')}/{meta.get('name')}")
+        return dict(out)
+
+
+async def subject_access(client: KubeClient, user: User, need: Permission) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user.username,
+            "groups": list(user.groups),
+            "resourceAttributes": {"namespace": need.namespace, "verb": need.verb, "group": need.group,
+                                   "resource": need.resource},
+        },
+    }
+    answer = await client.create(SAR_PATH, review)
+    return bool((answer.get("status") or {}).get("allowed"))
+
+
+async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop`): watch the tree and priority classes, answer reviews."""
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    view = ClusterView(lambda: from_datetime(clock.now()))
+    cert, key = Path(settings.tls_cert), Path(settings.tls_key)
+    context = server_context(cert, key)
+    CertReloader(context, cert, key, clock=clock).install()
+    async with KubeClient(load_configuration(settings.kubeconfig)) as client:
+        trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees")
+        classes = Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses")
+
+        async def mark_synced() -> None:
+            await trees.synced.wait()
+            view.tree_synced = True
+            await classes.synced.wait()
+            view.classes_synced = True
+            log.info("ready: tree %s, %d priority classes",
+                     "loaded" if view.tree else "absent (every namespace unbound)", len(view.priority_classes))
+
+        app = build_app(
+            {"/mutate": Admission(view, settings.policy, client, mutating=True),
+             "/validate": Admission(view, settings.policy, client, mutating=False)},
+            readiness=lambda: view.ready, metrics_registry=CollectorRegistry(), max_body_bytes=settings.max_body_bytes,
+            clock=clock,
+        )
+        tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
+                 asyncio.create_task(mark_synced())]
+        try:
+            await serve(app, settings.host, settings.port, context, stop_event=stop,
+                        on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,401 @@
+"""The admission policy (DESIGN §4), pure: each rule a function of one request and one snapshot.
+
+Mutations make a copy of the object, change it, and return the JSON patch from old to new. Every denial
+names the rule, the object and the numbers or the bound leaf. Nothing here does I/O: a rule that needs a
+SubjectAccessReview returns a Verdict that `requires` it, and the adapter performs it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import keys
+from common.gotime import format_go, parse_go
+from common.quantity import format_quantity
+from common.quota_tree import QuotaNode, QuotaTree, TreeError, validate_tree
+from common.rayjob import JobInfo, ShapeError
+from common.resources import Resources
+from webhook.jsonpatch import diff
+from webhook.review import Permission, Request, User, Verdict, allow, deny, invalid
+
+__all__ = ["PolicyConfig", "Snapshot", "admit"]
+
+PREFIX = "rayqueue"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Who may do what. Usernames are exact; groups grant the same as the controller (cluster admins)."""
+
+    controller_users: frozenset[str] = frozenset({"system:serviceaccount:rayqueue:rayqueue-extender"})
+    binder_users: frozenset[str] = frozenset(
+        {"system:kube-scheduler", "system:serviceaccount:rayqueue:rayqueue-extender",
+         "system:serviceaccount:rayqueue:rayqueue-scheduler"}
+    )
+    admin_groups: frozenset[str] = frozenset({"system:masters"})
+    scheduler_name: str | None = None  # the rayqueue scheduler's name, stamped into bound pods when set
+    enqueue_tolerance_ns: int = 10 * 10**9  # a client enqueue stamp closer than this to now is kept
+
+    def privileged(self, user: User) -> bool:
+        return user.username in self.controller_users or bool(self.admin_groups.intersection(user.groups))
+
+    def may_bind(self, user: User) -> bool:
+        return user.username in self.binder_users or self.privileged(user)
+
+    @property
+    def expected_scheduler(self) -> str:
+        return self.scheduler_name or keys.DEFAULT_SCHEDULER
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the webhook knows at decision time: the tree (None until none exists), priority classes, now."""
+
+    tree: QuotaTree | None
+    now_ns: int
+    priority_classes: Mapping[str, int] = field(default_factory=dict)
+    # For tree-update warnings: admitted RayJobs ("ns/name") by namespace. Filled by the adapter, only then.
+    admitted_by_namespace: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+def admit(req: Request, snap: Snapshot, cfg: PolicyConfig, *, mutating: bool) -> Verdict:
+    """Route one request to its rule. Kinds and operations we do not govern are allowed untouched."""
+    route: Callable[[Request, Snapshot, PolicyConfig], Verdict] | None
+    if req.resource == "rayjobs" and not req.sub_resource:
+        route = _RAYJOB_MUTATE if mutating else _RAYJOB_VALIDATE
+    elif (req.resource == "pods" and req.sub_resource == "binding") or (req.resource == "bindings" and not req.sub_resource):
+        route = None if mutating else validate_binding  # both endpoints bind: pods/{name}/binding and bindings
+    elif req.resource == "pods" and not req.sub_resource:
+        route = mutate_pod if mutating else validate_pod
+    elif req.resource == keys.QUOTA_TREE_PLURAL and not req.sub_resource:
+        route = None if mutating else validate_quota_tree
+    else:
+        route = None
+    if route is None or req.operation not in ("CREATE", "UPDATE"):
+        return allow()
+    return route(req, snap, cfg)
+
+
+def _leaf(snap: Snapshot, namespace: str) -> QuotaNode | None:
+    return snap.tree.leaf_for_namespace(namespace) if snap.tree is not None else None
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return dict(labels) if isinstance(labels, dict) else {}
+
+
+def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    return dict(ann) if isinstance(ann, dict) else {}
+
+
+def quota_label_value(leaf: QuotaNode) -> str:
+    """The value we stamp: the seed's form, the leaf's dashed path without the root (`algorithm-video`)."""
+    return leaf.full_name.split("/", 1)[1].replace("/", "-") if "/" in leaf.full_name else leaf.name
+
+
+def _label_names_leaf(tree: QuotaTree, value: str, leaf: QuotaNode) -> bool:
+    node = tree.resolve(value)
+    return node is not None and node.full_name == leaf.full_name
+
+
+def _quota_label_problem(req: Request, snap: Snapshot, obj: Mapping[str, Any]) -> str | None:
+    """Rule quota-label: a quota label may name only the leaf bound to the object's namespace."""
+    value = _labels(obj).get(keys.QUOTA_NAME)
+    if value is None:
+        return None
+    leaf = _leaf(snap, req.namespace)
+    kind = req.kind or "object"
+    if leaf is None:
+        return (f"{PREFIX}: {kind} {req.display_name}: label {keys.QUOTA_NAME}={value!r} is not allowed: "
+                f"namespace {req.namespace!r} is bound to no quota, so it may not charge one")
+    assert snap.tree is not None
+    if _label_names_leaf(snap.tree, value, leaf):
+        return None
+    return (f"{PREFIX}: {kind} {req.display_name}: label {keys.QUOTA_NAME}={value!r} names another quota; "
+            f"namespace {req.namespace!r} is bound to {leaf.full_name} (use {quota_label_value(leaf)!r}, "
+            f"{leaf.full_name!r} or {leaf.dashed_name!r}, or leave the label out)")
+
+
+# --- RayJob -----------------------------------------------------------------------------------------
+def _templates(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pod template of a RayJob: head, each worker group, the submitter template if any."""
+    spec = job.setdefault("spec", {})
+    cluster = spec.get("rayClusterSpec")
+    out: list[dict[str, Any]] = []
+    if isinstance(cluster, dict):
+        head = cluster.get("headGroupSpec")
+        if isinstance(head, dict) and isinstance(head.get("template"), dict):
+            out.append(head["template"])
+        for group in cluster.get("workerGroupSpecs") or []:
+            if isinstance(group, dict) and isinstance(group.get("template"), dict):
+                out.append(group["template"])
+    if isinstance(spec.get("submitterPodTemplate"), dict):
+        out.append(spec["submitterPodTemplate"])
+    return out
+
+
+def _gang_templates(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The templates of the gang: head and workers (the submitter is outside the gang)."""
+    spec = job.get("spec") or {}
+    return [t for t in _templates(job) if t is not spec.get("submitterPodTemplate")]
+
+
+def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
+    prio_class = _priority_class_of(obj)
+    value = snap.priority_classes.get(prio_class) if prio_class else None
+    return JobInfo.from_rayjob(obj, priority_class_value=value)
+
+
+def _priority_class_of(obj: Mapping[str, Any]) -> str | None:
+    try:
+        name = obj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["priorityClassName"]
+    except (KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """CREATE: suspend, shutdownAfterJobFinishes, enqueue stamp, quota and gang labels, scheduler name.
+    UPDATE: record a priority change (who, old -> new). Idempotent: a second pass changes nothing."""
+    leaf = _leaf(snap, req.namespace)
+    if leaf is None:
+        return allow()  # unbound namespace: untouched (a quota label there is refused by validation)
+    if req.operation == "UPDATE":
+        return _record_priority_change(req, snap)
+    new: dict[str, Any] = copy.deepcopy(dict(req.obj))
+    try:
+        job = _job(req, new, snap)
+    except ShapeError as exc:
+        return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
+    warnings: list[str] = []
+    spec = new.setdefault("spec", {})
+    meta = new.setdefault("metadata", {})
+    spec["suspend"] = True
+    if spec.get("shutdownAfterJobFinishes") is not True:
+        spec["shutdownAfterJobFinishes"] = True
+        warnings.append(
+            f"{PREFIX}: set spec.shutdownAfterJobFinishes=true on RayJob {req.display_name}: a queued job "
+            "must release its Ray cluster when it finishes, or its quota is never freed"
+        )
+    annotations = meta.setdefault("annotations", {})
+    stamp = annotations.get(keys.ENQUEUE_TIMESTAMP)
+    if not _fresh(stamp, snap.now_ns, cfg.enqueue_tolerance_ns):
+        annotations[keys.ENQUEUE_TIMESTAMP] = format_go(snap.now_ns)
+    annotations.pop(keys.DEQUEUE_TIMESTAMP, None)
+    annotations.pop(keys.PRIORITY_CHANGE_RECORD, None)
+    labels = meta.setdefault("labels", {})
+    label = labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
+    if job.gang:
+        for template in _gang_templates(new):
+            tlabels = template.setdefault("metadata", {}).setdefault("labels", {})
+            tlabels[keys.POD_GROUP_MIN_AVAILABLE] = str(job.min_available)
+            tlabels[keys.QUOTA_NAME] = label
+    if cfg.scheduler_name:
+        for template in _templates(new):
+            tspec = template.setdefault("spec", {})
+            if tspec.get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
+                tspec["schedulerName"] = cfg.scheduler_name
+    return allow(patch=diff(dict(req.obj), new), warnings=warnings)
+
+
+def _fresh(stamp: object, now_ns: int, tolerance_ns: int) -> bool:
+    """A client-set enqueue stamp is kept only when it is within the tolerance of now (a reinvocation of
+    this webhook, or a clock a few seconds off): an old stamp would jump the queue."""
+    if not isinstance(stamp, str):
+        return False
+    try:
+        ns = parse_go(stamp)
+    except ValueError:
+        return False
+    return abs(now_ns - ns) <= tolerance_ns
+
+
+def _record_priority_change(req: Request, snap: Snapshot) -> Verdict:
+    try:
+        old, new = _job(req, req.old, snap), _job(req, req.obj, snap)
+    except ShapeError:
+        return allow()  # validation reports the shape
+    if old.priority == new.priority:
+        return allow()
+    obj: dict[str, Any] = copy.deepcopy(dict(req.obj))
+    record = f"{req.user} changed priority {old.priority} -> {new.priority} at {format_go(snap.now_ns)}"
+    obj.setdefault("metadata", {}).setdefault("annotations", {})[keys.PRIORITY_CHANGE_RECORD] = record
+    return allow(patch=diff(dict(req.obj), obj), audit=[f"RayJob {req.display_name}: {record}"])
+
+
+def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    problem = _quota_label_problem(req, snap, req.obj)
+    if problem:
+        return deny(problem)
+    leaf = _leaf(snap, req.namespace)
+    if leaf is None:
+        return allow()
+    try:
+        new = _job(req, req.obj, snap)
+        old = _job(req, req.old, snap) if req.operation == "UPDATE" else None
+    except ShapeError as exc:
+        return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
+    where = f"in queue {leaf.queue_generate_name.rstrip('-')} (quota {leaf.full_name})"
+    if cfg.scheduler_name:
+        for template in _templates(copy.deepcopy(dict(req.obj))):
+            name = (template.get("spec") or {}).get("schedulerName")
+            if name not in (None, "", keys.DEFAULT_SCHEDULER, cfg.scheduler_name):
+                return deny(f"{PREFIX}: RayJob {req.display_name}: rule scheduler-name: pods of namespace "
+                            f"{req.namespace!r} are placed by {cfg.scheduler_name!r}, not {name!r}")
+    if cfg.privileged(req.user):
+        return allow()
+    if old is not None:
+        verdict = _guard_queued_update(req, old, new, where)
+        if verdict is not None:
+            return verdict
+    baseline = old.priority if old is not None else 0
+    if new.priority > baseline:
+        return allow(requires=Permission(
+            verb="patch", group=keys.QUEUE_GROUP, resource=keys.QUEUE_UNIT_PLURAL, namespace=req.namespace,
+            denied_message=(
+                f"{PREFIX}: RayJob {req.display_name}: rule priority-raise: raising priority {baseline} -> "
+                f"{new.priority} needs permission to patch queueunits.{keys.QUEUE_GROUP} in namespace "
+                f"{req.namespace!r}, which {req.user} does not have"
+            ),
+        ))
+    return allow()
+
+
+def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
+    name = req.display_name
+    old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
+    for key in keys.CONTROLLER_OWNED_ANNOTATIONS:
+        if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
+            continue  # stamped by this webhook's mutation for this very change (it overwrites any forgery)
+        if old_ann.get(key) != new_ann.get(key):
+            return deny(f"{PREFIX}: RayJob {name}: rule controller-annotations: only the queue controller may "
+                        f"change annotation {key} ({old_ann.get(key)!r} -> {new_ann.get(key)!r}); the job "
+                        f"is managed {where}")
+    old_label, new_label = _labels(req.old).get(keys.QUOTA_NAME), _labels(req.obj).get(keys.QUOTA_NAME)
+    if old_label != new_label:
+        return deny(f"{PREFIX}: RayJob {name}: rule quota-label: the quota label is fixed once the job is "
+                    f"queued ({old_label!r} -> {new_label!r}); the job is managed {where}")
+    queued = keys.ENQUEUE_TIMESTAMP in old_ann and keys.DEQUEUE_TIMESTAMP not in old_ann
+    if queued and old.suspended and not new.suspended:
+        return deny(f"{PREFIX}: RayJob {name} is queued {where}: rule resume: only the queue controller may "
+                    "set spec.suspend true -> false; it will start when its quota allows (see "
+                    f"`kubectl get queueunit -n {req.namespace}` for its position and reason)")
+    admitted = keys.DEQUEUE_TIMESTAMP in old_ann and not old.suspended and not new.suspended
+    if admitted and new.request != old.request:
+        return deny(f"{PREFIX}: RayJob {name}: rule admitted-request: the job was admitted {where} for "
+                    f"{old.request}; its request may not change to {new.request} while it runs (suspend it "
+                    "to requeue with the new request)")
+    return None
+
+
+# --- Pods -------------------------------------------------------------------------------------------
+def mutate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """CREATE in a bound namespace: quota label, pod-group labels for gang Ray pods, scheduler name."""
+    leaf = _leaf(snap, req.namespace)
+    if leaf is None or req.operation != "CREATE":
+        return allow()
+    new: dict[str, Any] = copy.deepcopy(dict(req.obj))
+    labels = new.setdefault("metadata", {}).setdefault("labels", {})
+    labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
+    cluster = labels.get(keys.RAY_CLUSTER)
+    if cluster and keys.POD_GROUP_MIN_AVAILABLE in labels:  # stamped into the gang's templates at enqueue
+        labels[keys.POD_GROUP_NAME] = cluster
+        labels[keys.POD_GROUP_X] = cluster
+    spec = new.setdefault("spec", {})
+    if cfg.scheduler_name and spec.get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
+        spec["schedulerName"] = cfg.scheduler_name
+    return allow(patch=diff(dict(req.obj), new))
+
+
+def validate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    problem = _quota_label_problem(req, snap, req.obj)
+    if problem:
+        return deny(problem)
+    if _leaf(snap, req.namespace) is None or cfg.privileged(req.user):
+        return allow()
+    spec = req.obj.get("spec") or {}
+    if req.operation == "CREATE":
+        if spec.get("nodeName") and not cfg.may_bind(req.user):
+            return deny(f"{PREFIX}: Pod {req.display_name}: rule no-node-name: spec.nodeName "
+                        f"{spec['nodeName']!r} is set by {req.user}; in namespace {req.namespace!r} pods are "
+                        f"placed by the scheduler {cfg.expected_scheduler!r}, which enforces the quota")
+        scheduler = spec.get("schedulerName") or keys.DEFAULT_SCHEDULER
+        if scheduler != cfg.expected_scheduler:
+            return deny(f"{PREFIX}: Pod {req.display_name}: rule scheduler-name: schedulerName {scheduler!r} "
+                        f"is not allowed in namespace {req.namespace!r}; its pods are placed by "
+                        f"{cfg.expected_scheduler!r}")
+    else:
+        old_labels, new_labels = _labels(req.old), _labels(req.obj)
+        for key in (keys.QUOTA_NAME, keys.POD_GROUP_NAME, keys.POD_GROUP_X, keys.POD_GROUP_MIN_AVAILABLE):
+            if old_labels.get(key) != new_labels.get(key):
+                return deny(f"{PREFIX}: Pod {req.display_name}: rule fixed-pod-labels: label {key} may not "
+                            f"change ({old_labels.get(key)!r} -> {new_labels.get(key)!r}) once the pod exists")
+    return allow()
+
+
+def validate_binding(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """pods/binding in a bound namespace only by the scheduler and the extender."""
+    if req.operation != "CREATE" or _leaf(snap, req.namespace) is None or cfg.may_bind(req.user):
+        return allow()
+    target = ((req.obj.get("target") or {}).get("name")) or "?"
+    return deny(f"{PREFIX}: Pod {req.namespace}/{req.name}: rule binding-identity: {req.user} may not bind pods "
+                f"in namespace {req.namespace!r} (to node {target!r}); only the scheduler "
+                f"{cfg.expected_scheduler!r} binds here, after the quota and gang checks")
+
+
+# --- ElasticQuotaTree --------------------------------------------------------------------------------
+def validate_quota_tree(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    meta = req.obj.get("metadata") or {}
+    where = f"{req.namespace or meta.get('namespace', '')}/{req.name or meta.get('name', '')}"
+    if (req.namespace, req.name or meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
+        return deny(f"{PREFIX}: ElasticQuotaTree {where}: rule single-tree: only one tree is supported, "
+                    f"{keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME}")
+    errors = validate_tree(dict(req.obj))
+    if errors:
+        listed = "; ".join(str(e) for e in errors)
+        return invalid(f"{PREFIX}: ElasticQuotaTree {where} is invalid ({len(errors)} "
+                       f"error{'s' if len(errors) != 1 else ''}): {listed}", keys.QUOTA_TREE_KIND,
+                       str(req.name or meta.get("name", "")), [(e.path, e.message) for e in errors])
+    if req.operation != "UPDATE":
+        return allow()
+    try:
+        tree = QuotaTree.parse(dict(req.obj))
+    except TreeError as exc:  # validate_tree found nothing, so this would be a bug; answer it plainly
+        return deny(f"{PREFIX}: ElasticQuotaTree {where}: {exc}", code=422)
+    return allow(warnings=reclaim_warnings(req.old, tree, snap.admitted_by_namespace))
+
+
+def reclaim_warnings(old_obj: Mapping[str, Any], tree: QuotaTree,
+                     admitted_by_namespace: Mapping[str, Sequence[str]]) -> list[str]:
+    """For each node whose recorded usage (the controller's status) exceeds its new max: a warning naming
+    the node, the numbers and the admitted jobs below it, which become reclaimable."""
+    status_nodes = ((old_obj.get("status") or {}).get("nodes")) or {}
+    out: list[str] = []
+    for node in tree.nodes():
+        entry = status_nodes.get(node.full_name) if isinstance(status_nodes, dict) else None
+        if not isinstance(entry, dict):
+            continue
+        try:
+            used = Resources.parse(entry.get("used") or {})
+        except ValueError:
+            continue
+        over = [f"{r} used {format_quantity(r, used.get(r))} > new max {format_quantity(r, node.max[r])}"
+                for r in sorted(node.max) if used.get(r) > node.max[r]]
+        if not over:
+            continue
+        below = [n for n in tree.nodes() if n.full_name == node.full_name or n.full_name.startswith(node.full_name + "/")]
+        jobs = sorted(j for n in below for ns in n.namespaces for j in admitted_by_namespace.get(ns, ()))
+        listed = ", ".join(jobs) if jobs else "none recorded"
+        out.append(f"{PREFIX}: {node.full_name}: {'; '.join(over)}: running jobs there become reclaimable: "
+                   f"{listed}")
+    return out
+
+
+_RAYJOB_MUTATE = mutate_rayjob
+_RAYJOB_VALIDATE = validate_rayjob

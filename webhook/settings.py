@@ -1,0 +1,89 @@
+"""The webhook's settings: one frozen value, parsed and validated once in __main__ (every problem listed)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from webhook.policy import PolicyConfig
+
+__all__ = ["Settings", "SettingsError", "parse_settings"]
+
+
+class SettingsError(ValueError):
+    """Bad command line: every problem, one per line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kubeconfig: str | None
+    host: str
+    port: int
+    tls_cert: str
+    tls_key: str
+    namespace: str
+    policy: PolicyConfig
+    max_body_bytes: int
+    log_level: str
+
+
+def _split_host_port(value: str, problems: list[str]) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"--listen {value!r}: expected HOST:PORT with a port in 1..65535")
+        return "", 0
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rayqueue-webhook", description="rayqueue admission webhook (HTTPS)")
+    p.add_argument("--kubeconfig", help="kubeconfig file; the in-cluster configuration when absent")
+    p.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT to serve on (default %(default)s)")
+    p.add_argument("--tls-cert", required=True, help="serving certificate (PEM); reloaded when it changes")
+    p.add_argument("--tls-key", required=True, help="serving key (PEM); reloaded when it changes")
+    p.add_argument("--namespace", default="rayqueue", help="rayqueue's own namespace (default %(default)s)")
+    p.add_argument("--controller-user", action="append", default=None, metavar="USER",
+                   help="identity allowed to resume queued jobs and write the queue annotations; repeatable "
+                        "(default: the extender's service account in --namespace)")
+    p.add_argument("--binder-user", action="append", default=None, metavar="USER",
+                   help="identity allowed to bind pods in quota namespaces; repeatable (default: "
+                        "system:kube-scheduler and rayqueue's extender and scheduler service accounts)")
+    p.add_argument("--admin-group", action="append", default=None, metavar="GROUP",
+                   help="group trusted like the controller; repeatable (default: system:masters)")
+    p.add_argument("--scheduler-name", default=None,
+                   help="the rayqueue scheduler's name, stamped into pods of quota namespaces")
+    p.add_argument("--enqueue-tolerance", type=float, default=10.0, metavar="SECONDS",
+                   help="a client's enqueue stamp closer to now than this is kept (default %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, help="request body limit")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def parse_settings(argv: Sequence[str]) -> Settings:
+    args = parser().parse_args(list(argv))
+    problems: list[str] = []
+    host, port = _split_host_port(args.listen, problems)
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig)):
+        if path and not os.path.isfile(path):
+            problems.append(f"{flag} {path!r}: no such file")
+    if args.enqueue_tolerance < 0:
+        problems.append("--enqueue-tolerance must not be negative")
+    if args.max_body_bytes < 1024:
+        problems.append("--max-body-bytes must be at least 1024")
+    if problems:
+        raise SettingsError("\n".join(problems))
+    ns = args.namespace
+    policy = PolicyConfig(
+        controller_users=frozenset(args.controller_user or [f"system:serviceaccount:{ns}:rayqueue-extender"]),
+        binder_users=frozenset(args.binder_user or [
+            "system:kube-scheduler", f"system:serviceaccount:{ns}:rayqueue-extender",
+            f"system:serviceaccount:{ns}:rayqueue-scheduler"]),
+        admin_groups=frozenset(args.admin_group or ["system:masters"]),
+        scheduler_name=args.scheduler_name,
+        enqueue_tolerance_ns=int(args.enqueue_tolerance * 10**9),
+    )
+    return Settings(kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,
+                    tls_key=args.tls_key, namespace=ns, policy=policy, max_body_bytes=args.max_body_bytes,
+                    log_level=args.log_level)
