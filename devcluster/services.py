@@ -1,0 +1,98 @@
+"""rayqueue's own services on a LocalCluster: the webhook (real TLS on 127.0.0.1, registered by URL with the
+shipped webhook configurations) — for the tests and the demo."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import ssl
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from certs.authority import create_ca, create_serving
+from certs.manifests import inject_ca_bundle
+from devcluster.cluster import REPO_ROOT, LocalCluster, free_ports
+from devcluster.procs import ManagedProcess
+from devcluster.waiting import wait_for
+
+WEBHOOK_CONFIGS = REPO_ROOT / "manifests" / "webhook" / "webhooks.yaml"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    process: ManagedProcess
+    port: int
+    ca_pem: bytes
+    configurations: tuple[dict[str, Any], ...]
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def url_configurations(base_url: str, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The shipped webhook configurations with each Service reference replaced by `base_url` + its path."""
+    out = []
+    for doc in yaml.safe_load_all(WEBHOOK_CONFIGS.read_text()):
+        if not doc:
+            continue
+        doc = copy.deepcopy(doc)
+        for hook in doc.get("webhooks") or []:
+            service = hook["clientConfig"].pop("service")
+            hook["clientConfig"]["url"] = base_url + service.get("path", "/")
+        doc, _ = inject_ca_bundle(doc, ca_pem, str(WEBHOOK_CONFIGS))
+        out.append(doc)
+    return out
+
+
+def start_webhook(cluster: LocalCluster, *, name: str = "rayqueue-webhook", extra_args: tuple[str, ...] = (),
+                  register: bool = True) -> Webhook:
+    """Issue certificates for 127.0.0.1, start `python -m webhook` against the cluster, wait until ready,
+    and (by default) register the shipped configurations pointing at it."""
+    certs = cluster.workdir / name
+    certs.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca = create_ca(now=now)
+    serving = create_serving(ca, service="rayqueue-webhook", namespace="rayqueue", now=now, ips=["127.0.0.1"])
+    (certs / "tls.crt").write_bytes(serving.cert_pem())
+    (certs / "tls.key").touch(mode=0o600)
+    (certs / "tls.key").write_bytes(serving.key_pem())
+    (port,) = free_ports(1)
+    proc = cluster.start_process(name, [
+        sys.executable, "-m", "webhook", f"--kubeconfig={cluster.admin_kubeconfig}",
+        f"--listen=127.0.0.1:{port}", f"--tls-cert={certs / 'tls.crt'}", f"--tls-key={certs / 'tls.key'}",
+        *extra_args,
+    ])
+    context = ssl.create_default_context(cadata=ca.cert_pem().decode())
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the webhook exited:\n{proc.tail(40)}")
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    wait_for(ready, 60.0, "the rayqueue webhook to be ready")
+    configs = url_configurations(f"https://127.0.0.1:{port}", ca.cert_pem())
+    hook = Webhook(proc, port, ca.cert_pem(), tuple(configs))
+    if register:
+        cluster.apply(list(configs))
+    return hook
+
+
+def stop_webhook(cluster: LocalCluster, hook: Webhook) -> None:
+    """Unregister first (failurePolicy is Fail), then stop the process."""
+    for doc in hook.configurations:
+        cluster.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", check=False)
+    cluster.stop_process(hook.process.name)
+
+
+def webhook_log(hook: Webhook) -> Path:
+    return hook.process.log

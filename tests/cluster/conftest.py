@@ -1,0 +1,109 @@
+"""Fixtures for tests against the real local control plane: one LocalCluster per session, namespaces, stand-in."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from devcluster import procs
+from devcluster.cluster import TENANT, LocalCluster, ensure_binaries
+from devcluster.procs import ManagedProcess
+from devcluster.waiting import wait_for
+
+_HERE = Path(__file__).resolve().parent
+_CLUSTERS: list[LocalCluster] = []  # every cluster this session started, for the leak check at the end
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/cluster needs the local cluster: mark it so `-m 'not cluster'` skips it."""
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember a failure, and attach the tails of the cluster's logs to the failing test's report."""
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+        for cluster in _CLUSTERS:
+            if cluster.processes:
+                report.sections.append((f"devcluster logs ({cluster.workdir})", cluster.log_tails(40)))
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Runs after the session fixtures are torn down: no process any cluster started may still run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for kept in (c.workdir for c in _CLUSTERS if c.keep_workdir and c.workdir.exists()):
+        if reporter is not None:
+            reporter.write_line(f"devcluster: logs and state kept in {kept}")
+    leaked = sorted(pid for c in _CLUSTERS for pid in c.started_pids if procs.pid_alive(pid))
+    if not leaked:
+        return
+    for pid in leaked:  # do not leave them behind either way
+        procs.stop(ManagedProcess(f"leaked-{pid}", pid, (), Path("/dev/null")), grace=5.0)
+    if reporter is not None:
+        reporter.write_line(f"devcluster: processes still running after the session: {leaked}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """One real control plane for the session (binaries built once by devcluster/build-kube.sh, cached).
+
+    Its directory (logs, certificates, etcd data) is deleted at the end unless a test failed or
+    RAYQUEUE_KEEP_CLUSTER_DIR=1 is set; then its path is printed."""
+    local = LocalCluster(ensure_binaries(), keep_workdir=os.environ.get("RAYQUEUE_KEEP_CLUSTER_DIR") == "1")
+    _CLUSTERS.append(local)
+    with local:
+        yield local
+        if request.session.testsfailed:
+            local.keep_workdir = True
+
+
+@pytest.fixture(scope="session")
+def default_scheduler(cluster: LocalCluster) -> Iterator[ManagedProcess]:
+    """The real kube-scheduler with its default profile (`default-scheduler`), for the session."""
+    proc = cluster.start_scheduler()
+    yield proc
+    cluster.stop_scheduler()
+
+
+@pytest.fixture(scope="session")
+def standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
+    """The KubeRay stand-in (devcluster/kuberay_standin.py) in a subprocess, synced before use."""
+    proc = cluster.start_standin()
+
+    def synced() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the KubeRay stand-in exited:\n{proc.tail(40)}")
+        return "caches synced" in proc.tail(200)
+
+    wait_for(synced, 60.0, "the KubeRay stand-in's informers to sync")
+    yield proc
+    cluster.stop_process(proc.name)
+
+
+@pytest.fixture
+def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (labelled kubernetes.io/metadata.name), where alice has `edit`.
+
+    On failure its objects and events are printed; it is deleted afterwards (in the background)."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = cluster.create_namespace(f"{base}-{secrets.token_hex(2)}", tenants=[TENANT])
+    yield name
+    if request.node.stash.get(_FAILED, False):
+        listing = cluster.kubectl("get", "rayjob,raycluster,queueunit,job,pod,event", "-n", name, "-o", "wide",
+                                  check=False)
+        print(f"----- namespace {name} -----\n{listing.stdout}{listing.stderr}")
+    cluster.delete_namespace(name)
