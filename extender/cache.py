@@ -1,0 +1,806 @@
+"""The queue controller's cache: one in-memory state folded from watch events, no I/O, accounted by UID.
+
+Every handler is a plain synchronous method ``on_<kind>(event_type, obj)`` (``ADDED`` / ``MODIFIED`` /
+``DELETED``) that the I/O loop calls for each watch event, in order. A replayed ``ADDED``/``MODIFIED``
+changes nothing (objects are compared after conversion, claims are keyed by UID); ``DELETED`` of an
+unknown UID is a no-op.
+
+What the cache derives (DESIGN §3, §5):
+
+* a *managed* RayJob: its namespace is bound to a leaf and it carries the enqueue stamp. A managed job is
+  ``WAITING`` (suspended, no dequeue stamp: a QueueItem in its leaf's queue), ``ADMITTED`` (dequeue
+  stamp, not suspended), ``REQUEUE`` (dequeue stamp but suspended by someone: the controller must remove
+  the stamp), ``RUNNING_UNQUEUED`` (not suspended and no dequeue stamp: it bypassed the queue; its pods
+  count as pod claims), ``FINISHED`` or ``DELETING``.
+* a job *claim* (ledger kind ``job``, uid = the RayJob's): held while the job is ADMITTED or REQUEUE and,
+  once it finishes, is suspended or is deleted, until none of its non-terminal pods remain ("draining").
+* *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
+* node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
+
+``mark_dequeued`` / ``mark_requeued`` are the loop's provisional updates after a successful patch: the
+job is treated as dequeued (requeued) until a watch event confirms it, so a stale event that arrives in
+between cannot undo it and a second decision cannot admit it twice.
+
+When quota is released (a claim removed or shrunk) every backoff ends at once (``Queues.retry_now``):
+the freed capacity may let a waiting job in, and waiting out a backoff then would only delay it.
+
+A RayJob whose quota label names another leaf than its namespace's is charged to its namespace's leaf:
+the webhook refuses such labels, so one can only exist from before the webhook ran; the namespace
+binding is the rule.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, get_args
+
+from common import keys
+from common.clock import Clock
+from common.ledger import Claim, Ledger
+from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
+from common.quota_tree import QuotaNode, QuotaTree, TreeError
+from common.rayjob import JobInfo, PodInfo, ShapeError
+from common.resources import Resources
+from extender.nodes import NodeInfo, NodeState
+
+__all__ = ["Cache", "JobState", "QueueObject", "QueueUnitObject"]
+
+log = logging.getLogger(__name__)
+
+DELETED: Final = "DELETED"
+RAYCLUSTER_INFIX: Final = "-raycluster-"
+_POLICIES: Final[tuple[str, ...]] = get_args(QueuePolicy)
+
+
+class JobState(enum.Enum):
+    """Where a RayJob is in the queue's lifecycle (see the module docstring)."""
+
+    UNMANAGED = "Unmanaged"
+    WAITING = "Waiting"
+    ADMITTED = "Admitted"
+    REQUEUE = "Requeue"
+    RUNNING_UNQUEUED = "RunningUnqueued"
+    FINISHED = "Finished"
+    DELETING = "Deleting"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueObject:
+    """A Queue in kube-queue created by us (label create-by-kubequeue: "true"), as the watch last showed it."""
+
+    name: str
+    uid: str
+    quota: str  # kube-queue/quota-fullname
+    policy: QueuePolicy
+    created: str  # metadata.creationTimestamp (RFC 3339 sorts as text), "" when unknown
+    status: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueUnitObject:
+    """A QueueUnit as the watch last showed it."""
+
+    namespace: str
+    name: str
+    owner_uid: str | None  # the controlling RayJob's uid
+    spec: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    status: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class _JobRecord:
+    raw: Mapping[str, Any]
+    info: JobInfo
+    present: bool = True  # False once DELETED (kept while its claim drains)
+    provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
+    provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
+
+    @property
+    def dequeue_ns(self) -> int | None:
+        if self.provisional_dequeue_ns is not None:
+            return self.provisional_dequeue_ns
+        return None if self.provisional_requeued else self.info.dequeue_ns
+
+    @property
+    def suspended(self) -> bool:
+        if self.provisional_dequeue_ns is not None:
+            return False
+        return self.provisional_requeued or self.info.suspended
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _str_map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
+class Cache:
+    """The controller's state: tree, ledger, queues, jobs, pods, nodes, Queue and QueueUnit objects.
+
+    Not thread-safe: one owner (the asyncio loop) calls the handlers and ``reconcile`` without awaiting in
+    between. ``generation`` grows on every change; ``dirty`` says a reconcile is due (``clear_dirty``).
+    The loop must list every kind before the first reconcile (a restart rebuilds from the API).
+    """
+
+    def __init__(self, clock: Clock, backoff: Backoff | None = None) -> None:
+        self.clock = clock
+        self.queues = Queues(clock, backoff)
+        self.nodes = NodeState()
+        self._tree: QuotaTree | None = None
+        self._tree_status: Mapping[str, Any] | None = None
+        self.tree_problem: str | None = None
+        self._ledger: Ledger | None = None
+        self._jobs: dict[str, _JobRecord] = {}
+        self._jobs_by_name: dict[tuple[str, str], set[str]] = {}
+        self._jobs_by_cluster: dict[tuple[str, str], set[str]] = {}
+        self._pods: dict[str, PodInfo] = {}
+        self._pods_by_cluster: dict[str, dict[str, set[str]]] = {}  # namespace -> cluster -> uids
+        self._pods_by_job_name: dict[tuple[str, str], set[str]] = {}
+        self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
+        self._priority_classes: dict[str, int] = {}
+        self._queue_objects: dict[str, QueueObject] = {}
+        self._queue_units: dict[tuple[str, str], QueueUnitObject] = {}
+        self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored
+        self._generation = 0
+        self._dirty = False
+
+    # --- state for reconcile and the extender ----------------------------------------------------
+
+    @property
+    def tree(self) -> QuotaTree | None:
+        return self._tree
+
+    @property
+    def tree_status(self) -> Mapping[str, Any] | None:
+        """The ElasticQuotaTree's ``status`` as the watch last showed it."""
+        return self._tree_status
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """Usage per quota node; None until a valid tree arrives."""
+        return self._ledger
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def clear_dirty(self) -> None:
+        """The loop calls this when it starts a reconcile."""
+        self._dirty = False
+
+    def leaf_for(self, namespace: str) -> QuotaNode | None:
+        return self._tree.leaf_for_namespace(namespace) if self._tree else None
+
+    def job(self, uid: str) -> JobInfo | None:
+        rec = self._jobs.get(uid)
+        return rec.info if rec else None
+
+    def jobs(self) -> tuple[JobInfo, ...]:
+        """Every known RayJob (deleted ones still draining included), sorted by namespace, name, uid."""
+        infos = [r.info for r in self._jobs.values()]
+        return tuple(sorted(infos, key=lambda j: (j.namespace, j.name, j.uid)))
+
+    def present(self, uid: str) -> bool:
+        rec = self._jobs.get(uid)
+        return rec is not None and rec.present
+
+    def dequeue_ns(self, uid: str) -> int | None:
+        """The job's dequeue time as the controller knows it (provisional marks included)."""
+        rec = self._jobs.get(uid)
+        return rec.dequeue_ns if rec else None
+
+    def state(self, uid: str) -> JobState | None:
+        rec = self._jobs.get(uid)
+        return self._state(rec) if rec else None
+
+    def releasing(self, uid: str) -> bool:
+        """The job holds a claim that is on its way out: it finished, was deleted or suspended (its claim
+        drains until its pods are gone), or it is to be requeued. Reclaim never picks it again."""
+        rec = self._jobs.get(uid)
+        if rec is None or self._ledger is None or uid not in self._ledger:
+            return False
+        return self._lifecycle(rec) is not JobState.ADMITTED
+
+    def remaining_pods(self, uid: str) -> tuple[PodInfo, ...]:
+        """The job's non-terminal pods, sorted by uid."""
+        rec = self._jobs.get(uid)
+        return tuple(p for p in self._pods_of(uid, rec) if not p.terminal) if rec else ()
+
+    def pod(self, uid: str) -> PodInfo | None:
+        return self._pods.get(uid)
+
+    def pods(self) -> tuple[PodInfo, ...]:
+        return tuple(self._pods[uid] for uid in sorted(self._pods))
+
+    def covering_job(self, pod_uid: str) -> JobInfo | None:
+        """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None."""
+        owner = self._pod_owner.get(pod_uid)
+        if owner is None or self._ledger is None or owner not in self._ledger:
+            return None
+        claim = self._ledger.claim(owner)
+        return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
+
+    def queue_objects(self) -> tuple[QueueObject, ...]:
+        """Our Queue objects, sorted by name."""
+        return tuple(self._queue_objects[n] for n in sorted(self._queue_objects))
+
+    def queue_for(self, leaf: str) -> QueueObject | None:
+        """The Queue kept for a leaf: the oldest of ours naming it (then by name)."""
+        mine = [q for q in self._queue_objects.values() if q.quota == leaf]
+        return min(mine, key=lambda q: (q.created or "~", q.name)) if mine else None
+
+    def queue_unit(self, namespace: str, name: str) -> QueueUnitObject | None:
+        return self._queue_units.get((namespace, name))
+
+    def queue_units(self) -> tuple[QueueUnitObject, ...]:
+        return tuple(self._queue_units[k] for k in sorted(self._queue_units))
+
+    def queue_item(self, uid: str) -> QueueItem | None:
+        """The QueueItem a WAITING job should have (None otherwise)."""
+        rec = self._jobs.get(uid)
+        if rec is None or self._state(rec) is not JobState.WAITING:
+            return None
+        leaf = self.leaf_for(rec.info.namespace)
+        info = rec.info
+        if leaf is None or info.enqueue_ns is None:  # pragma: no cover - WAITING implies both
+            return None
+        return QueueItem(
+            uid=info.uid,
+            namespace=info.namespace,
+            name=info.name,
+            quota=leaf.full_name,
+            priority=info.priority,
+            enqueue_ns=info.enqueue_ns,
+            request=info.request,
+        )
+
+    def ensure_waiting_queued(self) -> None:
+        """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
+        by ``mark_dequeued`` comes back here) and take out any item that is not WAITING."""
+        for uid in sorted(self._jobs):
+            item = self.queue_item(uid)
+            if item is not None:
+                if self.queues.get(uid) != item:
+                    self.queues.upsert(item)
+            elif uid in self.queues:
+                self.queues.remove(uid)
+
+    # --- provisional marks ------------------------------------------------------------------------
+
+    def mark_dequeued(self, job_uid: str, dequeue_ns: int) -> None:
+        """The loop patched the job (suspend false + dequeue stamp): treat it as admitted from now on."""
+        rec = self._jobs.get(job_uid)
+        if rec is None or (rec.dequeue_ns == dequeue_ns and not rec.suspended):
+            return
+        rec.provisional_dequeue_ns = dequeue_ns
+        rec.provisional_requeued = False
+        self._refresh_job(job_uid)
+        self._touch()
+
+    def mark_requeued(self, job_uid: str) -> None:
+        """The loop removed the job's dequeue stamp (and suspended it): treat it as waiting from now on."""
+        rec = self._jobs.get(job_uid)
+        if rec is None or rec.provisional_requeued:
+            return
+        rec.provisional_requeued = True
+        rec.provisional_dequeue_ns = None
+        self._refresh_job(job_uid)
+        self._touch()
+
+    # --- handlers ---------------------------------------------------------------------------------
+
+    def on_tree(self, event_type: str, obj: dict[str, Any]) -> None:
+        """The ElasticQuotaTree: only kube-system/elasticquotatree counts; an invalid one keeps the last valid."""
+        meta = _meta(obj)
+        if (meta.get("namespace"), meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
+            return
+        if event_type == DELETED:
+            if self._tree is None and self._tree_status is None:
+                return
+            self._tree, self._tree_status, self._ledger = None, None, None
+            self.tree_problem = (
+                f"{keys.QUOTA_TREE_KIND} {keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME} was deleted: "
+                "no namespace is bound, nothing is admitted until it is created again"
+            )
+            log.warning("%s", self.tree_problem)
+            self._refresh_all()
+            self._touch()
+            return
+        status = obj.get("status")
+        new_status = status if isinstance(status, Mapping) else {}
+        try:
+            tree = QuotaTree.parse(obj)
+        except TreeError as exc:
+            problem = f"{exc}; keeping the last valid tree"
+            if problem != self.tree_problem:
+                self.tree_problem = problem
+                log.error("%s", problem)
+                self._touch()
+            return
+        changed = tree != self._tree or self.tree_problem is not None
+        if not changed and new_status == self._tree_status:
+            return
+        self.tree_problem = None
+        self._tree_status = new_status
+        if changed:
+            self._tree = tree
+            if self._ledger is None:
+                self._ledger = Ledger(tree, self._capacity())
+            else:
+                self._ledger.set_tree(tree)
+            self._refresh_all()
+        self._touch()
+
+    def on_rayjob(self, event_type: str, obj: dict[str, Any]) -> None:
+        meta = _meta(obj)
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return
+        rec = self._jobs.get(uid)
+        if event_type == DELETED:
+            if rec is None or not rec.present:
+                return
+            rec.present = False
+            rec.provisional_dequeue_ns, rec.provisional_requeued = None, False
+            self._refresh_job(uid)
+            self._touch()
+            return
+        ref = f"RayJob {meta.get('namespace')}/{meta.get('name')}"
+        try:
+            info = self._convert(obj)
+        except ShapeError as exc:
+            if self.problems.get(ref) != str(exc):
+                self.problems[ref] = str(exc)
+                log.error("%s ignored: %s", ref, exc)
+            return
+        self.problems.pop(ref, None)
+        if rec is not None and rec.present and rec.info == info:
+            return
+        matched: set[str] = set()
+        if rec is None:
+            rec = self._jobs[uid] = _JobRecord(raw=obj, info=info)
+        else:
+            matched = self._candidate_pods(rec)
+            self._unindex_job(rec)
+            rec.raw, rec.info, rec.present = obj, info, True
+        if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
+            rec.provisional_dequeue_ns = None  # the watch caught up with our patch
+        if rec.provisional_requeued and info.dequeue_ns is None:
+            rec.provisional_requeued = False
+        self._index_job(rec)
+        self._rematch(matched | self._candidate_pods(rec), also=uid)
+        self._touch()
+
+    def on_pod(self, event_type: str, obj: dict[str, Any]) -> None:
+        meta = _meta(obj)
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return
+        old = self._pods.get(uid)
+        if event_type == DELETED:
+            if old is None:
+                return
+            self._unindex_pod(old)
+            del self._pods[uid]
+            self.nodes.remove_pod(uid)
+            self._drop_claim(uid)
+            owner = self._pod_owner.pop(uid, None)
+            if owner is not None:
+                self._refresh_job(owner)
+            self._touch()
+            return
+        ref = f"Pod {meta.get('namespace')}/{meta.get('name')}"
+        try:
+            info = PodInfo.from_pod(obj)
+        except ShapeError as exc:
+            if self.problems.get(ref) != str(exc):
+                self.problems[ref] = str(exc)
+                log.error("%s ignored: %s", ref, exc)
+            return
+        self.problems.pop(ref, None)
+        if old == info:
+            return
+        if old is not None:
+            self._unindex_pod(old)
+        self._pods[uid] = info
+        self._index_pod(info)
+        self.nodes.add_pod(info)
+        previous = self._pod_owner.get(uid)
+        owner = self._owner(info)
+        if owner is not None:
+            self._pod_owner[uid] = owner
+        else:
+            self._pod_owner.pop(uid, None)
+        if previous is not None and previous != owner:
+            self._refresh_job(previous)
+        if owner is not None:
+            self._refresh_job(owner)
+        else:
+            self._refresh_pod(uid)
+        self._touch()
+
+    def on_node(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = str(_meta(obj).get("name") or "")
+        if not name:
+            return
+        if event_type == DELETED:
+            if name not in self.nodes:
+                return
+            self.nodes.remove_node(name)
+        else:
+            try:
+                info = NodeInfo.from_node(obj)
+            except ShapeError as exc:
+                self.problems[f"Node {name}"] = str(exc)
+                log.error("Node %s ignored: %s", name, exc)
+                return
+            self.problems.pop(f"Node {name}", None)
+            if self.nodes.node(name) == info:
+                return
+            self.nodes.set_node(info)
+        if self._ledger is not None:
+            before, after = self._ledger.capacity, self._capacity()
+            self._ledger.set_capacity(after)
+            if after != before:
+                self.queues.retry_now()
+        self._touch()
+
+    def on_priority_class(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = str(_meta(obj).get("name") or "")
+        if not name:
+            return
+        value = obj.get("value")
+        old = self._priority_classes.get(name)
+        if event_type == DELETED:
+            if old is None:
+                return
+            del self._priority_classes[name]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if old == value:
+                return
+            self._priority_classes[name] = value
+        else:
+            return
+        for uid in sorted(self._jobs):
+            rec = self._jobs[uid]
+            if rec.info.priority_class_name == name:
+                try:
+                    rec.info = self._convert(rec.raw)
+                except ShapeError:  # pragma: no cover - it converted before
+                    continue
+                self._refresh_job(uid)
+        self._touch()
+
+    def on_queue(self, event_type: str, obj: dict[str, Any]) -> None:
+        """Queue objects: only ours (namespace kube-queue, label create-by-kubequeue: "true") count."""
+        meta = _meta(obj)
+        name = str(meta.get("name") or "")
+        if not name or meta.get("namespace") != keys.QUEUE_NAMESPACE:
+            return
+        if event_type == DELETED or _str_map(meta.get("labels")).get(keys.CREATED_BY_KUBEQUEUE) != "true":
+            if self._queue_objects.pop(name, None) is not None:
+                self._apply_policies()
+                self._touch()
+            return
+        spec = obj.get("spec")
+        raw_policy = (spec.get("queuePolicy") if isinstance(spec, Mapping) else None) or "Round"
+        policy: QueuePolicy = "Round"
+        if raw_policy == "Priority":
+            policy = "Priority"
+        elif raw_policy == "Block":
+            policy = "Block"
+        if raw_policy in _POLICIES:
+            self.problems.pop(f"Queue {keys.QUEUE_NAMESPACE}/{name}", None)
+        else:
+            self.problems[f"Queue {keys.QUEUE_NAMESPACE}/{name}"] = (
+                f"spec.queuePolicy {raw_policy!r} is not one of {', '.join(_POLICIES)}; using Round"
+            )
+        status = obj.get("status")
+        queue = QueueObject(
+            name=name,
+            uid=str(meta.get("uid") or ""),
+            quota=_str_map(meta.get("annotations")).get(keys.QUOTA_FULLNAME, ""),
+            policy=policy,
+            created=str(meta.get("creationTimestamp") or ""),
+            status=status if isinstance(status, Mapping) else {},
+        )
+        if self._queue_objects.get(name) == queue:
+            return
+        self._queue_objects[name] = queue
+        self._apply_policies()
+        self._touch()
+
+    def on_queue_unit(self, event_type: str, obj: dict[str, Any]) -> None:
+        meta = _meta(obj)
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if not all(key):
+            return
+        if event_type == DELETED:
+            if self._queue_units.pop(key, None) is not None:
+                self._touch()
+            return
+        owner_uid = None
+        refs = meta.get("ownerReferences")
+        for ref in refs if isinstance(refs, list) else []:
+            if (
+                isinstance(ref, Mapping)
+                and ref.get("controller") is True
+                and ref.get("kind") == keys.RAYJOB_KIND
+            ):
+                owner_uid = str(ref.get("uid") or "") or None
+        spec, status = obj.get("spec"), obj.get("status")
+        unit = QueueUnitObject(
+            namespace=key[0],
+            name=key[1],
+            owner_uid=owner_uid,
+            spec=spec if isinstance(spec, Mapping) else {},
+            annotations=_str_map(meta.get("annotations")),
+            status=status if isinstance(status, Mapping) else {},
+        )
+        if self._queue_units.get(key) == unit:
+            return
+        self._queue_units[key] = unit
+        self._touch()
+
+    # --- derivation -------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self._generation += 1
+        self._dirty = True
+
+    def _capacity(self) -> Resources | None:
+        """Σ allocatable of schedulable nodes; None (no limit) while no node is known at all."""
+        return self.nodes.capacity() if len(self.nodes) else None
+
+    def _convert(self, obj: Mapping[str, Any]) -> JobInfo:
+        klass = _priority_class_of(obj)
+        value = self._priority_classes.get(klass) if klass else None
+        return JobInfo.from_rayjob(obj, priority_class_value=value)
+
+    def _apply_policies(self) -> None:
+        if self._tree is None:
+            return
+        for leaf in self._tree.leaves():
+            kept = self.queue_for(leaf.full_name)
+            policy = kept.policy if kept else "Round"
+            if self.queues.policy(leaf.full_name) != policy:
+                self.queues.set_policy(leaf.full_name, policy)
+
+    def _managed(self, rec: _JobRecord) -> bool:
+        return self.leaf_for(rec.info.namespace) is not None and rec.info.enqueue_ns is not None
+
+    def _lifecycle(self, rec: _JobRecord) -> JobState:
+        if not rec.present or rec.info.deleting:
+            return JobState.DELETING
+        if rec.info.finished:
+            return JobState.FINISHED
+        if rec.dequeue_ns is None:
+            return JobState.WAITING if rec.suspended else JobState.RUNNING_UNQUEUED
+        return JobState.REQUEUE if rec.suspended else JobState.ADMITTED
+
+    def _state(self, rec: _JobRecord) -> JobState:
+        return self._lifecycle(rec) if self._managed(rec) else JobState.UNMANAGED
+
+    def _refresh_all(self) -> None:
+        self._apply_policies()
+        for uid in sorted(self._jobs):
+            self._refresh_job(uid)
+        for uid in sorted(self._pods):
+            owner = self._owner(self._pods[uid])
+            if owner is None:
+                self._pod_owner.pop(uid, None)
+                self._refresh_pod(uid)
+            else:
+                self._pod_owner[uid] = owner
+
+    def _refresh_job(self, uid: str) -> None:
+        """Derive the job's claim and queue membership, then its pods' claims (covered or not)."""
+        rec = self._jobs.get(uid)
+        if rec is None:
+            return
+        pods = self._pods_of(uid, rec)
+        ledger = self._ledger
+        if ledger is not None:
+            existing = ledger.claim(uid)
+            leaf = self.leaf_for(rec.info.namespace)
+            quota = leaf.full_name if leaf else (existing.quota if existing else None)
+            lifecycle = self._lifecycle(rec)
+            managed = self._managed(rec)
+            remaining = any(not p.terminal for p in pods)
+            hold = quota is not None and (
+                (lifecycle in (JobState.ADMITTED, JobState.REQUEUE) and (managed or existing is not None))
+                or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
+            )
+            if hold and quota is not None:
+                order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
+                self._set_claim(
+                    Claim(
+                        uid=uid,
+                        key=rec.info.key,
+                        kind="job",
+                        quota=quota,
+                        request=rec.info.request,
+                        priority=rec.info.priority,
+                        preemptible=rec.info.preemptible,
+                        admitted_order=order,
+                    )
+                )
+            else:
+                self._drop_claim(uid)
+        item = self.queue_item(uid)
+        if item is not None:
+            self.queues.upsert(item)
+        elif uid in self.queues:
+            self.queues.remove(uid)
+        for pod in pods:
+            self._refresh_pod(pod.uid)
+        if not rec.present and (ledger is None or uid not in ledger):
+            self._unindex_job(rec)
+            del self._jobs[uid]
+            self._rematch(p.uid for p in pods)
+
+    def _refresh_pod(self, uid: str) -> None:
+        """A pod claim for a non-terminal pod in a bound namespace that no job claim covers."""
+        pod = self._pods.get(uid)
+        if self._ledger is None or pod is None:
+            return
+        leaf = self.leaf_for(pod.namespace)
+        owner = self._pod_owner.get(uid)
+        covered = owner is not None and owner in self._ledger
+        if leaf is None or pod.terminal or covered:
+            self._drop_claim(uid)
+            return
+        self._set_claim(
+            Claim(
+                uid=uid,
+                key=pod.key,
+                kind="pod",
+                quota=leaf.full_name,
+                request=pod.request,
+                priority=pod.priority,
+            )
+        )
+
+    def _set_claim(self, claim: Claim) -> None:
+        assert self._ledger is not None
+        old = self._ledger.claim(claim.uid)
+        if old == claim:
+            return
+        self._ledger.add(claim)
+        if old is not None and (old.quota != claim.quota or not old.request.le(claim.request)):
+            self.queues.retry_now()
+
+    def _drop_claim(self, uid: str) -> None:
+        if self._ledger is not None and uid in self._ledger:
+            self._ledger.remove(uid)
+            self.queues.retry_now()
+
+    # --- job <-> pod matching ---------------------------------------------------------------------
+
+    def _index_job(self, rec: _JobRecord) -> None:
+        info = rec.info
+        self._jobs_by_name.setdefault((info.namespace, info.name), set()).add(info.uid)
+        if info.ray_cluster_name:
+            self._jobs_by_cluster.setdefault((info.namespace, info.ray_cluster_name), set()).add(info.uid)
+
+    def _unindex_job(self, rec: _JobRecord) -> None:
+        info = rec.info
+        _discard(self._jobs_by_name, (info.namespace, info.name), info.uid)
+        if info.ray_cluster_name:
+            _discard(self._jobs_by_cluster, (info.namespace, info.ray_cluster_name), info.uid)
+
+    def _rematch(self, pod_uids: Iterable[str], also: str | None = None) -> None:
+        """Recompute the owner of these pods (a job appeared, changed or went), then refresh every job that
+        gained or lost one (and ``also``), and the claims of the pods left without an owner."""
+        jobs: set[str] = {also} if also is not None else set()
+        orphans: list[str] = []
+        for uid in sorted(pod_uids):
+            pod = self._pods.get(uid)
+            if pod is None:
+                continue
+            before = self._pod_owner.get(uid)
+            owner = self._owner(pod)
+            if owner is None:
+                self._pod_owner.pop(uid, None)
+                orphans.append(uid)
+            else:
+                self._pod_owner[uid] = owner
+                jobs.add(owner)
+            if before is not None:
+                jobs.add(before)
+        for uid in sorted(jobs):
+            self._refresh_job(uid)
+        for uid in orphans:
+            self._refresh_pod(uid)
+
+    def _index_pod(self, pod: PodInfo) -> None:
+        if pod.ray_cluster:
+            self._pods_by_cluster.setdefault(pod.namespace, {}).setdefault(pod.ray_cluster, set()).add(
+                pod.uid
+            )
+        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
+        if job_name:
+            self._pods_by_job_name.setdefault((pod.namespace, job_name), set()).add(pod.uid)
+
+    def _unindex_pod(self, pod: PodInfo) -> None:
+        if pod.ray_cluster:
+            clusters = self._pods_by_cluster.get(pod.namespace, {})
+            _discard(clusters, pod.ray_cluster, pod.uid)
+            if not clusters:
+                self._pods_by_cluster.pop(pod.namespace, None)
+        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
+        if job_name:
+            _discard(self._pods_by_job_name, (pod.namespace, job_name), pod.uid)
+
+    def _candidate_pods(self, rec: _JobRecord) -> set[str]:
+        """Pods whose labels point at this job: its Ray cluster (by status or by KubeRay's name) or submitter."""
+        info = rec.info
+        out: set[str] = set()
+        clusters = self._pods_by_cluster.get(info.namespace, {})
+        prefix = info.name + RAYCLUSTER_INFIX
+        for cluster, uids in clusters.items():
+            if cluster == info.ray_cluster_name or cluster.startswith(prefix):
+                out |= uids
+        out |= self._pods_by_job_name.get((info.namespace, info.name), set())
+        return out
+
+    def _pods_of(self, uid: str, rec: _JobRecord) -> tuple[PodInfo, ...]:
+        return tuple(
+            self._pods[p] for p in sorted(self._candidate_pods(rec)) if self._pod_owner.get(p) == uid
+        )
+
+    def _owner(self, pod: PodInfo) -> str | None:
+        """The job a pod belongs to: the RayJob whose status names its cluster, else the one whose name
+        KubeRay's cluster name starts with (`<job>-raycluster-<suffix>`), else the submitter's job-name."""
+        ns = pod.namespace
+        if pod.ray_cluster:
+            exact = self._jobs_by_cluster.get((ns, pod.ray_cluster))
+            if exact:
+                return self._best(exact)
+            cluster = pod.ray_cluster
+            start = cluster.find(RAYCLUSTER_INFIX)
+            while start > 0:
+                named = self._jobs_by_name.get((ns, cluster[:start]))
+                if named:
+                    return self._best(named)
+                start = cluster.find(RAYCLUSTER_INFIX, start + 1)
+        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
+        if job_name:
+            named = self._jobs_by_name.get((ns, job_name))
+            if named:
+                return self._best(named)
+        return None
+
+    def _best(self, uids: set[str]) -> str:
+        """Of jobs sharing a name (one deleted and draining, one new): the admitted one, then the present."""
+        return min(uids, key=lambda u: (self._jobs[u].dequeue_ns is None, not self._jobs[u].present, u))
+
+
+def _discard(index: dict[Any, set[str]], key: object, uid: str) -> None:
+    uids = index.get(key)
+    if uids is not None:
+        uids.discard(uid)
+        if not uids:
+            del index[key]
+
+
+def _priority_class_of(obj: Mapping[str, Any]) -> str | None:
+    """The head pod template's priorityClassName, as JobInfo reads it."""
+    try:
+        name = obj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["priorityClassName"]
+    except (KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None

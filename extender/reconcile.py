@@ -1,0 +1,616 @@
+"""The queue controller's decision: one Cache snapshot in, an ordered Plan of typed actions out, no I/O.
+
+``reconcile(cache, now_ns)`` is deterministic and free of I/O and ``await``. The only cache state it
+changes is the queues' own bookkeeping (an admitted item leaves its queue, a refused one goes to
+backoff or blocks its leaf, and waiting jobs missing from their queue are put back first); the ledger
+changes only through watch events and the loop's ``mark_dequeued`` / ``mark_requeued``.
+
+The admission pass (``Queues.schedule``) works on a **scratch copy** of the ledger, made at the first
+admission or reservation of the pass, so later candidates see the usage of earlier ones; the real
+ledger learns of an admission when the loop calls ``mark_dequeued`` after its patch succeeded. A
+failed patch therefore needs no undo: the job is still WAITING in the cache and the next reconcile puts
+it back in its queue.
+
+Reclaim (DESIGN §3): a refused job that is guaranteed (``Ledger.is_guaranteed``) is checked against a
+second scratch ledger from which every *releasing* claim (jobs finished, deleted, suspended or to be
+requeued, whose claims drain until their pods are gone) is taken out. If it fits there, it is already
+waiting for those releases: no new reclaim (so a claimant never gets a second reclaim while its
+victims drain, and a restarted controller, which remembers nothing, decides the same). Otherwise
+``plan_reclaim`` on that ledger picks the victims, each gets a Suspend and a Preempted event, and the
+claimant's request is reserved in both scratch ledgers for the rest of the pass, so later candidates
+cannot take the capacity it waits for.
+
+The loop executes the actions in order (see each action's docstring) and feeds what the API returns
+(created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
+watch: a second reconcile on the same state then plans nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+from common import keys
+from common.gotime import format_go
+from common.ledger import Claim, Decision, Ledger
+from common.queueing import QueueItem
+from common.quota_tree import QuotaNode
+from common.rayjob import JobInfo
+from common.resources import EMPTY, Resources
+from extender.cache import Cache, JobState
+from extender.queue_objects import (
+    QueueUnitPhase,
+    queue_object,
+    queue_status,
+    queue_unit_name,
+    queue_unit_object,
+    queue_unit_status,
+    rfc3339,
+)
+
+__all__ = [
+    "Action",
+    "DeleteQueue",
+    "DeleteQueueUnit",
+    "Dequeue",
+    "EnsureQueue",
+    "EnsureQueueUnit",
+    "Event",
+    "JobRef",
+    "Plan",
+    "Requeue",
+    "Suspend",
+    "UpdateQueueStatus",
+    "UpdateQueueUnitStatus",
+    "UpdateTreeStatus",
+    "reconcile",
+]
+
+EventType = Literal["Normal", "Warning"]
+MAX_NAMED: Final = 5  # victims named in a message before "and N more"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """The RayJob an action is about; ``resource_version`` as the cache last saw it."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str = ""
+
+    @classmethod
+    def of(cls, job: JobInfo) -> JobRef:
+        return cls(job.namespace, job.name, job.uid, job.resource_version)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureQueue:
+    """Create the leaf's Queue (generateName); feed the created object back through ``on_queue``."""
+
+    leaf: str
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueue:
+    """Delete one of our Queues: its leaf is gone from the tree, or another Queue is kept for the leaf."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateQueueStatus:
+    """Merge-patch the Queue's status subresource with ``status``."""
+
+    name: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureQueueUnit:
+    """Create the QueueUnit, or on AlreadyExists merge-patch its metadata (labels, annotations,
+    ownerReferences) and spec to match ``object``."""
+
+    object: dict[str, Any]
+
+    @property
+    def namespace(self) -> str:
+        return str(self.object["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.object["metadata"]["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateQueueUnitStatus:
+    """Merge-patch the QueueUnit's status subresource with ``status`` (a None value removes a field)."""
+
+    namespace: str
+    name: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueueUnit:
+    """Delete a QueueUnit whose RayJob is no longer queued (its namespace is not bound to a leaf).
+    QueueUnits of deleted RayJobs are left to the ownerReference garbage collector."""
+
+    namespace: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    """Admit a waiting job: ONE merge patch (``patch()``) guarded by resourceVersion; on success call
+    ``cache.mark_dequeued(job.uid, dequeue_ns)``; on a conflict do nothing (the next reconcile retries)."""
+
+    job: JobRef
+    dequeue_ns: int
+    dequeue_stamp: str
+
+    def patch(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"annotations": {keys.DEQUEUE_TIMESTAMP: self.dequeue_stamp}}
+        if self.job.resource_version:
+            metadata["resourceVersion"] = self.job.resource_version
+        return {"metadata": metadata, "spec": {"suspend": False}}
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """Reclaim: suspend the victim and remove its dequeue stamp in one merge patch (``patch()``; the
+    enqueue stamp stays, so it requeues at its original place); then ``cache.mark_requeued(job.uid)``."""
+
+    job: JobRef
+    reason: str
+    claimant: JobRef
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}, "spec": {"suspend": True}}
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """An admitted job someone suspended: remove its dequeue stamp (``patch()``), then
+    ``cache.mark_requeued(job.uid)``. It waits again with its original enqueue time."""
+
+    job: JobRef
+    reason: str
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event on the RayJob."""
+
+    job: JobRef
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTreeStatus:
+    """Merge-patch the ElasticQuotaTree's status: per node ``used`` and ``request`` (Σ waiting)."""
+
+    status: dict[str, Any]
+
+
+Action = (
+    EnsureQueue
+    | DeleteQueue
+    | UpdateQueueStatus
+    | EnsureQueueUnit
+    | UpdateQueueUnitStatus
+    | DeleteQueueUnit
+    | Dequeue
+    | Suspend
+    | Requeue
+    | Event
+    | UpdateTreeStatus
+)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The actions of one reconcile, in the order the loop must execute them."""
+
+    actions: tuple[Action, ...] = ()
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self.actions)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def of(self, kind: type[A]) -> tuple[A, ...]:
+        """The actions of one type, in plan order."""
+        return tuple(a for a in self.actions if isinstance(a, kind))
+
+
+# --- the admission pass ----------------------------------------------------------------------------
+
+
+def _copy(ledger: Ledger, without: AbstractSet[str] = frozenset(), plus: Sequence[Claim] = ()) -> Ledger:
+    scratch = Ledger(ledger.tree, ledger.capacity)
+    for claim in ledger.claims():
+        if claim.uid not in without:
+            scratch.add(claim)
+    for claim in plus:
+        scratch.add(claim)
+    return scratch
+
+
+def _refusal(decision: Decision, reason: str) -> Decision:
+    return Decision(False, reason, decision.blocking, decision.excess, decision.rule)
+
+
+def _named(claims: Sequence[Claim]) -> str:
+    listed = [f"{c.key} ({c.quota})" for c in claims[:MAX_NAMED]]
+    if len(claims) > MAX_NAMED:
+        listed.append(f"and {len(claims) - MAX_NAMED} more")
+    return ", ".join(listed)
+
+
+def _under(quota: str, node: str | None) -> bool:
+    return node is None or quota == node or quota.startswith(node + "/")
+
+
+class _Pass:
+    """``try_admit`` for one Queues.schedule pass, with its scratch ledgers and what it decided."""
+
+    def __init__(self, cache: Cache, ledger: Ledger, now_ns: int) -> None:
+        self.cache = cache
+        self.real = ledger
+        self.now_ns = now_ns
+        self._releasing_claims = [c for c in ledger.claims() if c.kind == "job" and cache.releasing(c.uid)]
+        self.releasing = {c.uid for c in self._releasing_claims}
+        self.victims: list[tuple[Claim, Claim]] = []  # (victim, claimant)
+        self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
+        self._added: list[Claim] = []  # admitted and reserved claims, in order
+        self._view: Ledger | None = None
+        self._reclaim: Ledger | None = None
+        self.heads = self._guaranteed_heads()
+
+    def _guaranteed_heads(self) -> list[Claim]:
+        """The first waiting job of every leaf (active or in backoff) when it is guaranteed."""
+        heads = []
+        queues = self.cache.queues
+        for leaf in queues.leaves():
+            items = (*queues.active(leaf), *queues.backoff(leaf))
+            if not items:
+                continue
+            head = min(items, key=lambda it: it.sort_key)
+            if head.uid in self.real:
+                continue
+            claim = self.claim(head)
+            if self.real.is_guaranteed(claim):
+                heads.append(claim)
+        return heads
+
+    def claim(self, item: QueueItem) -> Claim:
+        job = self.cache.job(item.uid)
+        return Claim(
+            uid=item.uid,
+            key=item.key,
+            kind="job",
+            quota=item.quota,
+            request=item.request,
+            priority=item.priority,
+            preemptible=job.preemptible if job else True,
+            admitted_order=self.now_ns,
+        )
+
+    @property
+    def view(self) -> Ledger:
+        return self._view if self._view is not None else self.real
+
+    def _scratch(self) -> Ledger:
+        if self._view is None:
+            self._view = _copy(self.real)
+        return self._view
+
+    def _reclaim_view(self) -> Ledger:
+        if self._reclaim is None:
+            gone = self.releasing | {v.uid for v, _ in self.victims}
+            self._reclaim = _copy(self.real, without=gone, plus=self._added)
+        return self._reclaim
+
+    def _add(self, claim: Claim) -> None:
+        self._scratch().add(claim)
+        if self._reclaim is not None:
+            self._reclaim.add(claim)
+        self._added.append(claim)
+
+    def __call__(self, item: QueueItem) -> Decision:
+        claim = self.claim(item)
+        if item.uid in self.real:  # requeued: the claim of its previous run drains with its pods
+            pods = len(self.cache.remaining_pods(item.uid))
+            return Decision(
+                False,
+                f"{item.quota}: {item.key} waits until its previous run releases its quota "
+                f"({pods} pod{'s' if pods != 1 else ''} still terminating)",
+                item.quota,
+                rule="quota",
+            )
+        others = [h for h in self.heads if h.quota != item.quota]
+        decision = self.view.check(claim, waiting_guaranteed=others)
+        if decision:
+            self.admitted.append((claim, self.cache.queues.attempts(item.uid)))
+            self._add(claim)
+            return decision
+        return self._refused(claim, decision)
+
+    def _refused(self, claim: Claim, decision: Decision) -> Decision:
+        reclaim = self._reclaim_view()
+        if not reclaim.is_guaranteed(claim):
+            return decision
+        if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
+            releasing = sorted(
+                [*self._releasing_claims, *(v for v, _ in self.victims)], key=lambda c: (c.key, c.uid)
+            )
+            blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
+            self._add(claim)
+            return _refusal(decision, f"waiting for reclaim of {_named(blocking)}: {decision.reason}")
+        plan = reclaim.plan_reclaim(claim)
+        if plan is None or not plan.victims:
+            return decision
+        for victim in plan.victims:
+            reclaim.remove(victim.uid)
+            self.victims.append((victim, claim))
+        self._add(claim)
+        return _refusal(decision, f"waiting for reclaim of {_named(plan.victims)}: {decision.reason}")
+
+
+# --- reconcile -------------------------------------------------------------------------------------
+
+
+def reconcile(cache: Cache, now_ns: int) -> Plan:
+    """Everything the controller should do now, in order: Queues, requeues, reclaims, dequeues, QueueUnits,
+    Queue statuses and the tree's status. Nothing at all while there is no valid tree."""
+    tree, ledger = cache.tree, cache.ledger
+    if tree is None or ledger is None:
+        return Plan()
+    actions: list[Action] = []
+    leaves = {leaf.full_name: leaf for leaf in tree.leaves()}
+
+    # Queues: one per leaf; ours of vanished leaves and duplicates go.
+    for queue in cache.queue_objects():
+        kept = cache.queue_for(queue.quota)
+        if queue.quota not in leaves:
+            reason = f"quota {queue.quota or '(none)'} is not a leaf of the {keys.QUOTA_TREE_KIND}"
+            actions.append(DeleteQueue(queue.name, reason))
+        elif kept is not None and kept.name != queue.name:
+            actions.append(DeleteQueue(queue.name, f"duplicate Queue for {queue.quota}: {kept.name} is kept"))
+    for name, leaf in leaves.items():
+        if cache.queue_for(name) is None:
+            actions.append(EnsureQueue(name, queue_object(leaf, cache.queues.policy(name))))
+
+    # Admitted jobs someone suspended: requeue them (before the pass, which cannot admit them anyway).
+    cache.ensure_waiting_queued()
+    jobs = cache.jobs()
+    states = {job.uid: cache.state(job.uid) for job in jobs}
+    for job in jobs:
+        if states[job.uid] is JobState.REQUEUE:
+            leaf_name = _leaf_name(cache, job)
+            reason = f"suspended while admitted to {leaf_name}; requeued with its original enqueue time"
+            actions.append(Requeue(JobRef.of(job), reason))
+            actions.append(Event(JobRef.of(job), "Normal", keys.EVENT_REQUEUED, reason))
+
+    # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
+    pass_start = len(actions)
+    decide = _Pass(cache, ledger, now_ns)
+    cache.queues.schedule(decide, ledger.generation)
+    for victim, claimant in decide.victims:
+        victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
+        if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
+            continue
+        reason = (
+            f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} "
+            f"({victim.quota} borrows above its min; priority {victim.priority}); "
+            "requeued with its original enqueue time"
+        )
+        actions.append(Suspend(JobRef.of(victim_job), reason, JobRef.of(claimant_job)))
+        actions.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTED, reason))
+    stamp = format_go(now_ns)
+    dequeued: dict[str, int] = {}
+    for claim, attempts in decide.admitted:
+        admitted_job = cache.job(claim.uid)
+        if admitted_job is None:  # pragma: no cover - items come from cached jobs
+            continue
+        dequeued[claim.uid] = attempts
+        actions.append(Dequeue(JobRef.of(admitted_job), now_ns, stamp))
+        message = f"dequeued from {claim.quota}: request {claim.request} fits"
+        actions.append(Event(JobRef.of(admitted_job), "Normal", keys.EVENT_DEQUEUED, message))
+
+    # QueueUnits, then their statuses.
+    ensures: list[Action] = []
+    statuses: list[Action] = []
+    sizes: dict[tuple[str, bool], int] = {}  # (leaf, in backoff) -> how many items, computed once
+    for job in jobs:
+        state = states[job.uid]
+        if state in (None, JobState.UNMANAGED, JobState.DELETING):
+            continue
+        job_leaf = cache.leaf_for(job.namespace)
+        job_queue = cache.queue_for(job_leaf.full_name) if job_leaf else None
+        if job_leaf is None or job_queue is None:
+            continue  # its Queue is being created: the QueueUnit follows in a later reconcile
+        leaf, queue = job_leaf, job_queue
+        name = queue_unit_name(job)
+        desired = queue_unit_object(job, leaf, queue.name)
+        cached = cache.queue_unit(job.namespace, name)
+        ref = JobRef.of(job)
+        if cached is None or cached.owner_uid != job.uid:
+            ensures.append(EnsureQueueUnit(desired))
+            if state in (JobState.WAITING, JobState.ADMITTED, JobState.REQUEUE):
+                message = (
+                    f"queued in {leaf.full_name} (Queue {keys.QUEUE_NAMESPACE}/{queue.name}), priority "
+                    f"{job.priority}, request {job.request}"
+                )
+                ensures.append(Event(ref, "Normal", keys.EVENT_ENQUEUED, message))
+        elif _unit_differs(desired, cached.spec, cached.annotations):
+            ensures.append(EnsureQueueUnit(desired))
+        record = job.annotations.get(keys.PRIORITY_CHANGE_RECORD)
+        reported = (
+            cached.annotations.get(keys.PRIORITY_CHANGE_RECORD)
+            if cached and cached.owner_uid == job.uid
+            else None
+        )
+        if record and record != reported:
+            ensures.append(Event(ref, "Normal", keys.EVENT_PRIORITY_CHANGED, record))
+        cached_status = cached.status if cached is not None and cached.owner_uid == job.uid else None
+        status = _unit_status(cache, job, state, leaf, dequeued, stamp, cached_status, sizes)
+        if cached_status is None or _status_differs(status, cached_status):
+            statuses.append(
+                UpdateQueueUnitStatus(job.namespace, name, {**status, "lastUpdateTime": rfc3339(now_ns)})
+            )
+    actions[pass_start:pass_start] = ensures
+    for unit in cache.queue_units():
+        owner = unit.owner_uid
+        if owner is None or not cache.present(owner) or states.get(owner) is not JobState.UNMANAGED:
+            continue
+        owner_job = cache.job(owner)
+        if (
+            owner_job is not None
+            and queue_unit_name(owner_job) == unit.name
+            and owner_job.namespace == unit.namespace
+        ):
+            reason = (
+                f"RayJob {owner_job.key} is no longer queued: namespace {owner_job.namespace} is not bound "
+                "to a leaf"
+            )
+            actions.append(DeleteQueueUnit(unit.namespace, unit.name, reason))
+    actions.extend(statuses)
+
+    # Queue statuses.
+    for name in leaves:
+        kept = cache.queue_for(name)
+        if kept is None:
+            continue
+        status = queue_status(cache.queues, name)
+        cached_details = kept.status.get("queueItemDetails")
+        cached_details = cached_details if isinstance(cached_details, Mapping) else {}
+        current = {
+            "active": cached_details.get("active") or [],
+            "backoff": cached_details.get("backoff") or [],
+        }
+        if current != dict(status["queueItemDetails"]):
+            actions.append(UpdateQueueStatus(kept.name, dict(status)))
+
+    # The tree's status.
+    tree_status = _tree_status(cache, ledger, [c for c, _ in decide.admitted])
+    if tree_status != dict(cache.tree_status or {}):
+        actions.append(UpdateTreeStatus(tree_status))
+    return Plan(tuple(actions))
+
+
+def _leaf_name(cache: Cache, job: JobInfo) -> str:
+    leaf = cache.leaf_for(job.namespace)
+    return leaf.full_name if leaf else "(no leaf)"
+
+
+def _unit_differs(
+    desired: Mapping[str, Any], spec: Mapping[str, Any], annotations: Mapping[str, str]
+) -> bool:
+    if dict(spec) != desired["spec"]:
+        return True
+    want: Mapping[str, str] = desired["metadata"]["annotations"]
+    for key in (keys.QUOTA_FULLNAME, keys.PRIORITY_CHANGE_RECORD):
+        if want.get(key) != annotations.get(key):
+            return True
+    return False
+
+
+def _status_differs(desired: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    return any(cached.get(k) != v for k, v in desired.items())
+
+
+def _unit_status(
+    cache: Cache,
+    job: JobInfo,
+    state: JobState,
+    leaf: QuotaNode,
+    dequeued: Mapping[str, int],
+    stamp: str,
+    cached: Mapping[str, Any] | None,
+    sizes: dict[tuple[str, bool], int],
+) -> dict[str, Any]:
+    """The QueueUnit status a job should show (without lastUpdateTime)."""
+    previous = cached.get("attempts") if cached else None
+    attempts = previous if isinstance(previous, int) and not isinstance(previous, bool) else 0
+    phase: QueueUnitPhase
+    position: int | None = None
+    if job.uid in dequeued:
+        phase, attempts = "Dequeued", dequeued[job.uid]
+        message = f"dequeued at {stamp}"
+    elif state is JobState.WAITING:
+        queues = cache.queues
+        backoff = queues.in_backoff(job.uid)
+        phase = "Backoff" if backoff else "Enqueued"
+        position = queues.position(job.uid)
+        attempts = queues.attempts(job.uid)
+        size_key = (leaf.full_name, backoff)
+        if size_key not in sizes:
+            listed = queues.backoff(leaf.full_name) if backoff else queues.active(leaf.full_name)
+            sizes[size_key] = len(listed)
+        where = " (backoff)" if backoff else ""
+        message = (
+            queues.reason(job.uid) or f"position {position} of {sizes[size_key]} in {leaf.dashed_name}{where}"
+        )
+    elif state is JobState.ADMITTED:
+        phase = "Running" if job.job_deployment_status == "Running" else "Dequeued"
+        message = f"dequeued at {format_go(cache.dequeue_ns(job.uid) or 0)}"
+    elif state is JobState.REQUEUE:
+        phase = "Enqueued"
+        message = f"suspended while admitted to {leaf.full_name}: requeueing"
+    elif state is JobState.FINISHED:
+        succeeded = job.job_deployment_status == "Complete" and job.job_status in ("", "SUCCEEDED")
+        phase = "Succeed" if succeeded else "Failed"
+        detail = f"jobDeploymentStatus {job.job_deployment_status}"
+        if job.job_status:
+            detail += f", jobStatus {job.job_status}"
+        message = f"finished: {detail}"
+    else:  # RUNNING_UNQUEUED
+        phase = "Running"
+        message = (
+            f"running outside the queue: spec.suspend is false but it has no {keys.DEQUEUE_TIMESTAMP}; "
+            f"its pods count against {leaf.full_name} one by one"
+        )
+    return queue_unit_status(phase, position, message, attempts)
+
+
+def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> dict[str, Any]:
+    """Per node: used (the ledger plus this pass's admissions) and request (Σ waiting below it)."""
+    tree = ledger.tree
+    extra: dict[str, Resources] = {}
+    waiting: dict[str, Resources] = {}
+    for claim in admitted:
+        for node in tree.path_to_root(claim.quota):
+            extra[node.full_name] = extra.get(node.full_name, EMPTY) + claim.request
+    for leaf in tree.leaves():
+        total = EMPTY
+        for item in (*cache.queues.active(leaf.full_name), *cache.queues.backoff(leaf.full_name)):
+            total += item.request
+        if total:
+            for node in tree.path_to_root(leaf.full_name):
+                waiting[node.full_name] = waiting.get(node.full_name, EMPTY) + total
+    nodes = {
+        node.full_name: {
+            "used": (ledger.usage(node.full_name) + extra.get(node.full_name, EMPTY)).to_api(),
+            "request": waiting.get(node.full_name, EMPTY).to_api(),
+        }
+        for node in tree.nodes()
+    }
+    return {"nodes": nodes}
