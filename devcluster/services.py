@@ -96,3 +96,51 @@ def stop_webhook(cluster: LocalCluster, hook: Webhook) -> None:
 
 def webhook_log(hook: Webhook) -> Path:
     return hook.process.log
+
+
+SCHEDULER_CONFIG = REPO_ROOT / "manifests" / "scheduler" / "config-v1beta1.yaml"
+SCHEDULER_NAME = "rayqueue-scheduler"
+
+
+@dataclass(frozen=True)
+class Extender:
+    process: ManagedProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_extender(cluster: LocalCluster, *, name: str = "rayqueue-extender", port: int | None = None,
+                   extra_args: tuple[str, ...] = ("--gang-timeout=10", "--reservation-ttl=30", "--backoff-base=1",
+                                                  "--backoff-max=4", "--resync=5")) -> Extender:
+    """Start `python -m extender` (leader-elected, Lease in namespace rayqueue) and wait until it is ready."""
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rayqueue"}}])
+    cluster.apply(REPO_ROOT / "manifests" / "rbac" / "queue-visibility.yaml")
+    if port is None:
+        (port,) = free_ports(1)
+    proc = cluster.start_process(name, [
+        sys.executable, "-m", "extender", f"--kubeconfig={cluster.admin_kubeconfig}", f"--listen=127.0.0.1:{port}",
+        "--namespace=rayqueue", f"--identity={name}", *extra_args,
+    ])
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"the extender exited:\n{proc.tail(40)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    wait_for(ready, 60.0, "the rayqueue extender to be ready (leader, cache synced)")
+    return Extender(proc, port)
+
+
+def start_rayqueue_scheduler(cluster: LocalCluster, extender: Extender) -> ManagedProcess:
+    """kube-scheduler as `rayqueue-scheduler` with the shipped v1beta1 configuration, pointed at `extender`."""
+    cfg = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    cfg["extenders"][0]["urlPrefix"] = extender.url
+    cfg["leaderElection"] = {"leaderElect": False}
+    return cluster.start_scheduler(cfg, name=SCHEDULER_NAME)

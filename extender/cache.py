@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, get_args
 
 from common import keys
@@ -146,6 +146,7 @@ class Cache:
         self._pods_by_cluster: dict[str, dict[str, set[str]]] = {}  # namespace -> cluster -> uids
         self._pods_by_job_name: dict[tuple[str, str], set[str]] = {}
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
+        self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
         self._priority_classes: dict[str, int] = {}
         self._queue_objects: dict[str, QueueObject] = {}
         self._queue_units: dict[tuple[str, str], QueueUnitObject] = {}
@@ -302,6 +303,28 @@ class Cache:
 
     # --- handlers ---------------------------------------------------------------------------------
 
+    def assume_bound(self, pod_uid: str, node: str) -> None:
+        """The extender is binding this pod to `node`: count it there now (its node usage and, if no job covers
+        it, its pod claim), before the watch confirms, so concurrent binds cannot both pass the quota."""
+        pod = self._pods.get(pod_uid)
+        if pod is None or pod.node_name:
+            return
+        self._assumed[pod_uid] = node
+        self.nodes.add_pod(replace(pod, node_name=node))
+        if pod_uid not in self._pod_owner:
+            self._refresh_pod(pod_uid)
+        self._touch()
+
+    def forget_assumed(self, pod_uid: str) -> None:
+        """The binding failed: undo assume_bound."""
+        if self._assumed.pop(pod_uid, None) is None:
+            return
+        pod = self._pods.get(pod_uid)
+        if pod is not None and not pod.node_name:
+            self.nodes.add_pod(pod)  # unbound again: NodeState drops it
+            self._refresh_pod(pod_uid)
+        self._touch()
+
     def on_tree(self, event_type: str, obj: dict[str, Any]) -> None:
         """The ElasticQuotaTree: only kube-system/elasticquotatree counts; an invalid one keeps the last valid."""
         meta = _meta(obj)
@@ -395,6 +418,7 @@ class Cache:
                 return
             self._unindex_pod(old)
             del self._pods[uid]
+            self._assumed.pop(uid, None)
             self.nodes.remove_pod(uid)
             self._drop_claim(uid)
             owner = self._pod_owner.pop(uid, None)
@@ -417,7 +441,10 @@ class Cache:
             self._unindex_pod(old)
         self._pods[uid] = info
         self._index_pod(info)
-        self.nodes.add_pod(info)
+        if info.node_name or info.terminal:
+            self._assumed.pop(uid, None)  # the watch caught up with the binding
+        assumed = self._assumed.get(uid)
+        self.nodes.add_pod(replace(info, node_name=assumed) if assumed else info)
         previous = self._pod_owner.get(uid)
         owner = self._owner(info)
         if owner is not None:
@@ -653,14 +680,18 @@ class Cache:
             self._rematch(p.uid for p in pods)
 
     def _refresh_pod(self, uid: str) -> None:
-        """A pod claim for a non-terminal pod in a bound namespace that no job claim covers."""
+        """A pod claim for a bound (or assumed), non-terminal pod in a bound namespace that no job claim covers.
+
+        A pending pod is not charged: it is checked when the extender filters and binds it. Charging pending
+        pods would let a tenant push every ancestor quota over its max with pods that can never run."""
         pod = self._pods.get(uid)
         if self._ledger is None or pod is None:
             return
         leaf = self.leaf_for(pod.namespace)
         owner = self._pod_owner.get(uid)
         covered = owner is not None and owner in self._ledger
-        if leaf is None or pod.terminal or covered:
+        placed = bool(pod.node_name) or uid in self._assumed
+        if leaf is None or pod.terminal or covered or not placed:
             self._drop_claim(uid)
             return
         self._set_claim(

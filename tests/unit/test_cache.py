@@ -149,26 +149,26 @@ def admitted(name: str = "a", *, cluster: str | None = None) -> RayJobBuilder:
     ("pod", "covered"),
     [
         pytest.param(
-            make_pod("h", "video", cpu="4").ray("a-raycluster-x1y2z", "head").obj(),
+            make_pod("h", "video", cpu="4").ray("a-raycluster-x1y2z", "head").node("n1").obj(),
             True,
             id="a pod of KubeRay's cluster name <job>-raycluster-<suffix> is the job's",
         ),
         pytest.param(
-            make_pod("h", "video", cpu="4").ray("custom", "head").obj(),
+            make_pod("h", "video", cpu="4").ray("custom", "head").node("n1").obj(),
             True,
             id="a pod of the cluster the job's status names is the job's",
         ),
         pytest.param(
-            make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a").obj(),
+            make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a").node("n1").obj(),
             True,
             id="the submitter pod (label job-name) is the job's",
         ),
         pytest.param(
-            make_pod("h", "video", cpu="4").ray("other-raycluster-x", "head").obj(),
+            make_pod("h", "video", cpu="4").ray("other-raycluster-x", "head").node("n1").obj(),
             False,
             id="a pod of another cluster is not the job's",
         ),
-        pytest.param(make_pod("p", "video", cpu="4").obj(), False, id="a plain pod is nobody's"),
+        pytest.param(make_pod("p", "video", cpu="4").node("n1").obj(), False, id="a plain pod is nobody's"),
     ],
 )
 def test_pods_of_an_admitted_job_are_covered_by_its_claim(pod: dict[str, Any], covered: bool) -> None:
@@ -191,7 +191,8 @@ def test_pods_of_an_admitted_job_are_covered_by_its_claim(pod: dict[str, Any], c
     ("pod", "claimed"),
     [
         pytest.param(
-            make_pod("p", "video", cpu="2").obj(), True, id="a pending pod in a bound namespace counts"
+            make_pod("p", "video", cpu="2").obj(), False,
+            id="a pending pod is not charged: it could never run, yet would block every ancestor quota",
         ),
         pytest.param(
             make_pod("p", "video", cpu="2").node("n1").phase("Running").obj(),
@@ -232,7 +233,7 @@ def test_pods_of_every_namespace_count_on_their_node() -> None:
 
 def test_pod_arriving_before_its_job_is_covered_once_the_job_arrives() -> None:
     cache = cache_with_tree()
-    cache.on_pod("ADDED", make_pod("h", "video", cpu="4").ray("a-raycluster-abc", "head").obj())
+    cache.on_pod("ADDED", make_pod("h", "video", cpu="4").ray("a-raycluster-abc", "head").node("n1").obj())
     assert cache.ledger is not None and "uid-video-h" in cache.ledger
     cache.on_rayjob("ADDED", admitted().obj())
     assert "uid-video-h" not in cache.ledger
@@ -305,9 +306,9 @@ def test_release_ends_every_backoff() -> None:
     cache.on_rayjob("ADDED", job("w", cpu="4").obj())
     cache.queues.schedule(lambda item: _Refuse(), 0)
     assert cache.queues.in_backoff("uid-video-w")
-    cache.on_pod("ADDED", make_pod("p", "video", cpu="1").obj())
+    cache.on_pod("ADDED", make_pod("p", "video", cpu="1").node("n1").obj())
     assert cache.queues.in_backoff("uid-video-w")  # usage grew: nothing to retry
-    cache.on_pod("DELETED", make_pod("p", "video", cpu="1").obj())
+    cache.on_pod("DELETED", make_pod("p", "video", cpu="1").node("n1").obj())
     assert not cache.queues.in_backoff("uid-video-w")
 
 
@@ -324,7 +325,7 @@ class _Refuse:
 def test_replayed_events_never_count_twice() -> None:
     cache = cache_with_tree()
     obj = admitted().obj()
-    pod = make_pod("p", "video", cpu="2").obj()
+    pod = make_pod("p", "video", cpu="2").node("n1").obj()
     for _ in range(2):
         cache.on_rayjob("ADDED", copy.deepcopy(obj))
         cache.on_pod("ADDED", copy.deepcopy(pod))
@@ -472,3 +473,27 @@ def test_the_oldest_queue_of_a_leaf_is_kept() -> None:
     kept = cache.queue_for(VIDEO)
     assert kept is not None and kept.name == "root-algorithm-video-old"
     assert cache.queues.policy(VIDEO) == "Round"
+
+
+def test_a_tenant_cannot_block_sibling_quotas_with_pods_that_never_run() -> None:
+    """Regression: pending pods used to be charged. A tenant in video could create pods asking for 1000 CPUs
+    that no node can hold; charged to root/algorithm they pushed it over its max, and text's and intern's
+    jobs could no longer be admitted. Only pods that are bound (or being bound by us) count."""
+    cache = cache_with_tree()
+    for i in range(5):
+        cache.on_pod("ADDED", make_pod(f"hog{i}", "video", cpu="1000").obj())
+    assert cache.ledger is not None
+    assert cache.ledger.usage("root/algorithm") == {}
+
+
+def test_a_pod_being_bound_counts_at_once_and_is_forgotten_if_the_binding_fails() -> None:
+    cache = cache_with_tree()
+    cache.on_pod("ADDED", make_pod("p", "video", cpu="2").obj())
+    assert cache.ledger is not None
+    cache.assume_bound("uid-video-p", "n1")
+    assert cache.ledger.usage("root/algorithm/video") == {"cpu": 2000}
+    cache.forget_assumed("uid-video-p")
+    assert cache.ledger.usage("root/algorithm/video") == {}
+    cache.assume_bound("uid-video-p", "n1")
+    cache.on_pod("MODIFIED", make_pod("p", "video", cpu="2").node("n1").obj())
+    assert cache.ledger.usage("root/algorithm/video") == {"cpu": 2000}, "the watch confirms: still counted once"

@@ -1,0 +1,218 @@
+"""The extender process: list+watch into one Cache, the scheduler verbs and the queue controller on it,
+leader election, health, readiness (leader with a synced cache) and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from common import keys
+from common.clock import Clock, SystemClock
+from common.ledger import Claim
+from common.queueing import Backoff
+from common.rayjob import PodInfo
+from extender.barrier import BindBarrier
+from extender.cache import Cache
+from extender.controller import QUEUE_UNITS, QUEUES, RAYJOBS, TREES, Controller
+from extender.gang import Reservations
+from extender.scheduling import SchedulingEndpoints
+from extender.settings import Settings
+from extender.verbs import SchedulerView
+from kubeio.client import KubeClient, Scope, load_configuration
+from kubeio.events import EventRecorder
+from kubeio.leader import LeaderElector
+from kubeio.reflector import Reflector
+
+__all__ = ["Service", "run"]
+
+log = logging.getLogger("rayqueue.extender")
+
+NODES = Scope("", "v1", "nodes", namespaced=False)
+PODS = Scope("", "v1", "pods")
+PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class Service:
+    """Everything of one extender process except the sockets; tests drive it directly."""
+
+    def __init__(self, settings: Settings, client: KubeClient | None, clock: Clock) -> None:
+        self.settings, self.client, self.clock = settings, client, clock
+        self.registry = CollectorRegistry()
+        self.cache = Cache(clock, Backoff(base_seconds=settings.backoff_base, max_seconds=settings.backoff_max))
+        self.reservations = Reservations(settings.reservation_ttl, clock)
+        self.barrier = BindBarrier(settings.gang_timeout, clock)
+        self.events = EventRecorder(client, "rayqueue-extender", clock) if client is not None else None
+        self.scheduling = SchedulingEndpoints(self.view, self.reservations, self.barrier, client, self._emit, clock,
+                                              self.registry, assume=self.cache.assume_bound,
+                                              forget=self.cache.forget_assumed)
+        self.controller = Controller(self.cache, client, self.events, clock, self.registry,
+                                     resync_seconds=settings.resync_seconds) if client and self.events else None
+        self.reflectors: list[Reflector] = []
+        self.elector: LeaderElector | None = None
+
+    # --- the scheduler's view of the cache ---------------------------------------------------------
+    def view(self) -> SchedulerView:
+        return SchedulerView(
+            nodes=self.cache.nodes, reservations=self.reservations, gang_members=self._gang_members,
+            pod=self.cache.pod, quota_check=self.quota_check, protected=self.protected, synced=self.synced,
+        )
+
+    def _gang_members(self, namespace: str, gang: str) -> list[PodInfo]:
+        return [p for p in self.cache.pods() if p.namespace == namespace and p.gang_name == gang]
+
+    def quota_check(self, pod: PodInfo) -> Any:
+        """Pods of an admitted job are covered by its reservation; any other pod in a bound namespace must fit
+        its quota as a pod-level claim."""
+        if self.cache.covering_job(pod.uid) is not None:
+            return _Allowed()
+        leaf, ledger = self.cache.leaf_for(pod.namespace), self.cache.ledger
+        if leaf is None or ledger is None:
+            return _Allowed()
+        return ledger.check(Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=pod.request,
+                                  priority=pod.priority))
+
+    def protected(self, victim: PodInfo, preemptor: PodInfo) -> str | None:
+        """Why kube-scheduler may not evict `victim` for `preemptor` (None: it may)."""
+        job = self.cache.covering_job(victim.uid)
+        if job is not None:
+            return (f"pod {victim.key} belongs to admitted RayJob {job.key}: RayJobs are reclaimed whole by the "
+                    "queue controller, never pod by pod")
+        leaf, ledger = self.cache.leaf_for(victim.namespace), self.cache.ledger
+        if leaf is None or ledger is None:
+            return None
+        used = ledger.usage(leaf.full_name)
+        if used.le(leaf.min):
+            same = self.cache.leaf_for(preemptor.namespace)
+            if same is not None and same.full_name == leaf.full_name and victim.priority < preemptor.priority:
+                return None
+            return f"pod {victim.key}'s quota {leaf.full_name} is within its min ({used} <= {leaf.min})"
+        return None
+
+    # --- events and readiness --------------------------------------------------------------------
+    async def _emit(self, ref: dict[str, str], type_: str, reason: str, message: str) -> None:
+        if self.events is not None:
+            await self.events.emit(ref, type_, reason, message)
+
+    @property
+    def synced(self) -> bool:
+        return bool(self.reflectors) and all(r.synced.is_set() for r in self.reflectors)
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.is_leader
+
+    @property
+    def ready(self) -> bool:
+        return self.synced and self.leading
+
+    def handler(self, fn: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
+        def handle(kind: str, obj: dict[str, Any]) -> None:
+            fn(kind, obj)
+            if self.controller is not None:
+                self.controller.poke()
+        return handle
+
+    def build_reflectors(self) -> list[Reflector]:
+        assert self.client is not None
+        c = self.cache
+        specs = [
+            (NODES.path(), c.on_node, "nodes"),
+            (PODS.path(), c.on_pod, "pods"),
+            (RAYJOBS.path(), c.on_rayjob, "rayjobs"),
+            (TREES.path(keys.QUOTA_TREE_NAMESPACE), c.on_tree, "elasticquotatrees"),
+            (QUEUES.path(keys.QUEUE_NAMESPACE), c.on_queue, "queues"),
+            (QUEUE_UNITS.path(), c.on_queue_unit, "queueunits"),
+            (PRIORITY_CLASSES.path(), c.on_priority_class, "priorityclasses"),
+        ]
+        self.reflectors = [Reflector(self.client, path, self.handler(fn), name=name) for path, fn, name in specs]
+        return self.reflectors
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # 5,000 node names and a pod fit easily
+        self.scheduling.routes(app)
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        async def readyz(_: web.Request) -> web.Response:
+            if self.ready:
+                return web.Response(text="ready\n")
+            why = "cache not synced" if not self.synced else "not the leader"
+            return web.Response(status=503, text=f"not ready: {why}\n")
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        return app
+
+
+async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop`): cache everything, lead, reconcile, answer the scheduler."""
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with KubeClient(load_configuration(settings.kubeconfig)) as client:
+        service = Service(settings, client, clock)
+        if settings.leader_elect:
+            service.elector = LeaderElector(client, settings.namespace, settings.lease_name, settings.identity, clock,
+                                            on_lost=stop.set)
+        tasks = [asyncio.create_task(r.run(stop)) for r in service.build_reflectors()]
+        if service.elector is not None:
+            tasks.append(asyncio.create_task(service.elector.run(stop)))
+
+        async def control() -> None:
+            await asyncio.gather(*(r.synced.wait() for r in service.reflectors))
+            log.info("cache synced: %d nodes, %d pods, %d RayJobs", len(service.cache.nodes.nodes()),
+                     len(service.cache.pods()), len(service.cache.jobs()))
+            if service.elector is not None:
+                await service.elector.became_leader.wait()
+            assert service.controller is not None
+            await service.controller.run(stop)
+
+        async def expire_barrier() -> None:
+            while not stop.is_set():
+                service.scheduling.settle_expired()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+        tasks += [asyncio.create_task(control()), asyncio.create_task(expire_barrier())]
+        runner = web.AppRunner(service.app(), handle_signals=False, shutdown_timeout=5.0, access_log=None)
+        await runner.setup()
+        context = None
+        if settings.tls_cert and settings.tls_key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+        await site.start()
+        log.info("extender listening on %s:%d (%s)", settings.host, settings.port, "https" if context else "http")
+        try:
+            await stop.wait()
+        finally:
+            await service.scheduling.close()
+            await runner.cleanup()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

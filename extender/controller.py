@@ -1,0 +1,192 @@
+"""The queue controller's loop: reconcile the cache into a Plan (pure), then carry out its actions against the
+API, feeding what the API returns back into the cache so the next reconcile sees it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from common import keys
+from common.clock import Clock
+from common.gotime import from_datetime
+from extender.cache import Cache
+from extender.reconcile import (
+    Action,
+    DeleteQueue,
+    DeleteQueueUnit,
+    Dequeue,
+    EnsureQueue,
+    EnsureQueueUnit,
+    Event,
+    Plan,
+    Requeue,
+    Suspend,
+    UpdateQueueStatus,
+    UpdateQueueUnitStatus,
+    UpdateTreeStatus,
+    reconcile,
+)
+from kubeio.client import MERGE_PATCH, ApiError, KubeClient, Scope
+from kubeio.events import EventRecorder
+
+__all__ = ["QUEUES", "QUEUE_UNITS", "RAYJOBS", "TREES", "Controller"]
+
+log = logging.getLogger("rayqueue.extender.controller")
+
+QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
+QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
+RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
+TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.admissions = Counter("rayqueue_admissions", "RayJobs dequeued", ["quota"], registry=registry)
+        self.reclaims = Counter("rayqueue_reclaims", "RayJobs suspended to reclaim borrowed capacity", ["quota"],
+                                registry=registry)
+        self.queue_length = Gauge("rayqueue_queue_length", "Waiting RayJobs per leaf quota", ["quota", "list"],
+                                  registry=registry)
+        self.quota = Gauge("rayqueue_quota", "Quota per node: used, min, max (canonical units)",
+                           ["quota", "resource", "kind"], registry=registry)
+        self.reconciles = Counter("rayqueue_reconciles", "Reconcile passes", registry=registry)
+        self.action_errors = Counter("rayqueue_action_errors", "Actions the API refused", ["action"], registry=registry)
+
+
+class Controller:
+    """Runs while this replica leads. One reconcile at a time; decisions never await."""
+
+    def __init__(self, cache: Cache, client: KubeClient, events: EventRecorder, clock: Clock,
+                 registry: CollectorRegistry, *, resync_seconds: float = 30.0) -> None:
+        self.cache, self.client, self.events, self.clock = cache, client, events, clock
+        self.metrics = _Metrics(registry)
+        self.resync_seconds = resync_seconds
+        self.wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Called by the event handlers: something changed, reconcile soon."""
+        self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.wake.clear()
+            plan = self.plan()
+            if plan.actions:
+                await self.execute(plan)
+            if self.wake.is_set():
+                continue
+            timeout = self.resync_seconds
+            retry = self.cache.queues.next_retry()
+            if retry is not None:
+                timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+            waiter = asyncio.ensure_future(self.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (waiter, stopper):
+                    task.cancel()
+                await asyncio.gather(waiter, stopper, return_exceptions=True)
+
+    def plan(self) -> Plan:
+        """One decision on one snapshot (no await between reading the cache and choosing)."""
+        self.cache.clear_dirty()
+        plan = reconcile(self.cache, from_datetime(self.clock.now()))
+        self.metrics.reconciles.inc()
+        self._gauges()
+        return plan
+
+    async def execute(self, plan: Plan) -> None:
+        for action in plan.actions:
+            try:
+                await self._do(action)
+            except ApiError as exc:
+                self.metrics.action_errors.labels(type(action).__name__).inc()
+                if exc.conflict:
+                    log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
+                else:
+                    log.warning("%s failed: %s", type(action).__name__, exc)
+            except (OSError, TimeoutError) as exc:
+                self.metrics.action_errors.labels(type(action).__name__).inc()
+                log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
+            self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line
+
+    async def _do(self, action: Action) -> None:
+        c = self.client
+        if isinstance(action, EnsureQueue):
+            created = await c.create(QUEUES.path(keys.QUEUE_NAMESPACE), action.object)
+            self.cache.on_queue("ADDED", created)
+        elif isinstance(action, DeleteQueue):
+            await self._ignore_missing(c.delete(QUEUES.path(keys.QUEUE_NAMESPACE, action.name)))
+            log.info("deleted Queue %s: %s", action.name, action.reason)
+        elif isinstance(action, UpdateQueueStatus):
+            updated = await c.patch(QUEUES.path(keys.QUEUE_NAMESPACE, action.name, "status"), {"status": action.status})
+            self.cache.on_queue("MODIFIED", updated)
+        elif isinstance(action, EnsureQueueUnit):
+            await self._ensure_queue_unit(action)
+        elif isinstance(action, UpdateQueueUnitStatus):
+            updated = await c.patch(QUEUE_UNITS.path(action.namespace, action.name, "status"), {"status": action.status})
+            self.cache.on_queue_unit("MODIFIED", updated)
+        elif isinstance(action, DeleteQueueUnit):
+            await self._ignore_missing(c.delete(QUEUE_UNITS.path(action.namespace, action.name)))
+        elif isinstance(action, Dequeue):
+            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)
+            leaf = self.cache.leaf_for(action.job.namespace)
+            self.metrics.admissions.labels(leaf.full_name if leaf else "").inc()
+            log.info("dequeued RayJob %s/%s", action.job.namespace, action.job.name)
+        elif isinstance(action, Suspend | Requeue):
+            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            self.cache.mark_requeued(action.job.uid)
+            if isinstance(action, Suspend):
+                leaf = self.cache.leaf_for(action.job.namespace)
+                self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
+            log.info("%s RayJob %s/%s: %s", type(action).__name__.lower(), action.job.namespace, action.job.name,
+                     action.reason)
+        elif isinstance(action, Event):
+            ref = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYJOB_KIND,
+                   "name": action.job.name, "namespace": action.job.namespace, "uid": action.job.uid}
+            await self.events.emit(ref, action.type, action.reason, action.message)
+        elif isinstance(action, UpdateTreeStatus):
+            path = TREES.path(keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME, "status")
+            updated = await c.patch(path, {"status": action.status})
+            self.cache.on_tree("MODIFIED", updated)
+
+    async def _ensure_queue_unit(self, action: EnsureQueueUnit) -> None:
+        try:
+            created = await self.client.create(QUEUE_UNITS.path(action.namespace), action.object)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            body = {k: action.object[k] for k in ("spec",) if k in action.object}
+            body["metadata"] = {k: action.object["metadata"][k] for k in ("labels", "annotations", "ownerReferences")
+                                if k in action.object["metadata"]}
+            created = await self.client.patch(QUEUE_UNITS.path(action.namespace, action.name), body, MERGE_PATCH)
+        self.cache.on_queue_unit("ADDED", created)
+
+    @staticmethod
+    async def _ignore_missing(call: Any) -> None:
+        try:
+            await call
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    def _gauges(self) -> None:
+        tree, ledger = self.cache.tree, self.cache.ledger
+        if tree is None or ledger is None:
+            return
+        for leaf in tree.leaves():
+            self.metrics.queue_length.labels(leaf.full_name, "active").set(len(self.cache.queues.active(leaf.full_name)))
+            self.metrics.queue_length.labels(leaf.full_name, "backoff").set(len(self.cache.queues.backoff(leaf.full_name)))
+        for node in tree.nodes():
+            used = ledger.usage(node.full_name)
+            for name in sorted(set(node.max) | set(node.min) | set(used)):
+                self.metrics.quota.labels(node.full_name, name, "used").set(used.get(name))
+                self.metrics.quota.labels(node.full_name, name, "min").set(node.min.get(name))
+                if name in node.max:
+                    self.metrics.quota.labels(node.full_name, name, "max").set(node.max[name])
+
+

@@ -1,0 +1,90 @@
+"""The extender's settings: one frozen value, parsed and validated once in __main__ (every problem listed)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Settings", "SettingsError", "parse_settings"]
+
+
+class SettingsError(ValueError):
+    """Bad command line: every problem, one per line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kubeconfig: str | None
+    host: str
+    port: int
+    tls_cert: str | None
+    tls_key: str | None
+    namespace: str
+    leader_elect: bool
+    lease_name: str
+    identity: str
+    gang_timeout: float
+    reservation_ttl: float
+    backoff_base: float
+    backoff_max: float
+    resync_seconds: float
+    log_level: str
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rayqueue-extender",
+                                description="rayqueue scheduler extender and queue controller (one process, one cache)")
+    p.add_argument("--kubeconfig", help="kubeconfig file; the in-cluster configuration when absent")
+    p.add_argument("--listen", default="0.0.0.0:8888", help="HOST:PORT for the extender verbs (default %(default)s)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="... and this key (PEM)")
+    p.add_argument("--namespace", default="rayqueue", help="rayqueue's namespace, where the Lease lives")
+    p.add_argument("--leader-elect", default=True, action=argparse.BooleanOptionalAction,
+                   help="elect one active replica through a Lease (default on)")
+    p.add_argument("--lease-name", default="rayqueue-extender")
+    p.add_argument("--identity", default=None, help="this replica's name in the Lease (default: the hostname)")
+    p.add_argument("--gang-timeout", type=float, default=25.0, metavar="SECONDS",
+                   help="how long a gang member waits at the bind barrier for the rest of its gang; must stay "
+                        "below the scheduler's extender httpTimeout (default %(default)s)")
+    p.add_argument("--reservation-ttl", type=float, default=60.0, metavar="SECONDS",
+                   help="how long a gang's planned placement is held (default %(default)s)")
+    p.add_argument("--backoff-base", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS")
+    p.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                   help="reconcile at least this often even without changes (default %(default)s)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def parse_settings(argv: Sequence[str]) -> Settings:
+    args = parser().parse_args(list(argv))
+    problems: list[str] = []
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"--listen {args.listen!r}: expected HOST:PORT with a port in 1..65535")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        problems.append("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig)):
+        if path and not os.path.isfile(path):
+            problems.append(f"{flag} {path!r}: no such file")
+    for flag, value in (("--gang-timeout", args.gang_timeout), ("--reservation-ttl", args.reservation_ttl),
+                        ("--backoff-base", args.backoff_base), ("--resync", args.resync)):
+        if value <= 0:
+            problems.append(f"{flag} must be positive, got {value}")
+    if args.backoff_max < args.backoff_base:
+        problems.append(f"--backoff-max {args.backoff_max} is below --backoff-base {args.backoff_base}")
+    if args.reservation_ttl <= args.gang_timeout:
+        problems.append(f"--reservation-ttl {args.reservation_ttl} must exceed --gang-timeout {args.gang_timeout}: "
+                        "a gang's placement must outlive its wait at the bind barrier")
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return Settings(
+        kubeconfig=args.kubeconfig, host=host.strip("[]") or "0.0.0.0", port=int(port), tls_cert=args.tls_cert,
+        tls_key=args.tls_key, namespace=args.namespace, leader_elect=args.leader_elect, lease_name=args.lease_name,
+        identity=args.identity or f"{socket.gethostname()}_{os.getpid()}", gang_timeout=args.gang_timeout,
+        reservation_ttl=args.reservation_ttl, backoff_base=args.backoff_base, backoff_max=args.backoff_max,
+        resync_seconds=args.resync, log_level=args.log_level,
+    )
