@@ -169,3 +169,136 @@ def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Cal
 
     wait_for(lambda: dequeued(cluster, "video", second), 90.0, f"{second} to start by itself after {first} completes")
     assert rayjob(cluster, "video", first)["status"]["jobDeploymentStatus"] == "Complete"
+
+
+def sized_job(namespace: str, *, workers: int, cpu: str = "4", memory: str = "1Gi", run_seconds: int = 3,
+              file: str = "video-rayjob.yaml") -> dict[str, Any]:
+    """The seed's RayJob reshaped: `workers` workers, every Ray pod asking for `cpu` and `memory`."""
+    job = seed_job(file, run_seconds=run_seconds, namespace=namespace)
+    cluster_spec = job["spec"]["rayClusterSpec"]
+    templates = [cluster_spec["headGroupSpec"]["template"], cluster_spec["workerGroupSpecs"][0]["template"]]
+    for template in templates:
+        resources = {"cpu": cpu, "memory": memory}
+        template["spec"]["containers"][0]["resources"] = {"requests": resources, "limits": resources}
+    cluster_spec["workerGroupSpecs"][0]["replicas"] = workers
+    return job
+
+
+def ray_pods(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
+    return [p for p in pods_of(cluster, ns, job) if keys.RAY_CLUSTER in p["metadata"].get("labels", {})]
+
+
+def events(cluster: LocalCluster, ns: str, reason: str) -> list[dict[str, Any]]:
+    items = get(cluster, "events", "-n", ns, "--field-selector", f"reason={reason}")["items"]
+    return list(items)
+
+
+def test_the_seed_gang_is_placed_whole_or_not_at_all(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, namespace: str,
+    default_scheduler: ManagedProcess,
+) -> None:
+    """Seed fact 5: 1 head + 30 workers, min-available 31. The quota admits the job (31.5 CPU of 40), but 4 CPU of
+    the 32 the nodes have are held by a pod outside any queue: no pod of the gang may be bound, and every member
+    gets a GangFailedScheduling event. Adding a node lets all 31 bind together."""
+    for i in range(4):
+        nodes(f"gang-{i}")
+    filler = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "filler", "namespace": namespace},
+              "spec": {"containers": [{"name": "c", "image": "busybox",
+                                       "resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "4"}}}]}}
+    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(filler))
+    wait_for(lambda: bool(get(cluster, "pod", "filler", "-n", namespace)["spec"].get("nodeName")), 30.0,
+             "the filler pod (outside any queue) to be placed by default-scheduler")
+
+    job = seed_job("gang-rayjob.yaml", run_seconds=600)
+    name = create(cluster, job)
+    wait_for(lambda: dequeued(cluster, "algorithm-text", name), 30.0, f"{name} admitted by the quota")
+    wait_for(lambda: len(ray_pods(cluster, "algorithm-text", name)) == 31, 60.0, "the 31 gang pods to exist")
+    pods = ray_pods(cluster, "algorithm-text", name)
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        assert labels[keys.POD_GROUP_MIN_AVAILABLE] == "31"
+        assert labels[keys.POD_GROUP_NAME] == labels[keys.POD_GROUP_X] == labels[keys.RAY_CLUSTER]
+        assert labels[keys.QUOTA_NAME] == "algorithm-text"
+
+    def every_member_warned() -> bool:
+        warned = {e["involvedObject"]["name"] for e in events(cluster, "algorithm-text", keys.EVENT_GANG_FAILED)}
+        bound = [p for p in ray_pods(cluster, "algorithm-text", name) if p["spec"].get("nodeName")]
+        assert not bound, f"a partial gang was bound: {[p['metadata']['name'] for p in bound]}"
+        return len(warned) == 31
+
+    wait_for(every_member_warned, 90.0, "a GangFailedScheduling event on each of the 31 members, none bound")
+    warnings = events(cluster, "algorithm-text", keys.EVENT_GANG_FAILED)
+    assert all(e["type"] == "Warning" and " in gang failed to be scheduled in cycle " in e["message"] for e in warnings)
+    shortfall = [e["message"] for e in warnings if "free on 4 schedulable nodes: cpu 28" in e["message"]]
+    assert shortfall, "an event names the numbers: " + warnings[-1]["message"]
+
+    nodes("gang-extra")
+
+    def all_bound() -> bool:
+        bound = [p for p in ray_pods(cluster, "algorithm-text", name) if p["spec"].get("nodeName")]
+        return len(bound) == 31
+
+    wait_for(all_bound, 90.0, "all 31 members bound once capacity was added")
+    times = sorted(
+        c["lastTransitionTime"] for p in ray_pods(cluster, "algorithm-text", name)
+        for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled" and c["status"] == "True")
+    assert len(times) == 31
+    assert times[0][:16] == times[-1][:16] or len(set(times)) <= 2, f"bound over a spread of times: {times[0]}..{times[-1]}"
+
+
+def test_borrowed_capacity_is_reclaimed_for_a_guaranteed_job(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+) -> None:
+    """Seed fact 1: intern (min 0) borrows; a text job within text's min arrives and does not fit the cluster
+    (48 CPU): the intern job is suspended and requeued keeping its enqueue time, the text job runs, and the
+    intern job resumes when capacity frees."""
+    for i in range(6):
+        nodes(f"reclaim-{i}")
+    intern = create(cluster, sized_job("intern", workers=8, run_seconds=600))  # 36.5 CPU
+    wait_for(lambda: dequeued(cluster, "intern", intern), 30.0, "the intern job to borrow and run")
+    wait_for(lambda: len([p for p in ray_pods(cluster, "intern", intern) if p["spec"].get("nodeName")]) == 9, 60.0,
+             "the intern job's 9 Ray pods bound")
+    enqueued = rayjob(cluster, "intern", intern)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP]
+
+    text = create(cluster, sized_job("algorithm-text", workers=2, run_seconds=3))  # 12.5 CPU, within text's min 32
+
+    def intern_suspended() -> bool:
+        job = rayjob(cluster, "intern", intern)
+        return job["spec"]["suspend"] is True and keys.DEQUEUE_TIMESTAMP not in job["metadata"]["annotations"]
+
+    wait_for(intern_suspended, 30.0, "the intern job to be suspended for the guaranteed text job")
+    assert rayjob(cluster, "intern", intern)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP] == enqueued
+    (preempted,) = [e for e in events(cluster, "intern", keys.EVENT_PREEMPTED) if e["involvedObject"]["name"] == intern]
+    assert f"algorithm-text/{text}" in preempted["message"]
+    wait_for(lambda: dequeued(cluster, "algorithm-text", text), 60.0, "the text job to run once the intern pods are gone")
+    wait_for(lambda: dequeued(cluster, "intern", intern), 90.0, "the intern job to resume when the text job is done")
+    assert rayjob(cluster, "intern", intern)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP] == enqueued
+
+
+def test_priority_orders_the_queue_and_a_raise_jumps_ahead(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+) -> None:
+    """A later higher-priority job is dequeued first; raising a waiting job's priority moves it ahead."""
+    for i in range(3):
+        nodes(f"prio-{i}")
+    running = create(cluster, sized_job("video", workers=2, run_seconds=8))  # 12.5 of video's 14 CPU
+    wait_for(lambda: dequeued(cluster, "video", running), 30.0, "the first job to run")
+    low = create(cluster, sized_job("video", workers=2, run_seconds=2))
+    bumped = create(cluster, sized_job("video", workers=2, run_seconds=2))
+    urgent_job = sized_job("video", workers=2, run_seconds=2)
+    urgent_job["metadata"]["annotations"][keys.PRIORITY_OVERRIDE] = "10"
+    urgent = create(cluster, urgent_job, user="admin")
+    cluster.kubectl("annotate", "rayjob", bumped, "-n", "video", f"{keys.PRIORITY_OVERRIDE}=5")
+
+    def order() -> list[str]:
+        stamps = {}
+        for name in (low, bumped, urgent):
+            ann = rayjob(cluster, "video", name)["metadata"]["annotations"]
+            if keys.DEQUEUE_TIMESTAMP in ann:
+                stamps[name] = ann[keys.DEQUEUE_TIMESTAMP]
+        return sorted(stamps, key=stamps.__getitem__)
+
+    wait_for(lambda: len(order()) == 3, 150.0, "all three waiting jobs to run one after another")
+    assert order() == [urgent, bumped, low]
+    (changed,) = [e for e in events(cluster, "video", keys.EVENT_PRIORITY_CHANGED) if e["involvedObject"]["name"] == bumped]
+    assert "changed priority 0 -> 5" in changed["message"]
