@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from common import keys
 from common.clock import Clock
@@ -48,6 +48,8 @@ class _Metrics:
         self.gang_waits = Histogram("rayqueue_gang_bind_wait_seconds", "Time gang members wait at the bind barrier",
                                     buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 30), registry=registry)
         self.gang_failures = Counter("rayqueue_gang_failures", "Gangs failed at the bind barrier", registry=registry)
+        self.gang_waiting = Gauge("rayqueue_gang_bind_waiting", "Gang members waiting at the bind barrier now",
+                                  registry=registry)
 
 
 class SchedulingEndpoints:
@@ -67,6 +69,7 @@ class SchedulingEndpoints:
         self._cycle: dict[str, int] = defaultdict(lambda: 1)
         self._reported: dict[str, set[str]] = defaultdict(set)
         self._background: set[asyncio.Task[Any]] = set()
+        self._woken: dict[str, object] = {}  # gang -> the reservation its members were woken for
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/filter", self._timed("filter", self.filter))
@@ -100,7 +103,9 @@ class SchedulingEndpoints:
         args = parse_filter_args(body)
         view = self.view()
         result = filter_nodes(args, view)
-        if not result.passed and not result.error:
+        if result.passed:
+            self._wake_gang(args.pod.uid, view)
+        elif not result.error:
             status = gang_status(args.pod, view)
             if status is not None:
                 reason = next(iter(result.failed.values()), "no node fits")
@@ -132,6 +137,7 @@ class SchedulingEndpoints:
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._waiters[outcome.ticket].append(future)
             self._arrived_at.setdefault(outcome.ticket, self.clock.monotonic())
+            self.metrics.gang_waiting.set(len(self._waiters))
             try:
                 error = await asyncio.wait_for(asyncio.shield(future), timeout=self.barrier.timeout + 5.0)
             except TimeoutError:
@@ -162,6 +168,7 @@ class SchedulingEndpoints:
                 self._answer(binding.ticket, error)
             if outcome.gang is not None:
                 self.reservations.release(outcome.gang)
+                self._woken.pop(outcome.gang, None)
                 self._cycle.pop(outcome.gang, None)
                 self._reported.pop(outcome.gang, None)
         elif isinstance(outcome, Fail):
@@ -183,6 +190,7 @@ class SchedulingEndpoints:
             if not future.done():
                 future.set_result(error)
         self.barrier.forget(ticket)
+        self.metrics.gang_waiting.set(len(self._waiters))
 
     async def _bind_one(self, pod_uid: str, node: str) -> str:
         pod = self.view().pod(pod_uid)
@@ -199,6 +207,34 @@ class SchedulingEndpoints:
             log.warning("binding %s/%s to %s failed: %s", pod.namespace, pod.name, node, exc)
             return f"binding {pod.namespace}/{pod.name} to {node} failed: {exc}"
         return ""
+
+    def _wake_gang(self, uid: str, view: SchedulerView) -> None:
+        """A gang just got its placement: annotate its other pending members so kube-scheduler retries them
+        now (it moves an unschedulable pod to its active queue when the pod's metadata changes); members it
+        refused before the gang was complete would otherwise wait for its periodic flush (60 s to 5 min)."""
+        pod = view.pod(uid)
+        status = gang_status(pod, view) if pod is not None else None
+        reservation = self.reservations.get(status.key) if status is not None else None
+        if status is None or reservation is None or self._woken.get(status.key) is reservation:
+            return
+        self._woken[status.key] = reservation
+        others = [m for m in status.unbound if m.uid != uid]
+        if not others or self.client is None:
+            return
+        stamp = str(self.clock.monotonic())
+        patch = {"metadata": {"annotations": {keys.GANG_PLACED: stamp}}}
+        client = self.client
+
+        async def wake() -> None:
+            for member in others:
+                try:
+                    await client.patch(f"/api/v1/namespaces/{member.namespace}/pods/{member.name}", patch)
+                except (ApiError, OSError, TimeoutError) as exc:
+                    log.info("could not wake gang member %s: %s", member.key, exc)
+
+        task = asyncio.ensure_future(wake())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- events --------------------------------------------------------------------------------
     def _gang_failed_event(self, gang: str, uid: str, namespace: str, name: str, reason: str) -> None:

@@ -302,3 +302,78 @@ def test_priority_orders_the_queue_and_a_raise_jumps_ahead(
     assert order() == [urgent, bumped, low]
     (changed,) = [e for e in events(cluster, "video", keys.EVENT_PRIORITY_CHANGED) if e["involvedObject"]["name"] == bumped]
     assert "changed priority 0 -> 5" in changed["message"]
+
+
+def test_a_killed_extender_restarts_losing_nothing_and_admitting_nothing_twice(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+) -> None:
+    """kill -9 the extender while a video job waits behind a running one and while a gang waits at the bind
+    barrier (its head has a nodeSelector no node matches yet, so its 30 workers wait there for it). After a
+    restart from the API alone: the waiting job is still queued, the running one is not admitted again, no
+    gang member is bound; labelling the nodes then binds the whole gang, and the waiting job runs only after
+    the running one is done."""
+    import os
+    import signal
+
+    _, extender, _ = rayqueue
+    made = [nodes(f"restart-{i}") for i in range(7)]
+    running = create(cluster, seed_job(run_seconds=60))  # still running when the extender is killed
+    wait_for(lambda: dequeued(cluster, "video", running), 30.0, "the first video job to run")
+    stamp = rayjob(cluster, "video", running)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP]
+    waiting = create(cluster, seed_job(run_seconds=2))
+
+    gang_job = seed_job("gang-rayjob.yaml", run_seconds=600)
+    gang_job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["nodeSelector"] = {"rayqueue.test/head": "yes"}
+    gang = create(cluster, gang_job)
+    wait_for(lambda: dequeued(cluster, "algorithm-text", gang), 30.0, "the gang job admitted")
+
+    wait_for(lambda: len(ray_pods(cluster, "algorithm-text", gang)) == 31, 60.0, "the 31 gang pods to exist")
+    wait_for(lambda: _waiting_at_barrier(extender) >= 30, 60.0, "the 30 gang workers to wait at the bind barrier")
+    import datetime as dt
+
+    killed_at = dt.datetime.now(dt.UTC).isoformat()
+    os.kill(extender.process.pid, signal.SIGKILL)
+    wait_for(lambda: not extender.process.alive(), 10.0, "the extender to die")
+    assert not [p for p in ray_pods(cluster, "algorithm-text", gang) if p["spec"].get("nodeName")], "partial gang"
+
+    cluster.stop_process(extender.process.name)
+    start_extender(cluster, port=extender.port)  # same name and port: the module's teardown stops it
+    seen: list[Any] = []
+
+    def still_queued() -> bool:
+        unit = get(cluster, "queueunit", f"{waiting}-ray-qu", "-n", "video")
+        seen.append(unit.get("status"))
+        return (unit.get("status") or {}).get("phase") in ("Enqueued", "Backoff")
+
+    try:
+        wait_for(still_queued, 30.0, "the waiting job to still be queued after the restart")
+    except AssertionError as exc:
+        a, b = rayjob(cluster, "video", running), rayjob(cluster, "video", waiting)
+        raise AssertionError(f"{exc}; QueueUnit status seen last: {seen[-1:]}; killed at {killed_at}; "
+                             f"first: {a['metadata']['annotations']} {a.get('status')}; "
+                             f"second: {b['metadata']['annotations']} {b.get('status')}") from None
+    assert rayjob(cluster, "video", running)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP] == stamp
+    assert not dequeued(cluster, "video", waiting)
+    assert not [p for p in ray_pods(cluster, "algorithm-text", gang) if p["spec"].get("nodeName")], "partial gang"
+
+    for node in made:
+        cluster.kubectl("label", "node", node, "rayqueue.test/head=yes", "--overwrite")
+
+    def gang_whole() -> bool:
+        bound = [p for p in ray_pods(cluster, "algorithm-text", gang) if p["spec"].get("nodeName")]
+        return len(bound) == 31
+
+    wait_for(gang_whole, 120.0, "the whole gang to bind once its head can be placed")
+    wait_for(lambda: dequeued(cluster, "video", waiting), 120.0, "the waiting job to run after the first")
+    first = rayjob(cluster, "video", running)
+    assert first["status"]["jobDeploymentStatus"] == "Complete"
+    assert first["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP] == stamp, "admitted once"
+
+
+def _waiting_at_barrier(extender: Extender) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{extender.url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("rayqueue_gang_bind_waiting ")]
+    return values[0] if values else 0.0
