@@ -130,6 +130,25 @@ def pods_of(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
     return [p for p in items if p["metadata"]["name"].startswith(f"{job}-")]
 
 
+def test_one_queue_per_leaf_in_the_seed_shape(cluster: LocalCluster, rayqueue: Any) -> None:
+    """Seed fact 2: a Queue per leaf in kube-queue, named root-<path>-xxxxx, with the guide's annotations, label,
+    policy and status lists; `kubectl get queue` lists them."""
+    by_quota = queues(cluster)
+    assert sorted(by_quota) == ["root/algorithm/intern", "root/algorithm/text", "root/algorithm/video",
+                                "root/devops", "root/infrastructure/devops"]
+    video = by_quota["root/algorithm/video"]
+    meta = video["metadata"]
+    assert meta["generateName"] == "root-algorithm-video-"
+    assert meta["name"].startswith("root-algorithm-video-") and len(meta["name"]) == len("root-algorithm-video-") + 5
+    assert meta["annotations"][keys.PARENT_QUOTA_FULLNAME] == "algorithm"
+    assert meta["labels"] == {keys.CREATED_BY_KUBEQUEUE: "true"}
+    assert video["spec"] == {"queuePolicy": "Round"}
+    assert by_quota["root/devops"]["metadata"]["annotations"][keys.PARENT_QUOTA_FULLNAME] == "root"
+    printed = cluster.kubectl("get", "queue", "-n", "kube-queue").stdout.splitlines()
+    assert printed[0].split()[:3] == ["NAME", "POLICY", "QUOTA"]
+    assert sorted(line.split()[0] for line in printed[1:]) == sorted(q["metadata"]["name"] for q in by_quota.values())
+
+
 def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None) -> None:
     """Seed facts 3 and 4: two copies of the 12-CPU job in video (max 14 CPU): the first runs, the second waits
     with only its enqueue stamp, in the Queue's backoff list, saying why; when the first completes, the second
@@ -149,6 +168,9 @@ def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Cal
         assert pod["spec"]["schedulerName"] == SCHEDULER_NAME
         assert pod["metadata"]["labels"][keys.QUOTA_NAME] == "algorithm-video"
 
+    table = {line.split()[0]: line for line in cluster.kubectl("get", "rayjob", "-n", "video").stdout.splitlines()[1:]}
+    assert "Suspended" in table[second] and "Suspended" not in table[first]
+    assert "Initializing" in table[first] or "Running" in table[first], table[first]
     waiting = rayjob(cluster, "video", second)
     assert waiting["spec"]["suspend"] is True
     assert set(waiting["metadata"]["annotations"]) >= {keys.ENQUEUE_TIMESTAMP}
