@@ -99,16 +99,23 @@ class Controller:
         return plan
 
     async def execute(self, plan: Plan) -> None:
+        failed: set[str] = set()  # jobs whose patch the API refused: their events must not claim it happened
         for action in plan.actions:
+            if isinstance(action, Event) and action.job.uid in failed:
+                continue
             try:
                 await self._do(action)
             except ApiError as exc:
+                if isinstance(action, Dequeue | Suspend | Requeue):
+                    failed.add(action.job.uid)
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 if exc.conflict:
                     log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
                 else:
                     log.warning("%s failed: %s", type(action).__name__, exc)
             except (OSError, TimeoutError) as exc:
+                if isinstance(action, Dequeue | Suspend | Requeue):
+                    failed.add(action.job.uid)
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
             self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line

@@ -424,6 +424,8 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
         )
         actions.append(Suspend(JobRef.of(victim_job), reason, JobRef.of(claimant_job)))
         actions.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTED, reason))
+        requeued = f"back in {victim.quota}'s queue at its original place; it resumes when capacity frees"
+        actions.append(Event(JobRef.of(victim_job), "Normal", keys.EVENT_REQUEUED, requeued))
     stamp = format_go(now_ns)
     dequeued: dict[str, int] = {}
     for claim, attempts in decide.admitted:

@@ -368,6 +368,8 @@ def test_reclaim_suspends_the_borrowing_intern_job_for_a_guaranteed_text_job() -
     assert dequeued(plan) == []
     assert [(s.job.name, s.claimant.name) for s in plan.of(Suspend)] == [("big", "train")]
     assert [e.job.name for e in plan.of(Event) if e.reason == keys.EVENT_PREEMPTED] == ["big"]
+    assert [(e.job.name, e.type, e.message) for e in plan.of(Event) if e.reason == keys.EVENT_REQUEUED] == [
+        ("big", "Normal", "back in root/algorithm/intern's queue at its original place; it resumes when capacity frees")]
     assert plan.of(Suspend)[0].patch() == {
         "metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}},
         "spec": {"suspend": True},
