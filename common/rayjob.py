@@ -27,6 +27,7 @@ and described in ``problems``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ MAX_INT32: Final = 2**31 - 1
 MIN_INT32: Final = -(2**31)
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+# Quantities repeat ("1", "4Gi", "500m") across containers, groups and requests, and parsing one goes through
+# Fraction: remember the recent ones. Bounded, so a client sending many distinct quantities costs no memory;
+# typed, so 1 and 1.0 stay apart; a QuantityError is raised again each time, never remembered.
+_parse_quantity = functools.lru_cache(maxsize=1024, typed=True)(parse_quantity)
 
 
 class ShapeError(ValueError):
@@ -247,6 +253,8 @@ class _Reader:
         self.errors.append(f"{path}: {message}")
 
     def as_map(self, value: object, path: str) -> Mapping[str, object]:
+        if type(value) is dict:  # the common case, without the ABC check below
+            return value
         if value is None:
             return {}
         if isinstance(value, Mapping):
@@ -298,58 +306,78 @@ class _Reader:
                 self.fail(f"{path}[{key}]", f"expected a string, got {_kind(item)}")
         return FrozenMap(out)
 
-    def quantities(self, value: object, path: str) -> dict[str, int]:
-        """A `{resource: quantity}` map, zeros kept (an explicit 0 request is not defaulted to the limit)."""
+    def quantities(self, value: object, parent: str, key: str) -> dict[str, int]:
+        """The `{resource: quantity}` map at `parent`.`key`, zeros kept (an explicit 0 request is not
+        defaulted to the limit). The field paths are spelled only for an error."""
+        if value is None:
+            return {}
         out: dict[str, int] = {}
-        for name, raw in self.as_map(value, path).items():
-            where = _at(path, name)
+        for name, raw in self.as_map(value, _at(parent, key)).items():
             if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-                self.fail(where, f"invalid quantity {raw!r}: expected a string or a number")
+                self.fail(_at(_at(parent, key), name), f"invalid quantity {raw!r}: expected a string or a number")
                 continue
             try:
-                amount = parse_quantity(name, raw)
+                amount = _parse_quantity(name, raw)
             except QuantityError as exc:
-                self.fail(where, str(exc))
+                self.fail(_at(_at(parent, key), name), str(exc))
                 continue
             if amount < 0:
-                self.fail(where, f"invalid quantity {raw!r}: must not be negative")
+                self.fail(_at(_at(parent, key), name), f"invalid quantity {raw!r}: must not be negative")
                 continue
             out[name] = amount
         return out
 
 
-def _container_request(r: _Reader, container: object, path: str) -> Resources:
+def _container_request(r: _Reader, container: object, path: str) -> dict[str, int]:
     if not isinstance(container, Mapping):
         r.fail(path, f"expected a map (a container), got {_kind(container)}")
-        return Resources()
+        return {}
     resources = r.as_map(container.get("resources"), _at(path, "resources"))
-    requests = r.quantities(resources.get("requests"), _at(path, "resources.requests"))
-    limits = r.quantities(resources.get("limits"), _at(path, "resources.limits"))
-    return Resources({**limits, **requests})
+    requests = r.quantities(resources.get("requests"), path, "resources.requests")
+    limits = r.quantities(resources.get("limits"), path, "resources.limits")
+    return {**limits, **requests}
+
+
+def _add_into(total: dict[str, int], more: Mapping[str, int]) -> None:
+    for name, amount in more.items():
+        total[name] = total.get(name, 0) + amount
+
+
+def _max_into(peak: dict[str, int], other: Mapping[str, int]) -> None:
+    for name, amount in other.items():
+        if amount > peak.get(name, 0):
+            peak[name] = amount
 
 
 def _pod_request(r: _Reader, spec_value: object, path: str, extra: Resources | None = None) -> Resources:
-    """Kubernetes' PodRequests, sidecar init containers included; ``extra`` is an injected container."""
+    """Kubernetes' PodRequests, sidecar init containers included; ``extra`` is an injected container.
+
+    Summed in plain dicts and converted to Resources once (amounts are never negative here, so a missing
+    resource and a zero one count the same; the result keeps no zeros)."""
     spec = r.as_map(spec_value, path)
-    total = Resources()
+    total: dict[str, int] = {}
     for i, container in enumerate(r.as_list(spec.get("containers"), _at(path, "containers"))):
-        total += _container_request(r, container, f"{_at(path, 'containers')}[{i}]")
+        _add_into(total, _container_request(r, container, f"{_at(path, 'containers')}[{i}]"))
     if extra is not None:
-        total += extra
-    sidecars = Resources()
-    init_peak = Resources()
+        _add_into(total, extra)
+    sidecars: dict[str, int] = {}
+    init_peak: dict[str, int] = {}
     for i, container in enumerate(r.as_list(spec.get("initContainers"), _at(path, "initContainers"))):
         where = f"{_at(path, 'initContainers')}[{i}]"
         request = _container_request(r, container, where)
         always = isinstance(container, Mapping) and container.get("restartPolicy") == "Always"
         if always:  # a sidecar: runs beside everything that starts after it, and beside the containers
-            total += request
-            sidecars += request
-            init_peak = init_peak.max(sidecars)
+            _add_into(total, request)
+            _add_into(sidecars, request)
+            _max_into(init_peak, sidecars)
         else:
-            init_peak = init_peak.max(request + sidecars)
-    overhead = Resources(r.quantities(spec.get("overhead"), _at(path, "overhead")))
-    return total.max(init_peak) + overhead
+            alone = dict(sidecars)
+            _add_into(alone, request)
+            _max_into(init_peak, alone)
+    overhead = r.quantities(spec.get("overhead"), path, "overhead")
+    _max_into(total, init_peak)
+    _add_into(total, overhead)
+    return Resources({name: amount for name, amount in total.items() if amount})
 
 
 def pod_request(spec: Mapping[str, object], path: str = "spec") -> Resources:
@@ -361,8 +389,10 @@ def pod_request(spec: Mapping[str, object], path: str = "spec") -> Resources:
     return out
 
 
+@functools.cache
 def default_submitter_request() -> Resources:
-    """KubeRay's default submitter container (GetDefaultSubmitterContainer): its requests."""
+    """KubeRay's default submitter container (GetDefaultSubmitterContainer): its requests. Computed once
+    (the constants never change; Resources is immutable, so every caller may share the value)."""
     container = {
         "resources": {
             "requests": dict(keys.DEFAULT_SUBMITTER_REQUESTS),
@@ -373,7 +403,7 @@ def default_submitter_request() -> Resources:
     out = _container_request(r, container, "keys.DEFAULT_SUBMITTER")
     if r.errors:  # pragma: no cover - constants
         raise ShapeError(r.errors)
-    return out
+    return Resources(out)
 
 
 def desired_replicas(replicas: int | None, min_replicas: int, max_replicas: int, suspended: bool) -> int:
@@ -509,9 +539,12 @@ def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None
     override = _priority_override(r, annotations)
     priority = override if override is not None else (priority_class_value or 0)
     workers = sum(g.pods for g in groups)
-    total = head_request + submitter
+    amounts = dict(head_request.items())
+    _add_into(amounts, submitter)
     for group in groups:
-        total += group.request
+        if group.pods:
+            _add_into(amounts, {name: amount * group.pods for name, amount in group.pod_request.items()})
+    total = Resources({name: amount for name, amount in amounts.items() if amount})
     return JobInfo(
         uid=uid,
         namespace=namespace,

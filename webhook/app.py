@@ -137,7 +137,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
                  asyncio.create_task(mark_synced())]
         try:
-            await serve(app, settings.host, settings.port, context, stop_event=stop,
+            await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))
         finally:
             stop.set()

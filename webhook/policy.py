@@ -1,13 +1,13 @@
 """The admission policy (DESIGN §4), pure: each rule a function of one request and one snapshot.
 
-Mutations make a copy of the object, change it, and return the JSON patch from old to new. Every denial
+Mutations write into a copy-on-write draft of the object (only the maps and lists on a written path are
+copied; the request's object is never changed) and return the JSON patch from old to new. Every denial
 names the rule, the object and the numbers or the bound leaf. Nothing here does I/O: a rule that needs a
 SubjectAccessReview returns a Verdict that `requires` it, and the adapter performs it.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,28 +122,77 @@ def _quota_label_problem(req: Request, snap: Snapshot, obj: Mapping[str, Any]) -
             f"{leaf.full_name!r} or {leaf.dashed_name!r}, or leave the label out)")
 
 
-# --- RayJob -----------------------------------------------------------------------------------------
-def _templates(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every pod template of a RayJob: head, each worker group, the submitter template if any."""
-    spec = job.setdefault("spec", {})
+# --- RayJob ---------------------------------------------------------------------------------------
+_FieldPath = tuple[str | int, ...]
+_HEAD_TEMPLATE: _FieldPath = ("spec", "rayClusterSpec", "headGroupSpec", "template")
+_SUBMITTER_TEMPLATE: _FieldPath = ("spec", "submitterPodTemplate")
+
+
+class _Draft:
+    """A copy-on-write copy of an admitted object. `root` is a shallow copy; a map or list below it is
+    copied (shallowly, once) the first time a write goes through it, everything else stays shared with
+    the request, which is never changed. Diffing `root` against the original therefore sees exactly the
+    writes, as with a deep copy, at the cost of the written paths only."""
+
+    __slots__ = ("_owned", "root")
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        self.root: dict[str, Any] = dict(obj)
+        self._owned: set[int] = {id(self.root)}
+
+    def child(self, parent: Any, key: str | int) -> Any:
+        """`parent.setdefault(key, {})` (`parent[key]` for a list), the value made this draft's own when it
+        is a map or a list. `parent` must be the draft's own (the root, or a value child() returned)."""
+        if isinstance(parent, list):
+            assert isinstance(key, int), key
+            value = parent[key]
+        else:
+            fresh: dict[str, Any] = {}
+            value = parent.setdefault(key, fresh)  # a non-map parent fails here exactly as setdefault did
+            if value is fresh:
+                self._owned.add(id(fresh))
+                return fresh
+        if isinstance(value, tuple):  # not JSON (in-process callers only): written through as a list
+            value = list(value)
+            parent[key] = value
+            self._owned.add(id(value))
+        elif isinstance(value, dict | list) and id(value) not in self._owned:
+            value = value.copy()
+            parent[key] = value
+            self._owned.add(id(value))
+        return value
+
+    def at(self, path: _FieldPath) -> Any:
+        """The value at `path`, every map and list on the way (and the value itself) made the draft's own."""
+        node: Any = self.root
+        for key in path:
+            node = self.child(node, key)
+        return node
+
+
+def _template_paths(job: Mapping[str, Any]) -> list[tuple[_FieldPath, bool]]:
+    """Where every pod template of a RayJob is, read-only: head, each worker group, the submitter
+    template if any; each with whether it belongs to the gang (head and workers; not the submitter)."""
+    spec = job.get("spec", {})  # what the setdefault of the copy it once took gave: None stays None
     cluster = spec.get("rayClusterSpec")
-    out: list[dict[str, Any]] = []
+    out: list[tuple[_FieldPath, bool]] = []
     if isinstance(cluster, dict):
         head = cluster.get("headGroupSpec")
         if isinstance(head, dict) and isinstance(head.get("template"), dict):
-            out.append(head["template"])
-        for group in cluster.get("workerGroupSpecs") or []:
+            out.append((_HEAD_TEMPLATE, True))
+        for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
             if isinstance(group, dict) and isinstance(group.get("template"), dict):
-                out.append(group["template"])
+                out.append((("spec", "rayClusterSpec", "workerGroupSpecs", i, "template"), True))
     if isinstance(spec.get("submitterPodTemplate"), dict):
-        out.append(spec["submitterPodTemplate"])
+        out.append((_SUBMITTER_TEMPLATE, False))
     return out
 
 
-def _gang_templates(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """The templates of the gang: head and workers (the submitter is outside the gang)."""
-    spec = job.get("spec") or {}
-    return [t for t in _templates(job) if t is not spec.get("submitterPodTemplate")]
+def _read(obj: Mapping[str, Any], path: _FieldPath) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node[key]
+    return node
 
 
 def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
@@ -168,14 +217,15 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         return allow()  # unbound namespace: untouched (a quota label there is refused by validation)
     if req.operation == "UPDATE":
         return _record_priority_change(req, snap)
-    new: dict[str, Any] = copy.deepcopy(dict(req.obj))
     try:
-        job = _job(req, new, snap)
+        job = _job(req, req.obj, snap)
     except ShapeError as exc:
         return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
+    draft = _Draft(req.obj)
+    new = draft.root
     warnings: list[str] = []
-    spec = new.setdefault("spec", {})
-    meta = new.setdefault("metadata", {})
+    spec = draft.child(new, "spec")
+    meta = draft.child(new, "metadata")
     spec["suspend"] = True
     if spec.get("shutdownAfterJobFinishes") is not True:
         spec["shutdownAfterJobFinishes"] = True
@@ -183,24 +233,26 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
             f"{PREFIX}: set spec.shutdownAfterJobFinishes=true on RayJob {req.display_name}: a queued job "
             "must release its Ray cluster when it finishes, or its quota is never freed"
         )
-    annotations = meta.setdefault("annotations", {})
+    annotations = draft.child(meta, "annotations")
     stamp = annotations.get(keys.ENQUEUE_TIMESTAMP)
     if not _fresh(stamp, snap.now_ns, cfg.enqueue_tolerance_ns):
         annotations[keys.ENQUEUE_TIMESTAMP] = format_go(snap.now_ns)
     annotations.pop(keys.DEQUEUE_TIMESTAMP, None)
     annotations.pop(keys.PRIORITY_CHANGE_RECORD, None)
-    labels = meta.setdefault("labels", {})
+    labels = draft.child(meta, "labels")
     label = labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
+    templates = _template_paths(new)
     if job.gang:
-        for template in _gang_templates(new):
-            tlabels = template.setdefault("metadata", {}).setdefault("labels", {})
-            tlabels[keys.POD_GROUP_MIN_AVAILABLE] = str(job.min_available)
-            tlabels[keys.QUOTA_NAME] = label
+        for path, in_gang in templates:
+            if in_gang:
+                tlabels = draft.child(draft.child(draft.at(path), "metadata"), "labels")
+                tlabels[keys.POD_GROUP_MIN_AVAILABLE] = str(job.min_available)
+                tlabels[keys.QUOTA_NAME] = label
     if cfg.scheduler_name:
-        for template in _templates(new):
-            tspec = template.setdefault("spec", {})
-            if tspec.get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
-                tspec["schedulerName"] = cfg.scheduler_name
+        for path, _ in templates:
+            template = _read(new, path)
+            if template.get("spec", {}).get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
+                draft.child(draft.at(path), "spec")["schedulerName"] = cfg.scheduler_name
     return allow(patch=diff(dict(req.obj), new), warnings=warnings)
 
 
@@ -223,10 +275,10 @@ def _record_priority_change(req: Request, snap: Snapshot) -> Verdict:
         return allow()  # validation reports the shape
     if old.priority == new.priority:
         return allow()
-    obj: dict[str, Any] = copy.deepcopy(dict(req.obj))
+    draft = _Draft(req.obj)
     record = f"{req.user} changed priority {old.priority} -> {new.priority} at {format_go(snap.now_ns)}"
-    obj.setdefault("metadata", {}).setdefault("annotations", {})[keys.PRIORITY_CHANGE_RECORD] = record
-    return allow(patch=diff(dict(req.obj), obj), audit=[f"RayJob {req.display_name}: {record}"])
+    draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGE_RECORD] = record
+    return allow(patch=diff(dict(req.obj), draft.root), audit=[f"RayJob {req.display_name}: {record}"])
 
 
 def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
@@ -243,8 +295,8 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
     where = f"in queue {leaf.queue_generate_name.rstrip('-')} (quota {leaf.full_name})"
     if cfg.scheduler_name:
-        for template in _templates(copy.deepcopy(dict(req.obj))):
-            name = (template.get("spec") or {}).get("schedulerName")
+        for path, _ in _template_paths(req.obj):
+            name = (_read(req.obj, path).get("spec") or {}).get("schedulerName")
             if name not in (None, "", keys.DEFAULT_SCHEDULER, cfg.scheduler_name):
                 return deny(f"{PREFIX}: RayJob {req.display_name}: rule scheduler-name: pods of namespace "
                             f"{req.namespace!r} are placed by {cfg.scheduler_name!r}, not {name!r}")
@@ -300,14 +352,15 @@ def mutate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     leaf = _leaf(snap, req.namespace)
     if leaf is None or req.operation != "CREATE":
         return allow()
-    new: dict[str, Any] = copy.deepcopy(dict(req.obj))
-    labels = new.setdefault("metadata", {}).setdefault("labels", {})
+    draft = _Draft(req.obj)
+    new = draft.root
+    labels = draft.child(draft.child(new, "metadata"), "labels")
     labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
     cluster = labels.get(keys.RAY_CLUSTER)
     if cluster and keys.POD_GROUP_MIN_AVAILABLE in labels:  # stamped into the gang's templates at enqueue
         labels[keys.POD_GROUP_NAME] = cluster
         labels[keys.POD_GROUP_X] = cluster
-    spec = new.setdefault("spec", {})
+    spec = draft.child(new, "spec")
     if cfg.scheduler_name and spec.get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
         spec["schedulerName"] = cfg.scheduler_name
     return allow(patch=diff(dict(req.obj), new))

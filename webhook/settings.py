@@ -27,6 +27,7 @@ class Settings:
     policy: PolicyConfig
     max_body_bytes: int
     log_level: str
+    access_log: bool = False  # aiohttp's line per request; off unless --access-log
 
 
 def _split_host_port(value: str, problems: list[str]) -> tuple[str, int]:
@@ -58,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a client's enqueue stamp closer to now than this is kept (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, help="request body limit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--access-log", action="store_true",
+                   help="log a line per HTTP request (aiohttp's access log, at INFO); off by default: the "
+                        "request metrics count every admission, and denials and audits are logged anyway")
     return p
 
 
@@ -86,4 +90,4 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     )
     return Settings(kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, namespace=ns, policy=policy, max_body_bytes=args.max_body_bytes,
-                    log_level=args.log_level)
+                    log_level=args.log_level, access_log=args.access_log)
