@@ -29,15 +29,14 @@ class ExpiringOnce(Reflector):
         return "1" if self.relists == 1 else version
 
 
-async def _until(predicate: Any, timeout: float, what: str) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.1)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+async def _until(predicate: Any, within: float, what: str) -> None:
+    """Poll state that another task changes (it has no event to wait on), for at most `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.1)  # noqa: ASYNC110
 
 
 @pytest.mark.asyncio
