@@ -36,7 +36,7 @@ async def _until(predicate: Any, within: float, what: str) -> None:
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.1)  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.asyncio
