@@ -35,6 +35,7 @@ from typing import Final, Literal, get_args
 
 from common import keys
 from common.gotime import GoTimeError, parse_go
+from common.jsonkind import kind_of as _kind
 from common.quantity import QuantityError, parse_quantity
 from common.resources import Resources
 
@@ -224,22 +225,6 @@ class PodInfo:
 
 def _at(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a map"
-    return type(value).__name__
 
 
 class _Reader:

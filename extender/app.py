@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from extender.verbs import SchedulerView
 from kubeio.client import KubeClient, Scope, load_configuration
 from kubeio.events import EventRecorder
 from kubeio.leader import LeaderElector
+from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
 
 __all__ = ["Service", "run"]
@@ -170,10 +170,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     """Serve until SIGTERM/SIGINT (or `stop`): cache everything, lead, reconcile, answer the scheduler."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
         service = Service(settings, client, clock)
         if settings.leader_elect:

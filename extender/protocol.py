@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NotRequired, TypedDict
 
+from common.jsonkind import kind_of as _kind
 from common.rayjob import PodInfo, ShapeError
 
 __all__ = [
@@ -207,22 +208,6 @@ class BindResult:
 
 
 # --- parsing -----------------------------------------------------------------------------------
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a map"
-    return type(value).__name__
 
 
 def _body(body: object, what: str) -> Mapping[str, object]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from common import keys
 from common.clock import Clock, SystemClock
 from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
+from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
 from webhook.policy import PolicyConfig, admit
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
@@ -108,10 +107,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     """Serve until SIGTERM/SIGINT (or `stop`): watch the tree and priority classes, answer reviews."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     view = ClusterView(lambda: from_datetime(clock.now()))
     cert, key = Path(settings.tls_cert), Path(settings.tls_key)
     context = server_context(cert, key)
