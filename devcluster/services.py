@@ -144,3 +144,49 @@ def start_rayqueue_scheduler(cluster: LocalCluster, extender: Extender) -> Manag
     cfg["extenders"][0]["urlPrefix"] = extender.url
     cfg["leaderElection"] = {"leaderElect": False}
     return cluster.start_scheduler(cfg, name=SCHEDULER_NAME)
+
+
+EXAMPLES = REPO_ROOT / "manifests" / "examples"
+
+
+def seed_tree_documents() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The seed tree's Namespace documents and its ElasticQuotaTree (manifests/examples/elasticquotatree.yaml)."""
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / "elasticquotatree.yaml").read_text()) if d]
+    return [d for d in docs if d["kind"] == "Namespace"], next(d for d in docs if d["kind"] == "ElasticQuotaTree")
+
+
+def install_seed_tree(cluster: LocalCluster, tenants: tuple[str, ...] = (), *, tree: bool = True) -> list[str]:
+    """Create the seed tree's namespaces (waiting out a previous test's deletion of them), grant `tenants`
+    edit there, and (by default) apply the tree. Returns the namespaces."""
+    namespaces, tree_obj = seed_tree_documents()
+    names = [d["metadata"]["name"] for d in namespaces]
+    _wait_namespaces_gone(cluster, names)
+    cluster.apply(namespaces)
+    for ns in names:
+        for tenant in tenants:
+            cluster.grant(tenant, ns)
+    if tree:
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(tree_obj))
+    return names
+
+
+def remove_seed_tree(cluster: LocalCluster) -> None:
+    """Delete the tree, its Queues and its namespaces, and wait until the namespaces are gone."""
+    cluster.kubectl("delete", "elasticquotatree", "-n", "kube-system", "--all", "--ignore-not-found", check=False)
+    cluster.kubectl("delete", "queue", "-n", "kube-queue", "--all", "--ignore-not-found", check=False)
+    namespaces, _ = seed_tree_documents()
+    names = [d["metadata"]["name"] for d in namespaces]
+    for ns in names:
+        cluster.delete_namespace(ns)
+    _wait_namespaces_gone(cluster, names)
+
+
+def _wait_namespaces_gone(cluster: LocalCluster, names: list[str]) -> None:
+    def gone() -> bool:
+        out = cluster.kubectl("get", "namespace", "-o", "name", check=False).stdout.split()
+        return not {f"namespace/{n}" for n in names} & set(out)
+
+    terminating = cluster.kubectl("get", "namespace", *names, "--ignore-not-found", "-o",
+                                  "jsonpath={.items[*].status.phase}", check=False).stdout
+    if "Terminating" in terminating or not terminating.strip():
+        wait_for(gone, 120.0, f"namespaces {', '.join(names)} to be deleted")

@@ -19,6 +19,8 @@ from devcluster.services import (
     SCHEDULER_NAME,
     Extender,
     Webhook,
+    install_seed_tree,
+    remove_seed_tree,
     start_extender,
     start_rayqueue_scheduler,
     start_webhook,
@@ -47,14 +49,11 @@ def seed_job(file: str = "video-rayjob.yaml", *, run_seconds: int = 3, namespace
 @pytest.fixture(scope="module")
 def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[Webhook, Extender, ManagedProcess]]:
     """The whole product on the local cluster, with the seed's tree."""
-    cluster.apply([d for d in docs("elasticquotatree.yaml") if d["kind"] == "Namespace"])
-    for ns in TREE_NAMESPACES:
-        cluster.grant(TENANT, ns)
+    install_seed_tree(cluster, (TENANT,), tree=False)
     hook = start_webhook(cluster, name="rayqueue-webhook-e2e", extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
     extender = scheduler = None
     try:
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(
-            next(d for d in docs("elasticquotatree.yaml") if d["kind"] == "ElasticQuotaTree")))
+        install_seed_tree(cluster, tree=True)  # through the webhook's validation
         extender = start_extender(cluster)
         scheduler = start_rayqueue_scheduler(cluster, extender)
         wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
@@ -65,10 +64,7 @@ def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[W
         if extender is not None:
             cluster.stop_process(extender.process.name)
         stop_webhook(cluster, hook)
-        cluster.kubectl("delete", "elasticquotatree", "-n", "kube-system", "--all", "--ignore-not-found", check=False)
-        cluster.kubectl("delete", "queue", "-n", "kube-queue", "--all", "--ignore-not-found", check=False)
-        for ns in TREE_NAMESPACES:
-            cluster.delete_namespace(ns)
+        remove_seed_tree(cluster)
 
 
 @pytest.fixture
@@ -181,6 +177,9 @@ def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Cal
         return [i["name"] for i in (status.get("queueItemDetails") or {}).get("backoff") or []] == [f"{second}-ray-qu"]
 
     wait_for(in_backoff, 30.0, f"{second}-ray-qu in the video Queue's backoff list")
+    tree_status = get(cluster, "elasticquotatree", "elasticquotatree", "-n", "kube-system")["status"]["nodes"]
+    assert tree_status["root/algorithm/video"]["used"]["cpu"] == "12500m", tree_status["root/algorithm/video"]
+    assert tree_status["root/algorithm/video"]["request"]["cpu"] == "12500m", "the waiting job's request"
     item = queues(cluster)["root/algorithm/video"]["status"]["queueItemDetails"]["backoff"][0]
     assert (item["namespace"], item["position"]) == ("video", 1)
     unit = get(cluster, "queueunit", f"{second}-ray-qu", "-n", "video")

@@ -16,11 +16,10 @@ import yaml
 from common import keys
 from common.gotime import parse_go
 from devcluster.cluster import TENANT, LocalCluster
-from devcluster.services import Webhook, start_webhook, stop_webhook
+from devcluster.services import Webhook, install_seed_tree, remove_seed_tree, start_webhook, stop_webhook
 from devcluster.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-TREE_NAMESPACES = ("video", "algorithm-text", "intern", "infra-devops", "devops")
 LEAD = "lead"  # a team lead: edit in video plus the right to patch QueueUnits (may raise priority)
 
 
@@ -40,7 +39,7 @@ def tree_obj() -> dict[str, Any]:
 def webhook(cluster: LocalCluster) -> Iterator[Webhook]:
     hook = start_webhook(cluster)
     try:
-        cluster.apply([d for d in docs("elasticquotatree.yaml") if d["kind"] == "Namespace"])
+        install_seed_tree(cluster, tree=False)
         for ns in ("video", "algorithm-text"):
             cluster.grant(TENANT, ns)
         cluster.add_user(LEAD, ["leads"])
@@ -69,9 +68,7 @@ def webhook(cluster: LocalCluster) -> Iterator[Webhook]:
         yield hook
     finally:
         stop_webhook(cluster, hook)
-        cluster.kubectl("delete", "elasticquotatree", "-n", "kube-system", "--all", "--ignore-not-found", check=False)
-        for ns in TREE_NAMESPACES:
-            cluster.delete_namespace(ns)
+        remove_seed_tree(cluster)
 
 
 def kubectl_json(cluster: LocalCluster, *args: str, user: str | None = None, input: str | None = None) -> dict[str, Any]:
