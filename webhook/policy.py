@@ -100,6 +100,10 @@ def quota_label_value(leaf: QuotaNode) -> str:
 
 
 def _label_names_leaf(tree: QuotaTree, value: str, leaf: QuotaNode) -> bool:
+    """The label names the namespace's own leaf: one of the leaf's names, even a short name other nodes share
+    (the seed has root/devops and root/infrastructure/devops), or anything that resolves to it alone."""
+    if value in (leaf.name, leaf.full_name, leaf.dashed_name, quota_label_value(leaf)):
+        return True
     node = tree.resolve(value)
     return node is not None and node.full_name == leaf.full_name
 

@@ -487,3 +487,23 @@ def test_shrinking_a_quota_below_its_usage_warns_naming_the_jobs() -> None:
         "rayqueue: root/algorithm/video: cpu used 12500m > new max 10: running jobs there become reclaimable: "
         "video/rayjob-video-g2lvn",
     )
+
+
+@pytest.mark.parametrize(
+    ("namespace", "label", "allowed"),
+    [
+        pytest.param("devops", "devops", True, id="root/devops's own short name, which another leaf shares"),
+        pytest.param("infra-devops", "devops", True, id="root/infrastructure/devops's own short name"),
+        pytest.param("infra-devops", "infrastructure-devops", True, id="the dashed path without root"),
+        pytest.param("devops", "infrastructure-devops", False, id="the other devops leaf is another team's quota"),
+    ],
+)
+def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
+    namespace: str, label: str, allowed: bool
+) -> None:
+    """Regression: both leaves of the seed named `devops` made the short name ambiguous, so the label the
+    mutation stamps on pods in namespace devops was refused by validation: no pod could be created there."""
+    obj = pod(ns=namespace, labels={keys.QUOTA_NAME: label})
+    assert validate(pod_review(obj)).allowed is allowed
+    _, stamped = mutate(pod_review(pod(ns=namespace)))
+    assert validate(pod_review(stamped)).allowed, "what the mutation stamps always validates"
