@@ -44,6 +44,7 @@ demo-down:
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-# The webhook benchmark on 127.0.0.1 (about a minute on 2 cores): a table, and bench/results/webhook.json.
+# Every benchmark (webhook, extender, queues, memory, end to end on a local cluster), about 3 minutes on 2
+# cores, bounded and self-stopping: tables on stdout and bench/results/<name>.json. Not part of `make test`.
 bench: venv
-	$(BIN)/python -m bench.webhook
+	$(BIN)/python -m bench

@@ -1,0 +1,48 @@
+"""`python -m bench`: every benchmark in sequence (webhook, extender, queues, memory, end to end); each writes
+bench/results/<name>.json. `--only NAME` (repeatable) runs a subset; `--quick` passes --quick to each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from bench import e2e, extender, memory, queues, webhook
+
+Main = Callable[[Sequence[str] | None], int]
+BENCHMARKS: Final[dict[str, Main]] = {
+    "webhook": webhook.main,
+    "extender": extender.main,
+    "queues": queues.main,
+    "memory": memory.main,
+    "e2e": e2e.main,  # type: ignore[dict-item]
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--only", choices=list(BENCHMARKS), action="append", help="run only these (repeatable)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of each")
+    args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
+    started = time.monotonic()
+    spent: dict[str, float] = {}
+    failed: list[str] = []
+    for name, run in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"\n===== {name} =====", flush=True)
+        t = time.monotonic()
+        code = run(["--quick"] if args.quick else [])
+        spent[name] = time.monotonic() - t
+        if code != 0:
+            failed.append(name)
+    print("\n===== done: " + ", ".join(f"{n} {s:.0f} s" for n, s in spent.items())
+          + f"; {time.monotonic() - started:.0f} s in all; results in bench/results/"
+          + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

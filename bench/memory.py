@@ -1,0 +1,127 @@
+"""The memory benchmark: resident size of the extender's Cache holding 5,000 nodes, 50,000 pods, 10,000 RayJobs.
+
+Run it with `python -m bench.memory`. Each measurement runs in a fresh subprocess (`python -m bench.memory
+--child KIND`): after its imports it reads its RSS (VmRSS in /proc/self/status), then feeds dicts made
+one at a time through Cache.on_rayjob / on_pod / on_node (and the tree), collects garbage and reads RSS
+again. The figure is the difference: what the cache keeps, with the allocator's overhead and whatever
+freed memory the allocator kept. The baseline is the same subprocess with an empty Cache. Results: a table and bench/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from bench.extender import ROOT, bound_pod, node_dict, seed_tree
+from bench.queues import rayjob_dict, tree_dict
+from bench.webhook import machine
+from common.clock import FakeClock
+from extender.cache import Cache
+
+__all__ = ["main", "measure"]
+
+RESULTS: Final = ROOT / "bench" / "results" / "memory.json"
+NODES: Final = 5_000
+PODS: Final = 50_000
+RAYJOBS: Final = 10_000
+KINDS: Final = ("empty", "nodes", "pods", "rayjobs", "all")
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def measure(kind: str) -> dict[str, Any]:
+    """In this process: RSS after feeding `kind` into a fresh Cache minus RSS after the imports. Each dict is
+    made just before it is fed and dropped after, as a watch delivers them; the cache keeps what it keeps."""
+    gc.collect()
+    before = _rss_bytes()
+    cache = Cache(FakeClock())
+    counts = {"nodes": NODES if kind in ("nodes", "all") else 0, "pods": PODS if kind in ("pods", "all") else 0,
+              "rayjobs": RAYJOBS if kind in ("rayjobs", "all") else 0}
+    started = time.perf_counter()
+    # RayJobs, pods and nodes before the tree: no capacity recomputation per node, no queue churn while feeding
+    for i in range(counts["rayjobs"]):
+        cache.on_rayjob("ADDED", rayjob_dict(i, managed_fields=True))
+    for i in range(counts["pods"]):
+        cache.on_pod("ADDED", bound_pod(i, NODES))
+    for i in range(counts["nodes"]):
+        cache.on_node("ADDED", node_dict(i))
+    cache.on_tree("ADDED", tree_dict() if counts["rayjobs"] else seed_tree())
+    feed_s = time.perf_counter() - started
+    gc.collect()
+    after = _rss_bytes()
+    held = {"nodes": len(cache.nodes), "pods": len(cache.pods()), "rayjobs": len(cache.jobs()),
+            "queued": len(cache.queues)}
+    return {"kind": kind, "rss_before": before, "rss_after": after, "objects": sum(counts.values()),
+            "feed_s": round(feed_s, 2), "held": held}
+
+
+def _child(kind: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.memory", "--child", kind], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.memory --child {kind} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.memory", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="accepted for symmetry; the run is the same (about 30 s)")
+    return p.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child:
+        print(json.dumps(measure(args.child)))
+        return 0
+    started = time.monotonic()
+    rows = []
+    base = _child("empty")
+    for kind in KINDS[1:]:
+        print(f"feeding {kind} in a fresh process ...", flush=True)
+        r = _child(kind)
+        grew = r["rss_after"] - r["rss_before"] - (base["rss_after"] - base["rss_before"])
+        r["mb"] = round(grew / 2**20, 1)
+        r["bytes_per_object"] = round(grew / r["objects"]) if r["objects"] else None
+        rows.append(r)
+    report: dict[str, Any] = {
+        "benchmark": "memory", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "counts": {"nodes": NODES, "pods": PODS, "rayjobs": RAYJOBS}, "baseline": base, "rows": rows,
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"\nmemory benchmark, {report['date']}: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}")
+    print(f"resident size the Cache keeps (RSS after - before feeding, minus an empty Cache's "
+          f"{(base['rss_after'] - base['rss_before']) / 2**20:.1f} MB; process after imports "
+          f"{base['rss_before'] / 2**20:.0f} MB):")
+    print(f"  {'fed':<8} {'objects':>8} {'MB':>8} {'bytes/object':>13} {'feed s':>7}  held")
+    for r in rows:
+        print(f"  {r['kind']:<8} {r['objects']:>8} {r['mb']:>8.1f} {r['bytes_per_object'] or 0:>13} "
+              f"{r['feed_s']:>7.1f}  {r['held']}")
+    print(f"written: {report['written_to']}  ({report['duration_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
