@@ -70,12 +70,9 @@ class Service:
     # --- the scheduler's view of the cache ---------------------------------------------------------
     def view(self) -> SchedulerView:
         return SchedulerView(
-            nodes=self.cache.nodes, reservations=self.reservations, gang_members=self._gang_members,
+            nodes=self.cache.nodes, reservations=self.reservations, gang_members=self.cache.gang_members,
             pod=self.cache.pod, quota_check=self.quota_check, protected=self.protected, synced=self.synced,
         )
-
-    def _gang_members(self, namespace: str, gang: str) -> list[PodInfo]:
-        return [p for p in self.cache.pods() if p.namespace == namespace and p.gang_name == gang]
 
     def quota_check(self, pod: PodInfo) -> Any:
         """Pods of an admitted job are covered by its reservation; any other pod in a bound namespace must fit

@@ -147,6 +147,10 @@ class Cache:
         self._pods_by_job_name: dict[tuple[str, str], set[str]] = {}
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
+        self._pods_by_gang: dict[tuple[str, str], set[str]] = {}
+        # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
+        # which would scan every waiting job for each of thousands of events while the caches fill).
+        self._retry_due = False
         self._priority_classes: dict[str, int] = {}
         self._queue_objects: dict[str, QueueObject] = {}
         self._queue_units: dict[tuple[str, str], QueueUnitObject] = {}
@@ -226,6 +230,10 @@ class Cache:
     def pods(self) -> tuple[PodInfo, ...]:
         return tuple(self._pods[uid] for uid in sorted(self._pods))
 
+    def gang_members(self, namespace: str, gang: str) -> list[PodInfo]:
+        """The cached pods carrying gang label `gang` in `namespace` (indexed: no scan of every pod)."""
+        return [self._pods[uid] for uid in sorted(self._pods_by_gang.get((namespace, gang), ()))]
+
     def covering_job(self, pod_uid: str) -> JobInfo | None:
         """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None."""
         owner = self._pod_owner.get(pod_uid)
@@ -270,7 +278,11 @@ class Cache:
 
     def ensure_waiting_queued(self) -> None:
         """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
-        by ``mark_dequeued`` comes back here) and take out any item that is not WAITING."""
+        by ``mark_dequeued`` comes back here) and take out any item that is not WAITING; end every backoff
+        if quota was released since the last call."""
+        if self._retry_due:
+            self._retry_due = False
+            self.queues.retry_now()
         for uid in sorted(self._jobs):
             item = self.queue_item(uid)
             if item is not None:
@@ -482,7 +494,7 @@ class Cache:
             before, after = self._ledger.capacity, self._capacity()
             self._ledger.set_capacity(after)
             if after != before:
-                self.queues.retry_now()
+                self._retry_due = True
         self._touch()
 
     def on_priority_class(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -712,12 +724,12 @@ class Cache:
             return
         self._ledger.add(claim)
         if old is not None and (old.quota != claim.quota or not old.request.le(claim.request)):
-            self.queues.retry_now()
+            self._retry_due = True
 
     def _drop_claim(self, uid: str) -> None:
         if self._ledger is not None and uid in self._ledger:
             self._ledger.remove(uid)
-            self.queues.retry_now()
+            self._retry_due = True
 
     # --- job <-> pod matching ---------------------------------------------------------------------
 
@@ -758,6 +770,8 @@ class Cache:
             self._refresh_pod(uid)
 
     def _index_pod(self, pod: PodInfo) -> None:
+        if pod.gang_name:
+            self._pods_by_gang.setdefault((pod.namespace, pod.gang_name), set()).add(pod.uid)
         if pod.ray_cluster:
             self._pods_by_cluster.setdefault(pod.namespace, {}).setdefault(pod.ray_cluster, set()).add(
                 pod.uid
@@ -767,6 +781,8 @@ class Cache:
             self._pods_by_job_name.setdefault((pod.namespace, job_name), set()).add(pod.uid)
 
     def _unindex_pod(self, pod: PodInfo) -> None:
+        if pod.gang_name:
+            _discard(self._pods_by_gang, (pod.namespace, pod.gang_name), pod.uid)
         if pod.ray_cluster:
             clusters = self._pods_by_cluster.get(pod.namespace, {})
             _discard(clusters, pod.ray_cluster, pod.uid)

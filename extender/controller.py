@@ -118,7 +118,7 @@ class Controller:
                     failed.add(action.job.uid)
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
-            self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line
+        self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line
 
     async def _do(self, action: Action) -> None:
         c = self.client

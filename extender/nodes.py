@@ -162,21 +162,33 @@ class NodeState:
         self._used: dict[str, Resources] = {}
         self._on_node: dict[str, set[str]] = {}
         self._free: dict[str, Resources] = {}  # cache, per node, dropped on change
+        self._capacity: dict[str, int] = {}  # Σ allocatable of schedulable nodes, kept as nodes change
+        self._capacity_value: Resources | None = None
         self._generation = 0
 
     # --- nodes -----------------------------------------------------------------------------------
 
     def set_node(self, node: NodeInfo) -> None:
         """Add or replace a node (a replayed event is harmless)."""
+        self._count(self._nodes.get(node.name), -1)
         self._nodes[node.name] = node
+        self._count(node, +1)
         self._free.pop(node.name, None)
         self._generation += 1
 
     def remove_node(self, name: str) -> None:
         """Forget a node; pods still bound to it keep their usage until they are removed."""
-        self._nodes.pop(name, None)
+        self._count(self._nodes.pop(name, None), -1)
         self._free.pop(name, None)
         self._generation += 1
+
+    def _count(self, node: NodeInfo | None, sign: int) -> None:
+        """Keep the capacity total in step: O(resources) per node change, not O(nodes)."""
+        if node is None or not node.schedulable:
+            return
+        for resource, amount in node.allocatable.items():
+            self._capacity[resource] = self._capacity.get(resource, 0) + sign * amount
+        self._capacity_value = None
 
     def node(self, name: str) -> NodeInfo | None:
         return self._nodes.get(name)
@@ -270,9 +282,6 @@ class NodeState:
 
     def capacity(self) -> Resources:
         """Σ allocatable of schedulable nodes (the cluster total for admission), ``pods`` included."""
-        total: dict[str, int] = {}
-        for node in self._nodes.values():
-            if node.schedulable:
-                for resource, amount in node.allocatable.items():
-                    total[resource] = total.get(resource, 0) + amount
-        return Resources(total)
+        if self._capacity_value is None:
+            self._capacity_value = Resources({r: a for r, a in self._capacity.items() if a})
+        return self._capacity_value

@@ -307,8 +307,11 @@ def test_release_ends_every_backoff() -> None:
     cache.queues.schedule(lambda item: _Refuse(), 0)
     assert cache.queues.in_backoff("uid-video-w")
     cache.on_pod("ADDED", make_pod("p", "video", cpu="1").node("n1").obj())
+    cache.ensure_waiting_queued()  # what the next reconcile does first
     assert cache.queues.in_backoff("uid-video-w")  # usage grew: nothing to retry
     cache.on_pod("DELETED", make_pod("p", "video", cpu="1").node("n1").obj())
+    assert cache.queues.in_backoff("uid-video-w"), "settled once at the next reconcile, not per event"
+    cache.ensure_waiting_queued()
     assert not cache.queues.in_backoff("uid-video-w")
 
 
@@ -497,3 +500,16 @@ def test_a_pod_being_bound_counts_at_once_and_is_forgotten_if_the_binding_fails(
     cache.assume_bound("uid-video-p", "n1")
     cache.on_pod("MODIFIED", make_pod("p", "video", cpu="2").node("n1").obj())
     assert cache.ledger.usage("root/algorithm/video") == {"cpu": 2000}, "the watch confirms: still counted once"
+
+
+def test_gang_members_are_found_by_index_and_follow_relabels_and_deletes() -> None:
+    cache = cache_with_tree()
+    member = make_pod("m1", "algorithm-text", cpu="1").label(keys.POD_GROUP_NAME, "c1")
+    cache.on_pod("ADDED", member.obj())
+    cache.on_pod("ADDED", make_pod("m2", "algorithm-text", cpu="1").label(keys.POD_GROUP_NAME, "c1").obj())
+    cache.on_pod("ADDED", make_pod("x", "algorithm-text", cpu="1").label(keys.POD_GROUP_NAME, "c2").obj())
+    cache.on_pod("ADDED", make_pod("m3", "video", cpu="1").label(keys.POD_GROUP_NAME, "c1").obj())
+    assert [p.name for p in cache.gang_members("algorithm-text", "c1")] == ["m1", "m2"]
+    cache.on_pod("DELETED", member.obj())
+    assert [p.name for p in cache.gang_members("algorithm-text", "c1")] == ["m2"]
+    assert cache.gang_members("algorithm-text", "nope") == []

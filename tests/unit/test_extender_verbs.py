@@ -324,3 +324,31 @@ def test_a_reserved_node_taken_by_someone_else_is_planned_again() -> None:
     again = world.filter(world.pods["uid-video-c1-0"], "n1", "n2")
     assert again.passed == ("n2",)
     assert dict(world.reservations.get("video/c1").assignments) == {"uid-video-c1-0": "n2"}  # type: ignore[union-attr]
+
+
+def test_capacity_is_kept_as_nodes_come_go_and_change_schedulability() -> None:
+    """The total is maintained per node change (O(resources)) and must always equal a recount."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ops = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 8), st.booleans(), st.booleans()),
+                   max_size=30)
+
+    @settings(max_examples=200, deadline=None)
+    @given(ops)
+    def check(sequence: list[tuple[str, int, bool, bool]]) -> None:
+        state = NodeState()
+        for name, cpu, schedulable, remove in sequence:
+            if remove:
+                state.remove_node(name)
+            else:
+                state.set_node(NodeInfo.make(name, {"cpu": cpu * 1000, "pods": 10},
+                                             unschedulable_reason="" if schedulable else "cordoned"))
+            recount: dict[str, int] = {}
+            for node in state.nodes():
+                if node.schedulable:
+                    for resource, amount in node.allocatable.items():
+                        recount[resource] = recount.get(resource, 0) + amount
+            assert state.capacity() == Resources(recount)
+
+    check()
