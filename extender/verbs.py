@@ -232,20 +232,24 @@ def filter_nodes(args: FilterArgs, view: SchedulerView) -> FilterResult:
     state = view.nodes
     held = view.reservations.held(is_bound=state.is_bound)
     usage = pod_usage(pod)
+    wanted = [(resource, need) for resource, need in usage.items() if need > 0]
     passed: list[str] = []
     failed: dict[str, str] = {}
     for name in args.node_names:
-        node = state.node(name)
-        if node is None:
+        if state.node(name) is None:
             failed[name] = f"node {name} is not in the extender's node cache"
             continue
-        reserved = held.get(name, Resources())
-        room = (node.allocatable - state.used(name) - reserved).clamp_low()
-        short = _shortfall(usage, room, reserved)
-        if short:
-            failed[name] = short
+        free = state.free(name)  # cached per node until its pods change
+        reserved = held.get(name)
+        if reserved is None:
+            fits = all(need <= free.get(resource) for resource, need in wanted)
         else:
+            fits = all(need <= free.get(resource) - reserved.get(resource) for resource, need in wanted)
+        if fits:  # the common case costs a few dict lookups; only a refusal builds its message
             passed.append(name)
+            continue
+        room = (free - reserved).clamp_low() if reserved is not None else free
+        failed[name] = _shortfall(usage, room, reserved if reserved is not None else Resources())
     return FilterResult(passed=tuple(passed), failed=failed)
 
 

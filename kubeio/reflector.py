@@ -23,6 +23,15 @@ def uid_of(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid", ""))
 
 
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop metadata.managedFields (server-side apply bookkeeping, often most of an object's size), which
+    nothing in rayqueue reads: a cache of 10,000 RayJobs is several times smaller without it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
 class Reflector:
     """Keeps `store` equal to the server's objects at `path`; calls `handler` for every change.
 
@@ -72,7 +81,7 @@ class Reflector:
         while True:
             page = await self.client.get(self.path, params)
             for obj in page.get("items") or []:
-                items[uid_of(obj)] = obj
+                items[uid_of(obj)] = slim(obj)
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
                 rv = str((page.get("metadata") or {}).get("resourceVersion", ""))
@@ -103,7 +112,7 @@ class Reflector:
                     event = nxt.result()
                 except StopAsyncIteration:
                     return rv  # the server closed the stream: watch again from where we are
-                kind, obj = event.get("type"), event.get("object") or {}
+                kind, obj = event.get("type"), slim(event.get("object") or {})
                 new_rv = str((obj.get("metadata") or {}).get("resourceVersion", rv))
                 if kind == "BOOKMARK":
                     rv = new_rv

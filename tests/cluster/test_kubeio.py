@@ -56,6 +56,7 @@ async def test_a_reflector_lists_again_when_its_watch_has_expired(cluster: Local
             await _until(lambda: ("ADDED", "after") in seen, 30, "the new PodTemplate through the watch")
             assert {o["metadata"]["name"] for o in reflector.store.values()} == {"before", "after"}
             assert seen.count(("ADDED", "before")) == 1, "a re-list replays what is known as MODIFIED, not ADDED"
+            assert all("managedFields" not in o["metadata"] for o in reflector.store.values()), "stored slim"
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
