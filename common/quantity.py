@@ -25,6 +25,8 @@ _DECIMAL = {
     "P": Fraction(10**15),
     "E": Fraction(10**18),
 }
+# The whole-unit suffixes format_quantity may use, as integers, binary first (computed once).
+_UNITS: tuple[tuple[str, int], ...] = (*_BINARY.items(), *((k, int(v)) for k, v in _DECIMAL.items() if v >= 1))
 _MAX_EXPONENT = 60  # beyond any real quantity; keeps "1e999999" from allocating a huge integer
 MAX_LENGTH = 64
 
@@ -106,7 +108,7 @@ def format_quantity(resource: str, value: int) -> str:
     best = str(value)
     if value == 0:
         return best
-    for suffix, unit in [*_BINARY.items(), *((k, int(v)) for k, v in _DECIMAL.items() if v >= 1)]:
+    for suffix, unit in _UNITS:
         short = abs(value // unit) < 100_000 if value % unit == 0 else False
         if short and len(candidate := f"{value // unit}{suffix}") < len(best):
             best = candidate

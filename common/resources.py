@@ -33,11 +33,12 @@ class Resources(Mapping[str, int]):
     amounts, so `{gpu: 0} == {}`; compare `.items()` to tell two declarations apart.
     """
 
-    __slots__ = ("_hash", "_items")
+    __slots__ = ("_api", "_hash", "_items")
 
     def __init__(self, items: Mapping[str, int] | None = None) -> None:
         self._items: dict[str, int] = {k: int(v) for k, v in sorted((items or {}).items())}
         self._hash: int | None = None
+        self._api: dict[str, str] | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, object] | None, path: str = "") -> Resources:
@@ -129,8 +130,11 @@ class Resources(Mapping[str, int]):
         return not self.exceeding(request, limit)
 
     def to_api(self) -> dict[str, str]:
-        """The `{name: quantity}` form for the API (status fields), short and exact."""
-        return {k: format_quantity(k, v) for k, v in self._items.items()}
+        """The `{name: quantity}` form for the API (status fields), short and exact. A fresh dict each call
+        (callers may keep or change it); the formatting is done once per value."""
+        if self._api is None:
+            self._api = {k: format_quantity(k, v) for k, v in self._items.items()}
+        return dict(self._api)
 
 
 EMPTY = Resources()

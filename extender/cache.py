@@ -148,6 +148,7 @@ class Cache:
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
         self._pods_by_gang: dict[tuple[str, str], set[str]] = {}
+        self._kept_queues: dict[str, QueueObject] | None = None  # leaf -> kept Queue, rebuilt on change
         # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
         # which would scan every waiting job for each of thousands of events while the caches fill).
         self._retry_due = False
@@ -247,9 +248,14 @@ class Cache:
         return tuple(self._queue_objects[n] for n in sorted(self._queue_objects))
 
     def queue_for(self, leaf: str) -> QueueObject | None:
-        """The Queue kept for a leaf: the oldest of ours naming it (then by name)."""
-        mine = [q for q in self._queue_objects.values() if q.quota == leaf]
-        return min(mine, key=lambda q: (q.created or "~", q.name)) if mine else None
+        """The Queue kept for a leaf: the oldest of ours naming it (then by name). Memoized until a Queue
+        object changes: reconcile asks once per job."""
+        if self._kept_queues is None:
+            kept: dict[str, QueueObject] = {}
+            for q in sorted(self._queue_objects.values(), key=lambda q: (q.created or "~", q.name)):
+                kept.setdefault(q.quota, q)
+            self._kept_queues = kept
+        return self._kept_queues.get(leaf)
 
     def queue_unit(self, namespace: str, name: str) -> QueueUnitObject | None:
         return self._queue_units.get((namespace, name))
@@ -531,6 +537,7 @@ class Cache:
             return
         if event_type == DELETED or _str_map(meta.get("labels")).get(keys.CREATED_BY_KUBEQUEUE) != "true":
             if self._queue_objects.pop(name, None) is not None:
+                self._kept_queues = None
                 self._apply_policies()
                 self._touch()
             return
@@ -559,6 +566,7 @@ class Cache:
         if self._queue_objects.get(name) == queue:
             return
         self._queue_objects[name] = queue
+        self._kept_queues = None
         self._apply_policies()
         self._touch()
 
