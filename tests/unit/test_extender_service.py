@@ -1,0 +1,66 @@
+"""The extender's own quota decisions for kube-scheduler: which pods may bind, which victims may be evicted."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.clock import FakeClock
+from extender.app import Service
+from extender.settings import parse_settings
+from tests.unit.builders import make_pod
+from tests.unit.test_cache import admitted, node, seed_tree
+
+
+def service() -> Service:
+    svc = Service(parse_settings(["--no-leader-elect"]), None, FakeClock())
+    svc.cache.on_tree("ADDED", seed_tree())
+    svc.cache.on_node("ADDED", node("n1"))
+    svc.cache.on_rayjob("ADDED", admitted("a", cluster="a-raycluster-x1").obj())
+    for name, ns, cpu, priority in [("lone", "video", "2", 0), ("borrower", "intern", "2", 0),
+                                    ("outsider", "elsewhere", "2", 0)]:
+        svc.cache.on_pod("ADDED", make_pod(name, ns, cpu=cpu).node("n1").priority(priority).obj())
+    svc.cache.on_pod("ADDED", make_pod("h", "video", cpu="4").ray("a-raycluster-x1", "head").node("n1").obj())
+    return svc
+
+
+def pod(name: str, ns: str = "video", cpu: str = "1", priority: int = 0):  # type: ignore[no-untyped-def]
+    from common.rayjob import PodInfo
+
+    return PodInfo.from_pod(make_pod(name, ns, cpu=cpu).priority(priority).obj())
+
+
+@pytest.mark.parametrize(
+    ("victim", "preemptor", "why"),
+    [
+        pytest.param("uid-video-h", pod("x", "algorithm-text", priority=100),
+                     "pod video/h belongs to admitted RayJob video/a: RayJobs are reclaimed whole",
+                     id="a pod of an admitted RayJob is never a single victim"),
+        pytest.param("uid-video-lone", pod("x", "algorithm-text", priority=100),
+                     "pod video/lone's quota root/algorithm/video is within its min",
+                     id="a pod of a quota within its min is protected from other quotas"),
+        pytest.param("uid-video-lone", pod("x", "video", priority=100), None,
+                     id="a higher-priority pod of the same quota may preempt within it"),
+        pytest.param("uid-intern-borrower", pod("x", "algorithm-text", priority=100), None,
+                     id="a pod of a borrowing quota may be evicted"),
+        pytest.param("uid-elsewhere-outsider", pod("x", "video"), None, id="a pod outside any quota is not ours to guard"),
+    ],
+)
+def test_protected_victims(victim: str, preemptor: object, why: str | None) -> None:
+    svc = service()
+    victim_pod = svc.cache.pod(victim)
+    assert victim_pod is not None
+    reason = svc.protected(victim_pod, preemptor)  # type: ignore[arg-type]
+    if why is None:
+        assert reason is None
+    else:
+        assert reason is not None and reason.startswith(why), reason
+
+
+def test_quota_check_admits_covered_pods_and_refuses_an_uncovered_pod_over_max() -> None:
+    svc = service()
+    head = svc.cache.pod("uid-video-h")
+    assert head is not None and svc.quota_check(head)
+    refused = svc.quota_check(pod("big", "video", cpu="20"))
+    assert not refused
+    assert refused.reason.startswith("root/algorithm/video: cpu used 6 + request 20 > max 14"), refused.reason
+    assert svc.quota_check(pod("free", "elsewhere", cpu="500"))
