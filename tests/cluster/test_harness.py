@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
