@@ -6,6 +6,7 @@ requests go through aiohttp so that watches, patches and reviews share the servi
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ class KubeClient:
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+            # aiohttp does not wait for SSL transports to finish closing (aio-libs/aiohttp#1925; its docs
+            # advise a short sleep): without it a loop that ends right after leaks the sockets.
+            await asyncio.sleep(0.25)
 
     async def request(
         self,
