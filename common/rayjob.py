@@ -50,6 +50,7 @@ __all__ = [
     "default_submitter_request",
     "desired_replicas",
     "pod_request",
+    "priority_class_name",
 ]
 
 SubmissionMode = Literal["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
@@ -226,6 +227,17 @@ class PodInfo:
 def _at(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
+
+
+def priority_class_name(obj: Mapping[str, object]) -> str | None:
+    """The RayJob's priority class: its head pod template's priorityClassName (as JobInfo reads it), or None.
+    Lenient: callers use it to look up the class's value before converting the job."""
+    node: object = obj
+    for key in ("spec", "rayClusterSpec", "headGroupSpec", "template", "spec", "priorityClassName"):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node if isinstance(node, str) and node else None
 
 class _Reader:
     """Typed access to a JSON-like tree that records every shape error instead of stopping at the first."""

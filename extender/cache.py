@@ -42,7 +42,7 @@ from common.clock import Clock
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
 from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import JobInfo, PodInfo, ShapeError
+from common.rayjob import JobInfo, PodInfo, ShapeError, priority_class_name
 from common.resources import Resources
 from extender.nodes import NodeInfo, NodeState
 
@@ -613,7 +613,7 @@ class Cache:
         return self.nodes.capacity() if len(self.nodes) else None
 
     def _convert(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = _priority_class_of(obj)
+        klass = priority_class_name(obj)
         value = self._priority_classes.get(klass) if klass else None
         return JobInfo.from_rayjob(obj, priority_class_value=value)
 
@@ -851,11 +851,3 @@ def _discard(index: dict[Any, set[str]], key: object, uid: str) -> None:
         if not uids:
             del index[key]
 
-
-def _priority_class_of(obj: Mapping[str, Any]) -> str | None:
-    """The head pod template's priorityClassName, as JobInfo reads it."""
-    try:
-        name = obj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["priorityClassName"]
-    except (KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) and name else None

@@ -16,7 +16,7 @@ from common import keys
 from common.gotime import format_go, parse_go
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree, TreeError, validate_tree
-from common.rayjob import JobInfo, ShapeError
+from common.rayjob import JobInfo, ShapeError, priority_class_name
 from common.resources import Resources
 from webhook.jsonpatch import diff
 from webhook.review import Permission, Request, User, Verdict, allow, deny, invalid
@@ -200,17 +200,10 @@ def _read(obj: Mapping[str, Any], path: _FieldPath) -> Any:
 
 
 def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
-    prio_class = _priority_class_of(obj)
+    prio_class = priority_class_name(obj)
     value = snap.priority_classes.get(prio_class) if prio_class else None
     return JobInfo.from_rayjob(obj, priority_class_value=value)
 
-
-def _priority_class_of(obj: Mapping[str, Any]) -> str | None:
-    try:
-        name = obj["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["priorityClassName"]
-    except (KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) and name else None
 
 
 def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:

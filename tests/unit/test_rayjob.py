@@ -622,3 +622,20 @@ def test_a_malformed_pod_names_its_field_path() -> None:
         PodInfo.from_pod(obj)
     assert info.value.errors[0].startswith("spec.containers[0].resources.requests.cpu: invalid quantity 'x'")
     assert info.value.errors[1] == "spec.priority: expected an integer, got a string 'high'"
+
+
+@pytest.mark.parametrize(
+    ("obj", "name"),
+    [
+        pytest.param({"spec": {"rayClusterSpec": {"headGroupSpec": {"template": {"spec": {"priorityClassName": "urgent"}}}}}},
+                     "urgent", id="the head template's priority class"),
+        pytest.param({"spec": {"rayClusterSpec": {"headGroupSpec": {"template": {"spec": {}}}}}}, None, id="none set"),
+        pytest.param({"spec": {"rayClusterSpec": []}}, None, id="a malformed spec is no class, not an error"),
+        pytest.param({"spec": {"rayClusterSpec": {"headGroupSpec": {"template": {"spec": {"priorityClassName": ""}}}}}},
+                     None, id="an empty name is no class"),
+    ],
+)
+def test_priority_class_name(obj: dict[str, object], name: str | None) -> None:
+    from common.rayjob import priority_class_name
+
+    assert priority_class_name(obj) == name
