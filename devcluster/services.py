@@ -9,7 +9,6 @@ import ssl
 import sys
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -92,10 +91,6 @@ def stop_webhook(cluster: LocalCluster, hook: Webhook) -> None:
     for doc in hook.configurations:
         cluster.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found", check=False)
     cluster.stop_process(hook.process.name)
-
-
-def webhook_log(hook: Webhook) -> Path:
-    return hook.process.log
 
 
 SCHEDULER_CONFIG = REPO_ROOT / "manifests" / "scheduler" / "config-v1beta1.yaml"

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, get_args
+from typing import Any, Final, TypeVar, get_args
 
 from common import keys
 from common.clock import Clock
@@ -48,6 +48,7 @@ from extender.nodes import NodeInfo, NodeState
 
 __all__ = ["Cache", "JobState", "QueueObject", "QueueUnitObject"]
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DELETED: Final = "DELETED"
@@ -399,15 +400,9 @@ class Cache:
             self._refresh_job(uid)
             self._touch()
             return
-        ref = f"RayJob {meta.get('namespace')}/{meta.get('name')}"
-        try:
-            info = self._convert(obj)
-        except ShapeError as exc:
-            if self.problems.get(ref) != str(exc):
-                self.problems[ref] = str(exc)
-                log.error("%s ignored: %s", ref, exc)
+        info = self._shape(f"RayJob {meta.get('namespace')}/{meta.get('name')}", self._convert, obj)
+        if info is None:
             return
-        self.problems.pop(ref, None)
         if rec is not None and rec.present and rec.info == info:
             return
         matched: set[str] = set()
@@ -444,15 +439,9 @@ class Cache:
                 self._refresh_job(owner)
             self._touch()
             return
-        ref = f"Pod {meta.get('namespace')}/{meta.get('name')}"
-        try:
-            info = PodInfo.from_pod(obj)
-        except ShapeError as exc:
-            if self.problems.get(ref) != str(exc):
-                self.problems[ref] = str(exc)
-                log.error("%s ignored: %s", ref, exc)
+        info = self._shape(f"Pod {meta.get('namespace')}/{meta.get('name')}", PodInfo.from_pod, obj)
+        if info is None:
             return
-        self.problems.pop(ref, None)
         if old == info:
             return
         if old is not None:
@@ -603,6 +592,19 @@ class Cache:
         self._touch()
 
     # --- derivation -------------------------------------------------------------------------------
+
+    def _shape(self, ref: str, convert: Callable[[dict[str, Any]], T], obj: dict[str, Any]) -> T | None:
+        """Convert an object once at the edge; a malformed one is ignored, its problem recorded (and logged
+        once per distinct problem) until a valid version of it arrives."""
+        try:
+            value = convert(obj)
+        except ShapeError as exc:
+            if self.problems.get(ref) != str(exc):
+                self.problems[ref] = str(exc)
+                log.error("%s ignored: %s", ref, exc)
+            return None
+        self.problems.pop(ref, None)
+        return value
 
     def _touch(self) -> None:
         self._generation += 1
