@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -60,12 +60,17 @@ __all__ = [
     "desired_replicas",
     "pod_request",
     "priority_class_name",
+    "reservation",
 ]
 
 SubmissionMode = Literal["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
 SUBMISSION_MODES: Final[tuple[str, ...]] = get_args(SubmissionMode)
 DEFAULT_SUBMISSION_MODE: Final = "K8sJobMode"
-FINISHED_DEPLOYMENT_STATUSES: Final = frozenset({"Complete", "Failed"})
+# Deployment states from which KubeRay never (again) creates pods for the job. ValidationFailed (v1.5+) is
+# written by RayJobReconciler.Reconcile when validateRayJob fails; no case of its state machine leaves it,
+# even once the spec is fixed (Kueue treats it as finished too: kubernetes-sigs/kueue#13415).
+VALIDATION_FAILED: Final = "ValidationFailed"
+FINISHED_DEPLOYMENT_STATUSES: Final = frozenset({"Complete", "Failed", VALIDATION_FAILED})
 TERMINAL_POD_PHASES: Final = frozenset({"Succeeded", "Failed"})
 MAX_INT32: Final = 2**31 - 1
 MIN_INT32: Final = -(2**31)
@@ -218,6 +223,8 @@ class JobInfo:
     cluster_selector: FrozenMap
     job_deployment_status: str
     job_status: str
+    status_reason: str  # status.reason (KubeRay's JobFailedReason, e.g. ValidationFailed)
+    status_message: str  # status.message, KubeRay's words
     ray_cluster_name: str | None
     finished: bool
     preemptible: bool
@@ -640,6 +647,8 @@ def _job_from_rayjob(
     deployment = r.as_str(status.get("jobDeploymentStatus"), "status.jobDeploymentStatus") or ""
     job_status = r.as_str(status.get("jobStatus"), "status.jobStatus") or ""
     ray_cluster_name = r.as_str(status.get("rayClusterName"), "status.rayClusterName") or None
+    status_reason = r.as_str(status.get("reason"), "status.reason") or ""
+    status_message = r.as_str(status.get("message"), "status.message") or ""
     if r.errors:
         raise ShapeError(r.errors)
 
@@ -680,6 +689,8 @@ def _job_from_rayjob(
         cluster_selector=selector,
         job_deployment_status=deployment,
         job_status=job_status,
+        status_reason=status_reason,
+        status_message=status_message,
         ray_cluster_name=ray_cluster_name,
         finished=deployment in FINISHED_DEPLOYMENT_STATUSES,
         preemptible=_preemptible(r, labels),
@@ -757,3 +768,35 @@ def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
         priority=priority,
         problems=tuple(r.problems),
     )
+
+
+def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
+    """The quota an admitted job holds: its request, with each role's per-pod request replaced by what the
+    job's pods really request where some exist (the largest pod of the role), at the spec's counts.
+
+    The prediction (templates plus ``KubeRayAdditions``) can be short: a mutating webhook of the cluster,
+    a LimitRange or an operator setting we were not told of adds to the pods. Once the pods exist their
+    requests are the truth. Roles: the head and each worker group (pods controlled by a RayCluster, by
+    ``ray.io/node-type`` and ``ray.io/group``), the submitter (the pod controlled by a batch/v1 Job)."""
+    seen: dict[tuple[str, str], Resources] = {}
+    for pod in pods:
+        if pod.owner is None:
+            continue
+        if pod.owner.kind == keys.BATCH_JOB_KIND:
+            role = ("submitter", "")
+        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "head":
+            role = ("head", "")
+        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "worker":
+            role = ("worker", pod.ray_group or "")
+        else:
+            continue
+        seen[role] = seen[role].max(pod.request) if role in seen else pod.request
+    if not seen:
+        return job.request
+    total = seen.get(("head", ""), job.head_request) if job.head_request else Resources()
+    if job.submitter_request:
+        total = total + seen.get(("submitter", ""), job.submitter_request)
+    for group in job.worker_groups:
+        if group.pods:
+            total = total + seen.get(("worker", group.name), group.pod_request).scaled(group.pods)
+    return total.clamp_low()
