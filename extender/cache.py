@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 DELETED: Final = "DELETED"
 _POLICIES: Final[tuple[str, ...]] = get_args(QueuePolicy)
+# KubeRay moves a suspended RayJob to Suspending only from Initializing or Running
+# (rayjob_controller.go updateStatusToSuspendingIfNeeded, v1.1-v1.7): a Waiting (InteractiveMode) job keeps
+# its cluster whatever spec.suspend says.
+UNSUSPENDABLE_DEPLOYMENT_STATUSES: Final = frozenset({"Waiting"})
 
 
 class JobState(enum.Enum):
@@ -708,6 +712,7 @@ class Cache:
                         priority=rec.info.priority,
                         preemptible=rec.info.preemptible,
                         admitted_order=order,
+                        suspendable=rec.info.job_deployment_status not in UNSUSPENDABLE_DEPLOYMENT_STATUSES,
                     )
                 )
             else:

@@ -616,3 +616,12 @@ def test_after_a_restart_the_terminating_pods_of_a_vanished_cluster_are_still_ch
     claim = cache.ledger.claim("uid-video-h")
     assert claim is not None and claim.kind == "pod"
     assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
+
+
+@pytest.mark.parametrize(("deployment", "suspendable"), [("Running", True), ("Initializing", True), ("Waiting", False)])
+def test_a_job_kuberay_cannot_suspend_now_is_no_reclaim_candidate(deployment: str, suspendable: bool) -> None:
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().status(deployment).obj())
+    assert cache.ledger is not None
+    claim = cache.ledger.claim("uid-video-a")
+    assert claim is not None and claim.suspendable is suspendable
