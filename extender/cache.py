@@ -42,7 +42,15 @@ from common.clock import Clock
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
 from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import JobInfo, PodInfo, ShapeError, priority_class_name, reservation
+from common.rayjob import (
+    DEFAULT_ADDITIONS,
+    JobInfo,
+    KubeRayAdditions,
+    PodInfo,
+    ShapeError,
+    priority_class_name,
+    reservation,
+)
 from common.resources import Resources
 from extender.nodes import NodeInfo, NodeState
 
@@ -148,8 +156,9 @@ class Cache:
     The loop must list every kind before the first reconcile (a restart rebuilds from the API).
     """
 
-    def __init__(self, clock: Clock, backoff: Backoff | None = None) -> None:
+    def __init__(self, clock: Clock, backoff: Backoff | None = None, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> None:
         self.clock = clock
+        self.additions = additions  # what the KubeRay operator adds to pods: in every job's request
         self.queues = Queues(clock, backoff)
         self.nodes = NodeState()
         self._tree: QuotaTree | None = None
@@ -642,7 +651,7 @@ class Cache:
     def _convert(self, obj: Mapping[str, Any]) -> JobInfo:
         klass = priority_class_name(obj)
         value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_rayjob(obj, priority_class_value=value)
+        return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
 
     def _apply_policies(self) -> None:
         if self._tree is None:
