@@ -28,14 +28,14 @@ watch: a second reconcile on the same state then plans nothing new.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from common import keys
+from common.admission import AdmissionPass
 from common.gotime import format_go
-from common.ledger import Claim, Decision, Ledger
-from common.queueing import QueueItem
+from common.ledger import Claim, Ledger
+from common.queueing import Queues
 from common.quota_tree import QuotaNode
 from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import EMPTY, Resources
@@ -69,7 +69,6 @@ __all__ = [
 ]
 
 EventType = Literal["Normal", "Warning"]
-MAX_NAMED: Final = 5  # victims named in a message before "and N more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,138 +239,28 @@ class Plan:
         return tuple(a for a in self.actions if isinstance(a, kind))
 
 
-# --- the admission pass ----------------------------------------------------------------------------
+# --- the admission pass (common.admission) ---------------------------------------------------------
 
 
-def _copy(ledger: Ledger, without: AbstractSet[str] = frozenset(), plus: Sequence[Claim] = ()) -> Ledger:
-    scratch = Ledger(ledger.tree, ledger.capacity)
-    for claim in ledger.claims():
-        if claim.uid not in without:
-            scratch.add(claim)
-    for claim in plus:
-        scratch.add(claim)
-    return scratch
+class _CacheSource:
+    """The Cache as the admission pass's ``PassSource``."""
 
-
-def _refusal(decision: Decision, reason: str) -> Decision:
-    return Decision(False, reason, decision.blocking, decision.excess, decision.rule)
-
-
-def _named(claims: Sequence[Claim]) -> str:
-    listed = [f"{c.key} ({c.quota})" for c in claims[:MAX_NAMED]]
-    if len(claims) > MAX_NAMED:
-        listed.append(f"and {len(claims) - MAX_NAMED} more")
-    return ", ".join(listed)
-
-
-def _under(quota: str, node: str | None) -> bool:
-    return node is None or quota == node or quota.startswith(node + "/")
-
-
-class _Pass:
-    """``try_admit`` for one Queues.schedule pass, with its scratch ledgers and what it decided."""
-
-    def __init__(self, cache: Cache, ledger: Ledger, now_ns: int) -> None:
+    def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.real = ledger
-        self.now_ns = now_ns
-        self._releasing_claims = [c for c in ledger.claims() if c.kind == "job" and cache.releasing(c.uid)]
-        self.releasing = {c.uid for c in self._releasing_claims}
-        self.victims: list[tuple[Claim, Claim]] = []  # (victim, claimant)
-        self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
-        self._added: list[Claim] = []  # admitted and reserved claims, in order
-        self._view: Ledger | None = None
-        self._reclaim: Ledger | None = None
-        self.heads = self._guaranteed_heads()
-
-    def _guaranteed_heads(self) -> list[Claim]:
-        """The first waiting job of every leaf (active or in backoff) when it is guaranteed."""
-        heads = []
-        queues = self.cache.queues
-        for leaf in queues.leaves():
-            items = (*queues.active(leaf), *queues.backoff(leaf))
-            if not items:
-                continue
-            head = min(items, key=lambda it: it.sort_key)
-            if head.uid in self.real:
-                continue
-            claim = self.claim(head)
-            if self.real.is_guaranteed(claim):
-                heads.append(claim)
-        return heads
-
-    def claim(self, item: QueueItem) -> Claim:
-        job = self.cache.job(item.uid)
-        return Claim(
-            uid=item.uid,
-            key=item.key,
-            kind="job",
-            quota=item.quota,
-            request=item.request,
-            priority=item.priority,
-            preemptible=job.preemptible if job else True,
-            admitted_order=self.now_ns,
-        )
 
     @property
-    def view(self) -> Ledger:
-        return self._view if self._view is not None else self.real
+    def queues(self) -> Queues:
+        return self.cache.queues
 
-    def _scratch(self) -> Ledger:
-        if self._view is None:
-            self._view = _copy(self.real)
-        return self._view
+    def releasing(self, uid: str) -> bool:
+        return self.cache.releasing(uid)
 
-    def _reclaim_view(self) -> Ledger:
-        if self._reclaim is None:
-            gone = self.releasing | {v.uid for v, _ in self.victims}
-            self._reclaim = _copy(self.real, without=gone, plus=self._added)
-        return self._reclaim
+    def terminating_pods(self, uid: str) -> int:
+        return len(self.cache.remaining_pods(uid))
 
-    def _add(self, claim: Claim) -> None:
-        self._scratch().add(claim)
-        if self._reclaim is not None:
-            self._reclaim.add(claim)
-        self._added.append(claim)
-
-    def __call__(self, item: QueueItem) -> Decision:
-        claim = self.claim(item)
-        if item.uid in self.real:  # requeued: the claim of its previous run drains with its pods
-            pods = len(self.cache.remaining_pods(item.uid))
-            return Decision(
-                False,
-                f"{item.quota}: {item.key} waits until its previous run releases its quota "
-                f"({pods} pod{'s' if pods != 1 else ''} still terminating)",
-                item.quota,
-                rule="quota",
-            )
-        others = [h for h in self.heads if h.quota != item.quota]
-        decision = self.view.check(claim, waiting_guaranteed=others)
-        if decision:
-            self.admitted.append((claim, self.cache.queues.attempts(item.uid)))
-            self._add(claim)
-            return decision
-        return self._refused(claim, decision)
-
-    def _refused(self, claim: Claim, decision: Decision) -> Decision:
-        reclaim = self._reclaim_view()
-        if not reclaim.is_guaranteed(claim):
-            return decision
-        if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
-            releasing = sorted(
-                [*self._releasing_claims, *(v for v, _ in self.victims)], key=lambda c: (c.key, c.uid)
-            )
-            blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
-            self._add(claim)
-            return _refusal(decision, f"waiting for reclaim of {_named(blocking)}: {decision.reason}")
-        plan = reclaim.plan_reclaim(claim)
-        if plan is None or not plan.victims:
-            return decision
-        for victim in plan.victims:
-            reclaim.remove(victim.uid)
-            self.victims.append((victim, claim))
-        self._add(claim)
-        return _refusal(decision, f"waiting for reclaim of {_named(plan.victims)}: {decision.reason}")
+    def preemptible(self, uid: str) -> bool:
+        job = self.cache.job(uid)
+        return job.preemptible if job else True
 
 
 # --- reconcile -------------------------------------------------------------------------------------
@@ -411,7 +300,7 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
 
     # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
     pass_start = len(actions)
-    decide = _Pass(cache, ledger, now_ns)
+    decide = AdmissionPass(_CacheSource(cache), ledger, now_ns)
     cache.queues.schedule(decide, ledger.generation)
     for victim, claimant in decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims

@@ -1,0 +1,168 @@
+"""One admission pass over the queues, as a pure ``try_admit`` for ``Queues.schedule``: scratch ledgers,
+guaranteed-first, and reclaim (DESIGN §3). Shared by the controller's reconcile and the start-time estimator.
+
+The pass reads the jobs through a small ``PassSource`` (the queues, which claims are releasing, how many
+pods a requeued job still has, and whether a job is preemptible), so the controller feeds it its Cache
+and the estimator a simulated world; the decisions are the same code. See ``extender/reconcile.py`` for
+how one pass drives the controller's actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import Final, Protocol
+
+from common.ledger import Claim, Decision, Ledger
+from common.queueing import QueueItem, Queues
+
+__all__ = ["MAX_NAMED", "AdmissionPass", "PassSource", "copy_ledger", "named"]
+
+MAX_NAMED: Final = 5  # victims named in a message before "and N more"
+
+
+class PassSource(Protocol):
+    """What a pass needs to know about the jobs besides the ledger."""
+
+    @property
+    def queues(self) -> Queues: ...
+
+    def releasing(self, uid: str) -> bool:
+        """The job's claim is on its way out (finished, deleted, suspended, to be requeued)."""
+        ...
+
+    def terminating_pods(self, uid: str) -> int:
+        """How many non-terminal pods the job still has (a requeued job waits for them)."""
+        ...
+
+    def preemptible(self, uid: str) -> bool: ...
+
+
+def copy_ledger(ledger: Ledger, without: AbstractSet[str] = frozenset(), plus: Sequence[Claim] = ()) -> Ledger:
+    scratch = Ledger(ledger.tree, ledger.capacity)
+    for claim in ledger.claims():
+        if claim.uid not in without:
+            scratch.add(claim)
+    for claim in plus:
+        scratch.add(claim)
+    return scratch
+
+
+def _refusal(decision: Decision, reason: str) -> Decision:
+    return Decision(False, reason, decision.blocking, decision.excess, decision.rule)
+
+
+def named(claims: Sequence[Claim]) -> str:
+    listed = [f"{c.key} ({c.quota})" for c in claims[:MAX_NAMED]]
+    if len(claims) > MAX_NAMED:
+        listed.append(f"and {len(claims) - MAX_NAMED} more")
+    return ", ".join(listed)
+
+
+def _under(quota: str, node: str | None) -> bool:
+    return node is None or quota == node or quota.startswith(node + "/")
+
+
+class AdmissionPass:
+    """``try_admit`` for one Queues.schedule pass, with its scratch ledgers and what it decided."""
+
+    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int) -> None:
+        self.source = source
+        self.real = ledger
+        self.now_ns = now_ns
+        self._releasing_claims = [c for c in ledger.claims() if c.kind == "job" and source.releasing(c.uid)]
+        self.releasing = {c.uid for c in self._releasing_claims}
+        self.victims: list[tuple[Claim, Claim]] = []  # (victim, claimant)
+        self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
+        self._added: list[Claim] = []  # admitted and reserved claims, in order
+        self._view: Ledger | None = None
+        self._reclaim: Ledger | None = None
+        self.heads = self._guaranteed_heads()
+
+    def _guaranteed_heads(self) -> list[Claim]:
+        """The first waiting job of every leaf (active or in backoff) when it is guaranteed."""
+        heads = []
+        queues = self.source.queues
+        for leaf in queues.leaves():
+            items = (*queues.active(leaf), *queues.backoff(leaf))
+            if not items:
+                continue
+            head = min(items, key=lambda it: it.sort_key)
+            if head.uid in self.real:
+                continue
+            claim = self.claim(head)
+            if self.real.is_guaranteed(claim):
+                heads.append(claim)
+        return heads
+
+    def claim(self, item: QueueItem) -> Claim:
+        return Claim(
+            uid=item.uid,
+            key=item.key,
+            kind="job",
+            quota=item.quota,
+            request=item.request,
+            priority=item.priority,
+            preemptible=self.source.preemptible(item.uid),
+            admitted_order=self.now_ns,
+        )
+
+    @property
+    def view(self) -> Ledger:
+        return self._view if self._view is not None else self.real
+
+    def _scratch(self) -> Ledger:
+        if self._view is None:
+            self._view = copy_ledger(self.real)
+        return self._view
+
+    def _reclaim_view(self) -> Ledger:
+        if self._reclaim is None:
+            gone = self.releasing | {v.uid for v, _ in self.victims}
+            self._reclaim = copy_ledger(self.real, without=gone, plus=self._added)
+        return self._reclaim
+
+    def _add(self, claim: Claim) -> None:
+        self._scratch().add(claim)
+        if self._reclaim is not None:
+            self._reclaim.add(claim)
+        self._added.append(claim)
+
+    def __call__(self, item: QueueItem) -> Decision:
+        claim = self.claim(item)
+        if item.uid in self.real:  # requeued: the claim of its previous run drains with its pods
+            pods = self.source.terminating_pods(item.uid)
+            return Decision(
+                False,
+                f"{item.quota}: {item.key} waits until its previous run releases its quota "
+                f"({pods} pod{'s' if pods != 1 else ''} still terminating)",
+                item.quota,
+                rule="quota",
+            )
+        others = [h for h in self.heads if h.quota != item.quota]
+        decision = self.view.check(claim, waiting_guaranteed=others)
+        if decision:
+            self.admitted.append((claim, self.source.queues.attempts(item.uid)))
+            self._add(claim)
+            return decision
+        return self._refused(claim, decision)
+
+    def _refused(self, claim: Claim, decision: Decision) -> Decision:
+        reclaim = self._reclaim_view()
+        if not reclaim.is_guaranteed(claim):
+            return decision
+        if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
+            releasing = sorted(
+                [*self._releasing_claims, *(v for v, _ in self.victims)], key=lambda c: (c.key, c.uid)
+            )
+            blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
+            self._add(claim)
+            return _refusal(decision, f"waiting for reclaim of {named(blocking)}: {decision.reason}")
+        plan = reclaim.plan_reclaim(claim)
+        if plan is None or not plan.victims:
+            return decision
+        for victim in plan.victims:
+            reclaim.remove(victim.uid)
+            self.victims.append((victim, claim))
+        self._add(claim)
+        return _refusal(decision, f"waiting for reclaim of {named(plan.victims)}: {decision.reason}")
