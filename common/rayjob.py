@@ -230,6 +230,10 @@ class JobInfo:
     preemptible: bool
     deleting: bool
     problems: tuple[str, ...]
+    # For the start-time estimate: spec.activeDeadlineSeconds (KubeRay v1.7 rayjob_controller.go
+    # checkActiveDeadlineAndUpdateStatusIfNeeded fails the job once it has run this long) and status.endTime.
+    active_deadline_seconds: int | None = None
+    end_ns: int | None = None
 
     @classmethod
     def from_rayjob(
@@ -696,7 +700,22 @@ def _job_from_rayjob(
         preemptible=_preemptible(r, labels),
         deleting=bool(meta.get("deletionTimestamp")),
         problems=tuple(r.problems),
+        active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
+        end_ns=_status_time(status.get("endTime")),
     )
+
+
+def _positive_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _status_time(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_go(value)
+    except GoTimeError:
+        return None
 
 
 def _owner(r: _Reader, meta: Mapping[str, object]) -> OwnerRef | None:

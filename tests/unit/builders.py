@@ -6,8 +6,9 @@ import copy
 from typing import Any, Self
 
 from common import keys
+from common.quota_tree import QuotaTree
 
-__all__ = ["PodBuilder", "RayJobBuilder", "container", "make_pod", "make_rayjob"]
+__all__ = ["PodBuilder", "RayJobBuilder", "container", "make_pod", "make_quota", "make_rayjob", "make_tree"]
 
 Obj = dict[str, Any]
 
@@ -391,3 +392,18 @@ def make_pod(
     if cpu is not None or memory is not None or gpu is not None:
         pod.container(cpu=cpu, memory=memory, gpu=gpu)
     return pod
+
+
+def make_quota(name: str, *children: Obj, min: Any = None, max: Any = None) -> Obj:
+    """One node of an ElasticQuotaTree spec; a leaf (no children) binds the namespace of its own name."""
+    out: Obj = {"name": name, "min": min or {}, "max": max or {}}
+    if children:
+        out["children"] = list(children)
+    else:
+        out["namespaces"] = [name]
+    return out
+
+
+def make_tree(root: Obj) -> QuotaTree:
+    """A parsed QuotaTree from a root built with ``make_quota``."""
+    return QuotaTree.parse({"kind": keys.QUOTA_TREE_KIND, "spec": {"root": root}})

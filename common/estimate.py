@@ -1,0 +1,381 @@
+"""When will a waiting RayJob start? Replays the controller's admission pass over the expected ends of
+running jobs, in simulated time, and says what the answer assumes.
+
+The world at ``now``: the ledger (what admitted jobs hold), the waiting items with each leaf's policy,
+and for every running job its expected end. The simulation runs ``common.admission.AdmissionPass`` through
+``Queues.schedule`` exactly as a reconcile does (queue order across the whole tree, borrowing, max-jobs,
+capacity, guaranteed-first and reclaim), admits what fits at ``now``, then jumps to the next expected
+release, frees that claim and passes again, until every waiting job has a start or nothing more can be
+said. A job admitted in the simulation holds its request for its own expected runtime.
+
+A job's expected runtime, in order: the ``rayqueue.io/expected-runtime`` annotation (a Go duration),
+``spec.activeDeadlineSeconds`` (KubeRay v1.7 ``checkActiveDeadlineAndUpdateStatusIfNeeded`` fails the job
+once it ran that long, so it is an upper bound), the median of the leaf's last ``HISTORY_SIZE`` runtimes,
+or unknown. A job that waits for a claim of unknown end gets no time, and its message says which jobs
+it waits for: the estimator never invents a number.
+
+Assumptions, stated in every message: declared runtimes hold, nothing else arrives or changes, and a
+released claim is free at once (pods take a few seconds to go). A reclaim victim restarts from scratch.
+
+Cost: one pass per release, each trying at most ``window`` candidates: only the first ``window`` waiting
+jobs in global queue order are in the simulated queues, and the next one joins whenever one leaves. A
+Round-policy job further back that would slip past a refused head is therefore seen late (its estimate
+is later than it may be, never earlier); jobs past ``max_releases`` simulated releases are "beyond the
+horizon". Both bounds are named in the messages they affect.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from common import keys
+from common.admission import AdmissionPass, copy_ledger
+from common.clock import FakeClock
+from common.ledger import Claim, Decision, Ledger
+from common.queueing import QueueItem, QueuePolicy, Queues
+
+__all__ = [
+    "HISTORY_SIZE",
+    "Estimate",
+    "Running",
+    "Runtime",
+    "Waiting",
+    "estimate",
+    "format_duration",
+    "parse_duration",
+    "runtime_of",
+]
+
+HISTORY_SIZE: Final = 20
+NS: Final = 10**9
+RuntimeSource = Literal["declared", "deadline", "history", "unknown"]
+
+# --- Go durations ------------------------------------------------------------------------------------
+
+_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration (``time.ParseDuration``: "1h30m", "90s", "1.5h", "300ms"); ValueError if not one."""
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s.lstrip("+-")
+    if s == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s:
+        raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Whole seconds the Go way: ``3m12s``, ``1h0m5s``, ``45s``, ``0s``."""
+    total = max(0, round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+# --- runtimes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """How long a job holds its quota once admitted, and where that number comes from."""
+
+    seconds: float | None
+    source: RuntimeSource
+    detail: str  # for messages: "declared 10m0s", "median 3m12s of the last 20 jobs of root/a/v"
+
+
+def runtime_of(
+    annotations: Mapping[str, str],
+    active_deadline_seconds: int | None,
+    history: Sequence[float],
+    leaf: str,
+) -> Runtime:
+    """The expected runtime of a job (see the module docstring for the order)."""
+    declared = annotations.get(keys.EXPECTED_RUNTIME)
+    if declared is not None:
+        try:
+            seconds = parse_duration(declared)
+        except ValueError:
+            seconds = -1.0
+        if seconds > 0:
+            return Runtime(seconds, "declared", f"declared {format_duration(seconds)}")
+    if active_deadline_seconds:
+        return Runtime(
+            float(active_deadline_seconds),
+            "deadline",
+            f"activeDeadlineSeconds {format_duration(active_deadline_seconds)}",
+        )
+    recent = [h for h in history[-HISTORY_SIZE:] if h >= 0]
+    if recent:
+        mid = statistics.median(recent)
+        return Runtime(
+            mid, "history", f"median {format_duration(mid)} of the last {len(recent)} jobs of {leaf}"
+        )
+    return Runtime(None, "unknown", "no expected runtime")
+
+
+def remember(history: Sequence[float], seconds: float) -> list[float]:
+    """The leaf's history with one more finished runtime, the oldest dropped beyond ``HISTORY_SIZE``."""
+    return [*history, max(0.0, seconds)][-HISTORY_SIZE:]
+
+
+# --- the world -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """An admitted job: its claim, when it was admitted, its runtime, and its enqueue time (a reclaim
+    victim requeues at its original place)."""
+
+    claim: Claim
+    started_ns: int
+    runtime: Runtime
+    enqueue_ns: int = 0
+
+    def end_ns(self, now_ns: int) -> int | None:
+        if self.runtime.seconds is None:
+            return None
+        return max(now_ns, self.started_ns + round(self.runtime.seconds * NS))
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    item: QueueItem
+    runtime: Runtime
+    preemptible: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A waiting job's expected start (None: unknown) and what the estimate assumes."""
+
+    uid: str
+    key: str
+    quota: str
+    start_ns: int | None
+    message: str
+    reason: str = ""  # why it does not start now (the pass's refusal), "" if it would
+    waits_for: tuple[str, ...] = ()  # running jobs (keys) whose end it waits for
+
+
+@dataclass(slots=True)
+class _Sim:
+    """The simulated world's PassSource."""
+
+    queues: Queues
+    preemptible_of: dict[str, bool] = field(default_factory=dict)
+
+    def releasing(self, uid: str) -> bool:
+        return False  # a release in the simulation is immediate
+
+    def terminating_pods(self, uid: str) -> int:
+        return 0
+
+    def preemptible(self, uid: str) -> bool:
+        return self.preemptible_of.get(uid, True)
+
+
+def _ago(ns: int, now_ns: int) -> str:
+    return format_duration((ns - now_ns) / NS)
+
+
+def estimate(
+    ledger: Ledger,
+    running: Iterable[Running],
+    waiting: Iterable[Waiting],
+    now_ns: int,
+    *,
+    policies: Mapping[str, QueuePolicy] | None = None,
+    window: int = 256,
+    max_releases: int = 2000,
+) -> dict[str, Estimate]:
+    """An Estimate for every waiting job, by uid. ``ledger`` is not changed."""
+    sim_ledger = copy_ledger(ledger)
+    queues = Queues(FakeClock())
+    for leaf, policy in sorted((policies or {}).items()):
+        queues.set_policy(leaf, policy)
+    source = _Sim(queues)
+
+    pending = sorted(waiting, key=lambda w: w.item.sort_key)
+    info = {w.item.uid: w for w in pending}
+    for w in pending:
+        source.preemptible_of[w.item.uid] = w.preemptible
+    outside = iter(pending)  # waiting jobs not yet in the simulated queues, in order
+
+    def refill() -> None:
+        while len(queues) < window:
+            nxt = next(outside, None)
+            if nxt is None:
+                return
+            queues.upsert(nxt.item)
+
+    holders: dict[str, Running] = {}  # uid -> running (real or simulated) with its runtime
+    ends: list[tuple[int, str]] = []  # (end_ns, uid), lazily cleaned: valid while end_of[uid] matches
+    end_of: dict[str, int] = {}
+    unknown: dict[str, Running] = {}  # running with no expected end
+    for r in running:
+        if r.claim.uid not in sim_ledger:
+            continue
+        holders[r.claim.uid] = r
+        source.preemptible_of[r.claim.uid] = r.claim.preemptible
+        end = r.end_ns(now_ns)
+        if end is None:
+            unknown[r.claim.uid] = r
+        else:
+            end_of[r.claim.uid] = end
+            heapq.heappush(ends, (end, r.claim.uid))
+
+    first: dict[str, Decision] = {}  # the first decision on each job (at now, for those in the window)
+    started: dict[str, int] = {}
+    released: list[tuple[int, Running]] = []  # (time, what ended), in time order
+    t = now_ns
+    releases = 0
+    refill()
+    while True:
+        for _ in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
+            queues.retry_now()
+            decide = AdmissionPass(source, sim_ledger, t)
+            recorded: dict[str, Decision] = {}
+
+            def try_admit(item: QueueItem, decide: AdmissionPass = decide,
+                          recorded: dict[str, Decision] = recorded) -> Decision:
+                decision = decide(item)
+                recorded[item.uid] = decision
+                return decision
+
+            queues.schedule(try_admit, sim_ledger.generation)
+            for uid, decision in recorded.items():
+                first.setdefault(uid, decision)
+            for victim, _claimant in decide.victims:
+                sim_ledger.remove(victim.uid)
+                held = holders.pop(victim.uid, None)
+                unknown.pop(victim.uid, None)
+                end_of.pop(victim.uid, None)
+                namespace, _, name = victim.key.partition("/")
+                item = QueueItem(uid=victim.uid, namespace=namespace, name=name, quota=victim.quota,
+                                 priority=victim.priority, enqueue_ns=held.enqueue_ns if held else 0,
+                                 request=victim.request)
+                runtime = held.runtime if held else Runtime(None, "unknown", "no expected runtime")
+                info.setdefault(victim.uid, Waiting(item, runtime, victim.preemptible))
+                queues.upsert(item)
+            for claim, _ in decide.admitted:
+                sim_ledger.add(claim)
+                admitted = info[claim.uid]
+                started.setdefault(claim.uid, t)
+                sim = Running(claim, t, admitted.runtime, admitted.item.enqueue_ns)
+                holders[claim.uid] = sim
+                end = sim.end_ns(t)
+                if end is None:
+                    unknown[claim.uid] = sim
+                else:
+                    end_of[claim.uid] = end
+                    heapq.heappush(ends, (end, claim.uid))
+            refill()
+            if not decide.admitted and not decide.victims:
+                break
+        if len(queues) == 0 or releases >= max_releases:
+            break
+        # The next release(s).
+        while ends and end_of.get(ends[0][1]) != ends[0][0]:
+            heapq.heappop(ends)
+        if not ends:
+            break
+        t = ends[0][0]
+        while ends and ends[0][0] == t:
+            _, uid = heapq.heappop(ends)
+            if end_of.get(uid) != t:
+                continue
+            del end_of[uid]
+            released.append((t, holders.pop(uid)))
+            sim_ledger.remove(uid)
+            releases += 1
+
+    horizon = releases >= max_releases and len(queues) > 0
+    out: dict[str, Estimate] = {}
+    for w in pending:
+        uid = w.item.uid
+        out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
+                             window, now_ns)
+    return out
+
+
+def _under(quota: str, node: str | None) -> bool:
+    return node is None or quota == node or quota.startswith(node + "/")
+
+
+def _runtimes(waited: Sequence[Running]) -> str:
+    details: dict[str, int] = {}
+    for r in waited:
+        details[r.runtime.detail] = details.get(r.runtime.detail, 0) + 1
+    parts = [f"{detail}" if n == 1 else f"{detail} (x{n})" for detail, n in sorted(details.items())]
+    return "runtime " + ", ".join(parts) if parts else ""
+
+
+def _describe(
+    w: Waiting,
+    start: int | None,
+    refusal: Decision | None,
+    released: Sequence[tuple[int, Running]],
+    unknown: Mapping[str, Running],
+    horizon: bool,
+    max_releases: int,
+    window: int,
+    now_ns: int,
+) -> Estimate:
+    item = w.item
+    reason = refusal.reason if refusal is not None and not refusal else ""
+    node = refusal.blocking if refusal is not None and not refusal else None
+    if start == now_ns and reason:
+        return Estimate(item.uid, item.key, item.quota, start,
+                        f"now, once reclaim frees the quota it is guaranteed ({reason})", reason)
+    if start == now_ns:
+        return Estimate(item.uid, item.key, item.quota, start, "fits now: starts at the next admission pass")
+    if start is not None:
+        before = [r for when, r in released if when <= start]
+        near = [r for r in before if _under(r.claim.quota, node)] or before
+        where = f" in {node}" if node else ""
+        n = len(near)
+        others = len(before) - n
+        message = f"after {n} running job{'s' if n != 1 else ''}{where} finish{'es' if n == 1 else ''}"
+        if others:
+            message += f" (and {others} elsewhere)"
+        runtimes = _runtimes(near)
+        if runtimes:
+            message += f"; {runtimes}"
+        message += f"; in ~{_ago(start, now_ns)} if nothing else changes"
+        return Estimate(item.uid, item.key, item.quota, start, message, reason,
+                        tuple(sorted({r.claim.key for r in near})))
+    blockers = sorted({r.claim.key for r in unknown.values() if _under(r.claim.quota, node)})
+    if blockers:
+        listed = ", ".join(blockers[:5]) + (f" and {len(blockers) - 5} more" if len(blockers) > 5 else "")
+        message = (
+            f"unknown: waits for running jobs with no expected runtime ({listed}); set "
+            f"{keys.EXPECTED_RUNTIME} or spec.activeDeadlineSeconds, or wait for the leaf's runtime history"
+        )
+        return Estimate(item.uid, item.key, item.quota, None, message, reason, tuple(blockers))
+    if horizon:
+        message = f"unknown: beyond the estimate's horizon ({max_releases} releases, {window} jobs at a time)"
+        return Estimate(item.uid, item.key, item.quota, None, message, reason)
+    return Estimate(item.uid, item.key, item.quota, None,
+                    f"never, as things stand: {reason or 'it does not fit even when every running job ends'}",
+                    reason)

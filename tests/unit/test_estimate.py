@@ -1,0 +1,210 @@
+"""The start-time estimator: the controller's admission pass replayed over the expected ends of running jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import keys
+from common.estimate import (
+    NS,
+    Running,
+    Runtime,
+    Waiting,
+    estimate,
+    format_duration,
+    parse_duration,
+    remember,
+    runtime_of,
+)
+from common.ledger import Claim, Ledger
+from common.queueing import QueueItem
+from common.resources import Resources
+from tests.unit.builders import make_quota, make_tree
+
+NOW = 1_700_000_000 * NS
+MIN = 60 * NS
+X, Y = "root/a/x", "root/a/y"
+
+
+def tree():  # type: ignore[no-untyped-def]
+    """root (max 10 cpu) -> a (min 8, max 10) -> x (min 4, max 10), y (min 4, max 10)."""
+    return make_tree(make_quota("root", make_quota("a", make_quota("x", min={"cpu": 4}, max={"cpu": 10}),
+                                                   make_quota("y", min={"cpu": 4}, max={"cpu": 10}),
+                                                   min={"cpu": 8}, max={"cpu": 10}),
+                                min={"cpu": 8}, max={"cpu": 10}))
+
+
+def cpu(n: int) -> Resources:
+    return Resources({"cpu": n * 1000})
+
+
+def declared(minutes: float) -> Runtime:
+    return Runtime(minutes * 60, "declared", f"declared {format_duration(minutes * 60)}")
+
+
+UNKNOWN = Runtime(None, "unknown", "no expected runtime")
+
+
+def running(name: str, quota: str, n: int, *, started_min_ago: float, runtime: Runtime,
+            priority: int = 0) -> Running:
+    claim = Claim(uid=name, key=f"{quota.rsplit('/', 1)[1]}/{name}", kind="job", quota=quota, request=cpu(n),
+                  priority=priority, admitted_order=NOW - int(started_min_ago * MIN))
+    return Running(claim, NOW - int(started_min_ago * MIN), runtime, enqueue_ns=NOW - 10 * MIN)
+
+
+def waiting(name: str, quota: str, n: int, *, runtime: Runtime = UNKNOWN, priority: int = 0,
+            enqueued_min_ago: float = 1) -> Waiting:
+    item = QueueItem(uid=name, namespace=quota.rsplit("/", 1)[1], name=name, quota=quota, priority=priority,
+                     enqueue_ns=NOW - int(enqueued_min_ago * MIN), request=cpu(n))
+    return Waiting(item, runtime)
+
+
+def world(*jobs: Running) -> Ledger:
+    ledger = Ledger(tree())
+    for r in jobs:
+        ledger.add(r.claim)
+    return ledger
+
+
+def test_a_job_starts_when_the_running_job_it_waits_for_ends() -> None:
+    a = running("a", X, 8, started_min_ago=2, runtime=declared(10))
+    ledger = world(a)
+    out = estimate(ledger, [a], [waiting("b", X, 4)], NOW)
+    assert out["b"].start_ns == NOW + 8 * MIN
+    assert out["b"].message.startswith("after 1 running job in root/a/x finishes; runtime declared 10m0s")
+    assert out["b"].waits_for == ("x/a",)
+    assert out["b"].reason == "root/a/x: cpu used 8 + request 4 > max 10"
+    assert ledger.claims() == (a.claim,)  # the real ledger is left alone
+
+
+def test_jobs_queue_behind_each_other_in_priority_order() -> None:
+    a = running("a", X, 8, started_min_ago=0, runtime=declared(10))
+    jobs = [waiting("low", X, 6, runtime=declared(5), enqueued_min_ago=5),
+            waiting("high", X, 6, runtime=declared(3), priority=10)]
+    out = estimate(world(a), [a], jobs, NOW)
+    assert out["high"].start_ns == NOW + 10 * MIN
+    assert out["low"].start_ns == NOW + 13 * MIN  # after "high" (3m), which started at +10m
+    assert "declared 3m0s" in out["low"].message
+
+
+def test_a_job_that_fits_now_starts_now() -> None:
+    out = estimate(world(), [], [waiting("b", X, 4)], NOW)
+    assert out["b"].start_ns == NOW
+    assert out["b"].message == "fits now: starts at the next admission pass"
+
+
+def test_a_blocker_of_unknown_runtime_gives_no_time_and_is_named() -> None:
+    a = running("a", X, 8, started_min_ago=2, runtime=UNKNOWN)
+    out = estimate(world(a), [a], [waiting("b", X, 4)], NOW)
+    assert out["b"].start_ns is None
+    assert "x/a" in out["b"].message and keys.EXPECTED_RUNTIME in out["b"].message
+
+
+def test_a_waiting_job_of_unknown_runtime_holds_its_quota_for_good_in_the_replay() -> None:
+    jobs = [waiting("first", X, 8), waiting("second", X, 8, enqueued_min_ago=0)]
+    out = estimate(world(), [], jobs, NOW)
+    assert out["first"].start_ns == NOW
+    assert out["second"].start_ns is None
+    assert "x/first" in out["second"].message
+
+
+def test_a_request_over_max_never_starts() -> None:
+    out = estimate(world(), [], [waiting("big", X, 12)], NOW)
+    assert out["big"].start_ns is None
+    assert out["big"].message.startswith("never, as things stand: root/a/x: cpu")
+
+
+def test_a_guaranteed_job_starts_now_by_reclaiming_a_borrower() -> None:
+    """x borrows y's min; y's job within its min reclaims at once (the pass plans the victim), and the
+    victim requeues and runs again when the claimant's 5 minutes are over."""
+    own = running("own", X, 4, started_min_ago=1, runtime=declared(60))
+    borrower = running("borrower", X, 6, started_min_ago=1, runtime=declared(60))
+    jobs = [waiting("g", Y, 4, runtime=declared(5))]
+    out = estimate(world(own, borrower), [own, borrower], jobs, NOW)
+    assert out["g"].start_ns == NOW
+    assert out["g"].message.startswith("now, once reclaim frees the quota it is guaranteed (waiting for reclaim of")
+
+
+def test_guaranteed_first_holds_a_borrower_back_in_the_replay() -> None:
+    """y waits within its min for a release; x's later borrower may not take that capacity first."""
+    a = running("a", X, 4, started_min_ago=0, runtime=declared(60))
+    b = running("b", Y, 6, started_min_ago=0, runtime=declared(5))
+    jobs = [waiting("ynext", Y, 4, runtime=declared(5), enqueued_min_ago=1),
+            waiting("xborrow", X, 4, runtime=declared(5), enqueued_min_ago=2, priority=5)]
+    out = estimate(world(a, b), [a, b], jobs, NOW)
+    assert out["ynext"].start_ns == NOW + 5 * MIN
+    assert out["xborrow"].start_ns == NOW + 10 * MIN
+
+
+def test_a_small_window_still_estimates_every_job() -> None:
+    a = running("a", X, 10, started_min_ago=0, runtime=declared(1))
+    jobs = [waiting(f"j{i}", X, 10, runtime=declared(1), enqueued_min_ago=10 - i) for i in range(5)]
+    out = estimate(world(a), [a], jobs, NOW, window=2)
+    assert [out[f"j{i}"].start_ns for i in range(5)] == [NOW + (i + 1) * MIN for i in range(5)]
+
+
+def test_the_horizon_is_said_not_guessed() -> None:
+    a = running("a", X, 10, started_min_ago=0, runtime=declared(1))
+    jobs = [waiting(f"j{i}", X, 10, runtime=declared(1), enqueued_min_ago=10 - i) for i in range(3)]
+    out = estimate(world(a), [a], jobs, NOW, max_releases=2)
+    assert out["j1"].start_ns == NOW + 2 * MIN
+    assert out["j2"].start_ns is None and "horizon" in out["j2"].message
+
+
+def test_an_overdue_job_is_expected_to_end_now() -> None:
+    a = running("a", X, 8, started_min_ago=20, runtime=declared(10))
+    out = estimate(world(a), [a], [waiting("b", X, 4)], NOW)
+    assert out["b"].start_ns == NOW
+
+
+@pytest.mark.parametrize(
+    ("annotations", "deadline", "history", "expected"),
+    [
+        pytest.param({keys.EXPECTED_RUNTIME: "1h30m"}, 60, [1.0], (5400.0, "declared"), id="the annotation first"),
+        pytest.param({keys.EXPECTED_RUNTIME: "soon"}, 60, [], (60.0, "deadline"),
+                     id="a bad annotation falls back to activeDeadlineSeconds"),
+        pytest.param({}, None, [10.0, 30.0, 20.0], (20.0, "history"), id="then the median of the leaf's history"),
+        pytest.param({}, None, [], (None, "unknown"), id="else unknown"),
+    ],
+)
+def test_runtime_sources_in_order(annotations: dict[str, str], deadline: int | None, history: list[float],
+                                  expected: tuple[float | None, str]) -> None:
+    r = runtime_of(annotations, deadline, history, X)
+    assert (r.seconds, r.source) == expected
+
+
+def test_history_keeps_the_last_twenty() -> None:
+    history: list[float] = []
+    for i in range(25):
+        history = remember(history, float(i))
+    assert history == [float(i) for i in range(5, 25)]
+    assert runtime_of({}, None, history, X).detail == "median 14s of the last 20 jobs of root/a/x"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("45m", 2700.0), ("1h30m", 5400.0), ("1.5h", 5400.0),
+                                               ("300ms", 0.3), ("2m3s", 123.0), ("0", 0.0)])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "1d", "m", "1h 30m"])
+def test_not_go_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Go duration"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0, 45, 192, 3605)] == ["0s", "45s", "3m12s", "1h0m5s"]
+
+
+def test_the_rayjob_carries_its_deadline_and_end_time() -> None:
+    from common.rayjob import JobInfo
+    from tests.unit.builders import make_rayjob
+
+    obj = (make_rayjob("j", "x").head(cpu="1").set("spec.activeDeadlineSeconds", 600)
+           .status("Complete", "SUCCEEDED").set("status.endTime", "2025-01-10T01:40:00Z").obj())
+    job = JobInfo.from_rayjob(obj)
+    assert job.active_deadline_seconds == 600
+    assert job.end_ns == 1736473200 * NS
+    plain = JobInfo.from_rayjob(make_rayjob("k", "x").head(cpu="1").obj())
+    assert (plain.active_deadline_seconds, plain.end_ns) == (None, None)
