@@ -39,10 +39,9 @@ class PassSource(Protocol):
 
 
 def copy_ledger(ledger: Ledger, without: AbstractSet[str] = frozenset(), plus: Sequence[Claim] = ()) -> Ledger:
-    scratch = Ledger(ledger.tree, ledger.capacity)
-    for claim in ledger.claims():
-        if claim.uid not in without:
-            scratch.add(claim)
+    scratch = ledger.copy()
+    for uid in sorted(without):
+        scratch.remove(uid)
     for claim in plus:
         scratch.add(claim)
     return scratch

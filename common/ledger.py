@@ -176,6 +176,17 @@ class Ledger:
         """Claims whose quota is not a leaf of the current tree (charged to the root only), sorted by uid."""
         return tuple(c for c in self.claims() if not self._is_leaf(c.quota))
 
+    def copy(self) -> Ledger:
+        """An independent ledger with the same claims and usage (claims and Resources are immutable, so
+        this copies dicts, not arithmetic): the scratch ledgers of an admission pass."""
+        other = Ledger(self._tree, self._capacity)
+        other._claims = dict(self._claims)
+        other._homes = dict(self._homes)
+        other._usage = dict(self._usage)
+        other._jobs = dict(self._jobs)
+        other._generation = self._generation
+        return other
+
     # --- changes -----------------------------------------------------------------------------
 
     def add(self, claim: Claim) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from common import keys
 from common.estimate import (
+    DRAIN_SECONDS,
     NS,
     Running,
     Runtime,
@@ -116,13 +117,13 @@ def test_a_request_over_max_never_starts() -> None:
 
 def test_a_guaranteed_job_starts_now_by_reclaiming_a_borrower() -> None:
     """x borrows y's min; y's job within its min reclaims at once (the pass plans the victim), and the
-    victim requeues and runs again when the claimant's 5 minutes are over."""
+    victim's claim drains for DRAIN_SECONDS first, as the controller waits for its pods."""
     own = running("own", X, 4, started_min_ago=1, runtime=declared(60))
     borrower = running("borrower", X, 6, started_min_ago=1, runtime=declared(60))
     jobs = [waiting("g", Y, 4, runtime=declared(5))]
     out = estimate(world(own, borrower), [own, borrower], jobs, NOW)
-    assert out["g"].start_ns == NOW
-    assert out["g"].message.startswith("now, once reclaim frees the quota it is guaranteed (waiting for reclaim of")
+    assert out["g"].start_ns == NOW + round(DRAIN_SECONDS * NS)
+    assert out["g"].message.startswith("in ~5s, once reclaimed quota drains (waiting for reclaim of x/borrower")
 
 
 def test_guaranteed_first_holds_a_borrower_back_in_the_replay() -> None:

@@ -842,3 +842,14 @@ def test_reclaim_is_deterministic() -> None:
     first, second = ledger.plan_reclaim(candidate), ledger.plan_reclaim(candidate)
     assert first is not None and first == second
     assert [v.uid for v in first.victims] == ["i2", "i5", "i1"]
+
+
+def test_a_copy_is_independent_and_equal() -> None:
+    ledger = Ledger(small_tree())
+    ledger.add(Claim(uid="u1", key="x/a", kind="job", quota="root/a/x", request=Resources({"cpu": 2000})))
+    copy = ledger.copy()
+    copy.add(Claim(uid="u2", key="x/b", kind="job", quota="root/a/x", request=Resources({"cpu": 1000})))
+    copy.remove("u1")
+    assert ledger.usage("root/a/x") == Resources({"cpu": 2000}) and ledger.jobs("root") == 1
+    assert copy.usage("root/a/x") == Resources({"cpu": 1000}) and [c.uid for c in copy.claims()] == ["u2"]
+    assert ledger.copy().usage("root") == ledger.usage("root")
