@@ -50,6 +50,7 @@ __all__ = [
     "Waiting",
     "estimate",
     "format_duration",
+    "in_about",
     "parse_duration",
     "runtime_of",
 ]
@@ -200,8 +201,13 @@ class _Sim:
         return self.preemptible_of.get(uid, True)
 
 
-def _ago(ns: int, now_ns: int) -> str:
-    return format_duration((ns - now_ns) / NS)
+def in_about(start_ns: int | None, now_ns: int) -> str:
+    """``~4m0s`` from now (``now`` if due), or ``unknown``: for people, not for statuses (it ages)."""
+    if start_ns is None:
+        return "unknown"
+    if start_ns <= now_ns:
+        return "now"
+    return "~" + format_duration((start_ns - now_ns) / NS)
 
 
 def estimate(
@@ -377,7 +383,7 @@ def _describe(
         return Estimate(item.uid, item.key, item.quota, start, "fits now: starts at the next admission pass")
     before = [r for when, r in released if start is not None and when <= start]
     if start is not None and not before:
-        message = f"in ~{_ago(start, now_ns)}, once reclaimed quota drains ({reason})"
+        message = f"once reclaimed quota drains ({reason})"
         return Estimate(item.uid, item.key, item.quota, start, message, reason)
     if start is not None:
         near = [r for r in before if _under(r.claim.quota, node)] or before
@@ -390,7 +396,7 @@ def _describe(
         runtimes = _runtimes(near)
         if runtimes:
             message += f"; {runtimes}"
-        message += f"; in ~{_ago(start, now_ns)} if nothing else changes"
+        message += "; if nothing else changes"
         return Estimate(item.uid, item.key, item.quota, start, message, reason,
                         tuple(sorted({r.claim.key for r in near})))
     blockers = sorted({r.claim.key for r in unknown.values() if _under(r.claim.quota, node)})

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from common import keys
 from common.clock import Clock
 from common.gotime import from_datetime
+from extender import estimates
 from extender.cache import Cache
 from extender.reconcile import (
     Action,
@@ -59,10 +60,14 @@ class Controller:
     """Runs while this replica leads. One reconcile at a time; decisions never await."""
 
     def __init__(self, cache: Cache, client: KubeClient, events: EventRecorder, clock: Clock,
-                 registry: CollectorRegistry, *, resync_seconds: float = 30.0) -> None:
+                 registry: CollectorRegistry, *, resync_seconds: float = 30.0,
+                 estimate_seconds: float = 5.0) -> None:
         self.cache, self.client, self.events, self.clock = cache, client, events, clock
         self.metrics = _Metrics(registry)
         self.resync_seconds = resync_seconds
+        self.estimate_seconds = estimate_seconds  # at most one start-time estimate this often
+        self._estimated_at: float | None = None
+        self._estimate_due: float | None = None
         self.wake = asyncio.Event()
 
     def poke(self) -> None:
@@ -77,7 +82,12 @@ class Controller:
                 await self.execute(plan)
             if self.wake.is_set():
                 continue
+            await self.refresh_estimates()
+            if self.wake.is_set():
+                continue
             timeout = self.resync_seconds
+            if self._estimate_due is not None:  # a refresh was held back by the throttle
+                timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
             retry = self.cache.queues.next_retry()
             if retry is not None:
                 timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
@@ -119,6 +129,23 @@ class Controller:
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
         self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line
+
+    async def refresh_estimates(self, *, force: bool = False) -> None:
+        """Runtime history, then the start-time estimate of every waiting QueueUnit (common/estimate.py),
+        at most every ``estimate_seconds``: the snapshot is taken here, the replay runs in a worker thread
+        so the extender's verbs keep being answered, and the patches are made against the cache as it is
+        then."""
+        now = self.clock.monotonic()
+        if not force and self._estimated_at is not None and now - self._estimated_at < self.estimate_seconds:
+            self._estimate_due = self._estimated_at + self.estimate_seconds
+            return
+        self._estimated_at, self._estimate_due = now, None
+        await self.execute(Plan(tuple(estimates.history_patches(self.cache))))
+        snap = estimates.snapshot(self.cache, from_datetime(self.clock.now()))
+        if snap is None:
+            return
+        found = await asyncio.to_thread(estimates.compute, snap)
+        await self.execute(Plan(tuple(estimates.unit_patches(self.cache, found, from_datetime(self.clock.now())))))
 
     async def _do(self, action: Action) -> None:
         c = self.client

@@ -123,7 +123,7 @@ def test_a_guaranteed_job_starts_now_by_reclaiming_a_borrower() -> None:
     jobs = [waiting("g", Y, 4, runtime=declared(5))]
     out = estimate(world(own, borrower), [own, borrower], jobs, NOW)
     assert out["g"].start_ns == NOW + round(DRAIN_SECONDS * NS)
-    assert out["g"].message.startswith("in ~5s, once reclaimed quota drains (waiting for reclaim of x/borrower")
+    assert out["g"].message.startswith("once reclaimed quota drains (waiting for reclaim of x/borrower")
 
 
 def test_guaranteed_first_holds_a_borrower_back_in_the_replay() -> None:
@@ -192,6 +192,12 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_not_go_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a Go duration"):
         parse_duration(text)
+
+
+def test_in_about() -> None:
+    from common.estimate import in_about
+
+    assert [in_about(None, NOW), in_about(NOW - 1, NOW), in_about(NOW + 4 * MIN, NOW)] == ["unknown", "now", "~4m0s"]
 
 
 def test_format_duration() -> None:

@@ -1,0 +1,180 @@
+"""Start-time estimates for the QueueUnits and runtime history for the Queues, from one Cache snapshot.
+
+Pure except for nothing: ``snapshot(cache, now)`` copies what ``common.estimate.estimate`` needs (a
+Ledger copy and frozen values, cheap, in the event loop), the estimate itself may then run in a worker
+thread on that snapshot, and ``unit_patches`` / ``history_patches`` turn the result into the
+controller's ordinary status actions against the cache as it is then.
+
+QueueUnit ``status.estimatedStartTime`` (RFC 3339, absent when unknown) and ``status.estimate`` (what the
+estimate assumes) are set on waiting QueueUnits and removed once a job is admitted. A new estimate is
+written only when its message changes or its time moves by more than ``max(30 s, 10 % of the wait)``,
+so a steady queue is not re-patched on every refresh.
+
+Runtime history (the leaf's last ``HISTORY_SIZE`` admission-to-end times) lives in the Queue's
+``status.runtimeHistory`` as ``{uid, seconds, end}`` rows, so a restarted controller keeps it: a finished
+RayJob (``status.endTime``, KubeRay v1.7 ``updateRayJobStatus`` sets it on a terminal deployment status)
+with a dequeue stamp is added once, when it ended after the newest row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from common.estimate import (
+    DRAIN_SECONDS,
+    HISTORY_SIZE,
+    NS,
+    Estimate,
+    Running,
+    Runtime,
+    Waiting,
+    estimate,
+    runtime_of,
+)
+from common.gotime import GoTimeError, parse_go
+from common.ledger import Ledger
+from common.queueing import QueuePolicy
+from extender.cache import Cache, JobState
+from extender.queue_objects import queue_unit_name, rfc3339
+from extender.reconcile import UpdateQueueStatus, UpdateQueueUnitStatus
+
+__all__ = ["Snapshot", "compute", "history", "history_patches", "snapshot", "unit_patches"]
+
+MIN_MOVE_SECONDS: Final = 30.0
+MOVE_FRACTION: Final = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    ledger: Ledger
+    running: tuple[Running, ...]
+    waiting: tuple[Waiting, ...]
+    policies: Mapping[str, QueuePolicy]
+    now_ns: int
+
+
+def history(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The Queue's ``status.runtimeHistory`` rows that are well formed, oldest first."""
+    rows = (status or {}).get("runtimeHistory")
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        if (isinstance(row, Mapping) and isinstance(row.get("uid"), str)
+                and isinstance(row.get("seconds"), int) and not isinstance(row.get("seconds"), bool)
+                and isinstance(row.get("end"), str)):
+            out.append(dict(row))
+    return out
+
+
+def _seconds(cache: Cache, leaf: str) -> list[float]:
+    queue = cache.queue_for(leaf)
+    return [float(r["seconds"]) for r in history(queue.status if queue else None)]
+
+
+def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
+    """What the estimate needs, copied from the cache (None without a valid tree)."""
+    tree, ledger = cache.tree, cache.ledger
+    if tree is None or ledger is None:
+        return None
+    seconds = {leaf.full_name: _seconds(cache, leaf.full_name) for leaf in tree.leaves()}
+    running = []
+    for claim in ledger.claims():
+        job = cache.job(claim.uid) if claim.kind == "job" else None
+        if job is None:
+            continue  # a pod outside the queue: it holds its claim for as long as the replay lasts
+        if cache.releasing(claim.uid):
+            drain = Runtime(DRAIN_SECONDS, "declared", "releasing its quota")
+            running.append(Running(claim, now_ns, drain, job.enqueue_ns or 0))
+            continue
+        runtime = runtime_of(job.annotations, job.active_deadline_seconds, seconds.get(claim.quota, []), claim.quota)
+        running.append(Running(claim, job.dequeue_ns or now_ns, runtime, job.enqueue_ns or 0))
+    waiting = []
+    queues = cache.queues
+    for leaf in tree.leaves():
+        for item in (*queues.active(leaf.full_name), *queues.backoff(leaf.full_name)):
+            job = cache.job(item.uid)
+            if job is None:  # pragma: no cover - queue items come from cached jobs
+                continue
+            runtime = runtime_of(job.annotations, job.active_deadline_seconds, seconds[leaf.full_name], leaf.full_name)
+            waiting.append(Waiting(item, runtime, job.preemptible))
+    policies = {leaf.full_name: queues.policy(leaf.full_name) for leaf in tree.leaves()}
+    return Snapshot(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
+
+
+def compute(snap: Snapshot) -> dict[str, Estimate]:
+    """The estimate (may run in a worker thread: it touches nothing but the snapshot)."""
+    return estimate(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
+
+
+def _moved(old: str | None, new: int | None, now_ns: int) -> bool:
+    if (old is None) != (new is None):
+        return True
+    if old is None or new is None:
+        return False
+    try:
+        old_ns = parse_go(old)
+    except GoTimeError:
+        return True
+    tolerance = max(MIN_MOVE_SECONDS * NS, MOVE_FRACTION * max(0, new - now_ns))
+    return abs(old_ns - new) > tolerance
+
+
+def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -> list[UpdateQueueUnitStatus]:
+    """Status patches for the QueueUnits whose estimate is new, changed, or no longer applies."""
+    patches = []
+    for job in cache.jobs():
+        unit = cache.queue_unit(job.namespace, queue_unit_name(job))
+        if unit is None or unit.owner_uid != job.uid:
+            continue
+        status = unit.status or {}
+        old_time = status.get("estimatedStartTime")
+        old_time = old_time if isinstance(old_time, str) else None
+        old_message = status.get("estimate")
+        found = estimates.get(job.uid)
+        if found is None or cache.state(job.uid) is not JobState.WAITING:
+            if old_time is not None or old_message is not None:
+                patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
+                                                     {"estimatedStartTime": None, "estimate": None}))
+            continue
+        if found.message != old_message or _moved(old_time, found.start_ns, now_ns):
+            when = rfc3339(found.start_ns) if found.start_ns is not None else None
+            patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
+                                                 {"estimatedStartTime": when, "estimate": found.message}))
+    return patches
+
+
+def history_patches(cache: Cache) -> list[UpdateQueueStatus]:
+    """Queue status patches adding the runtimes of jobs that finished since the newest recorded one."""
+    tree = cache.tree
+    if tree is None:
+        return []
+    finished: dict[str, list[tuple[int, str, float]]] = {}
+    for job in cache.jobs():
+        if not job.finished or job.end_ns is None or job.dequeue_ns is None or job.end_ns < job.dequeue_ns:
+            continue
+        leaf = cache.leaf_for(job.namespace)
+        if leaf is not None:
+            finished.setdefault(leaf.full_name, []).append((job.end_ns, job.uid, (job.end_ns - job.dequeue_ns) / NS))
+    patches = []
+    for leaf_name, jobs in sorted(finished.items()):
+        queue = cache.queue_for(leaf_name)
+        if queue is None:
+            continue
+        rows = history(queue.status)
+        known = {r["uid"] for r in rows}
+        newest = max((_end(r) for r in rows), default=-1)
+        fresh = sorted(j for j in jobs if j[1] not in known and j[0] >= newest)
+        if not fresh:
+            continue
+        rows += [{"uid": uid, "seconds": round(seconds), "end": rfc3339(end)} for end, uid, seconds in fresh]
+        patches.append(UpdateQueueStatus(queue.name, {"runtimeHistory": rows[-HISTORY_SIZE:]}))
+    return patches
+
+
+def _end(row: Mapping[str, Any]) -> int:
+    try:
+        return parse_go(str(row["end"]))
+    except GoTimeError:
+        return -1
+

@@ -1,0 +1,94 @@
+"""The controller's estimates: QueueUnit status fields from a Cache snapshot, and the Queue's runtime history.
+
+Driven through the reconcile scenario harness (``Loop`` in test_reconcile.py): the watch events go into the
+Cache, plans are applied to the in-memory objects, and ``extender.estimates`` patches go through the same
+``Loop.apply`` the controller's actions do.
+"""
+
+from __future__ import annotations
+
+from common import keys
+from common.clock import FakeClock
+from common.gotime import parse_go
+from extender import estimates
+from extender.cache import Cache
+from tests.unit.test_reconcile import NOW, VIDEO, Loop, job, stamp
+
+S = 10**9
+
+
+def refresh(loop: Loop, now: int = NOW) -> None:
+    for patch in estimates.history_patches(loop.cache):
+        loop.apply(patch, deliver=False)
+    snap = estimates.snapshot(loop.cache, now)
+    assert snap is not None
+    for patch in estimates.unit_patches(loop.cache, estimates.compute(snap), now):
+        loop.apply(patch, deliver=False)
+
+
+def test_a_waiting_unit_gets_the_start_of_its_blocker_end_and_loses_it_once_admitted() -> None:
+    loop = Loop(Cache(FakeClock()))
+    first = loop.submit(job("first", "video", cpu="10", at=1).annotate(keys.EXPECTED_RUNTIME, "10m").obj())
+    second = loop.submit(job("second", "video", cpu="5", at=2).obj())
+    loop.run()
+    loop.run(deliver=True)
+    refresh(loop)
+    status = loop.unit("second")["status"]
+    # "first" was dequeued at NOW by this reconcile: it is expected to end at NOW + 10m.
+    assert parse_go(status["estimatedStartTime"]) == NOW + 600 * S
+    assert status["estimate"].startswith("after 1 running job in root/algorithm/video finishes; runtime declared 10m0s")
+    assert "estimatedStartTime" not in loop.unit("first").get("status", {})
+
+    refresh(loop)  # nothing changed: no patch
+    patches = estimates.unit_patches(loop.cache, estimates.compute(estimates.snapshot(loop.cache, NOW + S)), NOW + S)  # type: ignore[arg-type]
+    assert patches == []
+
+    # "first" finishes at +10m and its pods are gone: "second" is dequeued; its estimate goes.
+    end = NOW + 600 * S
+    loop.update_job(first, lambda o: o.setdefault("status", {}).update(
+        jobDeploymentStatus="Complete", jobStatus="SUCCEEDED", endTime="2025-01-10T01:47:24Z"))
+    loop.run(end, deliver=True)
+    refresh(loop, end)
+    assert "estimatedStartTime" not in loop.unit("second")["status"]
+    assert "estimate" not in loop.unit("second")["status"]
+    assert second in {j.uid for j in loop.cache.jobs()}
+
+
+def test_finished_runtimes_go_to_the_queue_once_and_feed_the_estimate() -> None:
+    loop = Loop(Cache(FakeClock()))
+    a = loop.submit(job("a", "video", cpu="10", at=1).obj())
+    loop.run()
+    loop.run(deliver=True)
+    # a ran from NOW (its dequeue stamp) to NOW + 192 s.
+    end = "2025-01-10T01:40:36Z"
+    assert parse_go(end) == NOW + 192 * S
+    loop.update_job(a, lambda o: o.setdefault("status", {}).update(
+        jobDeploymentStatus="Complete", jobStatus="SUCCEEDED", endTime=end))
+    refresh(loop, NOW + 200 * S)
+    rows = loop.queue(VIDEO)["status"]["runtimeHistory"]
+    assert rows == [{"uid": a, "seconds": 192, "end": end}]
+    assert estimates.history_patches(loop.cache) == []  # recorded once, also after a restart
+
+    restarted = Loop(Cache(FakeClock()))
+    restarted.queues = loop.queues
+    for queue in loop.queues.values():
+        restarted.cache.on_queue("ADDED", queue)
+    for obj in loop.jobs.values():
+        restarted.submit(obj)
+    assert estimates.history_patches(restarted.cache) == []
+
+    # A new job of unknown runtime now waits behind one that uses the leaf's history.
+    b = loop.submit(job("b", "video", cpu="10", at=300).obj())
+    c = loop.submit(job("c", "video", cpu="10", at=301).obj())
+    t = NOW + 400 * S
+    loop.run(t)
+    loop.run(t, deliver=True)
+    refresh(loop, t)
+    assert b and c
+    status = loop.unit("c")["status"]
+    assert parse_go(status["estimatedStartTime"]) == t + 192 * S
+    assert "median 3m12s of the last 1 jobs of root/algorithm/video" in status["estimate"]
+
+
+def test_stamps_are_what_the_harness_writes() -> None:
+    assert parse_go(stamp(0)) + 60 * S == NOW
