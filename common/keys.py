@@ -107,6 +107,11 @@ CONTROLLER_OWNED_ANNOTATIONS: Final = (ENQUEUE_TIMESTAMP, DEQUEUE_TIMESTAMP, PRI
 # unschedulable pod back to its active queue when the pod's metadata changes, so members that were refused
 # before the gang was complete are retried at once instead of after the scheduler's periodic flush.
 GANG_PLACED: Final = "rayqueue.io/gang-placed"
+# On a QueueUnit: the priority the controller last wrote to its spec. A spec.priority that differs from it was
+# set by someone else (kube-queue's way to reprioritise): the controller adopts it onto the RayJob.
+SYNCED_PRIORITY: Final = "rayqueue.io/synced-priority"
+# On a QueueUnit, stamped by the webhook on an UPDATE that changes spec.priority: who did it.
+PRIORITY_CHANGED_BY: Final = "rayqueue.io/priority-changed-by"
 # Set by the user on a RayJob: how long it runs once admitted (a Go duration, "45m", "1h30m"); the start-time
 # estimate of the jobs behind it uses it before spec.activeDeadlineSeconds and the leaf's runtime history.
 EXPECTED_RUNTIME: Final = "rayqueue.io/expected-runtime"

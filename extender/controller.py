@@ -24,6 +24,7 @@ from extender.reconcile import (
     Event,
     Plan,
     Requeue,
+    SetPriority,
     Suspend,
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
@@ -116,7 +117,7 @@ class Controller:
             try:
                 await self._do(action)
             except ApiError as exc:
-                if isinstance(action, Dequeue | Suspend | Requeue):
+                if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
                     failed.add(action.job.uid)
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 if exc.conflict:
@@ -124,7 +125,7 @@ class Controller:
                 else:
                     log.warning("%s failed: %s", type(action).__name__, exc)
             except (OSError, TimeoutError) as exc:
-                if isinstance(action, Dequeue | Suspend | Requeue):
+                if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
                     failed.add(action.job.uid)
                 self.metrics.action_errors.labels(type(action).__name__).inc()
                 log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
@@ -179,6 +180,10 @@ class Controller:
                 self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
             log.info("%s RayJob %s/%s: %s", type(action).__name__.lower(), action.job.namespace, action.job.name,
                      action.reason)
+        elif isinstance(action, SetPriority):
+            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            log.info("priority of RayJob %s/%s set to %d from its QueueUnit: %s", action.job.namespace,
+                     action.job.name, action.priority, action.record)
         elif isinstance(action, Event):
             ref = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYJOB_KIND,
                    "name": action.job.name, "namespace": action.job.namespace, "uid": action.job.uid}

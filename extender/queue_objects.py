@@ -59,9 +59,10 @@ def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[st
 
     Beyond the seed's shape it carries the label create-by-kubequeue (so a watch can select ours), the
     leaf in kube-queue/quota-fullname, and the last priority change the controller reported as an event
-    (the webhook's record), so that a restarted controller does not report it again.
+    (the webhook's record), so that a restarted controller does not report it again, and the priority it
+    wrote to the spec (rayqueue.io/synced-priority): a spec.priority that differs was set by someone else.
     """
-    annotations = {keys.QUOTA_FULLNAME: leaf.full_name}
+    annotations = {keys.QUOTA_FULLNAME: leaf.full_name, keys.SYNCED_PRIORITY: str(job.priority)}
     record = job.annotations.get(keys.PRIORITY_CHANGE_RECORD)
     if record:
         annotations[keys.PRIORITY_CHANGE_RECORD] = record

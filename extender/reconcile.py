@@ -39,7 +39,7 @@ from common.queueing import Queues
 from common.quota_tree import QuotaNode
 from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import EMPTY, Resources
-from extender.cache import Cache, JobState
+from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import (
     QueueUnitPhase,
     queue_object,
@@ -61,6 +61,7 @@ __all__ = [
     "JobRef",
     "Plan",
     "Requeue",
+    "SetPriority",
     "Suspend",
     "UpdateQueueStatus",
     "UpdateQueueUnitStatus",
@@ -190,6 +191,24 @@ class Requeue:
 
 
 @dataclass(frozen=True, slots=True)
+class SetPriority:
+    """Someone patched the QueueUnit's spec.priority (kube-queue's way to reprioritise): carry it to the
+    RayJob's priority annotation with a record of the change, in one merge patch guarded by
+    resourceVersion; the watch then reorders the queue and the QueueUnit is synced to it."""
+
+    job: JobRef
+    priority: int
+    record: str
+
+    def patch(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"annotations": {keys.PRIORITY_OVERRIDE: str(self.priority),
+                                                    keys.PRIORITY_CHANGE_RECORD: self.record}}
+        if self.job.resource_version:
+            metadata["resourceVersion"] = self.job.resource_version
+        return {"metadata": metadata}
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A Kubernetes Event on the RayJob."""
 
@@ -216,6 +235,7 @@ Action = (
     | Dequeue
     | Suspend
     | Requeue
+    | SetPriority
     | Event
     | UpdateTreeStatus
 )
@@ -343,7 +363,13 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
         desired = queue_unit_object(job, leaf, queue.name)
         cached = cache.queue_unit(job.namespace, name)
         ref = JobRef.of(job)
-        if cached is None or cached.owner_uid != job.uid:
+        adopted = _adopted_priority(job, cached) if cached is not None and cached.owner_uid == job.uid else None
+        if adopted is not None and cached is not None and state in (JobState.WAITING, JobState.ADMITTED):
+            who = cached.annotations.get(keys.PRIORITY_CHANGED_BY) or "someone the controller cannot name"
+            change = (f"{who} changed priority {job.priority} -> {adopted} at {stamp} "
+                      f"(QueueUnit {job.namespace}/{name} spec.priority)")
+            ensures.append(SetPriority(ref, adopted, change))
+        elif cached is None or cached.owner_uid != job.uid:
             ensures.append(EnsureQueueUnit(desired))
             if state in (JobState.WAITING, JobState.ADMITTED, JobState.REQUEUE):
                 message = (
@@ -418,10 +444,22 @@ def _unit_differs(
     if dict(spec) != desired["spec"]:
         return True
     want: Mapping[str, str] = desired["metadata"]["annotations"]
-    for key in (keys.QUOTA_FULLNAME, keys.PRIORITY_CHANGE_RECORD):
+    for key in (keys.QUOTA_FULLNAME, keys.PRIORITY_CHANGE_RECORD, keys.SYNCED_PRIORITY):
         if want.get(key) != annotations.get(key):
             return True
     return False
+
+
+def _adopted_priority(job: JobInfo, unit: QueueUnitObject) -> int | None:
+    """The QueueUnit's spec.priority when someone other than the controller set it (it differs from the
+    priority the controller last wrote there, and from the RayJob's): the controller adopts it."""
+    value = unit.spec.get("priority")
+    synced = unit.annotations.get(keys.SYNCED_PRIORITY)
+    if not isinstance(value, int) or isinstance(value, bool) or synced is None:
+        return None
+    if str(value) == synced or value == job.priority:
+        return None
+    return value
 
 
 def _status_differs(desired: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:

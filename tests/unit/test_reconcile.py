@@ -497,7 +497,7 @@ def test_queue_unit_object_shape() -> None:
             "name": "rayjob-video-h4x2q-ray-qu",
             "namespace": "video",
             "labels": {"create-by-kubequeue": "true"},
-            "annotations": {"kube-queue/quota-fullname": "root/algorithm/video"},
+            "annotations": {"kube-queue/quota-fullname": "root/algorithm/video", keys.SYNCED_PRIORITY: "0"},
             "ownerReferences": [
                 {
                     "apiVersion": "ray.io/v1",
