@@ -1,0 +1,247 @@
+"""The plugin's pure part: API objects (plain dicts) in, reports (plain dicts, for -o json) and text out.
+
+Every number comes from what the controller publishes (the ElasticQuotaTree's status, the Queues'
+statuses, the QueueUnits' statuses) or from the same pure functions the services use (``QuotaTree``,
+``Ledger.check``, ``JobInfo.from_rayjob``), never from a copy of their rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from common import keys
+from common.estimate import in_about
+from common.gotime import GoTimeError, parse_go
+from common.ledger import Claim, Ledger
+from common.quantity import format_quantity
+from common.quota_tree import QuotaNode, QuotaTree
+from common.rayjob import JobInfo
+from common.resources import Resources
+
+__all__ = ["queue_report", "render", "top_report", "whatif_report", "why_report"]
+
+BAR: Final = 20
+Obj = Mapping[str, Any]
+
+
+def _used(tree_obj: Obj) -> dict[str, Resources]:
+    nodes = ((tree_obj.get("status") or {}).get("nodes")) or {}
+    out = {}
+    for name, entry in nodes.items():
+        try:
+            out[name] = Resources.parse((entry or {}).get("used") or {})
+        except ValueError:
+            continue
+    return out
+
+
+def _fmt(resource: str, value: int | None) -> str:
+    return "-" if value is None else format_quantity(resource, value)
+
+
+def _bar(used: int, limit: int | None, guaranteed: int) -> str:
+    """``[#####|....    ]``: used filled, ``|`` at min, the bar's width is max (or used, when unbounded)."""
+    scale = limit if limit else max(used, guaranteed, 1)
+    filled = min(BAR, round(BAR * used / scale)) if scale else 0
+    cells = ["#"] * filled + ["."] * (BAR - filled)
+    mark = min(BAR - 1, round(BAR * guaranteed / scale)) if scale and guaranteed else None
+    if mark is not None:
+        cells[mark] = "|"
+    return "[" + "".join(cells) + "]"
+
+
+def top_report(tree_obj: Obj) -> dict[str, Any]:
+    """Per quota node, in tree order: used / min / max per resource (what `kubectl rayqueue top` shows)."""
+    tree = QuotaTree.parse(tree_obj)
+    used = _used(tree_obj)
+    rows = []
+
+    def walk(node: QuotaNode) -> None:
+        u = used.get(node.full_name, Resources())
+        resources = {}
+        for r in sorted(set(node.min) | set(node.max) | set(u)):
+            resources[r] = {"used": u.get(r), "min": node.min.get(r), "max": node.max.get(r) if r in node.max else None}
+        rows.append({"node": node.full_name, "depth": node.depth, "leaf": node.is_leaf,
+                     "namespaces": list(node.namespaces), "resources": resources})
+        for child in node.children:
+            walk(tree.node(child))
+
+    walk(tree.root)
+    return {"kind": "QuotaTop", "nodes": rows}
+
+
+def _top_text(report: Obj) -> str:
+    lines = [f"{'NODE':<36} {'RESOURCE':<16} {'USED':>10} {'MIN':>10} {'MAX':>10}  USAGE (| = min)"]
+    for row in report["nodes"]:
+        name = "  " * row["depth"] + row["node"].rsplit("/", 1)[-1]
+        first = True
+        for r, v in row["resources"].items():
+            label = name if first else ""
+            lines.append(f"{label:<36} {r:<16} {_fmt(r, v['used']):>10} {_fmt(r, v['min']):>10} "
+                         f"{_fmt(r, v['max']):>10}  {_bar(v['used'], v['max'], v['min'])}")
+            first = False
+        if first:
+            lines.append(name)
+    return "\n".join(lines)
+
+
+def _unit_estimate(unit: Obj | None, now_ns: int) -> dict[str, Any]:
+    status = (unit or {}).get("status") or {}
+    when = status.get("estimatedStartTime")
+    start = None
+    if isinstance(when, str):
+        try:
+            start = parse_go(when)
+        except GoTimeError:
+            start = None
+    return {"estimatedStartTime": when if start is not None else None, "in": in_about(start, now_ns),
+            "estimate": status.get("estimate")}
+
+
+def queue_report(leaf: str, queue_obj: Obj, units: Mapping[tuple[str, str], Obj], now_ns: int) -> dict[str, Any]:
+    """The leaf's waiting QueueUnits in order, each with its estimate when the caller may read it."""
+    details = (queue_obj.get("status") or {}).get("queueItemDetails") or {}
+    rows = []
+    for listed in ("active", "backoff"):
+        for d in details.get(listed) or []:
+            unit = units.get((d.get("namespace", ""), d.get("name", "")))
+            rows.append({"list": listed, "position": d.get("position"), "namespace": d.get("namespace"),
+                         "queueUnit": d.get("name"), "priority": d.get("priority"), "visible": unit is not None,
+                         **_unit_estimate(unit, now_ns)})
+    return {"kind": "QueueListing", "leaf": leaf, "queue": queue_obj.get("metadata", {}).get("name"),
+            "policy": (queue_obj.get("spec") or {}).get("queuePolicy"), "items": rows}
+
+
+def _queue_text(report: Obj) -> str:
+    lines = [f"queue {report['queue']} for {report['leaf']} (policy {report['policy']})",
+             f"{'LIST':<8} {'POS':>4} {'NAMESPACE':<16} {'QUEUEUNIT':<36} {'PRIO':>5} {'ETA':<10} ESTIMATE"]
+    for row in report["items"]:
+        eta = row["in"] if row["visible"] else "(hidden)"
+        note = row["estimate"] or ("" if row["visible"] else "not readable with your permissions")
+        lines.append(f"{row['list']:<8} {row['position']!s:>4} {row['namespace']!s:<16} {row['queueUnit']!s:<36} "
+                     f"{row['priority']!s:>5} {eta:<10} {note}")
+    if not report["items"]:
+        lines.append("(empty)")
+    return "\n".join(lines)
+
+
+def _node_numbers(tree_obj: Obj, node: str | None) -> dict[str, Any] | None:
+    if not node:
+        return None
+    rows: list[dict[str, Any]] = top_report(tree_obj)["nodes"]
+    return next((row for row in rows if row["node"] == node), None)
+
+
+def why_report(job_obj: Obj, unit: Obj | None, tree_obj: Obj | None, events: Sequence[Obj],
+               now_ns: int) -> dict[str, Any]:
+    """Where a RayJob is, what blocks it (the node and its numbers), its estimate and its recent events."""
+    meta = job_obj.get("metadata") or {}
+    status = (unit or {}).get("status") or {}
+    message = str(status.get("message") or "")
+    blocking = None
+    if tree_obj is not None:
+        tree = QuotaTree.parse(tree_obj)
+        names = sorted((n.full_name for n in tree.nodes()), key=len, reverse=True)
+        blocking = next((n for n in names if message.startswith(n + ":") or f" {n}:" in message), None)
+    recent = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))[-10:]
+    return {
+        "kind": "JobPlace",
+        "rayjob": f"{meta.get('namespace')}/{meta.get('name')}",
+        "phase": status.get("phase"),
+        "position": status.get("position"),
+        "message": message or None,
+        "blocking": blocking,
+        "blockingNode": _node_numbers(tree_obj, blocking) if tree_obj is not None else None,
+        **_unit_estimate(unit, now_ns),
+        "events": [{"type": e.get("type"), "reason": e.get("reason"), "message": e.get("message"),
+                    "time": e.get("lastTimestamp") or e.get("eventTime")} for e in recent],
+    }
+
+
+def _why_text(report: Obj) -> str:
+    lines = [f"RayJob {report['rayjob']}: {report['phase'] or 'no QueueUnit yet'}"
+             + (f", position {report['position']}" if report["position"] else "")]
+    if report["message"]:
+        lines.append(f"  why: {report['message']}")
+    node = report["blockingNode"]
+    if node:
+        for r, v in node["resources"].items():
+            lines.append(f"  {node['node']} {r}: used {_fmt(r, v['used'])}, min {_fmt(r, v['min'])}, "
+                         f"max {_fmt(r, v['max'])}")
+    if report["phase"] in ("Enqueued", "Backoff"):
+        lines.append(f"  estimated start: {report['in']}"
+                     + (f" ({report['estimatedStartTime']})" if report["estimatedStartTime"] else ""))
+        if report["estimate"]:
+            lines.append(f"  assuming: {report['estimate']}")
+    if report["events"]:
+        lines.append("  recent events:")
+        lines += [f"    {e['time']}  {e['type']:<7} {e['reason']}: {e['message']}" for e in report["events"]]
+    return "\n".join(lines)
+
+
+def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace: str,
+                  priority_class_value: int | None = None) -> dict[str, Any]:
+    """Would this RayJob, created now in ``namespace``, be admitted? Its request as the webhook computes
+    it (``JobInfo.from_rayjob``), the leaf its namespace is bound to, ``Ledger.check`` against the tree's
+    published usage, and its place in the leaf's queue (after every waiting job of equal or higher
+    priority: it would be enqueued last)."""
+    obj = {**job_obj, "metadata": {**(job_obj.get("metadata") or {}), "namespace": namespace}}
+    job = JobInfo.from_rayjob(obj, priority_class_value=priority_class_value)
+    tree = QuotaTree.parse(tree_obj)
+    leaf = tree.leaf_for_namespace(namespace)
+    report: dict[str, Any] = {"kind": "WhatIf", "namespace": namespace, "request": job.request.to_api(),
+                              "priority": job.priority, "leaf": leaf.full_name if leaf else None}
+    if leaf is None:
+        report.update(queued=False, admitted=True,
+                      message=f"namespace {namespace} is not bound to a leaf of the {keys.QUOTA_TREE_KIND}: "
+                              "not queued, it would start at once")
+        return report
+    used = _used(tree_obj)
+    ledger = Ledger(tree)
+    leaves = [n for n in tree.leaves()]
+    accounted = Resources()
+    for n in leaves:
+        u = used.get(n.full_name)
+        if u:
+            ledger.add(Claim(uid=f"used:{n.full_name}", key=f"(used in {n.full_name})", kind="pod",
+                             quota=n.full_name, request=u))
+            accounted = accounted + u
+    rest = (used.get(tree.root.full_name, Resources()) - accounted).clamp_low()
+    if rest:
+        ledger.add(Claim(uid="used:other", key="(used outside the leaves)", kind="pod", quota="", request=rest))
+    claim = Claim(uid="whatif", key=f"{namespace}/{job.name or '(new)'}", kind="job", quota=leaf.full_name,
+                  request=job.request, priority=job.priority, preemptible=job.preemptible)
+    decision = ledger.check(claim)
+    details = ((queue_obj or {}).get("status") or {}).get("queueItemDetails") or {}
+    ahead = [d for lst in ("active", "backoff") for d in details.get(lst) or [] if int(d.get("priority") or 0) >= job.priority]
+    report.update(queued=True, admitted=bool(decision) and not ahead, position=len(ahead) + 1,
+                  waitingAhead=len(ahead), rule=decision.rule or None, blocking=decision.blocking,
+                  guaranteed=ledger.is_guaranteed(claim),
+                  message=(decision.reason if not decision else
+                           (f"fits now: {decision.reason}" if not ahead else
+                            f"fits the quota now ({decision.reason}), but {len(ahead)} waiting job(s) of "
+                            f"priority >= {job.priority} are ahead of it")),
+                  notes=["usage is the tree's published status (the controller's last pass); job counts "
+                         "(kube-queue/max-jobs) are not in it and are not checked here"])
+    return report
+
+
+def _whatif_text(report: Obj) -> str:
+    request = ", ".join(f"{k} {v}" for k, v in report["request"].items())
+    if not report.get("queued"):
+        return f"{report['message']}\n  request: {request}"
+    verdict = "would start now" if report["admitted"] else f"would wait at position {report['position']}"
+    lines = [f"in {report['leaf']} (priority {report['priority']}, request {request}): {verdict}",
+             f"  {report['message']}"]
+    if report.get("guaranteed"):
+        lines.append("  within the leaf's min: guaranteed (borrowers elsewhere would be reclaimed for it)")
+    lines += [f"  note: {n}" for n in report.get("notes", [])]
+    return "\n".join(lines)
+
+
+_TEXT = {"QuotaTop": _top_text, "QueueListing": _queue_text, "JobPlace": _why_text, "WhatIf": _whatif_text}
+
+
+def render(report: Obj) -> str:
+    return _TEXT[str(report["kind"])](report)
