@@ -1,0 +1,178 @@
+"""Where is my job and when will it start, end to end: the QueueUnit's ETA confirmed by the real admission,
+`kubectl rayqueue` found by the real kubectl on PATH and run as the tenant, and kube-queue's dynamic priority
+(a QueueUnit spec.priority patch) moving a job ahead and surviving a controller restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from common import keys
+from common.gotime import parse_go
+from devcluster.cluster import REPO_ROOT, TENANT, LocalCluster
+from devcluster.services import start_extender
+from devcluster.waiting import wait_for
+from tests.cluster.invariants import QuotaSampler
+from tests.cluster.journey import create, dequeued, events, get, queues, rayjob, seed_job
+
+VIDEO = "root/algorithm/video"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quota_visibility(cluster: LocalCluster) -> None:
+    """The documented install step that lets tenants read the tree (`kubectl rayqueue top`, `whatif`)."""
+    cluster.apply(REPO_ROOT / "manifests" / "rbac" / "quota-visibility.yaml")
+
+
+def plugin(cluster: LocalCluster, *args: str, user: str = TENANT) -> subprocess.CompletedProcess[str]:
+    """The real kubectl, finding kubectl-rayqueue on PATH (installed with the package in this venv)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    argv = [str(cluster.bin_dir / "kubectl"), "rayqueue", *args, f"--kubeconfig={cluster.kubeconfig(user)}"]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def plugin_json(cluster: LocalCluster, *args: str, user: str = TENANT) -> Any:
+    done = plugin(cluster, *args, "-o", "json", user=user)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def unit(cluster: LocalCluster, job: str, ns: str = "video") -> dict[str, Any]:
+    return dict(get(cluster, "queueunit", keys.queue_unit_name(job), "-n", ns))
+
+
+def declared(run_seconds: int, expected: str) -> dict[str, Any]:
+    job = seed_job(run_seconds=run_seconds)
+    job["metadata"]["annotations"][keys.EXPECTED_RUNTIME] = expected
+    return job
+
+
+def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_tenant(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """The seed's video job (12.5 CPU of max 14) runs with a declared runtime; a second copy waits. Its
+    QueueUnit gets an ETA saying what it assumes; the ETA column shows it; every plugin subcommand tells
+    alice, through kubectl, with her own RBAC; and the second job's real dequeue lands at the ETA (the
+    declared 20 s cover the stand-in's 15 s run plus its start and teardown)."""
+    plugins = subprocess.run([str(cluster.bin_dir / "kubectl"), "plugin", "list"], capture_output=True, text=True,
+                             env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                             check=False)
+    assert "kubectl-rayqueue" in plugins.stdout, plugins.stdout + plugins.stderr
+    for i in range(3):
+        nodes(f"eta-{i}")
+    first = create(cluster, declared(15, "20s"))
+    wait_for(lambda: dequeued(cluster, "video", first), 30.0, f"{first} to be dequeued")
+    second = create(cluster, seed_job(run_seconds=2))
+
+    def has_eta() -> bool:
+        return bool((unit(cluster, second).get("status") or {}).get("estimatedStartTime"))
+
+    wait_for(has_eta, 30.0, f"an estimatedStartTime on {second}'s QueueUnit")
+    status = unit(cluster, second)["status"]
+    eta = parse_go(status["estimatedStartTime"])
+    assert status["estimate"].startswith(f"after 1 running job in {VIDEO} finishes; runtime declared 20s"), status
+    first_dequeue = parse_go(rayjob(cluster, "video", first)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP])
+    assert abs(eta - (first_dequeue + 20 * 10**9)) <= 2 * 10**9  # the RFC 3339 status keeps whole seconds
+    printed = cluster.kubectl("get", "queueunit", "-n", "video").stdout.splitlines()
+    assert printed[0].split()[:6] == ["NAME", "PHASE", "QUEUE", "PRIORITY", "POSITION", "ETA"]
+    assert status["estimatedStartTime"] in next(line for line in printed if line.startswith(f"{second}-ray-qu"))
+
+    # kubectl rayqueue, as alice.
+    top = plugin_json(cluster, "top")
+    video = next(n for n in top["nodes"] if n["node"] == VIDEO)
+    assert video["resources"]["cpu"] == {"used": 12500, "min": 12000, "max": 14000}
+    assert "[" in plugin(cluster, "top").stdout
+
+    why = plugin_json(cluster, "why", second, "-n", "video")
+    assert (why["phase"] in ("Enqueued", "Backoff"), why["position"], why["blocking"]) == (True, 1, VIDEO)
+    assert why["blockingNode"]["resources"]["cpu"]["used"] == 12500
+    assert why["estimatedStartTime"] == status["estimatedStartTime"] and why["estimate"] == status["estimate"]
+    assert keys.EVENT_ENQUEUED in {e["reason"] for e in why["events"]}
+    text = plugin(cluster, "why", second, "-n", "video").stdout
+    assert "estimated start: ~" in text and "cpu used 12500m + request 12500m > max 14" in text
+
+    listing = plugin_json(cluster, "queue", "video")
+    assert listing["leaf"] == VIDEO
+    (row,) = [r for r in listing["items"] if r["queueUnit"] == keys.queue_unit_name(second)]
+    assert (row["position"], row["visible"], row["estimatedStartTime"]) == (1, True, status["estimatedStartTime"])
+
+    job_file = cluster.workdir / "whatif-job.yaml"
+    job_file.write_text(yaml.safe_dump(seed_job()))
+    whatif = plugin_json(cluster, "whatif", "-f", str(job_file), "-n", "video")
+    assert (whatif["admitted"], whatif["rule"], whatif["blocking"], whatif["position"]) == (False, "max", VIDEO, 2)
+    assert whatif["message"].startswith("root/algorithm/video: cpu used 12500m + request 12500m > max 14; memory")
+    assert len(get(cluster, "rayjob", "-n", "video")["items"]) == 2  # whatif created nothing
+
+    refused = plugin(cluster, "why", "anything", "-n", "kube-system")
+    assert refused.returncode == 1 and "403" in refused.stderr and "why needs: get rayjobs.ray.io" in refused.stderr
+
+    # The real admission confirms the ETA.
+    wait_for(lambda: dequeued(cluster, "video", second), 90.0, f"{second} to start after {first}")
+    actual = parse_go(rayjob(cluster, "video", second)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP])
+    submitted = parse_go(rayjob(cluster, "video", second)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP])
+    wait = actual - submitted
+    assert abs(actual - eta) <= max(6 * 10**9, 0.3 * wait), (
+        f"estimated {status['estimatedStartTime']}, dequeued {actual - eta:+} ns later, after a wait of {wait} ns")
+    wait_for(lambda: "estimatedStartTime" not in (unit(cluster, second).get("status") or {}), 15.0,
+             "the ETA to be removed once admitted")
+
+
+def test_a_queue_unit_priority_patch_moves_a_job_ahead_and_survives_a_controller_restart(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """kube-queue's dynamic priority: the operator patches the later waiting job's QueueUnit spec.priority;
+    the controller adopts it onto the RayJob (annotation and QueueUnit agree), records PriorityChanged,
+    and the job is dequeued first when capacity frees. alice cannot make that patch. After a controller
+    restart the patch still stands."""
+    for i in range(3):
+        nodes(f"prio-{i}")
+    running = create(cluster, seed_job(run_seconds=25))
+    wait_for(lambda: dequeued(cluster, "video", running), 30.0, f"{running} to be dequeued")
+    early = create(cluster, seed_job(run_seconds=60))
+    time.sleep(1.1)  # enqueue stamps a second apart: `late` is behind `early`
+    late = create(cluster, seed_job(run_seconds=60))
+    wait_for(lambda: keys.queue_unit_name(late) in json.dumps(queues(cluster)[VIDEO].get("status") or {}), 30.0,
+             f"{late} in the video Queue")
+
+    patch = json.dumps({"spec": {"priority": 50}})
+    denied = cluster.kubectl("patch", "queueunit", keys.queue_unit_name(late), "-n", "video", "--type=merge", "-p",
+                             patch, as_user=TENANT, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
+    cluster.kubectl("patch", "queueunit", keys.queue_unit_name(late), "-n", "video", "--type=merge", "-p", patch)
+
+    def adopted() -> bool:
+        annotations = rayjob(cluster, "video", late)["metadata"].get("annotations") or {}
+        qu = unit(cluster, late)
+        return (annotations.get(keys.PRIORITY_OVERRIDE) == "50" and qu["spec"]["priority"] == 50
+                and (qu["metadata"].get("annotations") or {}).get(keys.SYNCED_PRIORITY) == "50")
+
+    wait_for(adopted, 30.0, "the RayJob and its QueueUnit to agree on priority 50")
+
+    def first_in_line() -> bool:
+        details = (queues(cluster)[VIDEO].get("status") or {}).get("queueItemDetails") or {}
+        listed = [d for lst in ("active", "backoff") for d in details.get(lst) or []]
+        return bool(listed) and max(listed, key=lambda d: d["priority"])["name"] == keys.queue_unit_name(late)
+
+    wait_for(first_in_line, 30.0, f"{late} listed with priority 50 in the video Queue")
+    changed = [e for e in events(cluster, "video", keys.EVENT_PRIORITY_CHANGED) if e["involvedObject"]["name"] == late]
+    assert changed and "changed priority 0 -> 50" in changed[0]["message"], changed
+
+    # A controller restart keeps it.
+    _, extender, _ = rayqueue
+    cluster.stop_process(extender.process.name)
+    start_extender(cluster, port=extender.port)  # same name: the fixture stops it by name at the end
+    time.sleep(7)  # beyond a resync (--resync=5)
+    assert unit(cluster, late)["spec"]["priority"] == 50
+    assert rayjob(cluster, "video", late)["metadata"]["annotations"][keys.PRIORITY_OVERRIDE] == "50"
+
+    wait_for(lambda: dequeued(cluster, "video", late), 90.0, f"{late} to start first when {running} ends")
+    assert not dequeued(cluster, "video", early)
