@@ -27,6 +27,11 @@ RAYJOB_KIND: Final = "RayJob"
 RAYCLUSTER_PLURAL: Final = "rayclusters"
 RAYCLUSTER_KIND: Final = "RayCluster"
 
+BATCH_GROUP: Final = "batch"
+BATCH_VERSION: Final = "v1"
+BATCH_JOB_PLURAL: Final = "jobs"
+BATCH_JOB_KIND: Final = "Job"  # KubeRay's K8sJobMode submitter is a batch/v1 Job controlled by the RayJob
+
 # --- queue annotations and labels (kube-queue compatible) -------------------------------------
 ENQUEUE_TIMESTAMP: Final = "kube-queue/job-enqueue-timestamp"
 DEQUEUE_TIMESTAMP: Final = "kube-queue/job-dequeue-timestamp"

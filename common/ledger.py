@@ -48,6 +48,10 @@ class Claim:
     priority: int = 0
     preemptible: bool = True
     admitted_order: int = 0  # admission sequence number or timestamp: larger is newer
+    # False while the operator cannot act on a suspension (KubeRay suspends a RayJob only from Initializing
+    # or Running: an InteractiveMode job sits in Waiting): reclaim does not pick it then, as suspending it
+    # would free nothing and the claimant would wait for pods that never go.
+    suspendable: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("job", "pod"):
@@ -338,7 +342,7 @@ class Ledger:
     def plan_reclaim(self, claim: Claim) -> ReclaimPlan | None:
         """A minimal set of borrowing, preemptible jobs to evict so that a guaranteed claim fits.
 
-        Candidates: admitted claims of kind "job", preemptible, in another leaf whose usage is above its
+        Candidates: admitted claims of kind "job", preemptible and suspendable, in another leaf whose usage is above its
         min, ordered lowest priority first, then most recently admitted, then uid. A candidate is skipped
         when evicting it (with those already chosen) would push a node on its path that is not on the
         claimant's path below its min, for a resource it requests that the min names. Candidates are
@@ -363,6 +367,7 @@ class Ledger:
                 if c.uid != claim.uid
                 and c.kind == "job"
                 and c.preemptible
+                and c.suspendable
                 and c.quota != claim.quota
                 and self._is_leaf(c.quota)
                 and self._above_min(c.quota)

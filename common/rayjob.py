@@ -16,6 +16,14 @@ The request arithmetic follows Kubernetes and KubeRay (DESIGN §3):
   ``spec.submitterPodTemplate`` or KubeRay's default submitter (requests cpu 500m / memory 200Mi);
   HTTPMode and InteractiveMode have none; SidecarMode puts the default submitter container into the
   head pod. A job with ``spec.clusterSelector`` runs on an existing cluster: only the submitter is its own.
+* **What KubeRay adds** (``KubeRayAdditions``, the operator's settings; KubeRay v1.1-v1.7 alike): every
+  worker pod gets the ``wait-gcs-ready`` init container, requests = limits cpu 200m / memory 256Mi, unless
+  the operator runs with ``ENABLE_INIT_CONTAINER_INJECTION=false`` (``common/pod.go``
+  ``DefaultWorkerPodTemplate``); the head gets the autoscaler sidecar when
+  ``rayClusterSpec.enableInTreeAutoscaling`` is true, cpu 500m / memory 512Mi or
+  ``autoscalerOptions.resources`` (``BuildAutoscalerContainer``, ``mergeAutoscalerOverrides``); the operator's
+  ``headSidecarContainers`` / ``workerSidecarContainers`` are appended to every head / worker pod
+  (``raycluster_controller.go`` ``buildHeadPod`` / ``buildWorkerPod``).
 * **Job request** = head + Σ groups + submitter; the gang is head + workers (min_available), never the
   submitter.
 
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -42,6 +50,7 @@ from common.resources import Resources
 __all__ = [
     "FrozenMap",
     "JobInfo",
+    "KubeRayAdditions",
     "OwnerRef",
     "PodInfo",
     "ShapeError",
@@ -51,17 +60,28 @@ __all__ = [
     "desired_replicas",
     "pod_request",
     "priority_class_name",
+    "reservation",
 ]
 
 SubmissionMode = Literal["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
 SUBMISSION_MODES: Final[tuple[str, ...]] = get_args(SubmissionMode)
 DEFAULT_SUBMISSION_MODE: Final = "K8sJobMode"
-FINISHED_DEPLOYMENT_STATUSES: Final = frozenset({"Complete", "Failed"})
+# Deployment states from which KubeRay never (again) creates pods for the job. ValidationFailed (v1.5+) is
+# written by RayJobReconciler.Reconcile when validateRayJob fails; no case of its state machine leaves it,
+# even once the spec is fixed (Kueue treats it as finished too: kubernetes-sigs/kueue#13415).
+VALIDATION_FAILED: Final = "ValidationFailed"
+FINISHED_DEPLOYMENT_STATUSES: Final = frozenset({"Complete", "Failed", VALIDATION_FAILED})
 TERMINAL_POD_PHASES: Final = frozenset({"Succeeded", "Failed"})
 MAX_INT32: Final = 2**31 - 1
 MIN_INT32: Final = -(2**31)
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+_NOTHING: Final = Resources()
+# KubeRay's wait-gcs-ready init container (common/pod.go DefaultWorkerPodTemplate, v1.1-v1.7): requests = limits.
+WAIT_GCS_READY_RESOURCES: Final = {"cpu": "200m", "memory": "256Mi"}
+# KubeRay's autoscaler sidecar (common/pod.go BuildAutoscalerContainer, v1.1-v1.7): requests = limits.
+AUTOSCALER_RESOURCES: Final = {"cpu": "500m", "memory": "512Mi"}
 
 # Quantities repeat ("1", "4Gi", "500m") across containers, groups and requests, and parsing one goes through
 # Fraction: remember the recent ones. Bounded, so a client sending many distinct quantities costs no memory;
@@ -139,6 +159,43 @@ class OwnerRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KubeRayAdditions:
+    """What the KubeRay operator adds to the pods it builds, from its settings (see the module docstring).
+
+    The defaults are KubeRay's own: the init container on, no operator sidecars. ``head_sidecars`` and
+    ``worker_sidecars`` are the summed requests of the operator Configuration's ``headSidecarContainers``
+    / ``workerSidecarContainers`` (``from_operator`` reads the container dicts)."""
+
+    worker_init_container: bool = True
+    head_sidecars: Resources = _NOTHING
+    worker_sidecars: Resources = _NOTHING
+
+    @classmethod
+    def from_operator(
+        cls,
+        *,
+        head_sidecars: Sequence[object] = (),
+        worker_sidecars: Sequence[object] = (),
+        worker_init_container: bool = True,
+    ) -> KubeRayAdditions:
+        """From the operator's settings: its sidecar container dicts and ENABLE_INIT_CONTAINER_INJECTION.
+        Raises ShapeError (field paths under ``headSidecarContainers`` / ``workerSidecarContainers``)."""
+        r = _Reader()
+        sums: list[Resources] = []
+        for field, containers in (("headSidecarContainers", head_sidecars), ("workerSidecarContainers", worker_sidecars)):
+            total: dict[str, int] = {}
+            for i, container in enumerate(containers):
+                _add_into(total, _container_request(r, container, f"{field}[{i}]"))
+            sums.append(Resources({k: v for k, v in total.items() if v}))
+        if r.errors:
+            raise ShapeError(r.errors)
+        return cls(worker_init_container=worker_init_container, head_sidecars=sums[0], worker_sidecars=sums[1])
+
+
+DEFAULT_ADDITIONS: Final = KubeRayAdditions()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobInfo:
     """A RayJob as rayqueue sees it: identity, request arithmetic, gang, quota, priority and state."""
 
@@ -166,6 +223,8 @@ class JobInfo:
     cluster_selector: FrozenMap
     job_deployment_status: str
     job_status: str
+    status_reason: str  # status.reason (KubeRay's JobFailedReason, e.g. ValidationFailed)
+    status_message: str  # status.message, KubeRay's words
     ray_cluster_name: str | None
     finished: bool
     preemptible: bool
@@ -173,9 +232,16 @@ class JobInfo:
     problems: tuple[str, ...]
 
     @classmethod
-    def from_rayjob(cls, obj: Mapping[str, object], *, priority_class_value: int | None = None) -> JobInfo:
-        """Convert a RayJob dict. ``priority_class_value`` is the resolved value of its priority class."""
-        return _job_from_rayjob(obj, priority_class_value)
+    def from_rayjob(
+        cls,
+        obj: Mapping[str, object],
+        *,
+        priority_class_value: int | None = None,
+        additions: KubeRayAdditions = DEFAULT_ADDITIONS,
+    ) -> JobInfo:
+        """Convert a RayJob dict. ``priority_class_value`` is the resolved value of its priority class;
+        ``additions`` what the operator adds to the pods (its settings)."""
+        return _job_from_rayjob(obj, priority_class_value, additions)
 
     @property
     def key(self) -> str:
@@ -346,8 +412,15 @@ def _max_into(peak: dict[str, int], other: Mapping[str, int]) -> None:
             peak[name] = amount
 
 
-def _pod_request(r: _Reader, spec_value: object, path: str, extra: Resources | None = None) -> Resources:
-    """Kubernetes' PodRequests, sidecar init containers included; ``extra`` is an injected container.
+def _pod_request(
+    r: _Reader,
+    spec_value: object,
+    path: str,
+    extra: Sequence[Mapping[str, int]] = (),
+    extra_init: Sequence[Mapping[str, int]] = (),
+) -> Resources:
+    """Kubernetes' PodRequests, sidecar init containers included; ``extra`` are containers and
+    ``extra_init`` regular init containers that KubeRay appends to the pod (after the template's own).
 
     Summed in plain dicts and converted to Resources once (amounts are never negative here, so a missing
     resource and a zero one count the same; the result keeps no zeros)."""
@@ -355,13 +428,17 @@ def _pod_request(r: _Reader, spec_value: object, path: str, extra: Resources | N
     total: dict[str, int] = {}
     for i, container in enumerate(r.as_list(spec.get("containers"), _at(path, "containers"))):
         _add_into(total, _container_request(r, container, f"{_at(path, 'containers')}[{i}]"))
-    if extra is not None:
-        _add_into(total, extra)
+    for more in extra:
+        _add_into(total, more)
     sidecars: dict[str, int] = {}
     init_peak: dict[str, int] = {}
-    for i, container in enumerate(r.as_list(spec.get("initContainers"), _at(path, "initContainers"))):
-        where = f"{_at(path, 'initContainers')}[{i}]"
-        request = _container_request(r, container, where)
+    template_inits = r.as_list(spec.get("initContainers"), _at(path, "initContainers"))
+    inits: list[tuple[str, object, Mapping[str, int] | None]] = [
+        (f"{_at(path, 'initContainers')}[{i}]", c, None) for i, c in enumerate(template_inits)
+    ]
+    inits += [("(injected by KubeRay)", {}, more) for more in extra_init]
+    for where, container, injected in inits:
+        request = dict(injected) if injected is not None else _container_request(r, container, where)
         always = isinstance(container, Mapping) and container.get("restartPolicy") == "Always"
         if always:  # a sidecar: runs beside everything that starts after it, and beside the containers
             _add_into(total, request)
@@ -414,7 +491,21 @@ def desired_replicas(replicas: int | None, min_replicas: int, max_replicas: int,
     return min(replicas, max_replicas)
 
 
-def _worker_group(r: _Reader, value: object, path: str) -> WorkerGroup:
+@functools.cache
+def _fixed_request(amounts: tuple[tuple[str, str], ...]) -> Resources:
+    """A container whose requests = limits are KubeRay constants (wait-gcs-ready, the autoscaler)."""
+    return Resources({name: parse_quantity(name, text) for name, text in amounts})
+
+
+def wait_gcs_ready_request() -> Resources:
+    return _fixed_request(tuple(sorted(WAIT_GCS_READY_RESOURCES.items())))
+
+
+def autoscaler_request() -> Resources:
+    return _fixed_request(tuple(sorted(AUTOSCALER_RESOURCES.items())))
+
+
+def _worker_group(r: _Reader, value: object, path: str, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> WorkerGroup:
     group = r.as_map(value, path)
     name = r.as_str(group.get("groupName"), _at(path, "groupName")) or ""
     raw_replicas = group.get("replicas")
@@ -428,7 +519,13 @@ def _worker_group(r: _Reader, value: object, path: str) -> WorkerGroup:
             f"{path}: minReplicas {low} > maxReplicas {high}; counted as maxReplicas {high} as KubeRay does"
         )
     template = r.as_map(group.get("template"), _at(path, "template"))
-    request = _pod_request(r, template.get("spec"), _at(path, "template.spec"))
+    request = _pod_request(
+        r,
+        template.get("spec"),
+        _at(path, "template.spec"),
+        extra=(additions.worker_sidecars,) if additions.worker_sidecars else (),
+        extra_init=(wait_gcs_ready_request(),) if additions.worker_init_container else (),
+    )
     return WorkerGroup(
         name=name,
         replicas=desired_replicas(replicas, low, high, suspended),
@@ -476,7 +573,22 @@ def _preemptible(r: _Reader, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None) -> JobInfo:
+def _autoscaler(r: _Reader, cluster: Mapping[str, object]) -> Resources | None:
+    """The autoscaler sidecar's request when ``enableInTreeAutoscaling`` is on: KubeRay's 500m/512Mi, or
+    ``autoscalerOptions.resources`` which replaces it whole (``mergeAutoscalerOverrides``)."""
+    path = "spec.rayClusterSpec"
+    if not r.as_bool(cluster.get("enableInTreeAutoscaling"), _at(path, "enableInTreeAutoscaling")):
+        return None
+    options = r.as_map(cluster.get("autoscalerOptions"), _at(path, "autoscalerOptions"))
+    if options.get("resources") is None:
+        return autoscaler_request()
+    where = _at(path, "autoscalerOptions")
+    return Resources({k: v for k, v in _container_request(r, options, where).items() if v})
+
+
+def _job_from_rayjob(
+    obj: Mapping[str, object], priority_class_value: int | None, additions: KubeRayAdditions
+) -> JobInfo:
     r = _Reader()
     root: object = obj
     if not isinstance(root, Mapping):
@@ -502,14 +614,19 @@ def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None
         head_template = r.as_map(head.get("template"), "spec.rayClusterSpec.headGroupSpec.template")
         head_path = "spec.rayClusterSpec.headGroupSpec.template.spec"
         head_spec = r.as_map(head_template.get("spec"), head_path)
-        sidecar = default_submitter if mode == "SidecarMode" else None
-        head_request = _pod_request(r, head_spec, head_path, extra=sidecar)
+        injected = [default_submitter] if mode == "SidecarMode" else []
+        autoscaler = _autoscaler(r, cluster)
+        if autoscaler is not None:
+            injected.append(autoscaler)
+        if additions.head_sidecars:
+            injected.append(additions.head_sidecars)
+        head_request = _pod_request(r, head_spec, head_path, extra=injected)
         priority_class_name = r.as_str(
             head_spec.get("priorityClassName"), _at(head_path, "priorityClassName")
         )
         workers_path = "spec.rayClusterSpec.workerGroupSpecs"
         for i, group in enumerate(r.as_list(cluster.get("workerGroupSpecs"), workers_path)):
-            groups.append(_worker_group(r, group, f"{workers_path}[{i}]"))
+            groups.append(_worker_group(r, group, f"{workers_path}[{i}]", additions))
 
     submitter = Resources()
     if mode == "K8sJobMode":
@@ -530,6 +647,8 @@ def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None
     deployment = r.as_str(status.get("jobDeploymentStatus"), "status.jobDeploymentStatus") or ""
     job_status = r.as_str(status.get("jobStatus"), "status.jobStatus") or ""
     ray_cluster_name = r.as_str(status.get("rayClusterName"), "status.rayClusterName") or None
+    status_reason = r.as_str(status.get("reason"), "status.reason") or ""
+    status_message = r.as_str(status.get("message"), "status.message") or ""
     if r.errors:
         raise ShapeError(r.errors)
 
@@ -570,6 +689,8 @@ def _job_from_rayjob(obj: Mapping[str, object], priority_class_value: int | None
         cluster_selector=selector,
         job_deployment_status=deployment,
         job_status=job_status,
+        status_reason=status_reason,
+        status_message=status_message,
         ray_cluster_name=ray_cluster_name,
         finished=deployment in FINISHED_DEPLOYMENT_STATUSES,
         preemptible=_preemptible(r, labels),
@@ -647,3 +768,35 @@ def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
         priority=priority,
         problems=tuple(r.problems),
     )
+
+
+def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
+    """The quota an admitted job holds: its request, with each role's per-pod request replaced by what the
+    job's pods really request where some exist (the largest pod of the role), at the spec's counts.
+
+    The prediction (templates plus ``KubeRayAdditions``) can be short: a mutating webhook of the cluster,
+    a LimitRange or an operator setting we were not told of adds to the pods. Once the pods exist their
+    requests are the truth. Roles: the head and each worker group (pods controlled by a RayCluster, by
+    ``ray.io/node-type`` and ``ray.io/group``), the submitter (the pod controlled by a batch/v1 Job)."""
+    seen: dict[tuple[str, str], Resources] = {}
+    for pod in pods:
+        if pod.owner is None:
+            continue
+        if pod.owner.kind == keys.BATCH_JOB_KIND:
+            role = ("submitter", "")
+        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "head":
+            role = ("head", "")
+        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "worker":
+            role = ("worker", pod.ray_group or "")
+        else:
+            continue
+        seen[role] = seen[role].max(pod.request) if role in seen else pod.request
+    if not seen:
+        return job.request
+    total = seen.get(("head", ""), job.head_request) if job.head_request else Resources()
+    if job.submitter_request:
+        total = total + seen.get(("submitter", ""), job.submitter_request)
+    for group in job.worker_groups:
+        if group.pods:
+            total = total + seen.get(("worker", group.name), group.pod_request).scaled(group.pods)
+    return total.clamp_low()

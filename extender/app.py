@@ -38,6 +38,8 @@ log = logging.getLogger("rayqueue.extender")
 
 NODES = Scope("", "v1", "nodes", namespaced=False)
 PODS = Scope("", "v1", "pods")
+RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
+BATCH_JOBS = Scope(keys.BATCH_GROUP, keys.BATCH_VERSION, keys.BATCH_JOB_PLURAL)
 PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
 
 
@@ -75,14 +77,18 @@ class Service:
         )
 
     def quota_check(self, pod: PodInfo) -> Any:
-        """Pods of an admitted job are covered by its reservation; any other pod in a bound namespace must fit
-        its quota as a pod-level claim."""
+        """Pods of an admitted job are covered by its reservation as far as it goes; what a pod would add
+        beyond it (more pods bound than admitted, or a retried job's new pods while its old ones still
+        terminate) and any other pod in a bound namespace must fit the quota as a pod-level claim."""
+        request = pod.request
         if self.cache.covering_job(pod.uid) is not None:
-            return _Allowed()
+            request = self.cache.growth(pod.uid)
+            if not request:
+                return _Allowed()
         leaf, ledger = self.cache.leaf_for(pod.namespace), self.cache.ledger
         if leaf is None or ledger is None:
             return _Allowed()
-        return ledger.check(Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=pod.request,
+        return ledger.check(Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
                                   priority=pod.priority))
 
     def protected(self, victim: PodInfo, preemptor: PodInfo) -> str | None:
@@ -133,6 +139,8 @@ class Service:
             (NODES.path(), c.on_node, "nodes"),
             (PODS.path(), c.on_pod, "pods"),
             (RAYJOBS.path(), c.on_rayjob, "rayjobs"),
+            (RAYCLUSTERS.path(), c.on_raycluster, "rayclusters"),
+            (BATCH_JOBS.path(), c.on_batch_job, "jobs"),
             (TREES.path(keys.QUOTA_TREE_NAMESPACE), c.on_tree, "elasticquotatrees"),
             (QUEUES.path(keys.QUEUE_NAMESPACE), c.on_queue, "queues"),
             (QUEUE_UNITS.path(), c.on_queue_unit, "queueunits"),

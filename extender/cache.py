@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar, get_args
 
 from common import keys
@@ -42,7 +42,7 @@ from common.clock import Clock
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
 from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import JobInfo, PodInfo, ShapeError, priority_class_name
+from common.rayjob import JobInfo, PodInfo, ShapeError, priority_class_name, reservation
 from common.resources import Resources
 from extender.nodes import NodeInfo, NodeState
 
@@ -52,8 +52,11 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DELETED: Final = "DELETED"
-RAYCLUSTER_INFIX: Final = "-raycluster-"
 _POLICIES: Final[tuple[str, ...]] = get_args(QueuePolicy)
+# KubeRay moves a suspended RayJob to Suspending only from Initializing or Running
+# (rayjob_controller.go updateStatusToSuspendingIfNeeded, v1.1-v1.7): a Waiting (InteractiveMode) job keeps
+# its cluster whatever spec.suspend says.
+UNSUSPENDABLE_DEPLOYMENT_STATUSES: Final = frozenset({"Waiting"})
 
 
 class JobState(enum.Enum):
@@ -99,6 +102,8 @@ class _JobRecord:
     present: bool = True  # False once DELETED (kept while its claim drains)
     provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
     provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
+    reservation: Resources = field(default_factory=Resources)  # see common.rayjob.reservation
+    placed: Resources = field(default_factory=Resources)  # Σ requests of its bound (or assumed) live pods
 
     @property
     def dequeue_ns(self) -> int | None:
@@ -111,6 +116,17 @@ class _JobRecord:
         if self.provisional_dequeue_ns is not None:
             return False
         return self.provisional_requeued or self.info.suspended
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    """A RayCluster or a submitter Job (``kind``): its namespace and the RayJob its controller
+    ownerReference names; ``present`` is False once it is deleted (kept while its pods remain)."""
+
+    kind: str
+    namespace: str
+    job_uid: str | None
+    present: bool = True
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -141,11 +157,12 @@ class Cache:
         self.tree_problem: str | None = None
         self._ledger: Ledger | None = None
         self._jobs: dict[str, _JobRecord] = {}
-        self._jobs_by_name: dict[tuple[str, str], set[str]] = {}
-        self._jobs_by_cluster: dict[tuple[str, str], set[str]] = {}
+        # RayClusters and submitter Jobs by uid -> the RayJob controlling them; a deleted one stays while its
+        # pods remain (a suspended or retrying job's terminating pods are still its own).
+        self._parents: dict[str, _Parent] = {}
+        self._parents_by_job: dict[str, set[str]] = {}  # job uid -> parent uids
+        self._children: dict[str, set[str]] = {}  # controller ownerReference uid -> pod uids
         self._pods: dict[str, PodInfo] = {}
-        self._pods_by_cluster: dict[str, dict[str, set[str]]] = {}  # namespace -> cluster -> uids
-        self._pods_by_job_name: dict[tuple[str, str], set[str]] = {}
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
         self._pods_by_gang: dict[tuple[str, str], set[str]] = {}
@@ -420,6 +437,14 @@ class Cache:
         self._rematch(matched | self._candidate_pods(rec), also=uid)
         self._touch()
 
+    def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
+        """RayClusters: which RayJob controls each (its pods belong to that job)."""
+        self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj)
+
+    def on_batch_job(self, event_type: str, obj: dict[str, Any]) -> None:
+        """batch/v1 Jobs: a K8sJobMode submitter is a Job controlled by its RayJob."""
+        self._on_parent(keys.BATCH_JOB_KIND, event_type, obj)
+
     def on_pod(self, event_type: str, obj: dict[str, Any]) -> None:
         meta = _meta(obj)
         uid = str(meta.get("uid") or "")
@@ -429,8 +454,8 @@ class Cache:
         if event_type == DELETED:
             if old is None:
                 return
-            self._unindex_pod(old)
             del self._pods[uid]
+            self._unindex_pod(old, gone=True)
             self._assumed.pop(uid, None)
             self.nodes.remove_pod(uid)
             self._drop_claim(uid)
@@ -673,6 +698,8 @@ class Cache:
                 (lifecycle in (JobState.ADMITTED, JobState.REQUEUE) and (managed or existing is not None))
                 or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
             )
+            rec.reservation = reservation(rec.info, pods)
+            rec.placed = self._placed(pods)
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
                 self._set_claim(
@@ -681,10 +708,11 @@ class Cache:
                         key=rec.info.key,
                         kind="job",
                         quota=quota,
-                        request=rec.info.request,
+                        request=rec.reservation.max(rec.placed),
                         priority=rec.info.priority,
                         preemptible=rec.info.preemptible,
                         admitted_order=order,
+                        suspendable=rec.info.job_deployment_status not in UNSUSPENDABLE_DEPLOYMENT_STATUSES,
                     )
                 )
             else:
@@ -727,6 +755,35 @@ class Cache:
             )
         )
 
+    def _placed(self, pods: Iterable[PodInfo]) -> Resources:
+        total = Resources()
+        for pod in pods:
+            if not pod.terminal and (pod.node_name or pod.uid in self._assumed):
+                total = total + pod.request
+        return total
+
+    def growth(self, pod_uid: str) -> Resources:
+        """What placing this pod of an admitted job would add to the job's claim (the larger of its reservation
+        and what its pods have bound): with this pod (for a gang member: every pending member of the job,
+        as they bind together) bound as well, per resource. Empty when the reservation covers it."""
+        owner = self._pod_owner.get(pod_uid)
+        pod = self._pods.get(pod_uid)
+        rec = self._jobs.get(owner) if owner is not None else None
+        if rec is None or pod is None:
+            return Resources()
+        if pod.node_name or pod_uid in self._assumed:
+            return Resources()
+        adding = pod.request
+        if pod.gang_name:
+            adding = Resources()
+            for other in self._pods_of(rec.info.uid, rec):
+                if other.gang_name == pod.gang_name and not other.terminal and not other.deleting and not (
+                    other.node_name or other.uid in self._assumed
+                ):
+                    adding = adding + other.request
+        claimed = rec.reservation.max(rec.placed)  # what the job's claim holds now
+        return (rec.reservation.max(rec.placed + adding) - claimed).clamp_low()
+
     def _set_claim(self, claim: Claim) -> None:
         assert self._ledger is not None
         old = self._ledger.claim(claim.uid)
@@ -741,23 +798,65 @@ class Cache:
             self._ledger.remove(uid)
             self._retry_due = True
 
-    # --- job <-> pod matching ---------------------------------------------------------------------
+    # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
 
     def _index_job(self, rec: _JobRecord) -> None:
-        info = rec.info
-        self._jobs_by_name.setdefault((info.namespace, info.name), set()).add(info.uid)
-        if info.ray_cluster_name:
-            self._jobs_by_cluster.setdefault((info.namespace, info.ray_cluster_name), set()).add(info.uid)
+        """Nothing to index by name: a job finds its pods through the parents (RayClusters, submitter Jobs)
+        whose controller ownerReference names its UID."""
 
     def _unindex_job(self, rec: _JobRecord) -> None:
-        info = rec.info
-        _discard(self._jobs_by_name, (info.namespace, info.name), info.uid)
-        if info.ray_cluster_name:
-            _discard(self._jobs_by_cluster, (info.namespace, info.ray_cluster_name), info.uid)
+        """See _index_job."""
+
+    def _set_parent(self, uid: str, parent: _Parent | None) -> None:
+        """Record (or forget, with None) a RayCluster / submitter Job and the RayJob controlling it; then
+        recompute the owner of its pods. A deleted parent is kept while any of its pods remains."""
+        old = self._parents.get(uid)
+        if old == parent:
+            return
+        if old is not None and old.job_uid is not None:
+            _discard(self._parents_by_job, old.job_uid, uid)
+        if parent is None or (not parent.present and not self._children.get(uid)):
+            self._parents.pop(uid, None)
+        else:
+            self._parents[uid] = parent
+            if parent.job_uid is not None:
+                self._parents_by_job.setdefault(parent.job_uid, set()).add(uid)
+        jobs = {j for j in (old.job_uid if old else None, parent.job_uid if parent else None) if j is not None}
+        pods = set(self._children.get(uid, ()))
+        for job_uid in sorted(jobs):
+            rec = self._jobs.get(job_uid)
+            if rec is not None:
+                pods |= self._candidate_pods(rec)
+        self._rematch(pods, also=None)
+        for job_uid in sorted(jobs):
+            self._refresh_job(job_uid)
+
+    def _on_parent(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        meta = _meta(obj)
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return
+        old = self._parents.get(uid)
+        if event_type == DELETED:
+            if old is None or not old.present:
+                return
+            self._set_parent(uid, replace(old, present=False))
+            self._touch()
+            return
+        job_uid = None
+        refs = meta.get("ownerReferences")
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, Mapping) and ref.get("controller") is True and ref.get("kind") == keys.RAYJOB_KIND:
+                job_uid = str(ref.get("uid") or "") or None
+        parent = _Parent(kind=kind, namespace=str(meta.get("namespace") or ""), job_uid=job_uid)
+        if old == parent:
+            return
+        self._set_parent(uid, parent)
+        self._touch()
 
     def _rematch(self, pod_uids: Iterable[str], also: str | None = None) -> None:
-        """Recompute the owner of these pods (a job appeared, changed or went), then refresh every job that
-        gained or lost one (and ``also``), and the claims of the pods left without an owner."""
+        """Recompute the owner of these pods (a job or a parent appeared, changed or went), then refresh every
+        job that gained or lost one (and ``also``), and the claims of the pods left without an owner."""
         jobs: set[str] = {also} if also is not None else set()
         orphans: list[str] = []
         for uid in sorted(pod_uids):
@@ -782,36 +881,26 @@ class Cache:
     def _index_pod(self, pod: PodInfo) -> None:
         if pod.gang_name:
             self._pods_by_gang.setdefault((pod.namespace, pod.gang_name), set()).add(pod.uid)
-        if pod.ray_cluster:
-            self._pods_by_cluster.setdefault(pod.namespace, {}).setdefault(pod.ray_cluster, set()).add(
-                pod.uid
-            )
-        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
-        if job_name:
-            self._pods_by_job_name.setdefault((pod.namespace, job_name), set()).add(pod.uid)
+        if pod.owner is not None and pod.owner.uid:
+            self._children.setdefault(pod.owner.uid, set()).add(pod.uid)
 
-    def _unindex_pod(self, pod: PodInfo) -> None:
+    def _unindex_pod(self, pod: PodInfo, *, gone: bool = False) -> None:
+        """Take the pod out of the indexes; when it is ``gone`` (deleted) and was the last pod of a deleted
+        parent, forget that parent too."""
         if pod.gang_name:
             _discard(self._pods_by_gang, (pod.namespace, pod.gang_name), pod.uid)
-        if pod.ray_cluster:
-            clusters = self._pods_by_cluster.get(pod.namespace, {})
-            _discard(clusters, pod.ray_cluster, pod.uid)
-            if not clusters:
-                self._pods_by_cluster.pop(pod.namespace, None)
-        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
-        if job_name:
-            _discard(self._pods_by_job_name, (pod.namespace, job_name), pod.uid)
+        if pod.owner is not None and pod.owner.uid:
+            parent_uid = pod.owner.uid
+            _discard(self._children, parent_uid, pod.uid)
+            parent = self._parents.get(parent_uid)
+            if gone and parent is not None and not parent.present and parent_uid not in self._children:
+                self._set_parent(parent_uid, None)
 
     def _candidate_pods(self, rec: _JobRecord) -> set[str]:
-        """Pods whose labels point at this job: its Ray cluster (by status or by KubeRay's name) or submitter."""
-        info = rec.info
+        """The pods of every parent (RayCluster, submitter Job) this job controls or controlled."""
         out: set[str] = set()
-        clusters = self._pods_by_cluster.get(info.namespace, {})
-        prefix = info.name + RAYCLUSTER_INFIX
-        for cluster, uids in clusters.items():
-            if cluster == info.ray_cluster_name or cluster.startswith(prefix):
-                out |= uids
-        out |= self._pods_by_job_name.get((info.namespace, info.name), set())
+        for parent_uid in self._parents_by_job.get(rec.info.uid, ()):
+            out |= self._children.get(parent_uid, set())
         return out
 
     def _pods_of(self, uid: str, rec: _JobRecord) -> tuple[PodInfo, ...]:
@@ -820,30 +909,21 @@ class Cache:
         )
 
     def _owner(self, pod: PodInfo) -> str | None:
-        """The job a pod belongs to: the RayJob whose status names its cluster, else the one whose name
-        KubeRay's cluster name starts with (`<job>-raycluster-<suffix>`), else the submitter's job-name."""
-        ns = pod.namespace
-        if pod.ray_cluster:
-            exact = self._jobs_by_cluster.get((ns, pod.ray_cluster))
-            if exact:
-                return self._best(exact)
-            cluster = pod.ray_cluster
-            start = cluster.find(RAYCLUSTER_INFIX)
-            while start > 0:
-                named = self._jobs_by_name.get((ns, cluster[:start]))
-                if named:
-                    return self._best(named)
-                start = cluster.find(RAYCLUSTER_INFIX, start + 1)
-        job_name = pod.labels.get(keys.JOB_NAME_LABEL)
-        if job_name:
-            named = self._jobs_by_name.get((ns, job_name))
-            if named:
-                return self._best(named)
-        return None
-
-    def _best(self, uids: set[str]) -> str:
-        """Of jobs sharing a name (one deleted and draining, one new): the admitted one, then the present."""
-        return min(uids, key=lambda u: (self._jobs[u].dequeue_ns is None, not self._jobs[u].present, u))
+        """The RayJob a pod belongs to: its controller ownerReference names a RayCluster (KubeRay's Ray pods)
+        or a batch/v1 Job (the K8sJobMode submitter's pod) of the same namespace, and that parent's
+        controller ownerReference names the RayJob, also of that namespace. Labels (``ray.io/cluster``,
+        ``job-name``) and names never count: a pod that merely carries someone's cluster label is its own
+        namespace's pod claim."""
+        ref = pod.owner
+        if ref is None:
+            return None
+        parent = self._parents.get(ref.uid)
+        if parent is None or parent.kind != ref.kind or parent.namespace != pod.namespace or parent.job_uid is None:
+            return None
+        rec = self._jobs.get(parent.job_uid)
+        if rec is None or rec.info.namespace != pod.namespace:
+            return None
+        return parent.job_uid
 
 
 def _discard(index: dict[Any, set[str]], key: object, uid: str) -> None:

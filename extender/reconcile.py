@@ -37,7 +37,7 @@ from common.gotime import format_go
 from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem
 from common.quota_tree import QuotaNode
-from common.rayjob import JobInfo
+from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import EMPTY, Resources
 from extender.cache import Cache, JobState
 from extender.queue_objects import (
@@ -577,12 +577,20 @@ def _unit_status(
     elif state is JobState.REQUEUE:
         phase = "Enqueued"
         message = f"suspended while admitted to {leaf.full_name}: requeueing"
+    elif state is JobState.FINISHED and job.job_deployment_status == VALIDATION_FAILED:
+        phase = "Failed"
+        message = (
+            f"KubeRay refused the job (jobDeploymentStatus {VALIDATION_FAILED}): {job.status_message or 'no message'}; "
+            "it will never run and holds no quota once its pods are gone: fix the spec and create it again"
+        )
     elif state is JobState.FINISHED:
         succeeded = job.job_deployment_status == "Complete" and job.job_status in ("", "SUCCEEDED")
         phase = "Succeed" if succeeded else "Failed"
         detail = f"jobDeploymentStatus {job.job_deployment_status}"
         if job.job_status:
             detail += f", jobStatus {job.job_status}"
+        if job.status_message and not succeeded:
+            detail += f": {job.status_message}"
         message = f"finished: {detail}"
     else:  # RUNNING_UNQUEUED
         phase = "Running"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
 from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
-from webhook.policy import PolicyConfig, admit
+from webhook.policy import ClusterLookup, PolicyConfig, admit, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
 from webhook.server import build_app, serve
 from webhook.settings import Settings
@@ -30,6 +31,7 @@ log = logging.getLogger("rayqueue.webhook")
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
 RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
+RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
@@ -50,7 +52,11 @@ class Admission:
         admitted: dict[str, list[str]] | None = None
         if not self.mutating and req.resource == keys.QUOTA_TREE_PLURAL and req.operation == "UPDATE":
             admitted = await self._admitted_jobs()
-        verdict = admit(req, self.view.snapshot(admitted), self.cfg, mutating=self.mutating)
+        snapshot = self.view.snapshot(admitted)
+        target = None if self.mutating else selector_target(req, snapshot)
+        if target is not None:  # a clusterSelector RayJob's CREATE: read the RayCluster it selects, once
+            snapshot = replace(snapshot, selected_clusters={target: await self._read_cluster(target)})
+        verdict = admit(req, snapshot, self.cfg, mutating=self.mutating)
         if verdict.allowed and verdict.requires is not None:
             verdict = await self._check(req.user, verdict)
         for line in verdict.audit:
@@ -70,6 +76,22 @@ class Admission:
             log.warning("SubjectAccessReview for %s failed: %s", user, exc)
             return deny(f"{need.denied_message} (the permission check failed: {exc})")
         return verdict if allowed else deny(need.denied_message)
+
+    async def _read_cluster(self, target: str) -> ClusterLookup:
+        """GET the RayCluster `namespace/name`: the object, none (404), or why it could not be read."""
+        if self.client is None:
+            return ClusterLookup(error="no API client")
+        namespace, name = target.split("/", 1)
+        try:
+            return ClusterLookup(obj=await self.client.get(RAYCLUSTERS.path(namespace, name)))
+        except ApiError as exc:
+            if exc.not_found:
+                return ClusterLookup()
+            log.warning("could not read RayCluster %s: %s", target, exc)
+            return ClusterLookup(error=f"the API answered {exc.status} {exc.reason}: {exc.message}")
+        except (TimeoutError, OSError) as exc:
+            log.warning("could not read RayCluster %s: %s", target, exc)
+            return ClusterLookup(error=f"the read failed: {exc}")
 
     async def _admitted_jobs(self) -> dict[str, list[str]]:
         """Running (dequeued, not suspended) RayJobs by namespace, for the tree-update warnings."""

@@ -14,6 +14,8 @@ from typing import Any
 
 from common import keys
 from common.gotime import format_go, parse_go
+from common.kuberay_config import batch_scheduler_for_pod_scheduler
+from common.kuberay_rules import RAY_CLUSTER_SELECTOR_KEY, FeatureGates, Problem, rayjob_problems
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree, TreeError, validate_tree
 from common.rayjob import JobInfo, ShapeError, priority_class_name
@@ -21,7 +23,7 @@ from common.resources import Resources
 from webhook.jsonpatch import diff
 from webhook.review import Permission, Request, User, Verdict, allow, deny, invalid
 
-__all__ = ["PolicyConfig", "Snapshot", "admit"]
+__all__ = ["ClusterLookup", "PolicyConfig", "Snapshot", "admit", "as_mutated", "selector_target"]
 
 PREFIX = "rayqueue"
 
@@ -38,6 +40,7 @@ class PolicyConfig:
     admin_groups: frozenset[str] = frozenset({"system:masters"})
     scheduler_name: str | None = None  # the rayqueue scheduler's name, stamped into bound pods when set
     enqueue_tolerance_ns: int = 10 * 10**9  # a client enqueue stamp closer than this to now is kept
+    kuberay_gates: FeatureGates = field(default_factory=FeatureGates)  # the KubeRay operator's feature gates (v1.7 defaults)
 
     def privileged(self, user: User) -> bool:
         return user.username in self.controller_users or bool(self.admin_groups.intersection(user.groups))
@@ -59,6 +62,16 @@ class Snapshot:
     priority_classes: Mapping[str, int] = field(default_factory=dict)
     # For tree-update warnings: admitted RayJobs ("ns/name") by namespace. Filled by the adapter, only then.
     admitted_by_namespace: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # For a clusterSelector RayJob's CREATE: the selected RayCluster ("ns/name"), read by the adapter, only then.
+    selected_clusters: Mapping[str, ClusterLookup] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLookup:
+    """What the adapter found when it read a RayCluster: the object, or that there is none, or why it could not."""
+
+    obj: Mapping[str, Any] | None = None
+    error: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,23 +236,32 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     warnings: list[str] = []
     spec = draft.child(new, "spec")
     meta = draft.child(new, "metadata")
-    spec["suspend"] = True
-    if spec.get("shutdownAfterJobFinishes") is not True:
-        spec["shutdownAfterJobFinishes"] = True
-        warnings.append(
-            f"{PREFIX}: set spec.shutdownAfterJobFinishes=true on RayJob {req.display_name}: a queued job "
-            "must release its Ray cluster when it finishes, or its quota is never freed"
-        )
-    annotations = draft.child(meta, "annotations")
-    stamp = annotations.get(keys.ENQUEUE_TIMESTAMP)
-    if not _fresh(stamp, snap.now_ns, cfg.enqueue_tolerance_ns):
-        annotations[keys.ENQUEUE_TIMESTAMP] = format_go(snap.now_ns)
-    annotations.pop(keys.DEQUEUE_TIMESTAMP, None)
-    annotations.pop(keys.PRIORITY_CHANGE_RECORD, None)
+    if job.cluster_selector:
+        # Rule cluster-selector: a job on an existing RayCluster is not queued (KubeRay refuses suspend with a
+        # clusterSelector, ValidateRayJobSpec); only its submitter pod is its own, charged by the pod-level quota
+        # check. Without the enqueue stamp the controller leaves it alone; a client stamp would make it "queued".
+        if any(k in _annotations(new) for k in keys.CONTROLLER_OWNED_ANNOTATIONS):
+            annotations = draft.child(meta, "annotations")
+            for key in keys.CONTROLLER_OWNED_ANNOTATIONS:
+                annotations.pop(key, None)
+    else:
+        annotations = draft.child(meta, "annotations")
+        spec["suspend"] = True
+        if spec.get("shutdownAfterJobFinishes") is not True:
+            spec["shutdownAfterJobFinishes"] = True
+            warnings.append(
+                f"{PREFIX}: set spec.shutdownAfterJobFinishes=true on RayJob {req.display_name}: a queued job "
+                "must release its Ray cluster when it finishes, or its quota is never freed"
+            )
+        stamp = annotations.get(keys.ENQUEUE_TIMESTAMP)
+        if not _fresh(stamp, snap.now_ns, cfg.enqueue_tolerance_ns):
+            annotations[keys.ENQUEUE_TIMESTAMP] = format_go(snap.now_ns)
+        annotations.pop(keys.DEQUEUE_TIMESTAMP, None)
+        annotations.pop(keys.PRIORITY_CHANGE_RECORD, None)
     labels = draft.child(meta, "labels")
     label = labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
     templates = _template_paths(new)
-    if job.gang:
+    if job.gang and not job.cluster_selector:
         for path, in_gang in templates:
             if in_gang:
                 tlabels = draft.child(draft.child(draft.at(path), "metadata"), "labels")
@@ -297,6 +319,9 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
             if name not in (None, "", keys.DEFAULT_SCHEDULER, cfg.scheduler_name):
                 return deny(f"{PREFIX}: RayJob {req.display_name}: rule scheduler-name: pods of namespace "
                             f"{req.namespace!r} are placed by {cfg.scheduler_name!r}, not {name!r}")
+    verdict = _kuberay_verdict(req, snap, cfg)
+    if verdict is not None:
+        return verdict
     if cfg.privileged(req.user):
         return allow()
     if old is not None:
@@ -316,8 +341,156 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     return allow()
 
 
+# --- RayJob: what KubeRay would refuse (common/kuberay_rules.py), and what a queue cannot hold ----------
+_KUBERAY_SUSPEND_NEEDS_SHUTDOWN = ("The RayJob spec is invalid: a RayJob with shutdownAfterJobFinishes set to false "
+                                   "is not allowed to be suspended")
+_KUBERAY_RULES_EXCLUDE_SHUTDOWN = ("The RayJob spec is invalid: spec.shutdownAfterJobFinishes and "
+                                   "spec.deletionStrategy.deletionRules are mutually exclusive")
+_KUBERAY_SELECTOR_NO_SUSPEND = "The RayJob spec is invalid: the ClusterSelector mode doesn't support the suspend operation"
+
+
+def _selector(obj: Mapping[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec")
+    selector = spec.get("clusterSelector") if isinstance(spec, Mapping) else None
+    return dict(selector) if isinstance(selector, Mapping) else {}
+
+
+def as_mutated(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The RayJob as KubeRay will get it from mutate_rayjob: `suspend` and `shutdownAfterJobFinishes` forced to
+    true, unless it has a `clusterSelector` (not queued, left as it is). Idempotent."""
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping) or _selector(obj):
+        return obj
+    return {**obj, "spec": {**spec, "suspend": True, "shutdownAfterJobFinishes": True}}
+
+
+def selector_target(req: Request, snap: Snapshot) -> str | None:
+    """`namespace/name` of the RayCluster a clusterSelector RayJob's CREATE in a bound namespace selects: the
+    adapter reads it (one GET) into `Snapshot.selected_clusters` before validation. None otherwise."""
+    if req.resource != keys.RAYJOB_PLURAL or req.sub_resource or req.operation != "CREATE":
+        return None
+    name = _selector(req.obj).get(RAY_CLUSTER_SELECTOR_KEY)
+    if not isinstance(name, str) or not name or _leaf(snap, req.namespace) is None:
+        return None
+    return f"{req.namespace}/{name}"
+
+
+def _kuberay_denial(req: Request, problems: Sequence[Problem], *, update: bool) -> str:
+    what = ("this change would make KubeRay refuse the job" if update else
+            "KubeRay would refuse this job after admission")
+    listed = "; ".join(f"{p.path}: {p.message} [KubeRay {p.function}, {p.since}+]" for p in problems)
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return (f"{PREFIX}: RayJob {req.display_name}: rule kuberay-validation: {what} (JobDeploymentStatus "
+            f"ValidationFailed, and a refused job would hold its quota), {count}: {listed}")
+
+
+def _queue_problem(req: Request, obj: Mapping[str, Any], cfg: PolicyConfig) -> str | None:
+    """CREATE: what rayqueue's own mutation would turn into a KubeRay refusal, said with why and what instead."""
+    name = req.display_name
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    assert isinstance(spec, Mapping)
+    if _selector(obj):
+        if spec.get("suspend") is True:
+            return (f"{PREFIX}: RayJob {name}: rule cluster-selector: a RayJob with spec.clusterSelector runs on an "
+                    "existing RayCluster and is not queued (only its submitter pod is its own, charged by the "
+                    f"pod-level quota check); KubeRay refuses to suspend it (\"{_KUBERAY_SELECTOR_NO_SUSPEND}\"): "
+                    "remove spec.suspend")
+        return None
+    strategy = spec.get("deletionStrategy")
+    if not isinstance(strategy, Mapping):
+        return None
+    rules = strategy.get("deletionRules")
+    if isinstance(rules, list) and rules:
+        return (f"{PREFIX}: RayJob {name}: rule queued-deletion-rules: a RayJob with "
+                "spec.deletionStrategy.deletionRules cannot be queued: rayqueue queues a job by suspending it, "
+                f"KubeRay suspends only a job with shutdownAfterJobFinishes true (\"{_KUBERAY_SUSPEND_NEEDS_SHUTDOWN}\"), "
+                f"and since v1.5 refuses deletionRules with it (\"{_KUBERAY_RULES_EXCLUDE_SHUTDOWN}\"). Use "
+                "shutdownAfterJobFinishes: true with ttlSecondsAfterFinished instead (or deletionStrategy.onSuccess "
+                "and onFailure with policy DeleteCluster or DeleteSelf)")
+    if not cfg.kuberay_gates.ray_job_deletion_policy:
+        return None  # KubeRay refuses any deletionStrategy then; kuberay-validation says so in its words
+    for when in ("onSuccess", "onFailure"):
+        policy = strategy.get(when)
+        value = policy.get("policy") if isinstance(policy, Mapping) else None
+        if value in ("DeleteWorkers", "DeleteNone"):
+            kept = "its Ray head" if value == "DeleteWorkers" else "its whole Ray cluster"
+            return (f"{PREFIX}: RayJob {name}: rule queued-cleanup: spec.deletionStrategy.{when}.policy {value} "
+                    f"keeps {kept} after the job ends (KubeRay's legacy deletion policy takes precedence over "
+                    "shutdownAfterJobFinishes), so the quota the job was admitted with would never be freed; use "
+                    "DeleteCluster or DeleteSelf, or leave deletionStrategy out (shutdownAfterJobFinishes: true "
+                    "deletes the cluster)")
+    return None
+
+
+def _kuberay_verdict(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict | None:
+    """Rule kuberay-validation (and the queue rules above). CREATE: the job as it will be after our mutation
+    must pass KubeRay's validation. UPDATE: a change may not add a problem KubeRay would refuse (problems the
+    old object already had are tolerated, so the controller's, KubeRay's and the garbage collector's own
+    updates of a job that predates the webhook still go through). Applies to every user: an admin's job that
+    KubeRay refuses holds its quota just the same."""
+    gates = cfg.kuberay_gates
+    if req.operation == "CREATE":
+        obj = as_mutated(req.obj)
+        problem = _queue_problem(req, obj, cfg)
+        if problem:
+            return deny(problem)
+        problems = rayjob_problems(obj, gates)
+    else:
+        known = {(p.path, p.message) for p in rayjob_problems(req.old, gates)}
+        problems = [p for p in rayjob_problems(req.obj, gates) if (p.path, p.message) not in known]
+    if problems:
+        return deny(_kuberay_denial(req, problems, update=req.operation == "UPDATE"))
+    target = selector_target(req, snap)
+    return _selected_cluster_verdict(req, snap, target) if target is not None else None
+
+
+def _selected_cluster_verdict(req: Request, snap: Snapshot, target: str) -> Verdict | None:
+    """Rule cluster-selector-target: a clusterSelector job may run only on a RayCluster that exists, is not
+    waiting in a queue and is not another RayJob's. KubeRay itself would wait for a missing or suspended cluster
+    (rayjob_controller.go: "RayCluster ... set in the clusterSelector is not found. It must be created manually";
+    no submitter until the cluster is Ready); rayqueue refuses instead, because such a job would later share a
+    cluster whose capacity the queue admitted for someone else, and it is not itself in any queue."""
+    name = req.display_name
+    lookup = snap.selected_clusters.get(target)
+    head = f"{PREFIX}: RayJob {name}: rule cluster-selector-target:"
+    if lookup is None or lookup.error is not None:
+        why = lookup.error if lookup is not None and lookup.error else "it was not read"
+        return deny(f"{head} could not check the selected RayCluster {target} ({why}); a clusterSelector job is "
+                    "admitted only onto a RayCluster that exists and is not queued")
+    if lookup.obj is None:
+        return deny(f"{head} the selected RayCluster {target} does not exist: a clusterSelector job runs on an "
+                    "existing RayCluster; create the RayCluster first (or give the job a rayClusterSpec to have it "
+                    "queued with its own cluster)")
+    cluster = lookup.obj
+    meta = cluster.get("metadata") if isinstance(cluster.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    for ref in meta.get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("kind") == keys.RAYJOB_KIND:
+            return deny(f"{head} the selected RayCluster {target} belongs to RayJob {ref.get('name')!r}: it was "
+                        "admitted with that job's quota and goes when that job ends or is requeued; run on a "
+                        "RayCluster of your own")
+    annotations = _annotations(cluster)
+    spec = cluster.get("spec") if isinstance(cluster.get("spec"), Mapping) else {}
+    assert isinstance(spec, Mapping)
+    waiting = keys.ENQUEUE_TIMESTAMP in annotations and keys.DEQUEUE_TIMESTAMP not in annotations
+    if spec.get("suspend") is True or waiting:
+        state = "waiting in a queue" if waiting else "suspended"
+        return deny(f"{head} the selected RayCluster {target} is {state}: a job on it would run on capacity the "
+                    "queue has not admitted; create the job once the RayCluster runs")
+    return None
+
+
 def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
     name = req.display_name
+    if old.cluster_selector != new.cluster_selector:
+        return deny(f"{PREFIX}: RayJob {name}: rule fixed-cluster-selector: spec.clusterSelector is fixed once the "
+                    f"job exists ({dict(old.cluster_selector)} -> {dict(new.cluster_selector)}): a job is queued "
+                    "with its own cluster or runs on an existing one, and cannot switch (create a new RayJob)")
+    if (keys.ENQUEUE_TIMESTAMP in _annotations(req.old) and old.shutdown_after_job_finishes
+            and not new.shutdown_after_job_finishes):
+        return deny(f"{PREFIX}: RayJob {name}: rule shutdown-after-finish: spec.shutdownAfterJobFinishes may not "
+                    f"be set to false on a job managed {where}: its Ray cluster must go when it finishes, or the "
+                    "quota it was admitted with is never freed")
     old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
     for key in keys.CONTROLLER_OWNED_ANNOTATIONS:
         if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
@@ -376,6 +549,17 @@ def validate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
                         f"{spec['nodeName']!r} is set by {req.user}; in namespace {req.namespace!r} pods are "
                         f"placed by the scheduler {cfg.expected_scheduler!r}, which enforces the quota")
         scheduler = spec.get("schedulerName") or keys.DEFAULT_SCHEDULER
+        batch = batch_scheduler_for_pod_scheduler(scheduler) if scheduler != cfg.expected_scheduler else None
+        if batch is not None and _from_kuberay(req.obj):
+            flags = (f"--batch-scheduler={batch} (or batchScheduler: {batch} in its Configuration file"
+                     + (", or the deprecated --enable-batch-scheduler / enableBatchScheduler: true" if batch == "volcano"
+                        else "") + ")")
+            return deny(f"{PREFIX}: Pod {req.display_name}: rule kuberay-batch-scheduler: schedulerName "
+                        f"{scheduler!r} was written by the KubeRay operator, whose batch-scheduler mode is on: it "
+                        "overwrites schedulerName on every Ray and submitter pod, so in namespace "
+                        f"{req.namespace!r} (placed by {cfg.expected_scheduler!r}) no pod of any RayJob can start. "
+                        f"Remove {flags} from the KubeRay operator and restart it; rayqueue queues and "
+                        "gang-schedules RayJobs itself")
         if scheduler != cfg.expected_scheduler:
             return deny(f"{PREFIX}: Pod {req.display_name}: rule scheduler-name: schedulerName {scheduler!r} "
                         f"is not allowed in namespace {req.namespace!r}; its pods are placed by "
@@ -387,6 +571,27 @@ def validate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
                 return deny(f"{PREFIX}: Pod {req.display_name}: rule fixed-pod-labels: label {key} may not "
                             f"change ({old_labels.get(key)!r} -> {new_labels.get(key)!r}) once the pod exists")
     return allow()
+
+
+def _from_kuberay(pod: Mapping[str, Any]) -> bool:
+    """A pod the KubeRay operator made: its `app.kubernetes.io/created-by: kuberay-operator` label and a
+    controller owner that is a RayCluster (head, workers) or a batch Job of a RayJob (the submitter, whose
+    template KubeRay labels `ray.io/originated-from-crd: RayJob`; rayjob_controller.go getSubmitterTemplate)."""
+    labels = _labels(pod)
+    if labels.get(keys.KUBERNETES_CREATED_BY) != keys.KUBERAY_OPERATOR:
+        return False
+    meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    for ref in meta.get("ownerReferences") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        api = str(ref.get("apiVersion", ""))
+        if ref.get("kind") == keys.RAYCLUSTER_KIND and api.startswith(keys.RAY_GROUP + "/"):
+            return True
+        if (ref.get("kind") == "Job" and api.startswith("batch/")
+                and labels.get(keys.RAY_ORIGINATED_FROM_CRD) == keys.RAYJOB_KIND):
+            return True
+    return False
 
 
 def validate_binding(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:

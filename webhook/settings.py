@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+import yaml
+
+from common.kuberay_config import BATCH_SCHEDULER_POD_NAMES, ConfigError, OperatorConfig
+from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
@@ -28,6 +32,7 @@ class Settings:
     max_body_bytes: int
     log_level: str
     access_log: bool = False  # aiohttp's line per request; off unless --access-log
+    kuberay: OperatorConfig | None = None  # the KubeRay operator's Configuration, with --kuberay-config
 
 
 def _split_host_port(value: str, problems: list[str]) -> tuple[str, int]:
@@ -36,6 +41,50 @@ def _split_host_port(value: str, problems: list[str]) -> tuple[str, int]:
         problems.append(f"--listen {value!r}: expected HOST:PORT with a port in 1..65535")
         return "", 0
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
+_GATES = {"RayJobDeletionPolicy": "ray_job_deletion_policy", "RayClusterNetworkPolicy": "ray_cluster_network_policy",
+          "RayClusterMTLS": "ray_cluster_mtls", "RayClusterHistoryServer": "ray_cluster_history_server"}
+assert set(_GATES.values()) == {f.name for f in fields(FeatureGates)}
+
+
+def _feature_gates(text: str, problems: list[str]) -> FeatureGates:
+    """KubeRay's --feature-gates syntax (`A=true,B=false`); gates that do not change validation are ignored."""
+    values: dict[str, bool] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        gate, sep, value = item.partition("=")
+        if not sep or value.strip().lower() not in ("true", "false"):
+            problems.append(f"--kuberay-feature-gates {item!r}: expected GATE=true or GATE=false")
+        elif gate.strip() in _GATES:
+            values[_GATES[gate.strip()]] = value.strip().lower() == "true"
+    return FeatureGates(**values)
+
+
+def read_kuberay_config(path: str, problems: list[str]) -> OperatorConfig | None:
+    """Read and check KubeRay's Configuration file. Batch-scheduler mode is a problem: KubeRay then writes a
+    batch scheduler's name into every Ray and submitter pod, which rayqueue refuses, so no job would start."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as exc:
+        problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
+        return None
+    try:
+        config = OperatorConfig.from_dict(doc if isinstance(doc, dict) else {})
+    except ConfigError as exc:
+        problems.extend(f"--kuberay-config {path!r}: {line}" for line in str(exc).splitlines())
+        return None
+    setting = config.batch_scheduler_setting()
+    if setting is not None:
+        batch = config.effective_batch_scheduler or ""
+        pod_name = BATCH_SCHEDULER_POD_NAMES.get(batch, batch)
+        problems.append(
+            f"--kuberay-config {path!r}: KubeRay's batch-scheduler mode is on ({setting}): the operator then "
+            f"writes schedulerName {pod_name!r} into every Ray and submitter pod, which rayqueue refuses in quota "
+            "namespaces, so no RayJob there could ever start. Remove it from the KubeRay operator's "
+            "Configuration (and flags) and restart the operator: rayqueue does the queueing and gang scheduling")
+    return config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
                    help="a client's enqueue stamp closer to now than this is kept (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, help="request body limit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--kuberay-config", default=None, metavar="PATH",
+                   help="the KubeRay operator's Configuration file (config.ray.io/v1alpha1, the file it reads with "
+                        "--config); checked at start: KubeRay's batch-scheduler mode is refused")
+    p.add_argument("--kuberay-feature-gates", default="", metavar="GATE=BOOL,...",
+                   help="the KubeRay operator's --feature-gates that change its validation "
+                        f"({', '.join(sorted(_GATES))}); default: KubeRay v1.7's defaults")
     p.add_argument("--access-log", action="store_true",
                    help="log a line per HTTP request (aiohttp's access log, at INFO); off by default: the "
                         "request metrics count every admission, and denials and audits are logged anyway")
@@ -76,6 +131,8 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         problems.append("--enqueue-tolerance must not be negative")
     if args.max_body_bytes < 1024:
         problems.append("--max-body-bytes must be at least 1024")
+    gates = _feature_gates(args.kuberay_feature_gates, problems)
+    kuberay = read_kuberay_config(args.kuberay_config, problems) if args.kuberay_config else None
     if problems:
         raise SettingsError("\n".join(problems))
     ns = args.namespace
@@ -87,7 +144,8 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         admin_groups=frozenset(args.admin_group or ["system:masters"]),
         scheduler_name=args.scheduler_name,
         enqueue_tolerance_ns=int(args.enqueue_tolerance * 10**9),
+        kuberay_gates=gates,
     )
     return Settings(kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, namespace=ns, policy=policy, max_body_bytes=args.max_body_bytes,
-                    log_level=args.log_level, access_log=args.access_log)
+                    log_level=args.log_level, access_log=args.access_log, kuberay=kuberay)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,20 @@ from devcluster import procs
 from devcluster.cluster import TENANT, LocalCluster, ensure_binaries
 from devcluster.kuberay_standin import MODEL_13, MODEL_17
 from devcluster.procs import ManagedProcess
+from devcluster.services import (
+    SCHEDULER_NAME,
+    Extender,
+    Webhook,
+    install_seed_tree,
+    remove_seed_tree,
+    start_extender,
+    start_rayqueue_scheduler,
+    start_webhook,
+    stop_webhook,
+)
 from devcluster.waiting import wait_for
+from tests.cluster.invariants import QuotaSampler
+from tests.cluster.journey import TREE_NAMESPACES, queues
 
 _HERE = Path(__file__).resolve().parent
 _CLUSTERS: list[LocalCluster] = []  # every cluster this session started, for the leak check at the end
@@ -147,3 +161,65 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
 
     On failure its objects and events are printed; it is deleted afterwards (in the background)."""
     yield from _namespace(cluster, request, {})
+
+
+# --- the whole product on the seed tree, for the end-to-end modules ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[Webhook, Extender, ManagedProcess]]:
+    """The whole product on the local cluster, with the seed's tree."""
+    install_seed_tree(cluster, (TENANT,), tree=False)
+    hook = start_webhook(cluster, name="rayqueue-webhook-e2e", extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
+    extender = scheduler = None
+    try:
+        install_seed_tree(cluster, tree=True)  # through the webhook's validation
+        extender = start_extender(cluster)
+        scheduler = start_rayqueue_scheduler(cluster, extender)
+        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
+        yield hook, extender, scheduler
+    finally:
+        if scheduler is not None:
+            cluster.stop_scheduler(SCHEDULER_NAME)
+        if extender is not None:
+            cluster.stop_process(extender.process.name)
+        stop_webhook(cluster, hook)
+        remove_seed_tree(cluster)
+
+
+@pytest.fixture
+def nodes(cluster: LocalCluster) -> Iterator[Callable[..., str]]:
+    """Make fake nodes for one test; they are deleted after it."""
+    made: list[str] = []
+
+    def make(name: str, cpu: str = "8", memory: str = "32Gi") -> str:
+        cluster.create_node(name, cpu=cpu, memory=memory)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        cluster.delete_node(name)
+
+
+@pytest.fixture
+def invariants(cluster: LocalCluster) -> Iterator[QuotaSampler]:
+    """Sample the quota invariants throughout the test; assert on the worst value seen at its end."""
+    with QuotaSampler(cluster.api_client) as sampler:
+        yield sampler
+    sampler.check()
+
+
+@pytest.fixture
+def cleanup(cluster: LocalCluster) -> Iterator[None]:
+    """Delete every RayJob and pod of the tree's namespaces after a test, and wait until they are gone."""
+    yield
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("delete", "rayjob,pod", "--all", "-n", ns, "--wait=false", check=False)
+
+    def empty() -> bool:
+        out = cluster.kubectl("get", "rayjob,pod", "-A", "-o", "json", check=False)
+        items = json.loads(out.stdout)["items"] if out.returncode == 0 else [{}]
+        return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
+
+    wait_for(empty, 60.0, "the test's RayJobs and pods to be gone")

@@ -3,127 +3,29 @@
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import yaml
 
 from common import keys
-from devcluster.cluster import TENANT, LocalCluster
+from devcluster.cluster import LocalCluster
 from devcluster.procs import ManagedProcess
-from devcluster.services import (
-    SCHEDULER_NAME,
-    Extender,
-    Webhook,
-    install_seed_tree,
-    remove_seed_tree,
-    start_extender,
-    start_rayqueue_scheduler,
-    start_webhook,
-    stop_webhook,
-)
+from devcluster.services import SCHEDULER_NAME, Extender, start_extender
 from devcluster.waiting import wait_for
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-TREE_NAMESPACES = ("video", "algorithm-text", "intern", "infra-devops", "devops")
-LEAD = "lead"
-
-
-def docs(file: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((EXAMPLES / file).read_text()) if d]
-
-
-def seed_job(file: str = "video-rayjob.yaml", *, run_seconds: int = 3, namespace: str | None = None) -> dict[str, Any]:
-    job = copy.deepcopy(next(d for d in docs(file) if d["kind"] == "RayJob"))
-    job["metadata"].setdefault("annotations", {})[keys.TEST_RUN_SECONDS] = str(run_seconds)
-    job["spec"]["ttlSecondsAfterFinished"] = 1
-    if namespace:
-        job["metadata"]["namespace"] = namespace
-    return job
-
-
-@pytest.fixture(scope="module")
-def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[Webhook, Extender, ManagedProcess]]:
-    """The whole product on the local cluster, with the seed's tree."""
-    install_seed_tree(cluster, (TENANT,), tree=False)
-    hook = start_webhook(cluster, name="rayqueue-webhook-e2e", extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
-    extender = scheduler = None
-    try:
-        install_seed_tree(cluster, tree=True)  # through the webhook's validation
-        extender = start_extender(cluster)
-        scheduler = start_rayqueue_scheduler(cluster, extender)
-        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
-        yield hook, extender, scheduler
-    finally:
-        if scheduler is not None:
-            cluster.stop_scheduler(SCHEDULER_NAME)
-        if extender is not None:
-            cluster.stop_process(extender.process.name)
-        stop_webhook(cluster, hook)
-        remove_seed_tree(cluster)
-
-
-@pytest.fixture
-def nodes(cluster: LocalCluster) -> Iterator[Callable[..., str]]:
-    """Make fake nodes for one test; they are deleted after it."""
-    made: list[str] = []
-
-    def make(name: str, cpu: str = "8", memory: str = "32Gi") -> str:
-        cluster.create_node(name, cpu=cpu, memory=memory)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        cluster.delete_node(name)
-
-
-@pytest.fixture
-def cleanup(cluster: LocalCluster) -> Iterator[None]:
-    """Delete every RayJob and pod of the tree's namespaces after a test, and wait until they are gone."""
-    yield
-    for ns in TREE_NAMESPACES:
-        cluster.kubectl("delete", "rayjob,pod", "--all", "-n", ns, "--wait=false", check=False)
-
-    def empty() -> bool:
-        out = cluster.kubectl("get", "rayjob,pod", "-A", "-o", "json", check=False)
-        items = json.loads(out.stdout)["items"] if out.returncode == 0 else [{}]
-        return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
-
-    wait_for(empty, 60.0, "the test's RayJobs and pods to be gone")
-
-
-def get(cluster: LocalCluster, *args: str) -> Any:
-    out = cluster.kubectl("get", *args, "-o", "json")
-    return json.loads(out.stdout)
-
-
-def queues(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
-    items = get(cluster, "queue", "-n", "kube-queue")["items"]
-    return {q["metadata"]["annotations"][keys.QUOTA_FULLNAME]: q for q in items}
-
-
-def create(cluster: LocalCluster, job: dict[str, Any], user: str = TENANT) -> str:
-    out = cluster.kubectl("create", "-f", "-", "-o", "json", as_user=user, input=yaml.safe_dump(job))
-    return str(json.loads(out.stdout)["metadata"]["name"])
-
-
-def rayjob(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
-    return dict(get(cluster, "rayjob", name, "-n", ns))
-
-
-def dequeued(cluster: LocalCluster, ns: str, name: str) -> bool:
-    job = rayjob(cluster, ns, name)
-    return keys.DEQUEUE_TIMESTAMP in job["metadata"].get("annotations", {}) and job["spec"]["suspend"] is False
-
-
-def pods_of(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
-    items = get(cluster, "pod", "-n", ns)["items"]
-    return [p for p in items if p["metadata"]["name"].startswith(f"{job}-")]
+from tests.cluster.invariants import QuotaSampler
+from tests.cluster.journey import (
+    create,
+    dequeued,
+    events,
+    get,
+    pods_of,
+    queues,
+    ray_pods,
+    rayjob,
+    seed_job,
+    sized_job,
+)
 
 
 def test_one_queue_per_leaf_in_the_seed_shape(cluster: LocalCluster, rayqueue: Any) -> None:
@@ -145,7 +47,9 @@ def test_one_queue_per_leaf_in_the_seed_shape(cluster: LocalCluster, rayqueue: A
     assert sorted(line.split()[0] for line in printed[1:]) == sorted(q["metadata"]["name"] for q in by_quota.values())
 
 
-def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None) -> None:
+def test_the_seed_video_example(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
     """Seed facts 3 and 4: two copies of the 12-CPU job in video (max 14 CPU): the first runs, the second waits
     with only its enqueue stamp, in the Queue's backoff list, saying why; when the first completes, the second
     starts by itself."""
@@ -156,7 +60,7 @@ def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Cal
     second = create(cluster, seed_job(run_seconds=2))
 
     def bound_running() -> bool:
-        pods = [p for p in pods_of(cluster, "video", first) if "raycluster" in p["metadata"]["name"]]
+        pods = ray_pods(cluster, "video", first)
         return len(pods) == 3 and all(p["spec"].get("nodeName") and p["status"].get("phase") == "Running" for p in pods)
 
     wait_for(bound_running, 60.0, "the first job's head and 2 workers bound by rayqueue-scheduler and Running")
@@ -192,31 +96,9 @@ def test_the_seed_video_example(cluster: LocalCluster, rayqueue: Any, nodes: Cal
     assert rayjob(cluster, "video", first)["status"]["jobDeploymentStatus"] == "Complete"
 
 
-def sized_job(namespace: str, *, workers: int, cpu: str = "4", memory: str = "1Gi", run_seconds: int = 3,
-              file: str = "video-rayjob.yaml") -> dict[str, Any]:
-    """The seed's RayJob reshaped: `workers` workers, every Ray pod asking for `cpu` and `memory`."""
-    job = seed_job(file, run_seconds=run_seconds, namespace=namespace)
-    cluster_spec = job["spec"]["rayClusterSpec"]
-    templates = [cluster_spec["headGroupSpec"]["template"], cluster_spec["workerGroupSpecs"][0]["template"]]
-    for template in templates:
-        resources = {"cpu": cpu, "memory": memory}
-        template["spec"]["containers"][0]["resources"] = {"requests": resources, "limits": resources}
-    cluster_spec["workerGroupSpecs"][0]["replicas"] = workers
-    return job
-
-
-def ray_pods(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
-    return [p for p in pods_of(cluster, ns, job) if keys.RAY_CLUSTER in p["metadata"].get("labels", {})]
-
-
-def events(cluster: LocalCluster, ns: str, reason: str) -> list[dict[str, Any]]:
-    items = get(cluster, "events", "-n", ns, "--field-selector", f"reason={reason}")["items"]
-    return list(items)
-
-
 def test_the_seed_gang_is_placed_whole_or_not_at_all(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, namespace: str,
-    default_scheduler: ManagedProcess,
+    default_scheduler: ManagedProcess, invariants: QuotaSampler,
 ) -> None:
     """Seed fact 5: 1 head + 30 workers, min-available 31. The quota admits the job (31.5 CPU of 40), but 4 CPU of
     the 32 the nodes have are held by a pod outside any queue: no pod of the gang may be bound, and every member
@@ -268,7 +150,7 @@ def test_the_seed_gang_is_placed_whole_or_not_at_all(
 
 
 def test_borrowed_capacity_is_reclaimed_for_a_guaranteed_job(
-    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     """Seed fact 1: intern (min 0) borrows; a text job within text's min arrives and does not fit the cluster
     (48 CPU): the intern job is suspended and requeued keeping its enqueue time, the text job runs, and the
@@ -297,7 +179,7 @@ def test_borrowed_capacity_is_reclaimed_for_a_guaranteed_job(
 
 
 def test_priority_orders_the_queue_and_a_raise_jumps_ahead(
-    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     """A later higher-priority job is dequeued first; raising a waiting job's priority moves it ahead."""
     for i in range(3):
@@ -326,7 +208,7 @@ def test_priority_orders_the_queue_and_a_raise_jumps_ahead(
 
 
 def test_a_killed_extender_restarts_losing_nothing_and_admitting_nothing_twice(
-    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     """kill -9 the extender while a video job waits behind a running one and while a gang waits at the bind
     barrier (its head has a nodeSelector no node matches yet, so its 30 workers wait there for it). After a

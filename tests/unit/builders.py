@@ -285,6 +285,15 @@ class PodBuilder:
             self.label(keys.RAY_GROUP_LABEL, group)
         return self
 
+    def owned_by(self, parent: Obj) -> Self:
+        """A controller ownerReference to `parent` (a RayCluster or a batch/v1 Job dict), as KubeRay and the
+        Job controller set it."""
+        meta = parent["metadata"]
+        ref = {"apiVersion": parent["apiVersion"], "kind": parent["kind"], "name": meta["name"], "uid": meta["uid"],
+               "controller": True, "blockOwnerDeletion": True}
+        self._meta.setdefault("ownerReferences", []).append(ref)
+        return self
+
     def owner(self, kind: str, name: str, uid: str, *, controller: bool = True) -> Self:
         ref = {"apiVersion": "ray.io/v1", "kind": kind, "name": name, "uid": uid, "controller": controller}
         self._meta.setdefault("ownerReferences", []).append(ref)
@@ -349,6 +358,25 @@ class PodBuilder:
 
     def obj(self) -> Obj:
         return copy.deepcopy(self._obj)
+
+
+def _controlled(api_version: str, kind: str, name: str, namespace: str, job_uid: str | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"}
+    if job_uid is not None:
+        meta["ownerReferences"] = [{"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYJOB_KIND,
+                                    "name": job_uid.rsplit("-", 1)[-1], "uid": job_uid, "controller": True,
+                                    "blockOwnerDeletion": True}]
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": {}}
+
+
+def make_raycluster(name: str, namespace: str, *, job_uid: str | None = None) -> Obj:
+    """A RayCluster, controlled by the RayJob `job_uid` when given (KubeRay's ownerReference)."""
+    return _controlled(f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", keys.RAYCLUSTER_KIND, name, namespace, job_uid)
+
+
+def make_submitter_job(name: str, namespace: str, *, job_uid: str | None = None) -> Obj:
+    """A K8sJobMode submitter: a batch/v1 Job controlled by the RayJob `job_uid`."""
+    return _controlled(f"{keys.BATCH_GROUP}/{keys.BATCH_VERSION}", keys.BATCH_JOB_KIND, name, namespace, job_uid)
 
 
 def make_rayjob(name: str, namespace: str) -> RayJobBuilder:

@@ -14,7 +14,14 @@ from common.clock import FakeClock
 from common.gotime import format_go
 from common.resources import Resources
 from extender.cache import Cache, JobState
-from tests.unit.builders import RayJobBuilder, make_pod, make_rayjob
+from tests.unit.builders import (
+    PodBuilder,
+    RayJobBuilder,
+    make_pod,
+    make_raycluster,
+    make_rayjob,
+    make_submitter_job,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 T0 = 1_736_472_984_000_000_000  # 2025-01-10 01:36:24 UTC
@@ -145,35 +152,47 @@ def admitted(name: str = "a", *, cluster: str | None = None) -> RayJobBuilder:
     return b
 
 
+CLUSTER = make_raycluster("a-x1y2z", "video", job_uid="uid-video-a")  # KubeRay 1.4+: <job>-<5 chars>
+SUBMITTER = make_submitter_job("a", "video", job_uid="uid-video-a")
+
+
+def ray_pod(
+    name: str, node_type: str = "worker", *, cpu: str = "4", memory: str = "1Gi", cluster: dict[str, Any] = CLUSTER
+) -> PodBuilder:
+    """A Ray pod as KubeRay makes it: the cluster's labels and a controller ownerReference to the cluster."""
+    meta = cluster["metadata"]
+    return make_pod(name, meta["namespace"], cpu=cpu, memory=memory).ray(meta["name"], node_type).owned_by(cluster)
+
+
 @pytest.mark.parametrize(
-    ("pod", "covered"),
+    ("parents", "pod", "covered"),
     [
-        pytest.param(
-            make_pod("h", "video", cpu="4").ray("a-raycluster-x1y2z", "head").node("n1").obj(),
-            True,
-            id="a pod of KubeRay's cluster name <job>-raycluster-<suffix> is the job's",
-        ),
-        pytest.param(
-            make_pod("h", "video", cpu="4").ray("custom", "head").node("n1").obj(),
-            True,
-            id="a pod of the cluster the job's status names is the job's",
-        ),
-        pytest.param(
-            make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a").node("n1").obj(),
-            True,
-            id="the submitter pod (label job-name) is the job's",
-        ),
-        pytest.param(
-            make_pod("h", "video", cpu="4").ray("other-raycluster-x", "head").node("n1").obj(),
-            False,
-            id="a pod of another cluster is not the job's",
-        ),
-        pytest.param(make_pod("p", "video", cpu="4").node("n1").obj(), False, id="a plain pod is nobody's"),
+        pytest.param([CLUSTER], ray_pod("h", "head").node("n1").obj(), True,
+                     id="a pod controlled by the job's RayCluster is the job's"),
+        pytest.param([SUBMITTER], make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a")
+                     .owned_by(SUBMITTER).node("n1").obj(), True,
+                     id="the submitter pod, controlled by the job's batch/v1 Job, is the job's"),
+        pytest.param([CLUSTER], make_pod("h", "video", cpu="4").ray("a-x1y2z", "head").node("n1").obj(), False,
+                     id="a pod that only carries the job's ray.io/cluster label is nobody's"),
+        pytest.param([], make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a").node("n1").obj(), False,
+                     id="a pod that only carries the job's job-name label is nobody's"),
+        pytest.param([make_raycluster("a-x1y2z", "video")], ray_pod("h", "head", cluster=make_raycluster(
+                     "a-x1y2z", "video")).node("n1").obj(), False,
+                     id="a pod of a RayCluster no RayJob controls is nobody's"),
+        pytest.param([make_raycluster("a-x1y2z", "other", job_uid="uid-video-a")],
+                     make_pod("h", "video", cpu="4").owned_by(make_raycluster("a-x1y2z", "other",
+                     job_uid="uid-video-a")).node("n1").obj(), False,
+                     id="an ownerReference to a RayCluster of another namespace counts for nothing"),
+        pytest.param([CLUSTER], make_pod("p", "video", cpu="4").node("n1").obj(), False, id="a plain pod is nobody's"),
     ],
 )
-def test_pods_of_an_admitted_job_are_covered_by_its_claim(pod: dict[str, Any], covered: bool) -> None:
+def test_pods_of_an_admitted_job_are_covered_by_its_claim(
+    parents: list[dict[str, Any]], pod: dict[str, Any], covered: bool
+) -> None:
     cache = cache_with_tree()
-    cache.on_rayjob("ADDED", admitted(cluster="custom").obj())
+    cache.on_rayjob("ADDED", admitted().obj())
+    for parent in parents:
+        (cache.on_raycluster if parent["kind"] == keys.RAYCLUSTER_KIND else cache.on_batch_job)("ADDED", parent)
     cache.on_pod("ADDED", pod)
     assert cache.ledger is not None
     uid = pod["metadata"]["uid"]
@@ -185,6 +204,22 @@ def test_pods_of_an_admitted_job_are_covered_by_its_claim(pod: dict[str, Any], c
     if not covered:
         expected += info.request
     assert cache.ledger.usage(VIDEO) == expected
+
+
+@pytest.mark.parametrize("order", ["pod, cluster, job", "cluster, pod, job", "job, pod, cluster", "pod, job, cluster"])
+def test_ownership_resolves_whatever_order_the_watches_deliver(order: str) -> None:
+    """The reflectors list kinds one after another: a pod may arrive before its RayCluster or its RayJob."""
+    cache = cache_with_tree()
+    steps = {
+        "pod": lambda: cache.on_pod("ADDED", ray_pod("h", "head").node("n1").obj()),
+        "cluster": lambda: cache.on_raycluster("ADDED", CLUSTER),
+        "job": lambda: cache.on_rayjob("ADDED", admitted().obj()),
+    }
+    for step in order.split(", "):
+        steps[step]()
+    assert cache.ledger is not None and "uid-video-h" not in cache.ledger
+    assert cache.covering_job("uid-video-h") is not None
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
 
 
 @pytest.mark.parametrize(
@@ -231,15 +266,6 @@ def test_pods_of_every_namespace_count_on_their_node() -> None:
     )
 
 
-def test_pod_arriving_before_its_job_is_covered_once_the_job_arrives() -> None:
-    cache = cache_with_tree()
-    cache.on_pod("ADDED", make_pod("h", "video", cpu="4").ray("a-raycluster-abc", "head").node("n1").obj())
-    assert cache.ledger is not None and "uid-video-h" in cache.ledger
-    cache.on_rayjob("ADDED", admitted().obj())
-    assert "uid-video-h" not in cache.ledger
-    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
-
-
 # --- draining ----------------------------------------------------------------------------------------
 
 
@@ -273,17 +299,23 @@ def test_claim_drains_with_the_pods(ending: Any) -> None:
     cache = cache_with_tree()
     builder = admitted()
     cache.on_rayjob("ADDED", builder.obj())
-    head = make_pod("h", "video", cpu="4").ray("a-raycluster-abc", "head").node("n1").phase("Running").obj()
-    worker = make_pod("w", "video", cpu="4").ray("a-raycluster-abc").node("n1").phase("Running").obj()
+    cache.on_raycluster("ADDED", CLUSTER)
+    head = ray_pod("h", "head").node("n1").phase("Running").obj()
+    worker = ray_pod("w").node("n1").phase("Running").obj()
     cache.on_pod("ADDED", head)
     cache.on_pod("ADDED", worker)
     event, obj = ending(copy.deepcopy(builder))
     cache.on_rayjob(event, obj)
+    cache.on_raycluster("DELETED", CLUSTER)  # KubeRay's Suspending waits only for the objects to be gone
     assert cache.ledger is not None and "uid-video-a" in cache.ledger
     assert cache.releasing("uid-video-a")
+    # the job reserved its head (4 CPU / 1Gi); the extra worker pod is bound too: the claim covers what is bound
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 8000, "memory": 2 * 2**30})
+    cache.on_pod("MODIFIED", ray_pod("h", "head").node("n1").phase("Running").deleting().obj())  # terminating
+    assert "uid-video-a" in cache.ledger and "uid-video-h" not in cache.ledger, "still the job's, charged once"
     cache.on_pod("DELETED", head)
     assert "uid-video-a" in cache.ledger
-    cache.on_pod("MODIFIED", make_pod("w", "video", cpu="4").ray("a-raycluster-abc").phase("Failed").obj())
+    cache.on_pod("MODIFIED", ray_pod("w").phase("Failed").obj())
     assert "uid-video-a" not in cache.ledger
     assert cache.ledger.usage(VIDEO) == Resources()
 
@@ -291,9 +323,11 @@ def test_claim_drains_with_the_pods(ending: Any) -> None:
 def test_deleted_job_is_forgotten_once_drained() -> None:
     cache = cache_with_tree()
     cache.on_rayjob("ADDED", admitted().obj())
-    pod = make_pod("h", "video", cpu="4").ray("a-raycluster-abc", "head").obj()
+    cache.on_raycluster("ADDED", CLUSTER)
+    pod = ray_pod("h", "head").obj()
     cache.on_pod("ADDED", pod)
     cache.on_rayjob("DELETED", admitted().obj())
+    cache.on_raycluster("DELETED", CLUSTER)
     assert cache.job("uid-video-a") is not None
     cache.on_pod("DELETED", pod)
     assert cache.job("uid-video-a") is None
@@ -513,3 +547,81 @@ def test_gang_members_are_found_by_index_and_follow_relabels_and_deletes() -> No
     cache.on_pod("DELETED", member.obj())
     assert [p.name for p in cache.gang_members("algorithm-text", "c1")] == ["m2"]
     assert cache.gang_members("algorithm-text", "nope") == []
+
+
+# --- the claim follows the pods: real requests, growth, retries ------------------------------------------
+
+
+def test_the_claim_follows_the_real_request_of_the_job_s_pods() -> None:
+    """Something we were not told of (a cluster's own mutating webhook, a LimitRange) made the head bigger
+    than its template: once the pod exists, its request is the truth, bound or not."""
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().obj())
+    cache.on_raycluster("ADDED", CLUSTER)
+    assert cache.ledger is not None and cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
+    cache.on_pod("ADDED", ray_pod("h", "head", cpu="5", memory="2Gi").obj())
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 5000, "memory": 2 * 2**30})
+
+
+def test_a_pod_beyond_the_reservation_is_growth_and_a_covered_one_is_not() -> None:
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().obj())
+    cache.on_raycluster("ADDED", CLUSTER)
+    cache.on_pod("ADDED", ray_pod("h", "head").obj())
+    assert cache.growth("uid-video-h") == Resources(), "the head is what the job was admitted with"
+    cache.on_pod("MODIFIED", ray_pod("h", "head").node("n1").obj())
+    cache.on_pod("ADDED", ray_pod("w").obj())
+    assert cache.growth("uid-video-w") == Resources({"cpu": 4000, "memory": 2**30})
+
+
+def test_a_retried_job_s_new_pods_are_growth_while_its_old_ones_terminate() -> None:
+    """KubeRay 1.7 Retrying/Suspending waits only for the RayCluster object to be gone, then makes a new
+    cluster: the old pods, still terminating on their nodes, stay the job's, and the new head may bind only
+    as growth until they are gone. The job is charged once, for what is really bound."""
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().obj())
+    cache.on_raycluster("ADDED", CLUSTER)
+    old_head = ray_pod("h", "head").node("n1").phase("Running")
+    cache.on_pod("ADDED", old_head.obj())
+    cache.on_raycluster("DELETED", CLUSTER)
+    cache.on_pod("MODIFIED", old_head.deleting().obj())
+    retry = make_raycluster("a-b7c8d", "video", job_uid="uid-video-a")
+    cache.on_raycluster("ADDED", retry)
+    cache.on_pod("ADDED", ray_pod("h2", "head", cluster=retry).obj())
+    assert cache.ledger is not None
+    assert cache.covering_job("uid-video-h2") is not None and cache.covering_job("uid-video-h") is not None
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30}), "charged once"
+    assert cache.growth("uid-video-h2") == Resources({"cpu": 4000, "memory": 2**30})
+    cache.on_pod("DELETED", old_head.obj())
+    assert cache.growth("uid-video-h2") == Resources()
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
+
+
+def test_a_gang_member_s_growth_counts_every_pending_member_of_the_job() -> None:
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().obj())
+    cache.on_raycluster("ADDED", CLUSTER)
+    cache.on_pod("ADDED", ray_pod("h", "head").gang("a-x1y2z", 2).obj())
+    cache.on_pod("ADDED", ray_pod("w").gang("a-x1y2z", 2).obj())
+    assert cache.growth("uid-video-h") == Resources({"cpu": 4000, "memory": 2**30}), "2 pods, 1 reserved"
+
+
+def test_after_a_restart_the_terminating_pods_of_a_vanished_cluster_are_still_charged() -> None:
+    """A restarted controller never saw the RayCluster its pods belonged to (deleted meanwhile): it cannot
+    know their job, so it charges them as its namespace's pods: once each, to the right leaf."""
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", job("a").obj())  # requeued by reclaim: waiting again, its old pods terminating
+    cache.on_pod("ADDED", ray_pod("h", "head").node("n1").phase("Running").deleting().obj())
+    assert cache.ledger is not None
+    claim = cache.ledger.claim("uid-video-h")
+    assert claim is not None and claim.kind == "pod"
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
+
+
+@pytest.mark.parametrize(("deployment", "suspendable"), [("Running", True), ("Initializing", True), ("Waiting", False)])
+def test_a_job_kuberay_cannot_suspend_now_is_no_reclaim_candidate(deployment: str, suspendable: bool) -> None:
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().status(deployment).obj())
+    assert cache.ledger is not None
+    claim = cache.ledger.claim("uid-video-a")
+    assert claim is not None and claim.suspendable is suspendable

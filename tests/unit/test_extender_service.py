@@ -8,18 +8,19 @@ from common.clock import FakeClock
 from extender.app import Service
 from extender.settings import parse_settings
 from tests.unit.builders import make_pod
-from tests.unit.test_cache import admitted, node, seed_tree
+from tests.unit.test_cache import CLUSTER, admitted, node, ray_pod, seed_tree
 
 
 def service() -> Service:
     svc = Service(parse_settings(["--no-leader-elect"]), None, FakeClock())
     svc.cache.on_tree("ADDED", seed_tree())
     svc.cache.on_node("ADDED", node("n1"))
-    svc.cache.on_rayjob("ADDED", admitted("a", cluster="a-raycluster-x1").obj())
+    svc.cache.on_rayjob("ADDED", admitted("a").obj())
+    svc.cache.on_raycluster("ADDED", CLUSTER)
     for name, ns, cpu, priority in [("lone", "video", "2", 0), ("borrower", "intern", "2", 0),
                                     ("outsider", "elsewhere", "2", 0)]:
         svc.cache.on_pod("ADDED", make_pod(name, ns, cpu=cpu).node("n1").priority(priority).obj())
-    svc.cache.on_pod("ADDED", make_pod("h", "video", cpu="4").ray("a-raycluster-x1", "head").node("n1").obj())
+    svc.cache.on_pod("ADDED", ray_pod("h", "head").node("n1").obj())
     return svc
 
 
@@ -64,3 +65,20 @@ def test_quota_check_admits_covered_pods_and_refuses_an_uncovered_pod_over_max()
     assert not refused
     assert refused.reason.startswith("root/algorithm/video: cpu used 6 + request 20 > max 14"), refused.reason
     assert svc.quota_check(pod("free", "elsewhere", cpu="500"))
+
+
+def test_a_pod_of_an_admitted_job_beyond_its_reservation_must_fit_the_quota() -> None:
+    """Job a reserved its head (4 CPU); more pods of its cluster are growth, checked like any pod: video
+    already holds a's 4 + lone's 2, so 2 more workers (8) pass max 14 and a third would not."""
+    svc = service()
+    for name in ("w1", "w2"):
+        svc.cache.on_pod("ADDED", ray_pod(name).obj())
+        worker = svc.cache.pod(f"uid-video-{name}")
+        assert worker is not None and svc.quota_check(worker), name
+        svc.cache.assume_bound(worker.uid, "n1")
+    svc.cache.on_pod("ADDED", ray_pod("w3").obj())
+    third = svc.cache.pod("uid-video-w3")
+    assert third is not None
+    refused = svc.quota_check(third)
+    assert not refused
+    assert refused.reason.startswith("root/algorithm/video: cpu used 14 + request 4 > max 14"), refused.reason

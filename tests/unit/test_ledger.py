@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -690,6 +691,16 @@ def test_reclaim_takes_intern_capacity_back_for_a_guaranteed_video_job() -> None
     for v in plan.victims:
         ledger.remove(v.uid)
     assert ledger.check(video)
+
+
+def test_reclaim_passes_over_a_job_kuberay_cannot_suspend_now() -> None:
+    """KubeRay suspends a RayJob only from Initializing or Running: the newest intern job is an
+    InteractiveMode one sitting in Waiting, so suspending it would free nothing; the older one is taken."""
+    waiting = dataclasses.replace(claim("i2", INTERN, cpu=20, order=2), suspendable=False)
+    interns = [claim("i1", INTERN, cpu=20, order=1), waiting]
+    ledger = ledger_with(seed_tree(), *interns, claim("t1", TEXT, cpu=32, order=3), claim("t2", TEXT, cpu=8, order=4))
+    plan = ledger.plan_reclaim(claim("v", VIDEO, cpu=12))
+    assert plan is not None and [v.uid for v in plan.victims] == ["i1"]
 
 
 def test_reclaim_prefers_the_lowest_priority_then_the_newest() -> None:

@@ -11,7 +11,15 @@ import yaml
 
 from common import keys
 from common.quantity import parse_quantity
-from common.rayjob import JobInfo, OwnerRef, PodInfo, ShapeError, desired_replicas, pod_request
+from common.rayjob import (
+    JobInfo,
+    KubeRayAdditions,
+    OwnerRef,
+    PodInfo,
+    ShapeError,
+    desired_replicas,
+    pod_request,
+)
 from common.resources import Resources
 from tests.unit.builders import container, make_pod, make_rayjob
 
@@ -51,7 +59,9 @@ def test_the_seed_gang_rayjob_is_a_gang_of_31() -> None:
     job = JobInfo.from_rayjob(seed_rayjob("gang-rayjob.yaml"))
     assert job.gang
     assert job.min_available == 31
-    assert job.request == Resources({"cpu": 31_500, "memory": 200 * 2**20})
+    # 31 CPU of Ray pods + the 500m submitter; memory: the submitter's 200Mi and, on each of the 30
+    # workers, KubeRay's wait-gcs-ready init container (256Mi): the templates request no memory themselves.
+    assert job.request == Resources({"cpu": 31_500, "memory": 200 * 2**20 + 30 * 256 * 2**20})
     assert job.quota_label == "algorithm-text"
 
 
@@ -205,7 +215,10 @@ def test_several_groups_add_up_and_the_gang_counts_every_desired_worker() -> Non
     assert [(g.name, g.pods) for g in job.worker_groups] == [("gpu", 4), ("cpu", 3), ("parked", 0)]
     assert job.min_available == 1 + 4 + 3
     assert job.worker_pods == 7
-    assert job.request == res(cpu="2", memory="2Gi") + res(cpu="4", gpu="4") + res(cpu="12") + SUBMITTER
+    init = res(memory="256Mi")  # KubeRay's wait-gcs-ready on each worker: its 200m CPU is below every worker's
+    assert job.request == (
+        res(cpu="2", memory="2Gi") + res(cpu="4", gpu="4") + res(cpu="12") + init.scaled(7) + SUBMITTER
+    )
 
 
 # --- the submitter --------------------------------------------------------------------------------
@@ -233,7 +246,7 @@ def test_submission_modes(mode: str | None, head: Resources, submitter: Resource
     job = JobInfo.from_rayjob(builder.obj())
     assert job.submission_mode == (mode or "K8sJobMode")
     assert (job.head_request, job.submitter_request) == (head, submitter)
-    assert job.request == head + res(cpu="1") + submitter
+    assert job.request == head + res(cpu="1", memory="256Mi") + submitter  # the worker's wait-gcs-ready memory
     assert job.min_available == 2
 
 
@@ -639,3 +652,68 @@ def test_priority_class_name(obj: dict[str, object], name: str | None) -> None:
     from common.rayjob import priority_class_name
 
     assert priority_class_name(obj) == name
+
+
+# --- what KubeRay adds to the pods it builds -------------------------------------------------------
+
+
+def test_kuberay_s_init_container_raises_a_small_worker_to_its_own_request() -> None:
+    """A worker asking less than wait-gcs-ready (200m / 256Mi) is charged the init container's request:
+    Kubernetes schedules the pod by max(containers, init containers), and KubeRay always injects it."""
+    job = JobInfo.from_rayjob(make_rayjob("j", "ns").head(cpu="1").workers(3, cpu="100m", memory="64Mi").obj())
+    assert job.worker_groups[0].pod_request == res(cpu="200m", memory="256Mi")
+    assert job.request == res(cpu="1") + res(cpu="600m", memory="768Mi") + SUBMITTER
+
+
+def test_without_init_container_injection_the_worker_is_its_template() -> None:
+    off = KubeRayAdditions(worker_init_container=False)
+    job = JobInfo.from_rayjob(make_rayjob("j", "ns").workers(1, cpu="100m").obj(), additions=off)
+    assert job.worker_groups[0].pod_request == res(cpu="100m")
+
+
+def test_kuberay_s_init_container_runs_after_the_template_s_own() -> None:
+    """A template init container bigger than wait-gcs-ready wins; the two run one after the other."""
+    job = JobInfo.from_rayjob(
+        make_rayjob("j", "ns").workers(1, cpu="100m", init=[container("fetch", cpu="2", memory="1Gi")]).obj()
+    )
+    assert job.worker_groups[0].pod_request == res(cpu="2", memory="1Gi")
+
+
+@pytest.mark.parametrize(
+    ("options", "sidecar"),
+    [
+        pytest.param(None, res(cpu="500m", memory="512Mi"), id="KubeRay's default autoscaler sidecar"),
+        pytest.param(
+            {"resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2", "memory": "1Gi"}}},
+            res(cpu="1", memory="1Gi"),
+            id="autoscalerOptions.resources replace it whole, a missing request defaults to the limit",
+        ),
+    ],
+)
+def test_the_in_tree_autoscaler_sidecar_is_charged_to_the_head(options: dict[str, Any] | None, sidecar: Resources) -> None:
+    builder = make_rayjob("j", "ns").head(cpu="2", memory="2Gi").set("spec.rayClusterSpec.enableInTreeAutoscaling", True)
+    if options is not None:
+        builder.set("spec.rayClusterSpec.autoscalerOptions", options)
+    job = JobInfo.from_rayjob(builder.obj())
+    assert job.head_request == res(cpu="2", memory="2Gi") + sidecar
+
+
+def test_no_autoscaler_sidecar_unless_in_tree_autoscaling_is_on() -> None:
+    builder = make_rayjob("j", "ns").head(cpu="2").set("spec.rayClusterSpec.autoscalerOptions", {"resources": {}})
+    assert JobInfo.from_rayjob(builder.obj()).head_request == res(cpu="2")
+
+
+def test_operator_sidecars_are_added_to_every_head_and_worker_pod() -> None:
+    additions = KubeRayAdditions.from_operator(
+        head_sidecars=[container("fluentbit", cpu="100m", memory="128Mi")],
+        worker_sidecars=[container("fluentbit", cpu="100m", memory="128Mi"), container("proxy", cpu="50m")],
+    )
+    job = JobInfo.from_rayjob(make_rayjob("j", "ns").head(cpu="1").workers(2, cpu="1", memory="1Gi").obj(),
+                              additions=additions)
+    assert job.head_request == res(cpu="1100m", memory="128Mi")
+    assert job.worker_groups[0].pod_request == res(cpu="1150m", memory="1152Mi")
+
+
+def test_a_malformed_operator_sidecar_names_its_field() -> None:
+    with pytest.raises(ShapeError, match=r"workerSidecarContainers\[0\]"):
+        KubeRayAdditions.from_operator(worker_sidecars=[{"resources": {"requests": {"cpu": "lots"}}}])

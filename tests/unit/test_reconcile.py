@@ -37,7 +37,7 @@ from extender.reconcile import (
     UpdateTreeStatus,
     reconcile,
 )
-from tests.unit.builders import RayJobBuilder, make_pod, make_rayjob
+from tests.unit.builders import RayJobBuilder, make_pod, make_raycluster, make_rayjob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 T0 = 1_736_472_984_000_000_000  # 2025-01-10 01:36:24 UTC
@@ -116,12 +116,15 @@ class Loop:
     def pods(self, uid: str, *sizes: str) -> list[dict[str, Any]]:
         """KubeRay creates the job's Ray cluster pods, bound and running."""
         meta = self.jobs[uid]["metadata"]
-        cluster = f"{meta['name']}-raycluster-x7k2p"
+        cluster = make_raycluster(f"{meta['name']}-x7k2p", meta["namespace"], job_uid=uid)
+        self.cache.on_raycluster("ADDED", cluster)
+        name = cluster["metadata"]["name"]
         out = []
         for i, cpu in enumerate(sizes):
             pod = (
-                make_pod(f"{cluster}-{i}", meta["namespace"], cpu=cpu)
-                .ray(cluster, "head" if i == 0 else "worker")
+                make_pod(f"{name}-{i}", meta["namespace"], cpu=cpu)
+                .ray(name, "head" if i == 0 else "worker")
+                .owned_by(cluster)
                 .node("n1")
                 .phase("Running")
                 .obj()

@@ -1,0 +1,93 @@
+"""What the end-to-end tests share: the seed's jobs reshaped, and reading the cluster through kubectl."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common import keys
+from devcluster.cluster import TENANT, LocalCluster
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+TREE_NAMESPACES = ("video", "algorithm-text", "intern", "infra-devops", "devops")
+LEAD = "lead"
+
+
+def docs(file: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((EXAMPLES / file).read_text()) if d]
+
+
+def seed_job(file: str = "video-rayjob.yaml", *, run_seconds: int = 3, namespace: str | None = None) -> dict[str, Any]:
+    job = copy.deepcopy(next(d for d in docs(file) if d["kind"] == "RayJob"))
+    job["metadata"].setdefault("annotations", {})[keys.TEST_RUN_SECONDS] = str(run_seconds)
+    job["spec"]["ttlSecondsAfterFinished"] = 1
+    if namespace:
+        job["metadata"]["namespace"] = namespace
+    return job
+
+
+def get(cluster: LocalCluster, *args: str) -> Any:
+    out = cluster.kubectl("get", *args, "-o", "json")
+    return json.loads(out.stdout)
+
+
+def queues(cluster: LocalCluster) -> dict[str, dict[str, Any]]:
+    items = get(cluster, "queue", "-n", "kube-queue")["items"]
+    return {q["metadata"]["annotations"][keys.QUOTA_FULLNAME]: q for q in items}
+
+
+def create(cluster: LocalCluster, job: dict[str, Any], user: str = TENANT) -> str:
+    out = cluster.kubectl("create", "-f", "-", "-o", "json", as_user=user, input=yaml.safe_dump(job))
+    return str(json.loads(out.stdout)["metadata"]["name"])
+
+
+def rayjob(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
+    return dict(get(cluster, "rayjob", name, "-n", ns))
+
+
+def dequeued(cluster: LocalCluster, ns: str, name: str) -> bool:
+    job = rayjob(cluster, ns, name)
+    return keys.DEQUEUE_TIMESTAMP in job["metadata"].get("annotations", {}) and job["spec"]["suspend"] is False
+
+
+def pods_of(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
+    """The RayJob's pods as KubeRay owns them: controlled by a RayCluster or a batch/v1 Job that the RayJob
+    controls (any cluster name, KubeRay 1.1-1.3's or 1.4+'s)."""
+    uid = rayjob(cluster, ns, job)["metadata"]["uid"]
+    parents = {
+        o["metadata"]["uid"]
+        for o in get(cluster, "raycluster,job", "-n", ns)["items"]
+        if any(r.get("controller") and r["uid"] == uid for r in o["metadata"].get("ownerReferences") or [])
+    }
+    return [
+        p for p in get(cluster, "pod", "-n", ns)["items"]
+        if any(r.get("controller") and r["uid"] in parents for r in p["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def sized_job(namespace: str, *, workers: int, cpu: str = "4", memory: str = "1Gi", run_seconds: int = 3,
+              file: str = "video-rayjob.yaml") -> dict[str, Any]:
+    """The seed's RayJob reshaped: `workers` workers, every Ray pod asking for `cpu` and `memory`."""
+    job = seed_job(file, run_seconds=run_seconds, namespace=namespace)
+    cluster_spec = job["spec"]["rayClusterSpec"]
+    templates = [cluster_spec["headGroupSpec"]["template"], cluster_spec["workerGroupSpecs"][0]["template"]]
+    for template in templates:
+        resources = {"cpu": cpu, "memory": memory}
+        template["spec"]["containers"][0]["resources"] = {"requests": resources, "limits": resources}
+    cluster_spec["workerGroupSpecs"][0]["replicas"] = workers
+    return job
+
+
+def ray_pods(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
+    return [p for p in pods_of(cluster, ns, job) if keys.RAY_CLUSTER in p["metadata"].get("labels", {})]
+
+
+def events(cluster: LocalCluster, ns: str, reason: str) -> list[dict[str, Any]]:
+    items = get(cluster, "events", "-n", ns, "--field-selector", f"reason={reason}")["items"]
+    return list(items)
+
+

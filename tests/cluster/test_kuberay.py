@@ -1,0 +1,204 @@
+"""The quota stays true against current KubeRay (the stand-in's 1.7 model): cluster names, terminating pods,
+retries, refused specs, injected containers and spoofed labels, on the real control plane with the real
+kube-scheduler calling the extender. Every test samples the quota invariants throughout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from common import keys
+from devcluster.cluster import ADMIN, TENANT, LocalCluster
+from devcluster.services import SCHEDULER_NAME
+from devcluster.waiting import wait_for
+from tests.cluster.invariants import QuotaSampler, pod_requests
+from tests.cluster.journey import create, dequeued, get, pods_of, rayjob, sized_job
+
+VIDEO = "root/algorithm/video"
+TEXT = "root/algorithm/text"
+
+
+def used(cluster: LocalCluster, node: str) -> dict[str, str]:
+    """What the controller last wrote as the node's usage in the tree's status."""
+    status = get(cluster, "elasticquotatree", "elasticquotatree", "-n", "kube-system").get("status") or {}
+    return dict(((status.get("nodes") or {}).get(node) or {}).get("used") or {})
+
+
+def bound(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods if p["spec"].get("nodeName")]
+
+
+def deployment(cluster: LocalCluster, ns: str, name: str) -> str:
+    return str((rayjob(cluster, ns, name).get("status") or {}).get("jobDeploymentStatus") or "")
+
+
+def patch_job(cluster: LocalCluster, ns: str, name: str, spec: str) -> None:
+    cluster.kubectl("patch", "rayjob", name, "-n", ns, "--type=merge", "-p", spec, as_user=ADMIN)
+
+
+def test_a_suspended_job_s_terminating_pods_stay_charged_once_until_they_are_gone(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """KubeRay 1.7 reports Suspended (and clears status.rayClusterName) once the RayCluster and submitter Job
+    objects are gone, while their pods still take 10 s to stop. Those pods stay the job's: video is charged
+    8.5 CPU, once, the whole time, and nothing else is admitted into it until they are gone."""
+    for i in range(3):
+        nodes(f"susp-{i}")
+    job = sized_job("video", workers=1, run_seconds=600)  # 4 + 4 + the 500m submitter = 8.5 of video's 14 CPU
+    job["metadata"]["annotations"][keys.TEST_TERMINATE_SECONDS] = "10"
+    first = create(cluster, job)
+    wait_for(lambda: len(bound(pods_of(cluster, "video", first))) == 3, 60.0, f"{first}'s 3 pods bound")
+    wait_for(lambda: used(cluster, VIDEO).get("cpu") == "8500m", 30.0, "video charged 8.5 CPU")
+    patch_job(cluster, "video", first, '{"spec":{"suspend":true}}')  # an admin takes it back
+    second = create(cluster, sized_job("video", workers=1, run_seconds=3))
+
+    def suspended_with_pods_left() -> bool:
+        status = rayjob(cluster, "video", first).get("status") or {}
+        left = pods_of(cluster, "video", first)
+        return status.get("jobDeploymentStatus") == "Suspended" and bool(left)
+
+    wait_for(suspended_with_pods_left, 30.0, f"{first} Suspended while its pods still terminate")
+    assert not (rayjob(cluster, "video", first).get("status") or {}).get("rayClusterName")
+    assert not get(cluster, "raycluster", "-n", "video")["items"] or all(
+        c["metadata"].get("deletionTimestamp") for c in get(cluster, "raycluster", "-n", "video")["items"]
+    )
+    seen: list[str] = []
+    while pods_of(cluster, "video", first):
+        seen.append(used(cluster, VIDEO).get("cpu", "0"))
+        assert not dequeued(cluster, "video", second), f"{second} admitted while {first}'s pods still hold video"
+        assert not dequeued(cluster, "video", first), f"{first} readmitted while its old pods still terminate"
+    assert seen and set(seen) == {"8500m"}, f"video's usage while the pods terminated: {seen}"
+    wait_for(lambda: dequeued(cluster, "video", first) or dequeued(cluster, "video", second), 60.0,
+             "a video job admitted once the pods are gone")
+    assert not (dequeued(cluster, "video", first) and dequeued(cluster, "video", second)), "only one fits"
+
+
+def test_a_retrying_job_is_never_charged_twice(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """backoffLimit 1: the first attempt fails, KubeRay 1.7 goes Retrying -> New and makes a new cluster
+    (another name) while the old pods still terminate for 8 s. video (max 14) cannot hold two copies of the
+    8.5-CPU job: the new pods bind only once the old ones are gone, and the usage never passes 8.5 CPU."""
+    for i in range(3):
+        nodes(f"retry-{i}")
+    job = sized_job("video", workers=1, run_seconds=2)
+    job["metadata"]["annotations"][keys.TEST_EXIT_CODE] = "1"
+    job["metadata"]["annotations"][keys.TEST_TERMINATE_SECONDS] = "8"
+    job["spec"]["backoffLimit"] = 1
+    job["spec"]["submitterConfig"] = {"backoffLimit": 0}
+    name = create(cluster, job)
+    wait_for(lambda: dequeued(cluster, "video", name), 30.0, f"{name} admitted")
+    clusters: set[str] = set()
+    usage: set[str] = set()
+
+    def retried() -> bool:
+        status = rayjob(cluster, "video", name).get("status") or {}
+        if status.get("rayClusterName"):
+            clusters.add(status["rayClusterName"])
+        usage.add(used(cluster, VIDEO).get("cpu", "0"))
+        return len(clusters) >= 2 and status.get("jobDeploymentStatus") in ("Failed", "Complete")
+
+    wait_for(retried, 150.0, f"{name} retried on a new cluster and finished")
+    assert int(rayjob(cluster, "video", name)["status"].get("failed") or 0) == 2
+    cpus = {int(u[:-1]) if u.endswith("m") else int(u) * 1000 for u in usage}
+    assert max(cpus) <= 8500, f"video's usage seen while the job retried: {sorted(usage)}"
+    assert invariants.worst.peak[VIDEO].get("cpu", 0) <= 8500, invariants.worst.peak[VIDEO]
+
+
+def test_a_job_kuberay_refuses_releases_its_quota_and_the_next_job_runs(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """A runtimeEnvYAML that is not YAML passes admission (the webhook does not parse YAML) but KubeRay 1.5+
+    refuses it: ValidationFailed, for good. Its claim is released, its QueueUnit says why in KubeRay's
+    words, and the job waiting behind it in video runs."""
+    for i in range(3):
+        nodes(f"invalid-{i}")
+    broken = sized_job("video", workers=2, run_seconds=600)  # 12.5 of 14 CPU
+    broken["spec"]["runtimeEnvYAML"] = "pip: [unclosed"
+    bad = create(cluster, broken)
+    waiting = create(cluster, sized_job("video", workers=2, run_seconds=3))
+    wait_for(lambda: deployment(cluster, "video", bad) == "ValidationFailed", 30.0, f"{bad} ValidationFailed")
+    wait_for(lambda: dequeued(cluster, "video", waiting), 60.0, f"{waiting} admitted after {bad} was refused")
+    unit = get(cluster, "queueunit", f"{bad}-ray-qu", "-n", "video")
+    assert unit["status"]["phase"] == "Failed"
+    message = unit["status"]["message"]
+    assert message.startswith("KubeRay refused the job (jobDeploymentStatus ValidationFailed): "), message
+    assert "RuntimeEnvYAML" in message, message
+    assert not bound(pods_of(cluster, "video", bad))
+
+
+def test_worker_init_containers_and_the_autoscaler_sidecar_are_charged(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """Workers of 100m / 128Mi get KubeRay's wait-gcs-ready (200m / 256Mi), the head its autoscaler sidecar
+    (500m / 512Mi): the QueueUnit's request and the tree's usage are what the pods really request."""
+    for i in range(2):
+        nodes(f"inject-{i}")
+    job = sized_job("video", workers=2, cpu="100m", memory="128Mi", run_seconds=600)
+    spec = job["spec"]["rayClusterSpec"]
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    spec["enableInTreeAutoscaling"] = True
+    name = create(cluster, job)
+    # head 1 + 0.5 autoscaler, 2 workers at the init container's 0.2, the submitter 0.5 CPU;
+    # memory 1Gi + 512Mi, 2 x 256Mi, 200Mi
+    unit = get(cluster, "queueunit", f"{name}-ray-qu", "-n", "video")
+    assert unit["spec"]["resource"] == {"cpu": "2400m", "memory": "2248Mi"}, unit["spec"]
+    wait_for(lambda: len(bound(pods_of(cluster, "video", name))) == 4, 60.0, f"{name}'s 4 pods bound")
+    pods = pods_of(cluster, "video", name)
+    workers = [p for p in pods if p["metadata"]["labels"].get(keys.RAY_NODE_TYPE) == "worker"]
+    assert all("wait-gcs-ready" in [c["name"] for c in p["spec"].get("initContainers") or []] for p in workers)
+    (head_pod,) = [p for p in pods if p["metadata"]["labels"].get(keys.RAY_NODE_TYPE) == "head"]
+    assert "autoscaler" in [c["name"] for c in head_pod["spec"]["containers"]]
+    real = {"cpu": 0, "memory": 0}
+    for pod in pods:
+        for resource, amount in pod_requests(pod).items():
+            real[resource] = real.get(resource, 0) + amount
+    assert real == {"cpu": 2400, "memory": (1024 + 512 + 512 + 200) * 2**20}
+    wait_for(lambda: used(cluster, VIDEO).get("cpu") == "2400m", 30.0, "video charged what the pods request")
+
+
+@pytest.mark.parametrize("where", ["algorithm-text", "video"])
+def test_a_pod_spoofing_another_job_s_cluster_label_is_charged_to_its_own_namespace(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler,
+    where: str,
+) -> None:
+    """alice's pod carries the running video job's `ray.io/cluster` label but no ownerReference of its
+    cluster: it is charged to its own namespace's leaf like any pod, and never covered by the job. In
+    video itself, one such 4-CPU pod fits beside the job (8.5 + 4 of 14) and a second is refused."""
+    for i in range(3):
+        nodes(f"spoof-{i}")
+    job = create(cluster, sized_job("video", workers=1, run_seconds=600))
+    wait_for(lambda: len(bound(pods_of(cluster, "video", job))) == 3, 60.0, f"{job}'s pods bound")
+    cluster_name = rayjob(cluster, "video", job)["status"]["rayClusterName"]
+    assert not cluster_name.startswith(f"{job}-raycluster-"), "KubeRay 1.4+ names it <job>-<5 chars>"
+
+    def spoof(name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": where,
+                             "labels": {keys.RAY_CLUSTER: cluster_name, keys.RAY_NODE_TYPE: "worker"}},
+                "spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.9.0",
+                                         "resources": {"requests": {"cpu": "4", "memory": "1Gi"},
+                                                       "limits": {"cpu": "4", "memory": "1Gi"}}}]}}
+
+    cluster.kubectl("create", "-f", "-", as_user=TENANT, input=yaml.safe_dump(spoof("spoof-1")))
+    wait_for(lambda: bool(get(cluster, "pod", "spoof-1", "-n", where)["spec"].get("nodeName")), 30.0,
+             "the spoofing pod bound by rayqueue-scheduler as an ordinary pod")
+    assert get(cluster, "pod", "spoof-1", "-n", where)["spec"]["schedulerName"] == SCHEDULER_NAME
+    if where == "video":
+        wait_for(lambda: used(cluster, VIDEO).get("cpu") == "12500m", 30.0, "video: the job's 8.5 + the pod's 4")
+        cluster.kubectl("create", "-f", "-", as_user=TENANT, input=yaml.safe_dump(spoof("spoof-2")))
+
+        def refused() -> bool:
+            pod = get(cluster, "pod", "spoof-2", "-n", "video")
+            conditions = [c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"]
+            return bool(conditions) and "cpu used 12500m + request 4 > max 14" in (conditions[0].get("message") or "")
+
+        wait_for(refused, 60.0, "the second spoofing pod refused by the quota, the reason on its PodScheduled")
+        assert not get(cluster, "pod", "spoof-2", "-n", "video")["spec"].get("nodeName")
+    else:
+        wait_for(lambda: used(cluster, TEXT).get("cpu") == "4", 30.0, "text charged the pod's 4 CPU")
+        assert used(cluster, VIDEO).get("cpu") == "8500m", "video still holds only its job"
