@@ -457,3 +457,24 @@ def test_unsuspending_a_job_created_suspended_makes_its_first_cluster(ray: Local
     unsuspend(ray, ns, "later")
     rc_name = started(ray, ns, "later")
     assert status(ray, ns, "later")["rayClusterName"] == rc_name
+
+
+def test_sidecar_mode_runs_the_submitter_in_the_head(ray: LocalCluster, model_namespace: str) -> None:
+    """SidecarMode (constructRayClusterForRayJob): the head gets the `ray-job-submitter` container with
+    KubeRay's submitter resources and restartPolicy Never, the cluster `ray.io/disable-provisioned-head-restart`;
+    there is no submitter Job; the RayJob completes when that container exits 0."""
+    ns = model_namespace
+    job = small_rayjob("sidecar", suspend=False, run_seconds="4")
+    job["spec"]["submissionMode"] = "SidecarMode"
+    ray.create(job, namespace=ns)
+    rc_name = started(ray, ns, "sidecar")
+    (head,) = ray_pods(ray, ns, rc_name, "head")
+    assert [c["name"] for c in head["spec"]["containers"]] == ["ray", "ray-job-submitter"]
+    assert head["spec"]["containers"][1]["resources"] == {
+        "requests": keys.DEFAULT_SUBMITTER_REQUESTS, "limits": keys.DEFAULT_SUBMITTER_LIMITS}
+    assert head["spec"]["restartPolicy"] == "Never"
+    (cluster,) = rayclusters_of(ray, ns, "sidecar")
+    assert cluster["metadata"]["annotations"]["ray.io/disable-provisioned-head-restart"] == "true"
+    wait_for(lambda: deployment_status(ray, ns, "sidecar") == "Complete", 60, "Complete")
+    assert status(ray, ns, "sidecar")["jobStatus"] == "SUCCEEDED"
+    assert as_json(client.BatchV1Api(ray.api_client).list_namespaced_job(ns, _preload_content=False))["items"] == []
