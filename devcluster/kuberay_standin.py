@@ -7,6 +7,8 @@ behaviour names the KubeRay function it follows. Sources are cited as `file:func
 
 RayJob (rayjob_controller.go:Reconcile@v1.7.0, one pass = one reconcile, status written only when
 jobStatus, jobDeploymentStatus or rayClusterStatus change, as updateRayJobStatus does):
+* A RayJob or RayCluster whose `spec.managedBy` names another controller is left alone
+  (utils.ManagedByExternalController).
 * CRD defaults are applied on read (rayjob_types.go / raycluster_types.go `+kubebuilder:default`:
   submissionMode K8sJobMode, backoffLimit 0, ttlSecondsAfterFinished 0, minReplicas 0, maxReplicas
   2147483647, replicas 0, numOfHosts 1): the test CRD has no schema, the real one defaults them.
@@ -28,7 +30,7 @@ jobStatus, jobDeploymentStatus or rayClusterStatus change, as updateRayJobStatus
   1.7, `<job>-raycluster-<5>` in 1.3; the clusterSelector's name if set), `startTime`; -> Initializing.
   A job created suspended goes New -> Initializing -> Suspending -> Suspended (it never gets a cluster).
 * Initializing: `suspend` -> Suspending (updateStatusToSuspendingIfNeeded); activeDeadlineSeconds /
-  preRunningDeadlineSeconds -> Failed (DeadlineExceeded / PreRunningDeadlineExceeded); create the
+  preRunningDeadlineSeconds (1.7) -> Failed (DeadlineExceeded / PreRunningDeadlineExceeded); create the
   RayCluster `status.rayClusterName` if missing (getOrCreateRayClusterInstance,
   constructRayClusterForRayJob: the RayJob's labels plus `ray.io/originated-from-cr-name`,
   `ray.io/originated-from-crd`, 1.7 also `ray.io/job-submission-mode`; its annotations; a controller
@@ -43,7 +45,7 @@ jobStatus, jobDeploymentStatus or rayClusterStatus change, as updateRayJobStatus
   Complete/Failed condition time is `finishedAt`; SidecarMode: no head pod -> Failed "Ray head pod not
   found.", a submitter container exiting non-zero -> Failed. The Ray job's status (the dashboard's
   GetJobInfo, modelled below) then sets jobStatus and, once terminal and the submitter finished
-  (utils.HasSubmitter), Complete or Failed (AppFailed); `rayJobInfo` start/end times.
+  (utils.HasSubmitter), Complete or Failed (AppFailed); 1.7 also `rayJobInfo` start/end times.
 * Suspending / Retrying: delete the RayCluster (default, i.e. background, propagation) and the
   submitter Job (background); requeue until both objects are gone (deleteClusterResources,
   deleteSubmitterJob) -- NOT their pods: the garbage collector deletes those afterwards and they
@@ -86,10 +88,12 @@ RayCluster (raycluster_controller.go:rayClusterReconcile, reconcilePods, calcula
   mergeAutoscalerOverrides) and the head's serviceAccountName (the template's or the cluster's name,
   the ServiceAccount created by the stand-in as reconcileAutoscalerServiceAccount does); the
   operator's `headSidecarContainers` / `workerSidecarContainers` (buildHeadPod, buildWorkerPod); with
-  a batch scheduler, `schedulerName` overwritten on every Ray pod and on the submitter's template
-  (batchscheduler/*:AddMetadataToChildResource -- volcano, yunikorn, kai-scheduler, and
-  scheduler-plugins as `scheduler-plugins-scheduler` with the `scheduling.x-k8s.io/pod-group` label
-  when the RayCluster has `ray.io/gang-scheduling-enabled`; legacy `enableBatchScheduler` = volcano).
+  a batch scheduler, `schedulerName` overwritten on every Ray pod (createHeadPod, createWorkerPod) and
+  on the submitter's template (createK8sJobIfNeed) by batchscheduler/*:AddMetadataToChildResource --
+  volcano, yunikorn, kai-scheduler, and scheduler-plugins as `scheduler-plugins-scheduler`, which also
+  labels the child `scheduling.x-k8s.io/pod-group: <parent>` when the parent (the RayCluster for Ray
+  pods, the RayJob for the submitter and, in K8sJobMode, for the RayCluster) has
+  `ray.io/gang-scheduling-enabled`; the legacy `enableBatchScheduler` means volcano.
 * reconcilePods: the head first, then each worker group in order; pods are created one per API call,
   and the first refused create (webhook, ResourceQuota, ...) ends the pass with an error; a terminal
   (Failed/Succeeded) head or worker is deleted (shouldDeletePod) and the pass ends, so it is recreated
@@ -113,13 +117,20 @@ capped by the grace period the apiserver recorded) have passed since the delete:
 that annotation from the RayCluster (i.e. from the RayJob) onto the Ray pods it creates, and from the
 RayJob onto the submitter's pod template. The apiserver itself removes a pod without a node at once.
 
-Deliberately simpler than KubeRay: no Services, Ingresses, Roles/RoleBindings, PodGroups or
-ServiceAccount tokens of its own; the Ray container's command, env, ports, probes and /dev/shm volume
-are not rewritten; no dashboard (the Ray job is the timer above); no GCS fault tolerance, auth, TLS,
-network policy, history server, upgrade strategies or RayService/RayCronJob; multi-host groups are
-reconciled as single-host ones (numOfHosts x replicas pods); worker deletion picks pods by name, not
-at random; the retry backoff is capped at `max_backoff_seconds` (controller-runtime: 1000 s); events
-are core/v1 Events, each (object, reason, message) once.
+Deliberately simpler than KubeRay: no Services, Ingresses, Roles/RoleBindings or PodGroups, and of the
+batch schedulers' metadata only schedulerName and scheduler-plugins' pod-group label (no volcano /
+yunikorn / kai queue labels or annotations, no DoBatchSchedulingOnSubmission); the Ray container's
+command, env, ports, probes and /dev/shm volume are not rewritten; no dashboard (the Ray job is the
+timer above, and the head Service URL is assumed); no GCS fault tolerance, auth, TLS, network policy,
+history server, upgrade strategies, RayService or RayCronJob; multi-host groups are reconciled as
+single-host ones (numOfHosts x replicas pods); worker deletion picks pods by name, not at random; the
+retry backoff is capped at `max_backoff_seconds` (controller-runtime: 1000 s); of the operator's
+settings only the sidecars, the batch scheduler and ENABLE_INIT_CONTAINER_INJECTION are read
+(defaultPodLabels/Annotations/ContainerEnvs, DELETE_RAYJOB_CR_AFTER_JOB_FINISHES,
+ENABLE_RANDOM_POD_DELETE and the other flags keep KubeRay's defaults); only the validation rules
+named above are modelled; expectations are kept for deletes only (creates are applied to the cache at
+once); events are core/v1 Events, each (object, reason, message) once. The 1.3 model differs from
+the 1.7 one only where this docstring says so.
 
 Which namespaces: all (or only `namespace`), and of those only the ones whose label
 `rayqueue.test/kuberay-standin` (absent = "1.7") equals this stand-in's `serve_label` (default: its
@@ -188,6 +199,7 @@ JOB_SUBMISSION_MODE_LABEL = "ray.io/job-submission-mode"
 WORKER_REPLICA_INDEX_LABEL = "ray.io/worker-group-replica-index"
 DISABLE_HEAD_RESTART = "ray.io/disable-provisioned-head-restart"
 CLUSTER_SELECTOR_KEY = "ray.io/cluster"
+KUBERAY_CONTROLLER = "ray.io/kuberay-operator"
 SUBMITTER_CONTAINER = "ray-job-submitter"
 AUTOSCALER_CONTAINER = "autoscaler"
 INIT_CONTAINER = "wait-gcs-ready"
@@ -673,6 +685,12 @@ def submitter_container(rayjob: Obj, cluster_spec: Obj) -> Obj:
     }
 
 
+def managed_elsewhere(obj: Obj) -> bool:
+    """utils.ManagedByExternalController: `spec.managedBy` set to anything but KubeRay's own controller."""
+    manager = (obj.get("spec") or {}).get("managedBy")
+    return bool(manager) and manager != KUBERAY_CONTROLLER
+
+
 def backoff_seconds(failures: int, cap: float) -> float:
     """controller-runtime's default ItemExponentialFailureRateLimiter (5 ms x 2^n), capped."""
     return float(min(0.005 * 2 ** min(failures, 40), cap))
@@ -1117,6 +1135,8 @@ class KubeRayStandIn:
                 log.info("RayJob %s: being deleted, removing the finalizer", _key(stored))
                 self._set_finalizers(stored, [f for f in meta.get("finalizers") or [] if f != RAYJOB_FINALIZER])
             return
+        if managed_elsewhere(stored):  # utils.ManagedByExternalController: e.g. Kueue's MultiKueue
+            return
         rayjob = with_crd_defaults(stored)
         spec, old = rayjob["spec"], dict(rayjob.get("status") or {})
         problem = validate_rayjob(rayjob, self.model)
@@ -1439,6 +1459,8 @@ class KubeRayStandIn:
                          "ownerReferences": [_owner_ref(rayjob)]},
             "spec": cluster_spec,
         }
+        if spec.get("submissionMode") == K8S_JOB_MODE:  # only in K8sJobMode does the RayCluster get the metadata
+            self._add_batch_scheduler_metadata(rayjob, cluster)
         log.info("RayJob %s: creating RayCluster %s", _key(rayjob), name)
         try:
             resp = self.custom.create_namespaced_custom_object(
@@ -1480,7 +1502,7 @@ class KubeRayStandIn:
         tmeta["annotations"] = {**(tmeta.get("annotations") or {}),
                                 keys.TEST_RUN_SECONDS: str(self._run_seconds(rayjob)),
                                 **{k: own[k] for k in (keys.TEST_EXIT_CODE, keys.TEST_TERMINATE_SECONDS) if k in own}}
-        self._add_batch_scheduler_metadata(cluster, template)
+        self._add_batch_scheduler_metadata(rayjob, template)  # createK8sJobIfNeed: the RayJob is the parent
         backoff = (spec.get("submitterConfig") or {}).get("backoffLimit")
         job = {
             "apiVersion": "batch/v1", "kind": "Job",
@@ -1626,7 +1648,7 @@ class KubeRayStandIn:
     def _reconcile_cluster(self, cluster: Obj, now: dt.datetime) -> None:
         """rayClusterReconcile: validate, reconcile the pods (backed off after a failed pass), write the status."""
         meta = _meta(cluster)
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or managed_elsewhere(cluster):
             return
         uid = str(meta.get("uid"))
         problem = validate_cluster_metadata(meta["name"]) if self.model == MODEL_17 else None
@@ -1794,16 +1816,18 @@ class KubeRayStandIn:
             "spec": copy.deepcopy(template.get("spec") or {}),
         }
 
-    def _add_batch_scheduler_metadata(self, cluster: Obj, child: Obj) -> None:
-        """AddMetadataToChildResource of the configured batch scheduler: schedulerName (and scheduler-plugins'
-        pod-group label when the RayCluster asks for gang scheduling)."""
+    def _add_batch_scheduler_metadata(self, parent: Obj, child: Obj) -> None:
+        """AddMetadataToChildResource(parent, child) of the configured batch scheduler: schedulerName on a pod or
+        pod template (utils.AddSchedulerNameToObject; nothing on a RayCluster), and scheduler-plugins' pod-group
+        label naming the parent when the parent carries `ray.io/gang-scheduling-enabled`."""
         scheduler = self.config.scheduler_name
         if scheduler is None:
             return
-        if self.config.batch_scheduler == "scheduler-plugins" and keys.GANG_ENABLED_LABEL in _labels(cluster):
+        if self.config.batch_scheduler == "scheduler-plugins" and keys.GANG_ENABLED_LABEL in _labels(parent):
             meta = child.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), SCHEDULER_PLUGINS_POD_GROUP: _meta(cluster)["name"]}
-        child.setdefault("spec", {})["schedulerName"] = scheduler
+            meta["labels"] = {**(meta.get("labels") or {}), SCHEDULER_PLUGINS_POD_GROUP: _meta(parent)["name"]}
+        if child.get("kind") != keys.RAYCLUSTER_KIND:
+            child.setdefault("spec", {})["schedulerName"] = scheduler
 
     def _create_pod(self, cluster: Obj, pod: Obj, reason: str) -> None:
         """createHeadPod / createWorkerPod: one create call; a refusal ends the pass."""

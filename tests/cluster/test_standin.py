@@ -20,8 +20,10 @@ from devcluster.kuberay_standin import (
     MODEL_13,
     MODEL_17,
     MODELS,
+    KubeRayStandIn,
     OperatorConfig,
     generate_cluster_name,
+    managed_elsewhere,
     validate_rayjob,
     with_crd_defaults,
 )
@@ -478,3 +480,44 @@ def test_sidecar_mode_runs_the_submitter_in_the_head(ray: LocalCluster, model_na
     wait_for(lambda: deployment_status(ray, ns, "sidecar") == "Complete", 60, "Complete")
     assert status(ray, ns, "sidecar")["jobStatus"] == "SUCCEEDED"
     assert as_json(client.BatchV1Api(ray.api_client).list_namespaced_job(ns, _preload_content=False))["items"] == []
+
+
+def offline_standin(**settings: Any) -> KubeRayStandIn:
+    """A stand-in that is never started: its pod builders are plain functions of the objects."""
+    return KubeRayStandIn(client.ApiClient(), operator_config=OperatorConfig(**settings), namespace="ns")
+
+
+def ray_cluster(labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    job = small_rayjob("job", suspend=False)
+    return {"apiVersion": "ray.io/v1", "kind": "RayCluster",
+            "metadata": {"name": "job-x2k4z", "namespace": "ns", "uid": "u1", "labels": labels or {}},
+            "spec": {**job["spec"]["rayClusterSpec"], **spec}}
+
+
+def test_scheduler_plugins_names_its_instance_and_labels_gang_pods_with_their_parent() -> None:
+    standin = offline_standin(batch_scheduler="scheduler-plugins")
+    gang = ray_cluster({keys.GANG_ENABLED_LABEL: "true"})
+    spec = gang["spec"]
+    worker = standin._worker_pod_body(gang, spec, spec["workerGroupSpecs"][0], 0)
+    head = standin._head_pod_body(gang, spec)
+    for pod in (worker, head):
+        assert pod["spec"]["schedulerName"] == "scheduler-plugins-scheduler"
+        assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "job-x2k4z"
+    plain = ray_cluster()
+    assert "scheduling.x-k8s.io/pod-group" not in standin._head_pod_body(plain, plain["spec"])["metadata"]["labels"]
+    assert "schedulerName" not in offline_standin()._head_pod_body(plain, plain["spec"])["spec"]
+
+
+def test_autoscaler_options_resources_replace_the_autoscaler_defaults() -> None:
+    resources = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    cluster = ray_cluster(enableInTreeAutoscaling=True, autoscalerOptions={"resources": resources})
+    head = offline_standin()._head_pod_body(cluster, cluster["spec"])
+    (autoscaler,) = [c for c in head["spec"]["containers"] if c["name"] == "autoscaler"]
+    assert autoscaler["resources"] == resources
+    assert head["spec"]["serviceAccountName"] == "job-x2k4z"
+
+
+def test_objects_managed_by_another_controller_are_left_alone() -> None:
+    assert managed_elsewhere({"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}})
+    assert not managed_elsewhere({"spec": {"managedBy": "ray.io/kuberay-operator"}})
+    assert not managed_elsewhere({"spec": {}})
