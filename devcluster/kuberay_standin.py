@@ -977,11 +977,20 @@ class KubeRayStandIn:
         """One pass over the caches: kubelet duties, then RayJobs, then RayClusters."""
         now = self.clock.now()
         for pod in self._mine(self.pods):
-            self._kubelet(pod, now)
+            self._guarded(self._kubelet, pod, now)
         for rayjob in self._mine(self.rayjobs):
-            self._reconcile_rayjob(rayjob, now)
+            self._guarded(self._reconcile_rayjob, rayjob, now)
         for cluster in self._mine(self.rayclusters):
-            self._reconcile_cluster(cluster, now)
+            self._guarded(self._reconcile_cluster, cluster, now)
+
+    def _guarded(self, reconcile: Callable[[Obj, dt.datetime], None], obj: Obj, now: dt.datetime) -> None:
+        """One object's reconcile; an API error fails that object only (controller-runtime requeues it)."""
+        try:
+            reconcile(obj, now)
+        except ApiException as exc:
+            self.errors += 1
+            log.warning("%s %s: API error %s %s; retrying on a later pass", obj.get("kind", "Pod"), _key(obj),
+                        exc.status, str(exc.body or exc.reason)[:300])
 
     def _event(self, obj: Obj, kind: str, reason: str, message: str) -> None:
         """A core/v1 Event on `obj`, once per (object, reason, message)."""
@@ -1469,9 +1478,7 @@ class KubeRayStandIn:
         except ApiException as exc:
             self._event(rayjob, "Warning", "FailedToCreateRayCluster",
                         f"Failed to create RayCluster {meta['namespace']}/{name}: {(exc.body or exc.reason)!s:.300}")
-            if exc.status == 409:  # already there, our cache is behind
-                return None
-            raise
+            return None  # 409: already there, our cache is behind; otherwise requeue, as KubeRay returns err
         created: Obj = json.loads(resp.data)
         self.rayclusters.apply(created)
         self._event(rayjob, "Normal", "CreatedRayCluster", f"Created RayCluster {meta['namespace']}/{name}")
