@@ -431,19 +431,15 @@ class Cache:
             return
         if rec is not None and rec.present and rec.info == info:
             return
-        matched: set[str] = set()
         if rec is None:
             rec = self._jobs[uid] = _JobRecord(raw=obj, info=info)
         else:
-            matched = self._candidate_pods(rec)
-            self._unindex_job(rec)
             rec.raw, rec.info, rec.present = obj, info, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
             rec.provisional_dequeue_ns = None  # the watch caught up with our patch
         if rec.provisional_requeued and info.dequeue_ns is None:
             rec.provisional_requeued = False
-        self._index_job(rec)
-        self._rematch(matched | self._candidate_pods(rec), also=uid)
+        self._rematch(self._candidate_pods(rec), also=uid)  # its pods, if they arrived before it
         self._touch()
 
     def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -734,7 +730,6 @@ class Cache:
         for pod in pods:
             self._refresh_pod(pod.uid)
         if not rec.present and (ledger is None or uid not in ledger):
-            self._unindex_job(rec)
             del self._jobs[uid]
             self._rematch(p.uid for p in pods)
 
@@ -808,13 +803,6 @@ class Cache:
             self._retry_due = True
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
-
-    def _index_job(self, rec: _JobRecord) -> None:
-        """Nothing to index by name: a job finds its pods through the parents (RayClusters, submitter Jobs)
-        whose controller ownerReference names its UID."""
-
-    def _unindex_job(self, rec: _JobRecord) -> None:
-        """See _index_job."""
 
     def _set_parent(self, uid: str, parent: _Parent | None) -> None:
         """Record (or forget, with None) a RayCluster / submitter Job and the RayJob controlling it; then
