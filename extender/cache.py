@@ -14,6 +14,12 @@ What the cache derives (DESIGN §3, §5):
   count as pod claims), ``FINISHED`` or ``DELETING``.
 * a job *claim* (ledger kind ``job``, uid = the RayJob's): held while the job is ADMITTED or REQUEUE and,
   once it finishes, is suspended or is deleted, until none of its non-terminal pods remain ("draining").
+* *ownership* (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
+  batch/v1 Job (the submitter) of its namespace that the RayJob controls; a deleted parent is remembered
+  until its last pod is gone. Names and labels never count.
+* the job claim's request: the larger of the job's reservation (``common.rayjob.reservation``: the spec's
+  counts at each role's real pod request) and what its pods have bound; ``growth`` is what one more pod
+  would add beyond it, which the extender checks against the quota like any pod.
 * *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
 * node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
 
