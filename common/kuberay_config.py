@@ -25,13 +25,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from common.rayjob import KubeRayAdditions
+
 __all__ = [
     "BATCH_SCHEDULER_POD_NAMES",
     "CONFIG_API_VERSION",
     "KNOWN_BATCH_SCHEDULERS",
     "ConfigError",
     "OperatorConfig",
+    "additions",
     "batch_scheduler_for_pod_scheduler",
+    "batch_scheduler_problem",
     "init_container_injection_from_env",
 ]
 
@@ -122,6 +126,33 @@ class OperatorConfig:
         if self.batch_scheduler:
             return f"batchScheduler: {self.batch_scheduler} (flag --batch-scheduler={self.batch_scheduler})"
         return None
+
+
+def batch_scheduler_problem(config: OperatorConfig) -> str | None:
+    """Why rayqueue cannot run beside this operator (its batch-scheduler mode is on, naming the setting to
+    remove), or None. KubeRay then writes a batch scheduler's name into every Ray and submitter pod, which
+    rayqueue refuses in quota namespaces, so no job would ever start."""
+    setting = config.batch_scheduler_setting()
+    if setting is None:
+        return None
+    batch = config.effective_batch_scheduler or ""
+    pod_name = BATCH_SCHEDULER_POD_NAMES.get(batch, batch)
+    return (
+        f"KubeRay's batch-scheduler mode is on ({setting}): the operator then "
+        f"writes schedulerName {pod_name!r} into every Ray and submitter pod, which rayqueue refuses in quota "
+        "namespaces, so no RayJob there could ever start. Remove it from the KubeRay operator's "
+        "Configuration (and flags) and restart the operator: rayqueue does the queueing and gang scheduling"
+    )
+
+
+def additions(config: OperatorConfig) -> KubeRayAdditions:
+    """What this operator adds to the pods it builds (its sidecars, the init container): for job requests.
+    Raises ShapeError for a sidecar whose resources cannot be read."""
+    return KubeRayAdditions.from_operator(
+        head_sidecars=config.head_sidecar_containers,
+        worker_sidecars=config.worker_sidecar_containers,
+        worker_init_container=config.enable_init_container_injection,
+    )
 
 
 def init_container_injection_from_env(value: str | None) -> bool:

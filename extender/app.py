@@ -57,7 +57,8 @@ class Service:
     def __init__(self, settings: Settings, client: KubeClient | None, clock: Clock) -> None:
         self.settings, self.client, self.clock = settings, client, clock
         self.registry = CollectorRegistry()
-        self.cache = Cache(clock, Backoff(base_seconds=settings.backoff_base, max_seconds=settings.backoff_max))
+        self.cache = Cache(clock, Backoff(base_seconds=settings.backoff_base, max_seconds=settings.backoff_max),
+                           settings.kuberay_additions)
         self.reservations = Reservations(settings.reservation_ttl, clock)
         self.barrier = BindBarrier(settings.gang_timeout, clock)
         self.events = EventRecorder(client, "rayqueue-extender", clock) if client is not None else None

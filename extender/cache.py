@@ -14,6 +14,12 @@ What the cache derives (DESIGN §3, §5):
   count as pod claims), ``FINISHED`` or ``DELETING``.
 * a job *claim* (ledger kind ``job``, uid = the RayJob's): held while the job is ADMITTED or REQUEUE and,
   once it finishes, is suspended or is deleted, until none of its non-terminal pods remain ("draining").
+* *ownership* (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
+  batch/v1 Job (the submitter) of its namespace that the RayJob controls; a deleted parent is remembered
+  until its last pod is gone. Names and labels never count.
+* the job claim's request: the larger of the job's reservation (``common.rayjob.reservation``: the spec's
+  counts at each role's real pod request) and what its pods have bound; ``growth`` is what one more pod
+  would add beyond it, which the extender checks against the quota like any pod.
 * *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
 * node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
 
@@ -42,7 +48,15 @@ from common.clock import Clock
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
 from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import JobInfo, PodInfo, ShapeError, priority_class_name, reservation
+from common.rayjob import (
+    DEFAULT_ADDITIONS,
+    JobInfo,
+    KubeRayAdditions,
+    PodInfo,
+    ShapeError,
+    priority_class_name,
+    reservation,
+)
 from common.resources import Resources
 from extender.nodes import NodeInfo, NodeState
 
@@ -148,8 +162,9 @@ class Cache:
     The loop must list every kind before the first reconcile (a restart rebuilds from the API).
     """
 
-    def __init__(self, clock: Clock, backoff: Backoff | None = None) -> None:
+    def __init__(self, clock: Clock, backoff: Backoff | None = None, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> None:
         self.clock = clock
+        self.additions = additions  # what the KubeRay operator adds to pods: in every job's request
         self.queues = Queues(clock, backoff)
         self.nodes = NodeState()
         self._tree: QuotaTree | None = None
@@ -422,19 +437,15 @@ class Cache:
             return
         if rec is not None and rec.present and rec.info == info:
             return
-        matched: set[str] = set()
         if rec is None:
             rec = self._jobs[uid] = _JobRecord(raw=obj, info=info)
         else:
-            matched = self._candidate_pods(rec)
-            self._unindex_job(rec)
             rec.raw, rec.info, rec.present = obj, info, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
             rec.provisional_dequeue_ns = None  # the watch caught up with our patch
         if rec.provisional_requeued and info.dequeue_ns is None:
             rec.provisional_requeued = False
-        self._index_job(rec)
-        self._rematch(matched | self._candidate_pods(rec), also=uid)
+        self._rematch(self._candidate_pods(rec), also=uid)  # its pods, if they arrived before it
         self._touch()
 
     def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -642,7 +653,7 @@ class Cache:
     def _convert(self, obj: Mapping[str, Any]) -> JobInfo:
         klass = priority_class_name(obj)
         value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_rayjob(obj, priority_class_value=value)
+        return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
 
     def _apply_policies(self) -> None:
         if self._tree is None:
@@ -725,7 +736,6 @@ class Cache:
         for pod in pods:
             self._refresh_pod(pod.uid)
         if not rec.present and (ledger is None or uid not in ledger):
-            self._unindex_job(rec)
             del self._jobs[uid]
             self._rematch(p.uid for p in pods)
 
@@ -799,13 +809,6 @@ class Cache:
             self._retry_due = True
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
-
-    def _index_job(self, rec: _JobRecord) -> None:
-        """Nothing to index by name: a job finds its pods through the parents (RayClusters, submitter Jobs)
-        whose controller ownerReference names its UID."""
-
-    def _unindex_job(self, rec: _JobRecord) -> None:
-        """See _index_job."""
 
     def _set_parent(self, uid: str, parent: _Parent | None) -> None:
         """Record (or forget, with None) a RayCluster / submitter Job and the RayJob controlling it; then

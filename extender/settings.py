@@ -6,7 +6,12 @@ import argparse
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import yaml
+
+from common.kuberay_config import ConfigError, OperatorConfig, additions, batch_scheduler_problem
+from common.rayjob import DEFAULT_ADDITIONS, KubeRayAdditions, ShapeError
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
 
@@ -32,6 +37,9 @@ class Settings:
     backoff_max: float
     resync_seconds: float
     log_level: str
+    # what the KubeRay operator adds to the pods it builds (from --kuberay-config and
+    # --kuberay-init-container-injection): counted in every job's request
+    kuberay_additions: KubeRayAdditions = field(default=DEFAULT_ADDITIONS)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,7 +64,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
                    help="reconcile at least this often even without changes (default %(default)s)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--kuberay-config", default=None, metavar="PATH",
+                   help="the KubeRay operator's Configuration file (config.ray.io/v1alpha1, the file it reads with "
+                        "--config): its head/worker sidecars are counted in every job's request; its "
+                        "batch-scheduler mode is refused")
+    p.add_argument("--kuberay-init-container-injection", default=True, action=argparse.BooleanOptionalAction,
+                   help="mirror of the operator's ENABLE_INIT_CONTAINER_INJECTION (default on, as KubeRay's): "
+                        "the wait-gcs-ready init container on every worker")
     return p
+
+
+def _kuberay(path: str | None, injection: bool, problems: list[str]) -> KubeRayAdditions:
+    """The operator's additions; a batch-scheduler mode or an unreadable file is a problem."""
+    config = OperatorConfig(enable_init_container_injection=injection)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                doc = yaml.safe_load(handle)
+            config = OperatorConfig.from_dict(doc if isinstance(doc, dict) else {},
+                                              enable_init_container_injection=injection)
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
+            return DEFAULT_ADDITIONS
+        except ConfigError as exc:
+            problems.extend(f"--kuberay-config {path!r}: {line}" for line in str(exc).splitlines())
+            return DEFAULT_ADDITIONS
+        problem = batch_scheduler_problem(config)
+        if problem is not None:
+            problems.append(f"--kuberay-config {path!r}: {problem}")
+    try:
+        return additions(config)
+    except ShapeError as exc:
+        problems.extend(f"--kuberay-config {path!r}: {line}" for line in exc.errors)
+        return DEFAULT_ADDITIONS
 
 
 def parse_settings(argv: Sequence[str]) -> Settings:
@@ -79,6 +119,7 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     if args.reservation_ttl <= args.gang_timeout:
         problems.append(f"--reservation-ttl {args.reservation_ttl} must exceed --gang-timeout {args.gang_timeout}: "
                         "a gang's placement must outlive its wait at the bind barrier")
+    kuberay = _kuberay(args.kuberay_config, args.kuberay_init_container_injection, problems)
     if problems:
         raise SettingsError("\n".join(problems))
     return Settings(
@@ -86,5 +127,5 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         tls_key=args.tls_key, namespace=args.namespace, leader_elect=args.leader_elect, lease_name=args.lease_name,
         identity=args.identity or f"{socket.gethostname()}_{os.getpid()}", gang_timeout=args.gang_timeout,
         reservation_ttl=args.reservation_ttl, backoff_base=args.backoff_base, backoff_max=args.backoff_max,
-        resync_seconds=args.resync, log_level=args.log_level,
+        resync_seconds=args.resync, log_level=args.log_level, kuberay_additions=kuberay,
     )

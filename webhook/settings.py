@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import yaml
 
-from common.kuberay_config import BATCH_SCHEDULER_POD_NAMES, ConfigError, OperatorConfig
+from common.kuberay_config import ConfigError, OperatorConfig, batch_scheduler_problem
 from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig
 
@@ -75,15 +75,9 @@ def read_kuberay_config(path: str, problems: list[str]) -> OperatorConfig | None
     except ConfigError as exc:
         problems.extend(f"--kuberay-config {path!r}: {line}" for line in str(exc).splitlines())
         return None
-    setting = config.batch_scheduler_setting()
-    if setting is not None:
-        batch = config.effective_batch_scheduler or ""
-        pod_name = BATCH_SCHEDULER_POD_NAMES.get(batch, batch)
-        problems.append(
-            f"--kuberay-config {path!r}: KubeRay's batch-scheduler mode is on ({setting}): the operator then "
-            f"writes schedulerName {pod_name!r} into every Ray and submitter pod, which rayqueue refuses in quota "
-            "namespaces, so no RayJob there could ever start. Remove it from the KubeRay operator's "
-            "Configuration (and flags) and restart the operator: rayqueue does the queueing and gang scheduling")
+    problem = batch_scheduler_problem(config)
+    if problem is not None:
+        problems.append(f"--kuberay-config {path!r}: {problem}")
     return config
 
 
