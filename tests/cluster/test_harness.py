@@ -197,8 +197,8 @@ def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray_any: LocalClus
 
     wait_for(scheduled_by_kube_scheduler, 30, "Scheduled events from default-scheduler for the Ray pods")
 
-    submitter = wait_for(lambda: pods(ray, namespace, f"{keys.JOB_NAME_LABEL}={job}"), 60,
-                         f"the submitter pod of {job}")
+    submitter = wait_for(lambda: [p for p in pods(ray, namespace, f"{keys.JOB_NAME_LABEL}={job}")
+                                  if p["spec"].get("nodeName")], 60, f"the submitter pod of {job} bound")
     assert submitter[0]["spec"]["containers"][0]["resources"]["requests"] == keys.DEFAULT_SUBMITTER_REQUESTS
     assert submitter[0]["spec"]["nodeName"] in NODES
 

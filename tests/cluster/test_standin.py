@@ -256,7 +256,8 @@ def test_operator_sidecars_and_the_batch_scheduler_come_from_the_operator_config
             assert [c["name"] for c in worker["spec"]["containers"]] == ["ray", WORKER_SIDECAR["name"]]
             assert "initContainers" not in worker["spec"]
         assert {p["spec"]["schedulerName"] for p in [head, *workers]} == {"volcano"}
-        (submitter,) = wait_for(lambda: pods(ray, ns, f"{keys.JOB_NAME_LABEL}=sidecars"), 60, "the submitter pod")
+        (submitter,) = wait_for(lambda: [p for p in pods(ray, ns, f"{keys.JOB_NAME_LABEL}=sidecars")
+                                         if p["spec"].get("nodeName")], 60, "the submitter pod bound")
         assert submitter["spec"]["schedulerName"] == "volcano"
         assert submitter["spec"]["nodeName"] in NODES  # bound by the `volcano` kube-scheduler
     finally:
