@@ -220,8 +220,9 @@ def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
 
 
 def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
-    """CREATE: suspend, shutdownAfterJobFinishes, enqueue stamp, quota and gang labels, scheduler name.
-    UPDATE: record a priority change (who, old -> new). Idempotent: a second pass changes nothing."""
+    """CREATE: suspend, shutdownAfterJobFinishes, enqueue stamp, quota and gang labels, scheduler name; a job with a
+    clusterSelector is not queued (quota label and scheduler name only, see rule cluster-selector). UPDATE: record
+    a priority change (who, old -> new). Idempotent: a second pass changes nothing."""
     leaf = _leaf(snap, req.namespace)
     if leaf is None:
         return allow()  # unbound namespace: untouched (a quota label there is refused by validation)

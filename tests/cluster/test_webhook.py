@@ -317,3 +317,18 @@ def test_a_cluster_selector_job_runs_unqueued_on_an_existing_cluster_and_may_not
     assert "suspend" not in created["spec"], "not queued: KubeRay runs it on the existing cluster at once"
     assert keys.ENQUEUE_TIMESTAMP not in (created["metadata"].get("annotations") or {})
     assert created["metadata"]["labels"][keys.QUOTA_NAME] == "algorithm-video", "its submitter pod is charged here"
+
+
+def test_a_pod_kuberays_batch_scheduler_mode_made_is_refused_naming_the_flag(cluster: LocalCluster,
+                                                                              webhook: Webhook) -> None:
+    """A head pod as KubeRay with --batch-scheduler=yunikorn makes it (schedulerName overwritten); the denial, which
+    the operator's admin finds in the RayCluster's events, names the flag instead of a bare schedulerName refusal."""
+    head = pod(schedulerName="yunikorn")
+    head["metadata"]["labels"] = {keys.KUBERNETES_CREATED_BY: keys.KUBERAY_OPERATOR, keys.RAY_CLUSTER: "c",
+                                  keys.RAY_NODE_TYPE: "head"}
+    head["metadata"]["ownerReferences"] = [{"apiVersion": "ray.io/v1", "kind": "RayCluster", "name": "c",
+                                            "uid": "00000000-0000-0000-0000-000000000001", "controller": True}]
+    message = denied(cluster, "create", "-f", "-", input=yaml.safe_dump(head))  # alice stands in for the operator
+    assert "rule kuberay-batch-scheduler: schedulerName 'yunikorn' was written by the KubeRay operator, whose " \
+           "batch-scheduler mode is on" in message
+    assert "Remove --batch-scheduler=yunikorn (or batchScheduler: yunikorn in its Configuration file)" in message
