@@ -17,9 +17,9 @@ What the cache derives (DESIGN §3, §5):
 * *ownership* (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
   batch/v1 Job (the submitter) of its namespace that the RayJob controls; a deleted parent is remembered
   until its last pod is gone. Names and labels never count.
-* the job claim's request: the larger of the job's reservation (``common.rayjob.reservation``: the spec's
-  counts at each role's real pod request) and what its pods have bound; ``growth`` is what one more pod
-  would add beyond it, which the extender checks against the quota like any pod.
+* the job claim's request is its reservation (``common.rayjob.reservation``: the spec's counts at each
+  role's real pod request); it covers, per role, the job's oldest live pods up to those counts
+  (``covered_pods``). Its other pods are *growth*: pod claims once bound, checked like any pod.
 * *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
 * node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
 
@@ -54,6 +54,7 @@ from common.rayjob import (
     KubeRayAdditions,
     PodInfo,
     ShapeError,
+    covered_pods,
     priority_class_name,
     reservation,
 )
@@ -117,7 +118,7 @@ class _JobRecord:
     provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
     provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
     reservation: Resources = field(default_factory=Resources)  # see common.rayjob.reservation
-    placed: Resources = field(default_factory=Resources)  # Σ requests of its bound (or assumed) live pods
+    covered: frozenset[str] = frozenset()  # its pods the reservation covers (common.rayjob.covered_pods)
 
     @property
     def dequeue_ns(self) -> int | None:
@@ -269,9 +270,10 @@ class Cache:
         return [self._pods[uid] for uid in sorted(self._pods_by_gang.get((namespace, gang), ()))]
 
     def covering_job(self, pod_uid: str) -> JobInfo | None:
-        """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None."""
+        """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None:
+        also None for a job's pod beyond its reservation (growth)."""
         owner = self._pod_owner.get(pod_uid)
-        if owner is None or self._ledger is None or owner not in self._ledger:
+        if owner is None or self._ledger is None or owner not in self._ledger or not self._covered(pod_uid):
             return None
         claim = self._ledger.claim(owner)
         return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
@@ -710,7 +712,7 @@ class Cache:
                 or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
             )
             rec.reservation = reservation(rec.info, pods)
-            rec.placed = self._placed(pods)
+            rec.covered = covered_pods(rec.info, pods)
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
                 self._set_claim(
@@ -719,7 +721,7 @@ class Cache:
                         key=rec.info.key,
                         kind="job",
                         quota=quota,
-                        request=rec.reservation.max(rec.placed),
+                        request=rec.reservation,
                         priority=rec.info.priority,
                         preemptible=rec.info.preemptible,
                         admitted_order=order,
@@ -748,8 +750,7 @@ class Cache:
         if self._ledger is None or pod is None:
             return
         leaf = self.leaf_for(pod.namespace)
-        owner = self._pod_owner.get(uid)
-        covered = owner is not None and owner in self._ledger
+        covered = self._covered(uid)
         placed = bool(pod.node_name) or uid in self._assumed
         if leaf is None or pod.terminal or covered or not placed:
             self._drop_claim(uid)
@@ -765,34 +766,25 @@ class Cache:
             )
         )
 
-    def _placed(self, pods: Iterable[PodInfo]) -> Resources:
+    def uncovered_request(self, pod_uid: str) -> Resources:
+        """What placing this pod, which no reservation covers, adds to its quota: its request; for a gang
+        member, the requests of every pending uncovered member of its gang, which bind together."""
+        pod = self._pods.get(pod_uid)
+        if pod is None:
+            return Resources()
+        if not pod.gang_name:
+            return pod.request
         total = Resources()
-        for pod in pods:
-            if not pod.terminal and (pod.node_name or pod.uid in self._assumed):
-                total = total + pod.request
+        for other in self.gang_members(pod.namespace, pod.gang_name):
+            placed = bool(other.node_name) or other.uid in self._assumed
+            if other.uid == pod_uid or not (placed or other.terminal or other.deleting or self._covered(other.uid)):
+                total = total + other.request
         return total
 
-    def growth(self, pod_uid: str) -> Resources:
-        """What placing this pod of an admitted job would add to the job's claim (the larger of its reservation
-        and what its pods have bound): with this pod (for a gang member: every pending member of the job,
-        as they bind together) bound as well, per resource. Empty when the reservation covers it."""
+    def _covered(self, pod_uid: str) -> bool:
         owner = self._pod_owner.get(pod_uid)
-        pod = self._pods.get(pod_uid)
         rec = self._jobs.get(owner) if owner is not None else None
-        if rec is None or pod is None:
-            return Resources()
-        if pod.node_name or pod_uid in self._assumed:
-            return Resources()
-        adding = pod.request
-        if pod.gang_name:
-            adding = Resources()
-            for other in self._pods_of(rec.info.uid, rec):
-                if other.gang_name == pod.gang_name and not other.terminal and not other.deleting and not (
-                    other.node_name or other.uid in self._assumed
-                ):
-                    adding = adding + other.request
-        claimed = rec.reservation.max(rec.placed)  # what the job's claim holds now
-        return (rec.reservation.max(rec.placed + adding) - claimed).clamp_low()
+        return rec is not None and self._ledger is not None and owner in self._ledger and pod_uid in rec.covered
 
     def _set_claim(self, claim: Claim) -> None:
         assert self._ledger is not None
