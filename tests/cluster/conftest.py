@@ -223,3 +223,20 @@ def cleanup(cluster: LocalCluster) -> Iterator[None]:
         return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
 
     wait_for(empty, 60.0, "the test's RayJobs and pods to be gone")
+
+
+@pytest.fixture
+def seed_model(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The KubeRay model serving the seed tree's namespaces for one test: "1.7" (the session's stand-in) unless
+    parametrized indirectly with "1.3", which labels those namespaces for the 1.1-1.3 stand-in meanwhile.
+    Request it before `cleanup` (set up first, torn down last): the test's objects must be gone, their
+    finalizers removed by the stand-in that serves them, before the namespaces change hands."""
+    model = str(getattr(request, "param", MODEL_17))
+    if model == MODEL_13:
+        request.getfixturevalue("legacy_standin")
+    label = f"{keys.TEST_KUBERAY_STANDIN}={model}"
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("label", "namespace", ns, label, "--overwrite")
+    yield model
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("label", "namespace", ns, f"{keys.TEST_KUBERAY_STANDIN}-", check=False)
