@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RAYQUEUE_CACHE ?= $(HOME)/.cache/rayqueue
 
-.PHONY: test lint unit cluster-test kube venv demo demo-down bench clean
+.PHONY: test lint unit cluster-test kube venv demo demo-down bench clean image
 
 test: venv kube lint
 	$(BIN)/pytest tests
@@ -48,3 +48,24 @@ clean:
 # cores, bounded and self-stopping: tables on stdout and bench/results/<name>.json. Not part of `make test`.
 bench: venv
 	$(BIN)/python -m bench
+
+# The container image (Dockerfile): Docker if its daemon answers, else Podman. Not part of `make test`.
+# make image IMAGE=registry.example.com/rayqueue:0.1.0 PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= rayqueue:$(VERSION)
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+CONTAINER_ENGINE ?=
+image:
+	@engine="$(CONTAINER_ENGINE)"; \
+	if [ -z "$$engine" ]; then \
+	  for candidate in docker podman; do \
+	    if command -v $$candidate >/dev/null 2>&1 && $$candidate info >/dev/null 2>&1; then engine=$$candidate; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$engine" ]; then \
+	  echo "make image: no usable container engine: docker: $$(command -v docker >/dev/null 2>&1 && { docker info 2>&1 >/dev/null | head -1; } || echo 'not installed'); podman: $$(command -v podman >/dev/null 2>&1 && { podman info 2>&1 >/dev/null | head -1; } || echo 'not installed')" >&2; \
+	  echo "make image: start the Docker daemon or install Podman, or set CONTAINER_ENGINE=..." >&2; \
+	  exit 1; \
+	fi; \
+	echo "$$engine build -t $(IMAGE) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) ."; \
+	$$engine build -t $(IMAGE) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) .

@@ -70,6 +70,9 @@ JOB_NAME_LABEL: Final = "job-name"  # set by the batch/v1 Job controller on the 
 
 # --- TEST-ONLY: read by devcluster's KubeRay stand-in, never by the product ----------------------
 TEST_RUN_SECONDS: Final = "rayqueue.test/run-seconds"  # how long the stand-in's "Ray job" runs
+TEST_TERMINATE_SECONDS: Final = "rayqueue.test/terminate-seconds"  # how long a deleted pod takes to stop
+TEST_EXIT_CODE: Final = "rayqueue.test/exit-code"  # the exit code of the stand-in's "Ray job" (default 0)
+TEST_KUBERAY_STANDIN: Final = "rayqueue.test/kuberay-standin"  # namespace label: which stand-in serves it
 
 # --- Kubernetes well-known ---------------------------------------------------------------------
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"

@@ -59,6 +59,7 @@ __all__ = [
     "RAY_CLUSTER_SELECTOR_KEY",
     "FeatureGates",
     "Problem",
+    "dns1035_label_errors",
     "generated_name_sample",
     "is_autoscaling_enabled",
     "rayjob_problems",

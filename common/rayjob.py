@@ -56,6 +56,7 @@ __all__ = [
     "ShapeError",
     "SubmissionMode",
     "WorkerGroup",
+    "covered_pods",
     "default_submitter_request",
     "desired_replicas",
     "pod_request",
@@ -281,6 +282,7 @@ class PodInfo:
     owner: OwnerRef | None
     priority: int
     problems: tuple[str, ...]
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text); "" when unknown
 
     @classmethod
     def from_pod(cls, obj: Mapping[str, object]) -> PodInfo:
@@ -786,7 +788,37 @@ def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
         owner=owner,
         priority=priority,
         problems=tuple(r.problems),
+        created=r.as_str(meta.get("creationTimestamp"), "metadata.creationTimestamp") or "",
     )
+
+
+Role = tuple[str, str]  # ("head", ""), ("worker", group name), ("submitter", "")
+
+
+def _role(pod: PodInfo) -> Role | None:
+    """A job's pod's role: the head and each worker group (pods controlled by a RayCluster, by
+    ``ray.io/node-type`` and ``ray.io/group``), the submitter (the pod controlled by a batch/v1 Job)."""
+    if pod.owner is None:
+        return None
+    if pod.owner.kind == keys.BATCH_JOB_KIND:
+        return ("submitter", "")
+    if pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "head":
+        return ("head", "")
+    if pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "worker":
+        return ("worker", pod.ray_group or "")
+    return None
+
+
+def _counts(job: JobInfo) -> dict[Role, int]:
+    """How many pods of each role the job was admitted with."""
+    counts: dict[Role, int] = {}
+    if job.head_request:
+        counts[("head", "")] = 1
+    if job.submitter_request:
+        counts[("submitter", "")] = 1
+    for group in job.worker_groups:
+        counts[("worker", group.name)] = counts.get(("worker", group.name), 0) + group.pods
+    return counts
 
 
 def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
@@ -795,21 +827,12 @@ def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
 
     The prediction (templates plus ``KubeRayAdditions``) can be short: a mutating webhook of the cluster,
     a LimitRange or an operator setting we were not told of adds to the pods. Once the pods exist their
-    requests are the truth. Roles: the head and each worker group (pods controlled by a RayCluster, by
-    ``ray.io/node-type`` and ``ray.io/group``), the submitter (the pod controlled by a batch/v1 Job)."""
-    seen: dict[tuple[str, str], Resources] = {}
+    requests are the truth."""
+    seen: dict[Role, Resources] = {}
     for pod in pods:
-        if pod.owner is None:
-            continue
-        if pod.owner.kind == keys.BATCH_JOB_KIND:
-            role = ("submitter", "")
-        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "head":
-            role = ("head", "")
-        elif pod.owner.kind == keys.RAYCLUSTER_KIND and pod.node_type == "worker":
-            role = ("worker", pod.ray_group or "")
-        else:
-            continue
-        seen[role] = seen[role].max(pod.request) if role in seen else pod.request
+        role = _role(pod)
+        if role is not None:
+            seen[role] = seen[role].max(pod.request) if role in seen else pod.request
     if not seen:
         return job.request
     total = seen.get(("head", ""), job.head_request) if job.head_request else Resources()
@@ -819,3 +842,21 @@ def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
         if group.pods:
             total = total + seen.get(("worker", group.name), group.pod_request).scaled(group.pods)
     return total.clamp_low()
+
+
+def covered_pods(job: JobInfo, pods: Iterable[PodInfo]) -> frozenset[str]:
+    """The job's pods its reservation covers: per role, the oldest live (non-terminal) pods up to the count
+    it was admitted with. The others are *growth* (a retried job's new pods while its old ones still
+    terminate, more workers than admitted, a pod of no role): each must fit the quota like any other pod.
+    A terminating pod keeps its place until it is gone, as it keeps its node."""
+    counts = _counts(job)
+    by_role: dict[Role, list[PodInfo]] = {}
+    for pod in pods:
+        role = _role(pod)
+        if role is not None and not pod.terminal:
+            by_role.setdefault(role, []).append(pod)
+    covered: set[str] = set()
+    for role, members in by_role.items():
+        members.sort(key=lambda p: (p.created or "~", p.uid))
+        covered.update(p.uid for p in members[: counts.get(role, 0)])
+    return frozenset(covered)

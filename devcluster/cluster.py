@@ -732,14 +732,31 @@ class LocalCluster:
         """Stop the scheduler started under `name`."""
         self.stop_process(f"scheduler-{name}")
 
-    def start_standin(self, name: str = "kuberay-standin") -> ManagedProcess:
-        """Run devcluster.kuberay_standin in a subprocess as user kuberay-standin (stopped with the cluster)."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        return self.start_process(
-            name,
-            [sys.executable, "-m", "devcluster.kuberay_standin", "--kubeconfig", str(self.kubeconfig(STANDIN_USER))],
-            env=env,
-        )
+    def start_standin(
+        self,
+        name: str = "kuberay-standin",
+        *,
+        model: str = "1.7",
+        operator_config: Mapping[str, Any] | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> ManagedProcess:
+        """Run devcluster.kuberay_standin in a subprocess as user kuberay-standin (stopped with the cluster).
+
+        `model` is the KubeRay it models ("1.7" or "1.3"); `operator_config` a KubeRay operator Configuration
+        (config.ray.io/v1alpha1; a dict is written to <workdir>/standin/<name>.yaml) passed as --config; `env`
+        adds to its environment (e.g. ENABLE_INIT_CONTAINER_INJECTION=false, read as KubeRay reads it)."""
+        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", "devcluster.kuberay_standin", "--kubeconfig", str(self.kubeconfig(STANDIN_USER)),
+                "--model", model, *extra_args]
+        if isinstance(operator_config, Mapping):
+            path = self.workdir / "standin" / f"{name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(dict(operator_config), sort_keys=False))
+            operator_config = path
+        if operator_config is not None:
+            argv += ["--config", str(operator_config)]
+        return self.start_process(name, argv, env={**os.environ, **(env or {}), "PYTHONPATH": python_path})
 
 
 def stop_from_state(workdir: Path) -> list[str]:

@@ -78,17 +78,15 @@ class Service:
         )
 
     def quota_check(self, pod: PodInfo) -> Any:
-        """Pods of an admitted job are covered by its reservation as far as it goes; what a pod would add
-        beyond it (more pods bound than admitted, or a retried job's new pods while its old ones still
-        terminate) and any other pod in a bound namespace must fit the quota as a pod-level claim."""
-        request = pod.request
+        """Pods an admitted job's reservation covers are in; any other pod in a bound namespace (growth of a
+        job included: more pods than admitted, a retried job's new pods while the old ones terminate) must
+        fit its quota, a gang member together with its gang's other pending uncovered members."""
         if self.cache.covering_job(pod.uid) is not None:
-            request = self.cache.growth(pod.uid)
-            if not request:
-                return _Allowed()
+            return _Allowed()
         leaf, ledger = self.cache.leaf_for(pod.namespace), self.cache.ledger
         if leaf is None or ledger is None:
             return _Allowed()
+        request = self.cache.uncovered_request(pod.uid) if self.cache.pod(pod.uid) is not None else pod.request
         return ledger.check(Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
                                   priority=pod.priority))
 

@@ -14,6 +14,12 @@ What the cache derives (DESIGN §3, §5):
   count as pod claims), ``FINISHED`` or ``DELETING``.
 * a job *claim* (ledger kind ``job``, uid = the RayJob's): held while the job is ADMITTED or REQUEUE and,
   once it finishes, is suspended or is deleted, until none of its non-terminal pods remain ("draining").
+* *ownership* (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
+  batch/v1 Job (the submitter) of its namespace that the RayJob controls; a deleted parent is remembered
+  until its last pod is gone. Names and labels never count.
+* the job claim's request is its reservation (``common.rayjob.reservation``: the spec's counts at each
+  role's real pod request); it covers, per role, the job's oldest live pods up to those counts
+  (``covered_pods``). Its other pods are *growth*: pod claims once bound, checked like any pod.
 * *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
 * node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
 
@@ -48,6 +54,7 @@ from common.rayjob import (
     KubeRayAdditions,
     PodInfo,
     ShapeError,
+    covered_pods,
     priority_class_name,
     reservation,
 )
@@ -111,7 +118,7 @@ class _JobRecord:
     provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
     provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
     reservation: Resources = field(default_factory=Resources)  # see common.rayjob.reservation
-    placed: Resources = field(default_factory=Resources)  # Σ requests of its bound (or assumed) live pods
+    covered: frozenset[str] = frozenset()  # its pods the reservation covers (common.rayjob.covered_pods)
 
     @property
     def dequeue_ns(self) -> int | None:
@@ -263,9 +270,10 @@ class Cache:
         return [self._pods[uid] for uid in sorted(self._pods_by_gang.get((namespace, gang), ()))]
 
     def covering_job(self, pod_uid: str) -> JobInfo | None:
-        """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None."""
+        """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None:
+        also None for a job's pod beyond its reservation (growth)."""
         owner = self._pod_owner.get(pod_uid)
-        if owner is None or self._ledger is None or owner not in self._ledger:
+        if owner is None or self._ledger is None or owner not in self._ledger or not self._covered(pod_uid):
             return None
         claim = self._ledger.claim(owner)
         return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
@@ -431,19 +439,15 @@ class Cache:
             return
         if rec is not None and rec.present and rec.info == info:
             return
-        matched: set[str] = set()
         if rec is None:
             rec = self._jobs[uid] = _JobRecord(raw=obj, info=info)
         else:
-            matched = self._candidate_pods(rec)
-            self._unindex_job(rec)
             rec.raw, rec.info, rec.present = obj, info, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
             rec.provisional_dequeue_ns = None  # the watch caught up with our patch
         if rec.provisional_requeued and info.dequeue_ns is None:
             rec.provisional_requeued = False
-        self._index_job(rec)
-        self._rematch(matched | self._candidate_pods(rec), also=uid)
+        self._rematch(self._candidate_pods(rec), also=uid)  # its pods, if they arrived before it
         self._touch()
 
     def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -708,7 +712,7 @@ class Cache:
                 or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
             )
             rec.reservation = reservation(rec.info, pods)
-            rec.placed = self._placed(pods)
+            rec.covered = covered_pods(rec.info, pods)
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
                 self._set_claim(
@@ -717,7 +721,7 @@ class Cache:
                         key=rec.info.key,
                         kind="job",
                         quota=quota,
-                        request=rec.reservation.max(rec.placed),
+                        request=rec.reservation,
                         priority=rec.info.priority,
                         preemptible=rec.info.preemptible,
                         admitted_order=order,
@@ -734,7 +738,6 @@ class Cache:
         for pod in pods:
             self._refresh_pod(pod.uid)
         if not rec.present and (ledger is None or uid not in ledger):
-            self._unindex_job(rec)
             del self._jobs[uid]
             self._rematch(p.uid for p in pods)
 
@@ -747,8 +750,7 @@ class Cache:
         if self._ledger is None or pod is None:
             return
         leaf = self.leaf_for(pod.namespace)
-        owner = self._pod_owner.get(uid)
-        covered = owner is not None and owner in self._ledger
+        covered = self._covered(uid)
         placed = bool(pod.node_name) or uid in self._assumed
         if leaf is None or pod.terminal or covered or not placed:
             self._drop_claim(uid)
@@ -764,34 +766,25 @@ class Cache:
             )
         )
 
-    def _placed(self, pods: Iterable[PodInfo]) -> Resources:
+    def uncovered_request(self, pod_uid: str) -> Resources:
+        """What placing this pod, which no reservation covers, adds to its quota: its request; for a gang
+        member, the requests of every pending uncovered member of its gang, which bind together."""
+        pod = self._pods.get(pod_uid)
+        if pod is None:
+            return Resources()
+        if not pod.gang_name:
+            return pod.request
         total = Resources()
-        for pod in pods:
-            if not pod.terminal and (pod.node_name or pod.uid in self._assumed):
-                total = total + pod.request
+        for other in self.gang_members(pod.namespace, pod.gang_name):
+            placed = bool(other.node_name) or other.uid in self._assumed
+            if other.uid == pod_uid or not (placed or other.terminal or other.deleting or self._covered(other.uid)):
+                total = total + other.request
         return total
 
-    def growth(self, pod_uid: str) -> Resources:
-        """What placing this pod of an admitted job would add to the job's claim (the larger of its reservation
-        and what its pods have bound): with this pod (for a gang member: every pending member of the job,
-        as they bind together) bound as well, per resource. Empty when the reservation covers it."""
+    def _covered(self, pod_uid: str) -> bool:
         owner = self._pod_owner.get(pod_uid)
-        pod = self._pods.get(pod_uid)
         rec = self._jobs.get(owner) if owner is not None else None
-        if rec is None or pod is None:
-            return Resources()
-        if pod.node_name or pod_uid in self._assumed:
-            return Resources()
-        adding = pod.request
-        if pod.gang_name:
-            adding = Resources()
-            for other in self._pods_of(rec.info.uid, rec):
-                if other.gang_name == pod.gang_name and not other.terminal and not other.deleting and not (
-                    other.node_name or other.uid in self._assumed
-                ):
-                    adding = adding + other.request
-        claimed = rec.reservation.max(rec.placed)  # what the job's claim holds now
-        return (rec.reservation.max(rec.placed + adding) - claimed).clamp_low()
+        return rec is not None and self._ledger is not None and owner in self._ledger and pod_uid in rec.covered
 
     def _set_claim(self, claim: Claim) -> None:
         assert self._ledger is not None
@@ -808,13 +801,6 @@ class Cache:
             self._retry_due = True
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
-
-    def _index_job(self, rec: _JobRecord) -> None:
-        """Nothing to index by name: a job finds its pods through the parents (RayClusters, submitter Jobs)
-        whose controller ownerReference names its UID."""
-
-    def _unindex_job(self, rec: _JobRecord) -> None:
-        """See _index_job."""
 
     def _set_parent(self, uid: str, parent: _Parent | None) -> None:
         """Record (or forget, with None) a RayCluster / submitter Job and the RayJob controlling it; then

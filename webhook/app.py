@@ -131,6 +131,10 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     view = ClusterView(lambda: from_datetime(clock.now()))
+    log.info("judging RayJobs by KubeRay v1.7's validation with feature gates %s", settings.policy.kuberay_gates)
+    if settings.kuberay is not None:  # parse_settings has refused batch-scheduler mode already
+        log.info("KubeRay operator configuration: no batch scheduler, %d head and %d worker sidecar containers",
+                 len(settings.kuberay.head_sidecar_containers), len(settings.kuberay.worker_sidecar_containers))
     cert, key = Path(settings.tls_cert), Path(settings.tls_key)
     context = server_context(cert, key)
     CertReloader(context, cert, key, clock=clock).install()

@@ -220,8 +220,9 @@ def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
 
 
 def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
-    """CREATE: suspend, shutdownAfterJobFinishes, enqueue stamp, quota and gang labels, scheduler name.
-    UPDATE: record a priority change (who, old -> new). Idempotent: a second pass changes nothing."""
+    """CREATE: suspend, shutdownAfterJobFinishes, enqueue stamp, quota and gang labels, scheduler name; a job with a
+    clusterSelector is not queued (quota label and scheduler name only, see rule cluster-selector). UPDATE: record
+    a priority change (who, old -> new). Idempotent: a second pass changes nothing."""
     leaf = _leaf(snap, req.namespace)
     if leaf is None:
         return allow()  # unbound namespace: untouched (a quota label there is refused by validation)
@@ -230,7 +231,7 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     try:
         job = _job(req, req.obj, snap)
     except ShapeError as exc:
-        return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
+        return _shape_denial(req, cfg, exc)
     draft = _Draft(req.obj)
     new = draft.root
     warnings: list[str] = []
@@ -311,7 +312,7 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         new = _job(req, req.obj, snap)
         old = _job(req, req.old, snap) if req.operation == "UPDATE" else None
     except ShapeError as exc:
-        return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
+        return _shape_denial(req, cfg, exc)
     where = f"in queue {leaf.queue_generate_name.rstrip('-')} (quota {leaf.full_name})"
     if cfg.scheduler_name:
         for path, _ in _template_paths(req.obj):
@@ -420,6 +421,16 @@ def _queue_problem(req: Request, obj: Mapping[str, Any], cfg: PolicyConfig) -> s
                     "DeleteCluster or DeleteSelf, or leave deletionStrategy out (shutdownAfterJobFinishes: true "
                     "deletes the cluster)")
     return None
+
+
+def _shape_denial(req: Request, cfg: PolicyConfig, exc: ShapeError) -> Verdict:
+    """A RayJob rayqueue cannot read (400). When KubeRay would refuse it too (a negative minReplicas is both), the
+    tenant hears KubeRay's words first, as for any other job KubeRay refuses."""
+    obj = as_mutated(req.obj) if req.operation == "CREATE" else req.obj
+    problems = rayjob_problems(obj, cfg.kuberay_gates)
+    if problems:
+        return deny(_kuberay_denial(req, problems, update=req.operation == "UPDATE") + f" (and: {exc})")
+    return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
 
 
 def _kuberay_verdict(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict | None:

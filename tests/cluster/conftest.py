@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from common import keys
 from devcluster import procs
 from devcluster.cluster import TENANT, LocalCluster, ensure_binaries
+from devcluster.kuberay_standin import MODEL_13, MODEL_17
 from devcluster.procs import ManagedProcess
 from devcluster.services import (
     SCHEDULER_NAME,
@@ -93,19 +95,64 @@ def default_scheduler(cluster: LocalCluster) -> Iterator[ManagedProcess]:
     cluster.stop_scheduler()
 
 
-@pytest.fixture(scope="session")
-def standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
-    """The KubeRay stand-in (devcluster/kuberay_standin.py) in a subprocess, synced before use."""
-    proc = cluster.start_standin()
+def wait_standin_synced(proc: ManagedProcess) -> ManagedProcess:
+    """Wait until a stand-in process has listed everything once; raise if it exited."""
 
     def synced() -> bool:
         if not proc.alive():
-            raise RuntimeError(f"the KubeRay stand-in exited:\n{proc.tail(40)}")
+            raise RuntimeError(f"the KubeRay stand-in {proc.name} exited:\n{proc.tail(40)}")
         return "caches synced" in proc.tail(200)
 
-    wait_for(synced, 60.0, "the KubeRay stand-in's informers to sync")
+    wait_for(synced, 60.0, f"the KubeRay stand-in {proc.name}'s informers to sync")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
+    """The KubeRay stand-in (devcluster/kuberay_standin.py) modelling KubeRay 1.7, in a subprocess, synced
+    before use; it serves every namespace without a `rayqueue.test/kuberay-standin` label."""
+    proc = wait_standin_synced(cluster.start_standin())
     yield proc
     cluster.stop_process(proc.name)
+
+
+@pytest.fixture(scope="session")
+def legacy_standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
+    """A second stand-in modelling KubeRay 1.1-1.3 (`<job>-raycluster-<5>` names, no ValidationFailed); it serves
+    only the namespaces labelled `rayqueue.test/kuberay-standin=1.3` (see `model_namespace`)."""
+    proc = wait_standin_synced(cluster.start_standin("kuberay-standin-1.3", model=MODEL_13))
+    yield proc
+    cluster.stop_process(proc.name)
+
+
+@pytest.fixture
+def kuberay_model(request: pytest.FixtureRequest) -> str:
+    """The KubeRay model a test runs against: "1.7" unless parametrized indirectly
+    (`@pytest.mark.parametrize("kuberay_model", KUBERAY_MODELS, indirect=True)`)."""
+    return str(getattr(request, "param", MODEL_17))
+
+
+@pytest.fixture
+def model_namespace(cluster: LocalCluster, request: pytest.FixtureRequest, kuberay_model: str) -> Iterator[str]:
+    """A fresh namespace (as `namespace`) served by the stand-in of `kuberay_model`, which is started if needed."""
+    if kuberay_model == MODEL_13:
+        request.getfixturevalue("legacy_standin")
+        labels = {keys.TEST_KUBERAY_STANDIN: MODEL_13}
+    else:
+        request.getfixturevalue("standin")
+        labels = {}
+    yield from _namespace(cluster, request, labels)
+
+
+def _namespace(cluster: LocalCluster, request: pytest.FixtureRequest, labels: dict[str, str]) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = cluster.create_namespace(f"{base}-{secrets.token_hex(2)}", labels, tenants=[TENANT])
+    yield name
+    if request.node.stash.get(_FAILED, False):
+        listing = cluster.kubectl("get", "rayjob,raycluster,queueunit,job,pod,event", "-n", name, "-o", "wide",
+                                  check=False)
+        print(f"----- namespace {name} -----\n{listing.stdout}{listing.stderr}")
+    cluster.delete_namespace(name)
 
 
 @pytest.fixture
@@ -113,14 +160,7 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     """A fresh namespace per test (labelled kubernetes.io/metadata.name), where alice has `edit`.
 
     On failure its objects and events are printed; it is deleted afterwards (in the background)."""
-    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = cluster.create_namespace(f"{base}-{secrets.token_hex(2)}", tenants=[TENANT])
-    yield name
-    if request.node.stash.get(_FAILED, False):
-        listing = cluster.kubectl("get", "rayjob,raycluster,queueunit,job,pod,event", "-n", name, "-o", "wide",
-                                  check=False)
-        print(f"----- namespace {name} -----\n{listing.stdout}{listing.stderr}")
-    cluster.delete_namespace(name)
+    yield from _namespace(cluster, request, {})
 
 
 # --- the whole product on the seed tree, for the end-to-end modules ----------------------------------------
@@ -183,3 +223,20 @@ def cleanup(cluster: LocalCluster) -> Iterator[None]:
         return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
 
     wait_for(empty, 60.0, "the test's RayJobs and pods to be gone")
+
+
+@pytest.fixture
+def seed_model(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The KubeRay model serving the seed tree's namespaces for one test: "1.7" (the session's stand-in) unless
+    parametrized indirectly with "1.3", which labels those namespaces for the 1.1-1.3 stand-in meanwhile.
+    Request it before `cleanup` (set up first, torn down last): the test's objects must be gone, their
+    finalizers removed by the stand-in that serves them, before the namespaces change hands."""
+    model = str(getattr(request, "param", MODEL_17))
+    if model == MODEL_13:
+        request.getfixturevalue("legacy_standin")
+    label = f"{keys.TEST_KUBERAY_STANDIN}={model}"
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("label", "namespace", ns, label, "--overwrite")
+    yield model
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("label", "namespace", ns, f"{keys.TEST_KUBERAY_STANDIN}-", check=False)

@@ -54,15 +54,18 @@ def dequeued(cluster: LocalCluster, ns: str, name: str) -> bool:
     return keys.DEQUEUE_TIMESTAMP in job["metadata"].get("annotations", {}) and job["spec"]["suspend"] is False
 
 
-def pods_of(cluster: LocalCluster, ns: str, job: str) -> list[dict[str, Any]]:
+def pods_of(cluster: LocalCluster, ns: str, job: str, seen: set[str] | None = None) -> list[dict[str, Any]]:
     """The RayJob's pods as KubeRay owns them: controlled by a RayCluster or a batch/v1 Job that the RayJob
-    controls (any cluster name, KubeRay 1.1-1.3's or 1.4+'s)."""
+    controls (any cluster name, KubeRay 1.1-1.3's or 1.4+'s). KubeRay 1.7 reports Suspended once those
+    objects are gone, while their pods still terminate: pass the same `seen` set to every call to keep
+    finding pods of parents seen before."""
     uid = rayjob(cluster, ns, job)["metadata"]["uid"]
-    parents = {
+    parents = seen if seen is not None else set()
+    parents.update(
         o["metadata"]["uid"]
         for o in get(cluster, "raycluster,job", "-n", ns)["items"]
         if any(r.get("controller") and r["uid"] == uid for r in o["metadata"].get("ownerReferences") or [])
-    }
+    )
     return [
         p for p in get(cluster, "pod", "-n", ns)["items"]
         if any(r.get("controller") and r["uid"] in parents for r in p["metadata"].get("ownerReferences") or [])

@@ -14,13 +14,23 @@ from kubernetes import client
 
 from common import keys
 from devcluster.cluster import MANIFESTS, STANDIN_USER, TENANT, LocalCluster, load_manifests
-from devcluster.kuberay_standin import Informer, KubeRayStandIn, Store, desired_workers
+from devcluster.kuberay_standin import (
+    MODEL_13,
+    MODEL_17,
+    MODELS,
+    WORKER_REPLICA_INDEX_LABEL,
+    Informer,
+    KubeRayStandIn,
+    Store,
+    desired_workers,
+)
 from devcluster.procs import ManagedProcess
 from devcluster.waiting import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.cluster
 
 NODES = ("harness-node-1", "harness-node-2", "harness-node-3")
+KUBERAY_MODELS = [pytest.param(m, id=f"kuberay-{m}") for m in MODELS]
 RUN_SECONDS = "2"
 
 
@@ -39,6 +49,17 @@ def ray(cluster: LocalCluster, nodes: tuple[str, ...], default_scheduler: Manage
         standin: ManagedProcess) -> LocalCluster:
     """A cluster where RayJobs run: fake nodes, the default kube-scheduler and the KubeRay stand-in."""
     return cluster
+
+
+@pytest.fixture
+def ray_any(cluster: LocalCluster, nodes: tuple[str, ...], default_scheduler: ManagedProcess) -> LocalCluster:
+    """As `ray`, for tests that get their stand-in (of `kuberay_model`) through `model_namespace`."""
+    return cluster
+
+
+def cluster_name_pattern(job: str, model: str) -> str:
+    """utils.GenerateRayClusterName: `<job>-<5>` since KubeRay 1.4, `<job>-raycluster-<5>` before."""
+    return rf"{job}-raycluster-[a-z0-9]{{5}}" if model == MODEL_13 else rf"{job}-[a-z0-9]{{5}}"
 
 
 def custom(cluster: LocalCluster) -> Any:
@@ -116,11 +137,15 @@ def running_pods_of(cluster: LocalCluster, namespace: str, ray_cluster: str, cou
     return found if len(found) == count else []
 
 
-def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray: LocalCluster, namespace: str) -> None:
+@pytest.mark.parametrize("kuberay_model", KUBERAY_MODELS, indirect=True)
+def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray_any: LocalCluster, model_namespace: str,
+                                                              kuberay_model: str) -> None:
     """The seed's video RayJob, created suspended with kubectl, waits as Suspended; unsuspended, it gets a
-    RayCluster, a head and 2 workers labelled as KubeRay labels them, bound by the real kube-scheduler
-    to the fake nodes and marked Running; then the submitter Job's pod runs, the job completes, and the
-    cluster is deleted ttlSecondsAfterFinished (10 s) later."""
+    RayCluster named as that KubeRay names it, a head and 2 workers labelled as KubeRay labels them (the
+    workers with KubeRay's wait-gcs-ready init container), bound by the real kube-scheduler to the fake
+    nodes and marked Running; then the submitter Job's pod runs, the job completes, and the cluster is
+    deleted ttlSecondsAfterFinished (10 s) later."""
+    ray, namespace = ray_any, model_namespace
     job = create_video_rayjob(ray, namespace)
     wait_for(lambda: deployment_status(ray, namespace, job) == "Suspended", 30, f"RayJob {job} Suspended")
     assert rayclusters_of(ray, namespace, job) == []
@@ -128,7 +153,7 @@ def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray: LocalCluster,
     unsuspend(ray, namespace, job)
     (rc,) = wait_for(lambda: rayclusters_of(ray, namespace, job), 30, f"the RayCluster of {job}")
     rc_name = rc["metadata"]["name"]
-    assert re.fullmatch(rf"{job}-raycluster-[a-z0-9]{{5}}", rc_name), rc_name
+    assert re.fullmatch(cluster_name_pattern(job, kuberay_model), rc_name), rc_name
     assert [(o["kind"], o["name"], o["controller"]) for o in rc["metadata"]["ownerReferences"]] == [
         (keys.RAYJOB_KIND, job, True)]
     assert rc["metadata"]["labels"]["job-type"] == "video"  # the RayJob's labels are copied
@@ -145,7 +170,15 @@ def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray: LocalCluster,
          keys.KUBERNETES_CREATED_BY: keys.KUBERAY_OPERATOR, keys.KUBERNETES_APP_NAME: keys.KUBERAY_APP_NAME}
         for node_type, group in (("head", "headgroup"), ("worker", "small-group"), ("worker", "small-group"))
     ]
+    if kuberay_model == MODEL_17:  # RayMultiHostIndexing (on by default in 1.7) numbers each group's workers
+        expected_labels[1][WORKER_REPLICA_INDEX_LABEL], expected_labels[2][WORKER_REPLICA_INDEX_LABEL] = "0", "1"
+        by_type[1:] = workers = sorted(workers, key=lambda p: p["metadata"]["labels"][WORKER_REPLICA_INDEX_LABEL])
     assert [p["metadata"]["labels"] for p in by_type] == expected_labels
+    for worker in workers:
+        (init,) = worker["spec"]["initContainers"]
+        assert (init["name"], init["resources"]) == (
+            "wait-gcs-ready", {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}})
+    assert "initContainers" not in head["spec"]
     for pod in ray_pods:
         assert pod["spec"]["schedulerName"] == keys.DEFAULT_SCHEDULER
         assert pod["spec"]["nodeName"] in NODES
@@ -164,8 +197,8 @@ def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray: LocalCluster,
 
     wait_for(scheduled_by_kube_scheduler, 30, "Scheduled events from default-scheduler for the Ray pods")
 
-    submitter = wait_for(lambda: pods(ray, namespace, f"{keys.JOB_NAME_LABEL}={job}"), 60,
-                         f"the submitter pod of {job}")
+    submitter = wait_for(lambda: [p for p in pods(ray, namespace, f"{keys.JOB_NAME_LABEL}={job}")
+                                  if p["spec"].get("nodeName")], 60, f"the submitter pod of {job} bound")
     assert submitter[0]["spec"]["containers"][0]["resources"]["requests"] == keys.DEFAULT_SUBMITTER_REQUESTS
     assert submitter[0]["spec"]["nodeName"] in NODES
 
@@ -183,9 +216,11 @@ def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray: LocalCluster,
     wait_for(lambda: not pods(ray, namespace, f"{keys.RAY_CLUSTER}={rc_name}"), 30, f"the pods of {rc_name} gone")
 
 
-def test_suspending_a_running_rayjob_deletes_its_cluster(ray: LocalCluster, namespace: str) -> None:
+@pytest.mark.parametrize("kuberay_model", KUBERAY_MODELS, indirect=True)
+def test_suspending_a_running_rayjob_deletes_its_cluster(ray_any: LocalCluster, model_namespace: str) -> None:
     """suspend=true on a running RayJob deletes its RayCluster, the Ray pods and the submitter, and the job
     reports Suspended; unsuspended again, it gets a new cluster."""
+    ray, namespace = ray_any, model_namespace
     ray.create(small_rayjob("long", suspend=False, run_seconds="600"), namespace=namespace)
     (rc,) = wait_for(lambda: rayclusters_of(ray, namespace, "long"), 30, "the RayCluster of long")
     wait_for(lambda: running_pods_of(ray, namespace, rc["metadata"]["name"], 3), 60, "3 Running Ray pods")
@@ -308,11 +343,17 @@ def test_wait_for_names_what_it_waited_for() -> None:
         pytest.param({"minReplicas": 2}, 2, id="missing replicas count as min"),
         pytest.param({"replicas": 3, "numOfHosts": 2}, 6, id="each replica has numOfHosts pods"),
         pytest.param({"replicas": 3, "suspend": True}, 0, id="a suspended group has no pods"),
-        pytest.param({"replicas": 3, "minReplicas": 5, "maxReplicas": 2}, 2, id="min above max counts as max"),
     ],
 )
 def test_standin_worker_count_follows_kuberay(group: dict[str, Any], expected: int) -> None:
-    assert desired_workers(group) == expected
+    assert desired_workers(group, MODEL_17) == expected == desired_workers(group, MODEL_13)
+
+
+def test_min_above_max_counts_as_min_in_1_7_and_as_max_in_1_3() -> None:
+    """GetWorkerGroupDesiredReplicas: 1.7 clamps to min first (validation refuses min > max anyway since 1.6);
+    1.3 took max when min > max."""
+    group = {"replicas": 3, "minReplicas": 5, "maxReplicas": 2}
+    assert (desired_workers(group, MODEL_17), desired_workers(group, MODEL_13)) == (5, 2)
 
 
 def test_kubectl_reports_failures_with_stderr(cluster: LocalCluster) -> None:

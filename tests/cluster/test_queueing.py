@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import yaml
 
 from common import keys
@@ -47,8 +48,10 @@ def test_one_queue_per_leaf_in_the_seed_shape(cluster: LocalCluster, rayqueue: A
     assert sorted(line.split()[0] for line in printed[1:]) == sorted(q["metadata"]["name"] for q in by_quota.values())
 
 
+@pytest.mark.parametrize("seed_model", ["1.7", "1.3"], indirect=True)
 def test_the_seed_video_example(
-    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], seed_model: str, cleanup: None,
+    invariants: QuotaSampler,
 ) -> None:
     """Seed facts 3 and 4: two copies of the 12-CPU job in video (max 14 CPU): the first runs, the second waits
     with only its enqueue stamp, in the Queue's backoff list, saying why; when the first completes, the second
@@ -149,8 +152,10 @@ def test_the_seed_gang_is_placed_whole_or_not_at_all(
     assert times[0][:16] == times[-1][:16] or len(set(times)) <= 2, f"bound over a spread of times: {times[0]}..{times[-1]}"
 
 
+@pytest.mark.parametrize("seed_model", ["1.7", "1.3"], indirect=True)
 def test_borrowed_capacity_is_reclaimed_for_a_guaranteed_job(
-    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], seed_model: str, cleanup: None,
+    invariants: QuotaSampler,
 ) -> None:
     """Seed fact 1: intern (min 0) borrows; a text job within text's min arrives and does not fit the cluster
     (48 CPU): the intern job is suspended and requeued keeping its enqueue time, the text job runs, and the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,78 @@ def test_certs_inject_live_sets_the_ca_bundle_on_every_webhook(cluster: LocalClu
         assert [base64.b64decode(h["clientConfig"]["caBundle"]) for h in obj["webhooks"]] == \
             [bundle.read_bytes()] * len(obj["webhooks"])
     assert create_queued(cluster)["spec"]["suspend"] is True, "the apiserver still trusts the webhook"
+
+
+# --- what KubeRay would refuse after admission is refused at create (common/kuberay_rules.py) ---------------
+def test_a_rayjob_name_of_48_characters_is_refused_at_create_in_kuberays_words(cluster: LocalCluster,
+                                                                                webhook: Webhook) -> None:
+    """KubeRay (ValidateRayJobMetadata) would set such a job ValidationFailed after we admitted it, holding its
+    quota for ever; alice hears KubeRay's sentence from kubectl instead, and nothing is created."""
+    job = seed_job()
+    name = "a" * 48
+    del job["metadata"]["generateName"]
+    job["metadata"]["name"] = name
+    message = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
+    assert "admission webhook \"rayjobs.validate.rayqueue.io\" denied the request: " \
+           f"rayqueue: RayJob video/{name}: rule kuberay-validation: KubeRay would refuse this job after admission" \
+           in message
+    assert "metadata.name: The RayJob metadata is invalid: RayJob name should be no more than 47 characters " \
+           "[KubeRay ValidateRayJobMetadata, v1.4+]" in message
+    assert cluster.kubectl("get", "rayjob", name, "-n", "video", check=False).returncode != 0
+    job["metadata"]["name"] = name[:47]
+    assert create_queued(cluster, job)["metadata"]["name"] == name[:47], "47 characters are fine"
+
+
+def test_min_replicas_above_max_replicas_is_refused_at_create(cluster: LocalCluster, webhook: Webhook) -> None:
+    job = seed_job()
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group["minReplicas"], group["maxReplicas"] = 3, 2
+    message = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
+    assert (f"spec.rayClusterSpec.workerGroupSpecs[0].minReplicas: The RayJob spec is invalid: worker group "
+            f"{group['groupName']} has minReplicas {group['minReplicas']} greater than maxReplicas "
+            f"{group['maxReplicas']} [KubeRay ValidateRayClusterSpec, v1.6+]") in message
+
+
+def test_a_cluster_selector_job_runs_unqueued_on_an_existing_cluster_and_may_not_be_suspended(
+    cluster: LocalCluster, webhook: Webhook
+) -> None:
+    """The documented rule: a clusterSelector job is not queued (KubeRay cannot suspend it); it may select only an
+    existing RayCluster that is not waiting in a queue; asking to suspend it is refused with KubeRay's reason."""
+    target = f"shared-{secrets.token_hex(3)}"
+    job = seed_job()
+    job["spec"]["clusterSelector"] = {keys.RAY_CLUSTER: target}
+    job["spec"].pop("rayClusterSpec")
+    job["spec"].pop("ttlSecondsAfterFinished", None)
+    suspended = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
+    assert "rule cluster-selector: a RayJob with spec.clusterSelector runs on an existing RayCluster and is not " \
+           "queued" in suspended
+    assert "The RayJob spec is invalid: the ClusterSelector mode doesn't support the suspend operation" in suspended
+    del job["spec"]["suspend"]
+    missing = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
+    assert f"rule cluster-selector-target: the selected RayCluster video/{target} does not exist" in missing
+    raycluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": target, "namespace": "video"},
+                  "spec": {"suspend": True, "headGroupSpec": seed_job()["spec"]["rayClusterSpec"]["headGroupSpec"]}}
+    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(raycluster))
+    waiting = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
+    assert f"rule cluster-selector-target: the selected RayCluster video/{target} is suspended" in waiting
+    kubectl_json(cluster, "patch", "raycluster", target, "-n", "video", "--type=merge", "-p",
+                 '{"spec":{"suspend":false}}', user=TENANT)
+    created = create_queued(cluster, job)
+    assert "suspend" not in created["spec"], "not queued: KubeRay runs it on the existing cluster at once"
+    assert keys.ENQUEUE_TIMESTAMP not in (created["metadata"].get("annotations") or {})
+    assert created["metadata"]["labels"][keys.QUOTA_NAME] == "algorithm-video", "its submitter pod is charged here"
+
+
+def test_a_pod_kuberays_batch_scheduler_mode_made_is_refused_naming_the_flag(cluster: LocalCluster,
+                                                                              webhook: Webhook) -> None:
+    """A head pod as KubeRay with --batch-scheduler=yunikorn makes it (schedulerName overwritten); the denial, which
+    the operator's admin finds in the RayCluster's events, names the flag instead of a bare schedulerName refusal."""
+    head = pod(schedulerName="yunikorn")
+    head["metadata"]["labels"] = {keys.KUBERNETES_CREATED_BY: keys.KUBERAY_OPERATOR, keys.RAY_CLUSTER: "c",
+                                  keys.RAY_NODE_TYPE: "head"}
+    head["metadata"]["ownerReferences"] = [{"apiVersion": "ray.io/v1", "kind": "RayCluster", "name": "c",
+                                            "uid": "00000000-0000-0000-0000-000000000001", "controller": True}]
+    message = denied(cluster, "create", "-f", "-", input=yaml.safe_dump(head))  # alice stands in for the operator
+    assert "rule kuberay-batch-scheduler: schedulerName 'yunikorn' was written by the KubeRay operator, whose " \
+           "batch-scheduler mode is on" in message
+    assert "Remove --batch-scheduler=yunikorn (or batchScheduler: yunikorn in its Configuration file)" in message

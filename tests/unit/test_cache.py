@@ -170,8 +170,8 @@ def ray_pod(
         pytest.param([CLUSTER], ray_pod("h", "head").node("n1").obj(), True,
                      id="a pod controlled by the job's RayCluster is the job's"),
         pytest.param([SUBMITTER], make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a")
-                     .owned_by(SUBMITTER).node("n1").obj(), True,
-                     id="the submitter pod, controlled by the job's batch/v1 Job, is the job's"),
+                     .owned_by(SUBMITTER).node("n1").obj(), False,
+                     id="a submitter pod of a job admitted without one (HTTPMode) is growth, checked as a pod"),
         pytest.param([CLUSTER], make_pod("h", "video", cpu="4").ray("a-x1y2z", "head").node("n1").obj(), False,
                      id="a pod that only carries the job's ray.io/cluster label is nobody's"),
         pytest.param([], make_pod("s", "video", cpu="1").label(keys.JOB_NAME_LABEL, "a").node("n1").obj(), False,
@@ -563,47 +563,63 @@ def test_the_claim_follows_the_real_request_of_the_job_s_pods() -> None:
     assert cache.ledger.usage(VIDEO) == Resources({"cpu": 5000, "memory": 2 * 2**30})
 
 
+def test_the_submitter_pod_of_a_k8s_job_mode_job_is_covered() -> None:
+    cache = cache_with_tree()
+    cache.on_rayjob("ADDED", admitted().submission_mode("K8sJobMode").obj())
+    cache.on_batch_job("ADDED", SUBMITTER)
+    cache.on_pod("ADDED", make_pod("s", "video", cpu="500m", memory="200Mi").owned_by(SUBMITTER).node("n1").obj())
+    assert cache.covering_job("uid-video-s") is not None
+    assert cache.ledger is not None and "uid-video-s" not in cache.ledger
+
+
 def test_a_pod_beyond_the_reservation_is_growth_and_a_covered_one_is_not() -> None:
+    """The job was admitted with its head alone: a worker of its cluster is growth, a pod claim once bound."""
     cache = cache_with_tree()
     cache.on_rayjob("ADDED", admitted().obj())
     cache.on_raycluster("ADDED", CLUSTER)
-    cache.on_pod("ADDED", ray_pod("h", "head").obj())
-    assert cache.growth("uid-video-h") == Resources(), "the head is what the job was admitted with"
-    cache.on_pod("MODIFIED", ray_pod("h", "head").node("n1").obj())
+    cache.on_pod("ADDED", ray_pod("h", "head").node("n1").obj())
     cache.on_pod("ADDED", ray_pod("w").obj())
-    assert cache.growth("uid-video-w") == Resources({"cpu": 4000, "memory": 2**30})
+    assert cache.covering_job("uid-video-h") is not None
+    assert cache.covering_job("uid-video-w") is None
+    assert cache.uncovered_request("uid-video-w") == Resources({"cpu": 4000, "memory": 2**30})
+    assert cache.ledger is not None and "uid-video-w" not in cache.ledger, "pending: not charged yet"
+    cache.on_pod("MODIFIED", ray_pod("w").node("n1").obj())
+    claim = cache.ledger.claim("uid-video-w")
+    assert claim is not None and claim.kind == "pod"
+    assert cache.ledger.usage(VIDEO) == Resources({"cpu": 8000, "memory": 2 * 2**30})
 
 
 def test_a_retried_job_s_new_pods_are_growth_while_its_old_ones_terminate() -> None:
     """KubeRay 1.7 Retrying/Suspending waits only for the RayCluster object to be gone, then makes a new
-    cluster: the old pods, still terminating on their nodes, stay the job's, and the new head may bind only
-    as growth until they are gone. The job is charged once, for what is really bound."""
+    cluster: the old pods, still terminating on their nodes, keep the job's places; the new head is growth
+    until they are gone, then it takes its place. The job is charged once, for what is really there."""
     cache = cache_with_tree()
     cache.on_rayjob("ADDED", admitted().obj())
     cache.on_raycluster("ADDED", CLUSTER)
-    old_head = ray_pod("h", "head").node("n1").phase("Running")
+    old_head = ray_pod("h", "head").node("n1").phase("Running").set("metadata.creationTimestamp", "2025-01-10T01:00:00Z")
     cache.on_pod("ADDED", old_head.obj())
     cache.on_raycluster("DELETED", CLUSTER)
     cache.on_pod("MODIFIED", old_head.deleting().obj())
     retry = make_raycluster("a-b7c8d", "video", job_uid="uid-video-a")
     cache.on_raycluster("ADDED", retry)
-    cache.on_pod("ADDED", ray_pod("h2", "head", cluster=retry).obj())
+    new_head = ray_pod("h2", "head", cluster=retry).set("metadata.creationTimestamp", "2025-01-10T01:05:00Z")
+    cache.on_pod("ADDED", new_head.obj())
     assert cache.ledger is not None
-    assert cache.covering_job("uid-video-h2") is not None and cache.covering_job("uid-video-h") is not None
+    assert cache.covering_job("uid-video-h") is not None, "the terminating head keeps its place"
+    assert cache.covering_job("uid-video-h2") is None, "the new head is growth meanwhile"
     assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30}), "charged once"
-    assert cache.growth("uid-video-h2") == Resources({"cpu": 4000, "memory": 2**30})
     cache.on_pod("DELETED", old_head.obj())
-    assert cache.growth("uid-video-h2") == Resources()
+    assert cache.covering_job("uid-video-h2") is not None
     assert cache.ledger.usage(VIDEO) == Resources({"cpu": 4000, "memory": 2**30})
 
 
-def test_a_gang_member_s_growth_counts_every_pending_member_of_the_job() -> None:
+def test_an_uncovered_gang_member_is_checked_with_its_gang_s_other_pending_members() -> None:
+    """Gang members bind together: the quota must hold all the pending uncovered ones, not one at a time."""
     cache = cache_with_tree()
-    cache.on_rayjob("ADDED", admitted().obj())
-    cache.on_raycluster("ADDED", CLUSTER)
-    cache.on_pod("ADDED", ray_pod("h", "head").gang("a-x1y2z", 2).obj())
-    cache.on_pod("ADDED", ray_pod("w").gang("a-x1y2z", 2).obj())
-    assert cache.growth("uid-video-h") == Resources({"cpu": 4000, "memory": 2**30}), "2 pods, 1 reserved"
+    for name in ("g1", "g2", "g3"):
+        cache.on_pod("ADDED", make_pod(name, "video", cpu="2").gang("g", 3).obj())
+    cache.on_pod("MODIFIED", make_pod("g3", "video", cpu="2").gang("g", 3).node("n1").obj())
+    assert cache.uncovered_request("uid-video-g1") == Resources({"cpu": 4000})
 
 
 def test_after_a_restart_the_terminating_pods_of_a_vanished_cluster_are_still_charged() -> None:

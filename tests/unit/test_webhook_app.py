@@ -67,6 +67,17 @@ def test_a_priority_raise_is_denied_when_permission_cannot_be_checked() -> None:
     assert response["status"]["message"].endswith("which alice does not have (no API client to check permissions)")
 
 
+def test_a_cluster_selector_job_is_denied_when_its_cluster_cannot_be_read() -> None:
+    """The validating path reads the selected RayCluster; without an API client it cannot, and fails closed."""
+    job = _doc("video-rayjob.yaml", "RayJob")
+    del job["spec"]["suspend"]
+    job["spec"]["clusterSelector"] = {keys.RAY_CLUSTER: "shared"}
+    response = run(Admission(view(), PolicyConfig(), None, mutating=False), request(job))
+    assert response["allowed"] is False
+    assert "rule cluster-selector-target: could not check the selected RayCluster video/shared (no API client)" \
+        in response["status"]["message"]
+
+
 def test_the_view_is_not_ready_until_both_watches_synced() -> None:
     v = ClusterView(lambda: NOW)
     assert not v.ready

@@ -92,6 +92,17 @@ def test_every_kuberay_problem_is_listed_at_once() -> None:
         in verdict.message
 
 
+def test_a_negative_min_replicas_gets_kuberays_words_even_from_the_mutating_webhook() -> None:
+    """rayqueue's own reading of the job refuses a negative count too (it cannot size it); the tenant is told
+    KubeRay's reason first, whichever webhook answers."""
+    job = make_rayjob("j", "video").workers(1, cpu="1", min_replicas=-1, max_replicas=2).obj()
+    verdict = admit(review(job), SNAP, CFG, mutating=True)
+    assert not verdict.allowed and verdict.code == 403
+    assert verdict.message.startswith("rayqueue: RayJob video/j: rule kuberay-validation: ")
+    assert "worker group small-group has negative minReplicas -1" in verdict.message
+    assert verdict.message.endswith("(and: spec.rayClusterSpec.workerGroupSpecs[0].minReplicas: must be at least 0, got -1)")
+
+
 def test_an_admin_is_refused_too_because_the_quota_would_be_held_all_the_same() -> None:
     job = make_rayjob("j", "video").workers(2, cpu="1", min_replicas=3, max_replicas=1).obj()
     _, verdict = created(job, user={"username": "root", "groups": ["system:masters"]})
@@ -325,8 +336,11 @@ def rayjobs(draw: st.DrawFn) -> dict[str, Any]:
 def test_the_mutated_job_passes_kuberays_rules_or_the_request_is_denied(job: dict[str, Any]) -> None:
     snap = with_cluster(ClusterLookup(obj=raycluster()))
     mutated_verdict = admit(review(job), snap, CFG, mutating=True)
-    if not mutated_verdict.allowed:
-        return  # a shape the webhook refuses outright (400)
+    if not mutated_verdict.allowed:  # a shape rayqueue cannot read: refused outright, in KubeRay's words if it has any
+        assert mutated_verdict.message.startswith(f"rayqueue: RayJob video/{job['metadata']['name']}: ")
+        if rayjob_problems(as_mutated(job)):
+            assert "rule kuberay-validation" in mutated_verdict.message
+        return
     out = apply(copy.deepcopy(job), list(mutated_verdict.patch))
     assert as_mutated(out) == out, "validation judges exactly what the mutation produced"
     verdict = validate(review(out), CFG, snap)
