@@ -1,4 +1,5 @@
-# rayqueue: one image, three entry points (rayqueue-webhook, rayqueue-extender, rayqueue-certs); the
+# rayqueue: one image, its entry points (rayqueue-webhook, rayqueue-extender, rayqueue-certs, and the kubectl
+# plugin kubectl-rayqueue, which is also installed with the package on a workstation); the
 # Deployments in manifests/ choose one with `command:`. Build with `make image` (Docker or Podman).
 #
 # Two stages: `build` makes wheels of the project and its dependencies and installs them into a virtualenv
@@ -19,6 +20,7 @@ COPY kubeio ./kubeio
 COPY webhook ./webhook
 COPY extender ./extender
 COPY certs ./certs
+COPY rayqueue_cli ./rayqueue_cli
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv /opt/rayqueue \
  && /opt/rayqueue/bin/pip install --no-index --find-links /wheels rayqueue \
@@ -33,7 +35,8 @@ COPY --from=build /opt/rayqueue /opt/rayqueue
 ENV PATH=/opt/rayqueue/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65532:65532
 # The entry points exist and import, as the user the pods run as.
-RUN rayqueue-webhook --help >/dev/null && rayqueue-extender --help >/dev/null && rayqueue-certs --help >/dev/null
+RUN rayqueue-webhook --help >/dev/null && rayqueue-extender --help >/dev/null && rayqueue-certs --help >/dev/null \
+ && kubectl-rayqueue --help >/dev/null
 LABEL org.opencontainers.image.title="rayqueue" \
       org.opencontainers.image.description="Quota-aware queueing and gang placement of KubeRay RayJobs" \
       org.opencontainers.image.licenses="Apache-2.0"
