@@ -13,7 +13,8 @@ from typing import Any, Final
 from common import keys
 from common.estimate import in_about
 from common.gotime import GoTimeError, parse_go
-from common.ledger import Claim, Ledger
+from common.ledger import Claim
+from common.preview import ledger_from_usage, usage_from_status
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
@@ -26,14 +27,7 @@ Obj = Mapping[str, Any]
 
 
 def _used(tree_obj: Obj) -> dict[str, Resources]:
-    nodes = ((tree_obj.get("status") or {}).get("nodes")) or {}
-    out = {}
-    for name, entry in nodes.items():
-        try:
-            out[name] = Resources.parse((entry or {}).get("used") or {})
-        except ValueError:
-            continue
-    return out
+    return usage_from_status(tree_obj.get("status"))
 
 
 def _fmt(resource: str, value: int | None) -> str:
@@ -197,19 +191,7 @@ def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace:
                       message=f"namespace {namespace} is not bound to a leaf of the {keys.QUOTA_TREE_KIND}: "
                               "not queued, it would start at once")
         return report
-    used = _used(tree_obj)
-    ledger = Ledger(tree)
-    leaves = [n for n in tree.leaves()]
-    accounted = Resources()
-    for n in leaves:
-        u = used.get(n.full_name)
-        if u:
-            ledger.add(Claim(uid=f"used:{n.full_name}", key=f"(used in {n.full_name})", kind="pod",
-                             quota=n.full_name, request=u))
-            accounted = accounted + u
-    rest = (used.get(tree.root.full_name, Resources()) - accounted).clamp_low()
-    if rest:
-        ledger.add(Claim(uid="used:other", key="(used outside the leaves)", kind="pod", quota="", request=rest))
+    ledger = ledger_from_usage(tree, usage_from_status(tree_obj.get("status")))
     claim = Claim(uid="whatif", key=f"{namespace}/{job.name or '(new)'}", kind="job", quota=leaf.full_name,
                   request=job.request, priority=job.priority, preemptible=job.preemptible)
     decision = ledger.check(claim)

@@ -32,6 +32,8 @@ TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
 RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
 RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
+QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
+QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
@@ -141,6 +143,14 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
         trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees")
         classes = Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses")
+        queue_list = Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.board.on_queue, name="queues")
+        unit_list = Reflector(client, QUEUE_UNITS.path(), view.board.on_queue_unit, name="queueunits")
+
+        async def board_synced() -> None:  # the create warning waits for these; readiness does not
+            await queue_list.synced.wait()
+            view.board.queues_synced = True
+            await unit_list.synced.wait()
+            view.board.units_synced = True
 
         async def mark_synced() -> None:
             await trees.synced.wait()
@@ -157,7 +167,8 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
             clock=clock,
         )
         tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
-                 asyncio.create_task(mark_synced())]
+                 asyncio.create_task(mark_synced()), asyncio.create_task(queue_list.run(stop)),
+                 asyncio.create_task(unit_list.run(stop)), asyncio.create_task(board_synced())]
         try:
             await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))

@@ -20,6 +20,7 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree, TreeError, validate_tree
 from common.rayjob import JobInfo, ShapeError, priority_class_name
 from common.resources import Resources
+from webhook.board import Board
 from webhook.jsonpatch import diff
 from webhook.review import Permission, Request, User, Verdict, allow, deny, invalid
 
@@ -64,6 +65,9 @@ class Snapshot:
     admitted_by_namespace: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # For a clusterSelector RayJob's CREATE: the selected RayCluster ("ns/name"), read by the adapter, only then.
     selected_clusters: Mapping[str, ClusterLookup] = field(default_factory=dict)
+    # For the create warning (position, free quota, estimate; common/preview.py): what the controller publishes,
+    # by watch. None until the Queues and QueueUnits are synced: then no warning.
+    board: Board | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,8 @@ def admit(req: Request, snap: Snapshot, cfg: PolicyConfig, *, mutating: bool) ->
         route = mutate_pod if mutating else validate_pod
     elif req.resource == keys.QUOTA_TREE_PLURAL and not req.sub_resource:
         route = None if mutating else validate_quota_tree
+    elif req.resource == keys.QUEUE_UNIT_PLURAL and not req.sub_resource:
+        route = mutate_queue_unit if mutating else None
     else:
         route = None
     if route is None or req.operation not in ("CREATE", "UPDATE"):
@@ -227,7 +233,7 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     if leaf is None:
         return allow()  # unbound namespace: untouched (a quota label there is refused by validation)
     if req.operation == "UPDATE":
-        return _record_priority_change(req, snap)
+        return _record_priority_change(req, snap, cfg)
     try:
         job = _job(req, req.obj, snap)
     except ShapeError as exc:
@@ -273,6 +279,10 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
             template = _read(new, path)
             if template.get("spec", {}).get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
                 draft.child(draft.at(path), "spec")["schedulerName"] = cfg.scheduler_name
+    if snap.board is not None and not job.cluster_selector:
+        place = snap.board.warning(leaf, job, snap, req.display_name)
+        if place:
+            warnings.append(f"{PREFIX}: {place}")
     return allow(patch=diff(dict(req.obj), new), warnings=warnings)
 
 
@@ -288,17 +298,38 @@ def _fresh(stamp: object, now_ns: int, tolerance_ns: int) -> bool:
     return abs(now_ns - ns) <= tolerance_ns
 
 
-def _record_priority_change(req: Request, snap: Snapshot) -> Verdict:
+def _record_priority_change(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
     try:
         old, new = _job(req, req.old, snap), _job(req, req.obj, snap)
     except ShapeError:
         return allow()  # validation reports the shape
     if old.priority == new.priority:
         return allow()
+    relayed = _annotations(req.obj).get(keys.PRIORITY_CHANGE_RECORD)
+    if cfg.privileged(req.user) and relayed and relayed != _annotations(req.old).get(keys.PRIORITY_CHANGE_RECORD):
+        return allow()  # the controller relays a QueueUnit's priority change, with the record naming its author
     draft = _Draft(req.obj)
     record = f"{req.user} changed priority {old.priority} -> {new.priority} at {format_go(snap.now_ns)}"
     draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGE_RECORD] = record
     return allow(patch=diff(dict(req.obj), draft.root), audit=[f"RayJob {req.display_name}: {record}"])
+
+
+def mutate_queue_unit(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """UPDATE that sets spec.priority to something the controller did not write (kube-queue's dynamic
+    priority): stamp who did it, for the PriorityChanged event the controller makes when it adopts it."""
+    if req.operation != "UPDATE":
+        return allow()
+    spec = req.obj.get("spec") or {}
+    old_spec = req.old.get("spec") or {}
+    priority = spec.get("priority") if isinstance(spec, Mapping) else None
+    if (not isinstance(priority, int) or isinstance(priority, bool)
+            or priority == (old_spec.get("priority") if isinstance(old_spec, Mapping) else None)
+            or _annotations(req.obj).get(keys.SYNCED_PRIORITY) == str(priority)):
+        return allow()
+    draft = _Draft(req.obj)
+    draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGED_BY] = req.user.username
+    return allow(patch=diff(dict(req.obj), draft.root),
+                 audit=[f"QueueUnit {req.display_name}: {req.user} set spec.priority {priority}"])
 
 
 def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:

@@ -1,4 +1,5 @@
-"""What the webhook watches: the ElasticQuotaTree and PriorityClasses, folded into a Snapshot per request."""
+"""What the webhook watches: the ElasticQuotaTree, PriorityClasses, Queues and QueueUnits, folded into a Snapshot per
+request."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from common import keys
 from common.quota_tree import QuotaTree, TreeError
+from webhook.board import Board
 from webhook.policy import Snapshot
 
 __all__ = ["ClusterView"]
@@ -25,6 +27,7 @@ class ClusterView:
         self.priority_classes: dict[str, int] = {}
         self.tree_synced = False
         self.classes_synced = False
+        self.board = Board()  # for the create warning; not needed for readiness
 
     @property
     def ready(self) -> bool:
@@ -34,6 +37,7 @@ class ClusterView:
         meta = obj.get("metadata") or {}
         if (meta.get("namespace"), meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
             return
+        self.board.on_tree(kind, obj)
         if kind == "DELETED":
             self.tree, self.tree_problem = None, None
             log.warning("ElasticQuotaTree deleted: every namespace is now unbound")
@@ -54,4 +58,5 @@ class ClusterView:
 
     def snapshot(self, admitted_by_namespace: dict[str, list[str]] | None = None) -> Snapshot:
         return Snapshot(tree=self.tree, now_ns=self._now_ns(), priority_classes=dict(self.priority_classes),
-                        admitted_by_namespace=admitted_by_namespace or {})
+                        admitted_by_namespace=admitted_by_namespace or {},
+                        board=self.board if self.board.ready else None)

@@ -1,0 +1,131 @@
+"""What would happen to a RayJob submitted now, from what the controller publishes: the preview shared by
+the webhook's create warning and `kubectl rayqueue whatif`.
+
+Inputs are the ElasticQuotaTree's ``status.nodes[*].used`` (the controller's last pass), the leaf Queue's
+waiting items (priorities, in order) and the ETAs on waiting QueueUnits. The quota answer is
+``Ledger.check`` on a ledger rebuilt from that usage (one claim per leaf holding its usage, the rest at
+the root; job counts are not published, so kube-queue/max-jobs is not checked here). The job would be
+enqueued last among equal priorities, so its position is one more than the waiting jobs of equal or
+higher priority. Its start is told only when it can be: now if it fits and no one is ahead; otherwise
+the estimate of the job just ahead of it, as a lower bound for a job of its size or larger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from common.estimate import in_about
+from common.ledger import Claim, Decision, Ledger
+from common.quantity import format_quantity
+from common.quota_tree import QuotaNode, QuotaTree
+from common.resources import Resources
+
+__all__ = ["Ahead", "Preview", "ledger_from_usage", "preview", "usage_from_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A waiting job in the leaf's queue: its QueueUnit, priority and ETA (None: none published or not known)."""
+
+    namespace: str
+    name: str
+    priority: int
+    eta_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    leaf: str
+    position: int
+    ahead: tuple[Ahead, ...]
+    decision: Decision
+    guaranteed: bool
+    start_ns: int | None  # None: cannot be told
+    start_note: str  # how the start was told, or why not
+
+    @property
+    def fits_now(self) -> bool:
+        return bool(self.decision) and not self.ahead
+
+
+def usage_from_status(status: Mapping[str, object] | None) -> dict[str, Resources]:
+    """``status.nodes[name].used`` per node, parsed (malformed entries are skipped)."""
+    nodes = (status or {}).get("nodes")
+    out: dict[str, Resources] = {}
+    for name, entry in nodes.items() if isinstance(nodes, Mapping) else ():
+        used = entry.get("used") if isinstance(entry, Mapping) else None
+        try:
+            out[str(name)] = Resources.parse(used if isinstance(used, Mapping) else {})
+        except ValueError:
+            continue
+    return out
+
+
+def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
+    """A ledger whose usage per node is the published one: a claim per leaf, the remainder at the root."""
+    ledger = Ledger(tree)
+    accounted = Resources()
+    for leaf in tree.leaves():
+        u = used.get(leaf.full_name)
+        if u:
+            ledger.add(Claim(uid=f"used:{leaf.full_name}", key=f"(used in {leaf.full_name})", kind="pod",
+                             quota=leaf.full_name, request=u))
+            accounted = accounted + u
+    rest = (used.get(tree.root.full_name, Resources()) - accounted).clamp_low()
+    if rest:
+        ledger.add(Claim(uid="used:other", key="(used outside the leaves)", kind="pod", quota="", request=rest))
+    return ledger
+
+
+def preview(
+    tree: QuotaTree,
+    leaf: QuotaNode,
+    used: Mapping[str, Resources],
+    waiting: Sequence[Ahead],
+    *,
+    key: str,
+    request: Resources,
+    priority: int,
+    preemptible: bool,
+    now_ns: int,
+) -> Preview:
+    ledger = ledger_from_usage(tree, used)
+    claim = Claim(uid="preview", key=key, kind="job", quota=leaf.full_name, request=request, priority=priority,
+                  preemptible=preemptible)
+    decision = ledger.check(claim)
+    ahead = tuple(w for w in waiting if w.priority >= priority)
+    if decision and not ahead:
+        start, note = now_ns, "it fits now"
+    elif ahead and ahead[-1].eta_ns is not None:
+        last = ahead[-1]
+        start = max(now_ns, last.eta_ns or now_ns)
+        note = f"after {last.namespace}/{last.name}, the job just ahead of it, expected to start in {in_about(start, now_ns)}"
+    elif ahead:
+        start, note = None, f"no estimate: {ahead[-1].namespace}/{ahead[-1].name}, the job just ahead of it, has none"
+    else:
+        start, note = None, "no estimate: no job ahead, and the running jobs' ends are the controller's to replay"
+    return Preview(leaf.full_name, len(ahead) + 1, ahead, decision, ledger.is_guaranteed(claim), start, note)
+
+
+def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, Resources], now_ns: int) -> str:
+    """``queued in root/algorithm/video at position 3; needs cpu 12500m, leaf has 1500m free of max 14;
+    estimated start in ~4m (after ...)`` (the resource shown is the scarcest the job asks for)."""
+    leaf_used = used.get(leaf.full_name, Resources())
+    limited = [r for r in sorted(request) if r in leaf.max]
+    text = f"queued in {p.leaf} at position {p.position}"
+    if limited:
+        def short(r: str) -> float:
+            return (leaf.max[r] - leaf_used.get(r)) / max(1, request.get(r))
+
+        r = min(limited, key=short)
+        free = max(0, leaf.max[r] - leaf_used.get(r))
+        text += (f"; needs {r} {format_quantity(r, request.get(r))}, leaf has {format_quantity(r, free)} free of "
+                 f"max {format_quantity(r, leaf.max[r])}")
+    if p.fits_now:
+        return text + "; it fits now: estimated start at the next admission pass"
+    if not p.decision:
+        text += f" ({p.decision.reason})"
+    if p.start_ns is None:
+        return text + f"; {p.start_note}"
+    return text + f"; estimated start not before {in_about(p.start_ns, now_ns)} ({p.start_note})"

@@ -1,0 +1,126 @@
+"""The webhook's create warning: position, free quota and estimate, from the statuses it watches."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common import keys
+from common.gotime import format_go
+from common.quota_tree import QuotaTree
+from common.rayjob import JobInfo
+from webhook.board import Board
+from webhook.policy import Snapshot
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+NOW = 1_736_472_984 * 10**9
+VIDEO = "root/algorithm/video"
+
+
+def tree_obj(video_cpu: str, video_memory: str) -> dict[str, Any]:
+    docs = yaml.safe_load_all((EXAMPLES / "elasticquotatree.yaml").read_text())
+    tree = copy.deepcopy(next(d for d in docs if d and d.get("kind") == keys.QUOTA_TREE_KIND))
+    used = {"cpu": video_cpu, "memory": video_memory}
+    tree["status"] = {"nodes": {n: {"used": used} for n in ("root", "root/algorithm", VIDEO)}}
+    return tree
+
+
+def seed_job() -> JobInfo:
+    docs = yaml.safe_load_all((EXAMPLES / "video-rayjob.yaml").read_text())
+    obj = copy.deepcopy(next(d for d in docs if d and d.get("kind") == keys.RAYJOB_KIND))
+    obj["metadata"]["name"] = "new"
+    return JobInfo.from_rayjob(obj)
+
+
+def board(video_cpu: str, waiting: list[tuple[str, int, str | None]], video_memory: str = "12Gi",
+          ) -> tuple[Board, Snapshot]:
+    b = Board()
+    tree = tree_obj(video_cpu, video_memory)
+    b.on_tree("ADDED", tree)
+    items = [{"name": f"{n}-ray-qu", "namespace": "video", "priority": p, "position": i + 1}
+             for i, (n, p, _) in enumerate(waiting)]
+    b.on_queue("ADDED", {"metadata": {"annotations": {keys.QUOTA_FULLNAME: VIDEO}},
+                         "status": {"queueItemDetails": {"active": items, "backoff": []}}})
+    for n, _, eta in waiting:
+        status = {"estimatedStartTime": eta} if eta else {}
+        b.on_queue_unit("ADDED", {"metadata": {"namespace": "video", "name": f"{n}-ray-qu"}, "status": status})
+    b.queues_synced = b.units_synced = True
+    return b, Snapshot(tree=QuotaTree.parse(tree), now_ns=NOW)
+
+
+def test_the_warning_says_position_free_quota_and_the_estimate_of_the_job_ahead() -> None:
+    b, snap = board("12500m", [("a", 0, "2025-01-10T01:40:24Z"), ("b", 0, "2025-01-10T01:46:24Z")])
+    leaf = snap.tree.node(VIDEO)  # type: ignore[union-attr]
+    text = b.warning(leaf, seed_job(), snap, "video/new")
+    assert text is not None
+    assert text.startswith("queued in root/algorithm/video at position 3; needs cpu 12500m, leaf has 1500m free of max 14 "
+                           "(root/algorithm/video: cpu used 12500m + request 12500m > max 14; memory ")
+    assert text.endswith("; estimated start not before ~10m0s (after video/b-ray-qu, the job just ahead of it, "
+                         "expected to start in ~10m0s)")
+
+
+def test_a_job_that_fits_with_no_one_ahead_starts_at_the_next_pass() -> None:
+    b, snap = board("0", [], video_memory="0")
+    text = b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new")  # type: ignore[union-attr]
+    assert text == ("queued in root/algorithm/video at position 1; needs cpu 12500m, leaf has 14 free of max 14; "
+                    "it fits now: estimated start at the next admission pass")
+
+
+def test_higher_priority_jumps_the_line_and_no_eta_is_said() -> None:
+    b, snap = board("12500m", [("a", 10, None), ("b", 0, "2025-01-10T01:46:24Z")])
+    job = dataclasses.replace(seed_job(), priority=5)
+    text = b.warning(snap.tree.node(VIDEO), job, snap, "video/new")  # type: ignore[union-attr]
+    assert text is not None and "at position 2" in text
+    assert text.endswith("no estimate: video/a-ray-qu, the job just ahead of it, has none")
+
+
+def test_no_warning_until_the_queues_are_synced() -> None:
+    b, snap = board("0", [])
+    b.units_synced = False
+    assert b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new") is None  # type: ignore[union-attr]
+    assert format_go(NOW)
+
+
+# --- kube-queue's dynamic priority: who changed a QueueUnit's priority -------------------------------------
+
+
+def _unit(priority: int, synced: str) -> dict[str, Any]:
+    return {"metadata": {"name": "j-ray-qu", "namespace": "video", "annotations": {keys.SYNCED_PRIORITY: synced}},
+            "spec": {"priority": priority}}
+
+
+def test_a_queue_unit_priority_patch_is_stamped_with_its_author_and_the_controllers_sync_is_not() -> None:
+    from tests.unit.test_webhook_policy import review
+    from webhook.policy import PolicyConfig, admit
+
+    snap = Snapshot(tree=None, now_ns=NOW)
+    admin = {"username": "operator-bob", "groups": ["ops"]}
+    verdict = admit(review(_unit(50, "0"), op="UPDATE", old=_unit(0, "0"), resource="queueunits", kind="QueueUnit",
+                           user=admin), snap, PolicyConfig(), mutating=True)
+    assert verdict.allowed and list(verdict.patch) == [
+        {"op": "add", "path": "/metadata/annotations/rayqueue.io~1priority-changed-by", "value": "operator-bob"}]
+    synced = admit(review(_unit(50, "50"), op="UPDATE", old=_unit(0, "0"), resource="queueunits", kind="QueueUnit",
+                          user=admin), snap, PolicyConfig(), mutating=True)
+    assert synced.allowed and not synced.patch
+
+
+def test_the_controller_relaying_a_queue_unit_change_keeps_the_authors_record() -> None:
+    from tests.unit.builders import make_rayjob
+    from tests.unit.test_webhook_policy import CONTROLLER, review
+    from webhook.policy import PolicyConfig, admit
+
+    tree = QuotaTree.parse(tree_obj("0", "0"))
+    snap = Snapshot(tree=tree, now_ns=NOW)
+    cfg = PolicyConfig(controller_users=frozenset({CONTROLLER["username"]}))
+    old = make_rayjob("j", "video").head(cpu="1").obj()
+    record = "operator-bob changed priority 0 -> 50 at now (QueueUnit video/j-ray-qu spec.priority)"
+    new = (make_rayjob("j", "video").head(cpu="1").annotate(keys.PRIORITY_OVERRIDE, "50")
+           .annotate(keys.PRIORITY_CHANGE_RECORD, record).obj())
+    kept = admit(review(new, op="UPDATE", old=old, user=CONTROLLER), snap, cfg, mutating=True)
+    assert kept.allowed and not kept.patch
+    by_alice = admit(review(new, op="UPDATE", old=old), snap, cfg, mutating=True)
+    assert by_alice.allowed and by_alice.patch and "alice changed priority 0 -> 50" in str(by_alice.patch)

@@ -1,0 +1,83 @@
+"""What the webhook knows of the queues, by watch: the tree's published usage, each leaf Queue's waiting
+items, and the ETAs on QueueUnits. Folded into the create warning (common/preview.py) with no API call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from common import keys
+from common.gotime import GoTimeError, parse_go
+from common.preview import Ahead, preview, usage_from_status, warning
+from common.quota_tree import QuotaNode, QuotaTree
+from common.rayjob import JobInfo
+from common.resources import Resources
+
+__all__ = ["Board"]
+
+log = logging.getLogger(__name__)
+
+
+class _Snap(Protocol):
+    @property
+    def tree(self) -> QuotaTree | None: ...
+
+    @property
+    def now_ns(self) -> int: ...
+
+
+class Board:
+    """Event handlers keep it current; ``warning`` reads it within one decision (no await in between)."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, Resources] = {}
+        self.waiting: dict[str, tuple[tuple[str, str, int], ...]] = {}  # leaf -> (namespace, QueueUnit, priority)
+        self.etas: dict[tuple[str, str], int] = {}
+        self.queues_synced = False
+        self.units_synced = False
+
+    @property
+    def ready(self) -> bool:
+        return self.queues_synced and self.units_synced
+
+    def on_tree(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self.used = {} if kind == "DELETED" else usage_from_status(obj.get("status"))
+
+    def on_queue(self, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        leaf = (meta.get("annotations") or {}).get(keys.QUOTA_FULLNAME)
+        if not leaf:
+            return
+        if kind == "DELETED":
+            self.waiting.pop(leaf, None)
+            return
+        details = (obj.get("status") or {}).get("queueItemDetails") or {}
+        rows = []
+        for listed in ("active", "backoff"):
+            for d in details.get(listed) or []:
+                if isinstance(d, Mapping) and isinstance(d.get("priority", 0), int):
+                    rows.append((str(d.get("namespace", "")), str(d.get("name", "")), int(d.get("priority") or 0)))
+        rows.sort(key=lambda r: -r[2])  # stable: each list keeps its queue order within a priority
+        self.waiting[leaf] = tuple(rows)
+
+    def on_queue_unit(self, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        when = (obj.get("status") or {}).get("estimatedStartTime")
+        if kind == "DELETED" or not isinstance(when, str):
+            self.etas.pop(key, None)
+            return
+        try:
+            self.etas[key] = parse_go(when)
+        except GoTimeError:
+            self.etas.pop(key, None)
+
+    def warning(self, leaf: QuotaNode, job: JobInfo, snap: _Snap, name: str) -> str | None:
+        """The create warning for a job about to be queued in ``leaf``, or None when it cannot be told."""
+        if not self.ready or snap.tree is None:
+            return None
+        waiting = [Ahead(ns, unit, prio, self.etas.get((ns, unit))) for ns, unit, prio in self.waiting.get(leaf.full_name, ())]
+        found = preview(snap.tree, leaf, self.used, waiting, key=name, request=job.request, priority=job.priority,
+                        preemptible=job.preemptible, now_ns=snap.now_ns)
+        return warning(found, job.request, leaf, self.used, snap.now_ns)
