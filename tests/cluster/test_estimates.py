@@ -62,7 +62,9 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     """The seed's video job (12.5 CPU of max 14) runs with a declared runtime; a second copy waits. Its
     QueueUnit gets an ETA saying what it assumes; the ETA column shows it; every plugin subcommand tells
     alice, through kubectl, with her own RBAC; and the second job's real dequeue lands at the ETA (the
-    declared 20 s cover the stand-in's 15 s run plus its start and teardown)."""
+    declared 20 s cover the stand-in's 15 s run plus its start and teardown). `kubectl create` (and its
+    --dry-run=server preview, which creates nothing) warns alice with the position, the leaf's free quota
+    and the estimate."""
     plugins = subprocess.run([str(cluster.bin_dir / "kubectl"), "plugin", "list"], capture_output=True, text=True,
                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
                              check=False)
@@ -72,11 +74,20 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     first = create(cluster, declared(15, "20s"))
     wait_for(lambda: dequeued(cluster, "video", first), 30.0, f"{first} to be dequeued")
     second = create(cluster, seed_job(run_seconds=2))
+    preview = cluster.kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", as_user=TENANT,
+                              input=yaml.safe_dump(seed_job()))
+    assert "rayqueue: queued in root/algorithm/video at position 2; needs cpu 12500m, leaf has 1500m free of max 14" \
+        in preview.stderr, preview.stderr
+    assert len(get(cluster, "rayjob", "-n", "video")["items"]) == 2  # the dry run created nothing
 
     def has_eta() -> bool:
         return bool((unit(cluster, second).get("status") or {}).get("estimatedStartTime"))
 
     wait_for(has_eta, 30.0, f"an estimatedStartTime on {second}'s QueueUnit")
+    third = cluster.kubectl("create", "-f", "-", "-o", "name", as_user=TENANT, input=yaml.safe_dump(seed_job()))
+    assert "Warning: rayqueue: queued in root/algorithm/video at position 2; needs cpu 12500m" in third.stderr
+    assert "estimated start not before ~" in third.stderr and f"after video/{second}-ray-qu" in third.stderr, third.stderr
+    cluster.kubectl("delete", third.stdout.strip(), "-n", "video", "--wait=false")
     status = unit(cluster, second)["status"]
     eta = parse_go(status["estimatedStartTime"])
     assert status["estimate"].startswith(f"after 1 running job in {VIDEO} finishes; runtime declared 20s"), status
@@ -129,8 +140,9 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
 def test_a_queue_unit_priority_patch_moves_a_job_ahead_and_survives_a_controller_restart(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
-    """kube-queue's dynamic priority: the operator patches the later waiting job's QueueUnit spec.priority;
-    the controller adopts it onto the RayJob (annotation and QueueUnit agree), records PriorityChanged,
+    """kube-queue's dynamic priority: an operator (RBAC: patch queueunits in video) patches the later waiting
+    job's QueueUnit spec.priority; the controller adopts it onto the RayJob (annotation and QueueUnit agree),
+    records PriorityChanged naming the operator,
     and the job is dequeued first when capacity frees. alice cannot make that patch. After a controller
     restart the patch still stands."""
     for i in range(3):
@@ -143,11 +155,26 @@ def test_a_queue_unit_priority_patch_moves_a_job_ahead_and_survives_a_controller
     wait_for(lambda: keys.queue_unit_name(late) in json.dumps(queues(cluster)[VIDEO].get("status") or {}), 30.0,
              f"{late} in the video Queue")
 
+    operator = "operator-bob"
+    if operator not in cluster.kubeconfigs:
+        cluster.add_user(operator)
+    cluster.apply([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "queueunit-priority", "namespace": "video"},
+         "rules": [{"apiGroups": [keys.QUEUE_GROUP], "resources": [keys.QUEUE_UNIT_PLURAL],
+                    "verbs": ["get", "list", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "queueunit-priority", "namespace": "video"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "queueunit-priority"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": operator}]},
+    ])
     patch = json.dumps({"spec": {"priority": 50}})
     denied = cluster.kubectl("patch", "queueunit", keys.queue_unit_name(late), "-n", "video", "--type=merge", "-p",
                              patch, as_user=TENANT, check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
-    cluster.kubectl("patch", "queueunit", keys.queue_unit_name(late), "-n", "video", "--type=merge", "-p", patch)
+    wait_for(lambda: cluster.kubectl("patch", "queueunit", keys.queue_unit_name(late), "-n", "video", "--type=merge",
+                                     "-p", patch, as_user=operator, check=False).returncode == 0, 15.0,
+             f"{operator}'s patch (once the RoleBinding is in force)")
 
     def adopted() -> bool:
         annotations = rayjob(cluster, "video", late)["metadata"].get("annotations") or {}
@@ -164,7 +191,7 @@ def test_a_queue_unit_priority_patch_moves_a_job_ahead_and_survives_a_controller
 
     wait_for(first_in_line, 30.0, f"{late} listed with priority 50 in the video Queue")
     changed = [e for e in events(cluster, "video", keys.EVENT_PRIORITY_CHANGED) if e["involvedObject"]["name"] == late]
-    assert changed and "changed priority 0 -> 50" in changed[0]["message"], changed
+    assert changed and changed[0]["message"].startswith(f"{operator} changed priority 0 -> 50 at "), changed
 
     # A controller restart keeps it.
     _, extender, _ = rayqueue
