@@ -75,8 +75,8 @@ class Board:
 
     def warning(self, leaf: QuotaNode, job: JobInfo, snap: _Snap, name: str) -> str | None:
         """The create warning for a job about to be queued in ``leaf``, or None when it cannot be told."""
-        if not self.ready or snap.tree is None:
-            return None
+        if not self.ready or snap.tree is None or leaf.full_name not in self.waiting:
+            return None  # no Queue for the leaf: no controller has made one, so nothing to tell
         waiting = [Ahead(ns, unit, prio, self.etas.get((ns, unit))) for ns, unit, prio in self.waiting.get(leaf.full_name, ())]
         found = preview(snap.tree, leaf, self.used, waiting, key=name, request=job.request, priority=job.priority,
                         preemptible=job.preemptible, now_ns=snap.now_ns)

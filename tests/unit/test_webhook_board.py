@@ -10,7 +10,6 @@ from typing import Any
 import yaml
 
 from common import keys
-from common.gotime import format_go
 from common.quota_tree import QuotaTree
 from common.rayjob import JobInfo
 from webhook.board import Board
@@ -78,11 +77,13 @@ def test_higher_priority_jumps_the_line_and_no_eta_is_said() -> None:
     assert text.endswith("no estimate: video/a-ray-qu, the job just ahead of it, has none")
 
 
-def test_no_warning_until_the_queues_are_synced() -> None:
+def test_no_warning_until_the_queues_are_synced_nor_for_a_leaf_without_a_queue() -> None:
     b, snap = board("0", [])
     b.units_synced = False
     assert b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new") is None  # type: ignore[union-attr]
-    assert format_go(NOW)
+    b.units_synced = True
+    b.on_queue("DELETED", {"metadata": {"annotations": {keys.QUOTA_FULLNAME: VIDEO}}})
+    assert b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new") is None  # type: ignore[union-attr]
 
 
 # --- kube-queue's dynamic priority: who changed a QueueUnit's priority -------------------------------------
