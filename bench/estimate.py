@@ -101,7 +101,7 @@ def trace(n: int, seed: int, scenario: str, load: float = 0.95) -> list[Job]:
     for i in range(n):
         t += round(rng.expovariate(rate) * NS)
         runtime = 600 * math.exp(rng.gauss(0, 0.6))
-        if scenario == "exact":
+        if scenario in ("exact", "exact-fifo"):
             declared: float | None = runtime
         elif scenario == "noisy":
             declared = runtime * rng.uniform(0.8, 1.2)
@@ -110,7 +110,7 @@ def trace(n: int, seed: int, scenario: str, load: float = 0.95) -> list[Job]:
         else:
             declared = None
         jobs.append(Job(f"j{i:05d}", rng.choice(LEAVES), rng.choice((2, 4, 8, 16)),
-                        10 if rng.random() < 0.2 else 0, t, runtime, declared))
+                        10 if rng.random() < 0.2 and scenario != "exact-fifo" else 0, t, runtime, declared))
     return jobs
 
 
@@ -324,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.estimate", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a smoke run (fewer jobs, one seed)")
     p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--scenario", action="append", choices=("exact-fifo", "exact", "noisy", "half", "none"),
+                   help="only these accuracy scenarios (repeatable)")
+    p.add_argument("--no-cost", action="store_true", help="skip the cost part")
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     n = args.jobs or (120 if args.quick else 400)
     seeds = (1,) if args.quick else (1, 2, 3)
@@ -332,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"accuracy: {n} jobs per trace, 4 leaves, load 0.95; error = |estimate - actual start| / actual wait")
     print(f"{'scenario':<8} {'seed':>4} {'waited':>6} {'median wait':>11} | {'at submission: med  p90 unk':>28} | "
           f"{'halfway: med  p90 unk':>22}")
-    for scenario in ("exact", "noisy", "half", "none"):
+    for scenario in args.scenario or ("exact-fifo", "exact", "noisy", "half", "none"):
         for seed in seeds:
             row = accuracy(scenario, n, seed)
             report["accuracy"].append(row)
@@ -345,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{scenario:<8} {seed:>4} {row['waited']:>6} {row['median_wait']:>11} | {cells(row['submission']):>28} | "
                   f"{cells(row['halfway']):>22}")
     print("\ncost: estimate() against one admission pass over the same waiting jobs (best of runs)")
-    for size, repeat in ((1_000, 3), (10_000, 1 if args.quick else 2)):
+    for size, repeat in () if args.no_cost else ((1_000, 3), (10_000, 1 if args.quick else 2)):
         row = cost(size, repeat)
         report["cost"].append(row)
         print(f"{row['waiting']:>6} waiting, {row['running']} running: one pass {row['one_pass_s'] * 1000:.0f} ms, "
