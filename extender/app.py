@@ -121,9 +121,10 @@ class Service:
 
     def handler(self, fn: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
-            fn(kind, obj)
             if self.controller is not None:
-                self.controller.poke()
+                self.controller.deliver(fn, kind, obj)  # held while a reconcile pass reads the cache
+            else:
+                fn(kind, obj)
         return handle
 
     def build_reflectors(self) -> list[Reflector]:
