@@ -56,7 +56,7 @@ QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL
 RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
-DRAIN_SLICE = 50  # held watch events applied between two yields to the verbs
+DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
 
 Handler = Callable[[str, dict[str, Any]], None]
 

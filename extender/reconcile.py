@@ -80,7 +80,7 @@ __all__ = [
 
 EventType = Literal["Normal", "Warning"]
 MAX_NAMED: Final = 5  # victims named in a message before "and N more"
-SLICE: Final = 25  # jobs (or leaves) between two yields of reconcile_steps: a few milliseconds of work
+SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of reconcile_steps: about a millisecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +428,7 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
 
     # Admitted jobs someone suspended: requeue them (before the pass, which cannot admit them anyway).
     jobs = cache.jobs()
+    yield
     cache.ensure_waiting_queued(())  # ends the backoffs if quota was released
     states: dict[str, JobState | None] = {}
     for chunk in _sliced(jobs):
@@ -444,8 +445,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
     pass_start = len(actions)
     decide = _Pass(cache, ledger, now_ns)
-    cache.queues.schedule(decide, ledger.generation)
     yield
+    yield from cache.queues.schedule_steps(decide, ledger.generation, SLICE)
     for victim, claimant in decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
@@ -641,9 +642,8 @@ def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> Gen
     for claim in admitted:
         for node in tree.path_to_root(claim.quota):
             extra[node.full_name] = extra.get(node.full_name, EMPTY) + claim.request
-    for n, leaf in enumerate(tree.leaves()):
-        if n % 4 == 3:
-            yield
+    for leaf in tree.leaves():
+        yield
         total = EMPTY
         for item in (*cache.queues.active(leaf.full_name), *cache.queues.backoff(leaf.full_name)):
             total += item.request
