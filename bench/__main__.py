@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from bench import admission, e2e, extender, memory, queues, verbs_load, webhook
+from bench import admission, apiserver_webhook, e2e, extender, memory, queues, verbs_load, webhook
 
 Main = Callable[[Sequence[str] | None], int]
 BENCHMARKS: Final[dict[str, Main]] = {
@@ -21,6 +21,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "verbs_load": verbs_load.main,
     "e2e": e2e.main,  # type: ignore[dict-item]
     "admission": admission.main,
+    "apiserver_webhook": apiserver_webhook.main,
 }
 
 
