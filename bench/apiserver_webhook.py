@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -81,6 +82,19 @@ async def _probe(client: KubeClient, serial: int) -> bool:
     return _labelled(created)
 
 
+async def _peers(port: int, seen: set[str], stop: asyncio.Event) -> None:
+    """Every client address connected to the webhook's port, sampled with `ss` every 20 ms: how many
+    connections the apiserver opened (a TLS handshake each) for the case's admissions."""
+    while not stop.is_set():
+        proc = await asyncio.create_subprocess_exec("ss", "-Htn", "state", "established", f"( sport = :{port} )",
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        seen.update(line.split()[-1] for line in out.decode().splitlines() if line.strip())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.02)
+
+
 async def _case(client: KubeClient, kind: str, arm: str, rnd: int, n: int, parallel: int,
                 hook: Webhook) -> dict[str, Any]:
     if kind == "pod":
@@ -88,20 +102,26 @@ async def _case(client: KubeClient, kind: str, arm: str, rnd: int, n: int, paral
     else:
         path, make = RAYJOBS.path(NAMESPACE), rayjob
     names = [f"{kind}-{arm}-{rnd}-{i:05d}" for i in range(n)]
+    peers: set[str] = set()
+    stop = asyncio.Event()
+    sampler = asyncio.ensure_future(_peers(hook.port, peers, stop))
     cpu_before = process_cpu_seconds(hook.process.pid)
     started = time.perf_counter()
     failed = await _bounded(parallel, [client.create(path, make(name)) for name in names])
     elapsed = time.perf_counter() - started
+    stop.set()
+    await sampler
     cpu_after = process_cpu_seconds(hook.process.pid)
     cpu = (cpu_after - cpu_before) if cpu_before is not None and cpu_after is not None else None
     await _bounded(parallel, [client.delete(f"{path}/{name}", {"gracePeriodSeconds": 0}) for name in names])
     row = {"case": kind, "arm": arm, "round": rnd, "objects": n, "failed": failed, "elapsed_s": round(elapsed, 2),
-           "per_s": round((n - failed) / elapsed, 1),
+           "per_s": round((n - failed) / elapsed, 1), "webhook_connections_seen": len(peers),
            "webhook_cpu_us_per_admission": round(cpu / (2 * n) * 1e6, 1) if cpu is not None and arm == "rayqueue"
            else None}
     print(f"  round {rnd} {arm:<8} {kind:<6} {n - failed}/{n} in {elapsed:.2f} s: {row['per_s']}/s"
           + (f", webhook {row['webhook_cpu_us_per_admission']} us CPU per admission"
-             if row["webhook_cpu_us_per_admission"] is not None else ""), flush=True)
+             if row["webhook_cpu_us_per_admission"] is not None else "")
+          + (f", {len(peers)} connections to it seen" if arm == "rayqueue" else ""), flush=True)
     return row
 
 
