@@ -12,7 +12,7 @@ from common import keys
 from common.clock import FakeClock
 from extender.cache import Cache
 from extender.controller import Controller
-from extender.reconcile import SLICE, Dequeue, Event, JobRef, Plan
+from extender.reconcile import SLICE, Dequeue, EnsureQueueUnit, Event, JobRef, Plan, UpdateQueueUnitStatus
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
 from tests.unit.test_reconcile import Loop, job
@@ -67,13 +67,17 @@ class SlowClient:
         for _ in range(3):
             await asyncio.sleep(0)
         self.in_flight -= 1
+        self.log.append(f"done {what}")
         return {}
 
     async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:
-        return await self._call(f"patch {path.rsplit('/', 1)[-1]}")
+        return await self._call(f"patch {path.removesuffix('/status').rsplit('/', 1)[-1]}")
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(f"event {body['involvedObject']['name']} {body['reason']}")
+        if "involvedObject" in body:
+            return await self._call(f"event {body['involvedObject']['name']} {body['reason']}")
+        await self._call(f"create {body['metadata']['name']}")
+        return {**body, "metadata": {**body["metadata"], "uid": f"uid-{body['metadata']['name']}"}}
 
 
 def test_writes_go_out_in_bounded_parallel_chains_that_keep_their_order() -> None:
@@ -90,7 +94,7 @@ def test_writes_go_out_in_bounded_parallel_chains_that_keep_their_order() -> Non
     assert client.most == 4
     assert [w for w in client.log if w.startswith("patch")] == [f"patch j{i}" for i in range(10)]
     for i in range(10):
-        assert client.log.index(f"patch j{i}") < client.log.index(f"event j{i} {keys.EVENT_DEQUEUED}")
+        assert client.log.index(f"done patch j{i}") < client.log.index(f"event j{i} {keys.EVENT_DEQUEUED}")
 
 
 def test_watch_events_during_a_sliced_pass_wait_until_its_plan_is_made() -> None:
@@ -120,3 +124,17 @@ def test_watch_events_during_a_sliced_pass_wait_until_its_plan_is_made() -> None
     assert "late" not in [a.job.name for a in plan.of(Dequeue)]
     assert cache.job(late["metadata"]["uid"]) is not None and not controller.holding
     assert controller.wake.is_set(), "the held event asks for another pass"
+
+
+def test_a_queue_units_status_waits_for_its_create_while_other_units_go_in_parallel() -> None:
+    client = SlowClient()
+    clock = FakeClock()
+    controller = Controller(Cache(clock), client, EventRecorder(client, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
+                            CollectorRegistry(), parallel=8)
+    units = [EnsureQueueUnit({"metadata": {"name": f"j{i}-ray-qu", "namespace": "video"}, "spec": {}})
+             for i in range(4)]
+    statuses = [UpdateQueueUnitStatus("video", f"j{i}-ray-qu", {"phase": "Enqueued"}) for i in range(4)]
+    asyncio.run(controller.execute(Plan((*units, *statuses))))
+    assert client.most > 1, "different QueueUnits are written in parallel"
+    for i in range(4):
+        assert client.log.index(f"done create j{i}-ray-qu") < client.log.index(f"patch j{i}-ray-qu")
