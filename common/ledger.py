@@ -176,6 +176,17 @@ class Ledger:
         """Claims whose quota is not a leaf of the current tree (charged to the root only), sorted by uid."""
         return tuple(c for c in self.claims() if not self._is_leaf(c.quota))
 
+    def copy(self) -> Ledger:
+        """An independent ledger holding the same claims: its dicts copied (claims and usage are immutable
+        values), not re-charged claim by claim, so a snapshot of 50,000 claims costs a few milliseconds."""
+        other = Ledger(self._tree, self._capacity)
+        other._claims = dict(self._claims)
+        other._homes = dict(self._homes)
+        other._usage = dict(self._usage)
+        other._jobs = dict(self._jobs)
+        other._generation = self._generation
+        return other
+
     # --- changes -----------------------------------------------------------------------------
 
     def add(self, claim: Claim) -> None:
