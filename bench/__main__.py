@@ -1,4 +1,5 @@
-"""`python -m bench`: every benchmark in sequence (webhook, extender, queues, memory, end to end); each writes
+"""`python -m bench`: every benchmark in sequence (webhook, extender, queues, memory, verbs under load, end to end,
+admission on a local cluster); each writes
 bench/results/<name>.json. `--only NAME` (repeatable) runs a subset; `--quick` passes --quick to each."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from bench import e2e, extender, memory, queues, webhook
+from bench import admission, apiserver_webhook, e2e, extender, memory, queues, verbs_load, webhook
 
 Main = Callable[[Sequence[str] | None], int]
 BENCHMARKS: Final[dict[str, Main]] = {
@@ -17,7 +18,10 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "extender": extender.main,
     "queues": queues.main,
     "memory": memory.main,
+    "verbs_load": verbs_load.main,
     "e2e": e2e.main,  # type: ignore[dict-item]
+    "admission": admission.main,
+    "apiserver_webhook": apiserver_webhook.main,
 }
 
 

@@ -5,6 +5,12 @@ Run it with `python -m bench.memory`. Each measurement runs in a fresh subproces
 one at a time through Cache.on_rayjob / on_pod / on_node (and the tree), collects garbage and reads RSS
 again. The figure is the difference: what the cache keeps, with the allocator's overhead and whatever
 freed memory the allocator kept. The baseline is the same subprocess with an empty Cache. Results: a table and bench/results/memory.json.
+
+The ``process`` rows are what a running extender holds, as a whole-process resident size (issue 13's
+goal: at most 250 MB with 5,000 nodes, 50,000 pods and 10,000 queued jobs): the Cache, plus what the
+Reflectors keep (``store``: every object as listed, managedFields slimmed off, kubeio.reflector.slim),
+plus one QueueUnit per job (cached and stored), plus the extender's own modules imported. Measured at
+1,000 and 10,000 jobs (the same nodes and pods) to give the growth per job.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from bench.queues import rayjob_dict, tree_dict
 from bench.webhook import machine
 from common.clock import FakeClock
 from extender.cache import Cache
+from extender.queue_objects import queue_unit_object
+from kubeio.reflector import slim
 
 __all__ = ["main", "measure"]
 
@@ -33,7 +41,8 @@ RESULTS: Final = ROOT / "bench" / "results" / "memory.json"
 NODES: Final = 5_000
 PODS: Final = 50_000
 RAYJOBS: Final = 10_000
-KINDS: Final = ("empty", "nodes", "pods", "rayjobs", "all")
+KINDS: Final = ("empty", "nodes", "pods", "rayjobs", "all", "process-1k", "process")
+GOAL_MB: Final = 250
 
 
 def _rss_bytes() -> int:
@@ -46,26 +55,48 @@ def _rss_bytes() -> int:
 def measure(kind: str) -> dict[str, Any]:
     """In this process: RSS after feeding `kind` into a fresh Cache minus RSS after the imports. Each dict is
     made just before it is fed and dropped after, as a watch delivers them; the cache keeps what it keeps."""
+    process = kind.startswith("process")
+    if process:  # what the running extender has imported besides the Cache
+        import extender.app  # noqa: F401
     gc.collect()
     before = _rss_bytes()
     cache = Cache(FakeClock())
-    counts = {"nodes": NODES if kind in ("nodes", "all") else 0, "pods": PODS if kind in ("pods", "all") else 0,
-              "rayjobs": RAYJOBS if kind in ("rayjobs", "all") else 0}
+    everything = kind in ("all", "process")
+    counts = {"nodes": NODES if kind in ("nodes", "all") or process else 0,
+              "pods": PODS if kind in ("pods", "all") or process else 0,
+              "rayjobs": RAYJOBS if kind == "rayjobs" or everything else 1_000 if kind == "process-1k" else 0}
+    stores: dict[str, dict[str, Any]] = {"rayjobs": {}, "pods": {}, "nodes": {}, "queueunits": {}}
+
+    def feed(store: str, handler: Any, obj: dict[str, Any]) -> None:
+        if process:  # the Reflector keeps the slimmed object and hands the same dict to the handler
+            obj = slim(obj)
+            stores[store][obj["metadata"]["uid"]] = obj
+        handler("ADDED", obj)
+
     started = time.perf_counter()
     # RayJobs, pods and nodes before the tree: no capacity recomputation per node, no queue churn while feeding
     for i in range(counts["rayjobs"]):
-        cache.on_rayjob("ADDED", rayjob_dict(i, managed_fields=True))
+        feed("rayjobs", cache.on_rayjob, rayjob_dict(i, managed_fields=True))
     for i in range(counts["pods"]):
-        cache.on_pod("ADDED", bound_pod(i, NODES))
+        feed("pods", cache.on_pod, bound_pod(i, NODES))
     for i in range(counts["nodes"]):
-        cache.on_node("ADDED", node_dict(i))
+        feed("nodes", cache.on_node, node_dict(i))
     cache.on_tree("ADDED", tree_dict() if counts["rayjobs"] else seed_tree())
+    if process:  # one QueueUnit per job, as the controller creates them
+        for job in cache.jobs():
+            leaf = cache.leaf_for(job.namespace)
+            if leaf is None:
+                continue
+            unit = queue_unit_object(job, leaf, f"root-{leaf.dashed_name}-q")
+            unit["metadata"].update(uid=f"qu-{job.uid}", resourceVersion="5")
+            feed("queueunits", cache.on_queue_unit, unit)
     feed_s = time.perf_counter() - started
     gc.collect()
     after = _rss_bytes()
     held = {"nodes": len(cache.nodes), "pods": len(cache.pods()), "rayjobs": len(cache.jobs()),
             "queued": len(cache.queues)}
     return {"kind": kind, "rss_before": before, "rss_after": after, "objects": sum(counts.values()),
+            "stored": {k: len(v) for k, v in stores.items()},
             "feed_s": round(feed_s, 2), "held": held}
 
 
@@ -119,6 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         print(f"  {r['kind']:<8} {r['objects']:>8} {r['mb']:>8.1f} {r['bytes_per_object'] or 0:>13} "
               f"{r['feed_s']:>7.1f}  {r['held']}")
+    whole = {r["kind"]: r for r in rows if r["kind"].startswith("process")}
+    if len(whole) == 2:
+        small, big = whole["process-1k"], whole["process"]
+        per_job = (big["rss_after"] - small["rss_after"]) / (RAYJOBS - 1_000)
+        report["process"] = {"rss_mb_1k_jobs": round(small["rss_after"] / 2**20, 1),
+                             "rss_mb_10k_jobs": round(big["rss_after"] / 2**20, 1),
+                             "growth_kb_per_job": round(per_job / 1024, 1), "goal_mb": GOAL_MB,
+                             "met": big["rss_after"] <= GOAL_MB * 2**20}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        p = report["process"]
+        print(f"whole process (Cache + Reflector stores + QueueUnits + modules), {NODES} nodes, {PODS} pods: "
+              f"{p['rss_mb_1k_jobs']} MB with 1,000 jobs, {p['rss_mb_10k_jobs']} MB with 10,000 "
+              f"({p['growth_kb_per_job']} KB per job); goal <= {GOAL_MB} MB: {'met' if p['met'] else 'NOT met'}")
     print(f"written: {report['written_to']}  ({report['duration_s']:.0f} s)")
     return 0
 

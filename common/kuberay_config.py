@@ -36,6 +36,7 @@ __all__ = [
     "additions",
     "batch_scheduler_for_pod_scheduler",
     "batch_scheduler_problem",
+    "checked",
     "init_container_injection_from_env",
 ]
 
@@ -143,6 +144,23 @@ def batch_scheduler_problem(config: OperatorConfig) -> str | None:
         "namespaces, so no RayJob there could ever start. Remove it from the KubeRay operator's "
         "Configuration (and flags) and restart the operator: rayqueue does the queueing and gang scheduling"
     )
+
+
+def checked(
+    doc: object, source: str, problems: list[str], *, enable_init_container_injection: bool = True
+) -> OperatorConfig | None:
+    """The operator Configuration `doc` (parsed from `source`, named in every problem) as a service's setting:
+    its problems, and a batch-scheduler mode, go into `problems` (then None when it cannot be read)."""
+    try:
+        config = OperatorConfig.from_dict(doc if isinstance(doc, Mapping) else {},
+                                          enable_init_container_injection=enable_init_container_injection)
+    except ConfigError as exc:
+        problems.extend(f"{source}: {line}" for line in str(exc).splitlines())
+        return None
+    problem = batch_scheduler_problem(config)
+    if problem is not None:
+        problems.append(f"{source}: {problem}")
+    return config
 
 
 def additions(config: OperatorConfig) -> KubeRayAdditions:

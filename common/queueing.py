@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, TypedDict, get_args
 
@@ -360,6 +360,21 @@ class Queues:
         ``try_admit`` must not modify these queues; it should count what it admits so that later
         candidates in the same pass see the new usage. An admitted item leaves its queue.
         """
+        steps = self.schedule_steps(try_admit, usage_generation)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: PassResult = done.value
+                return result
+
+    def schedule_steps(
+        self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int, every: int = 10
+    ) -> Generator[None, None, PassResult]:
+        """``schedule`` as a generator that yields after every ``every`` candidates tried, for a caller
+        that lets others run in between; nothing else may change these queues until it returns."""
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
         expired = self.expire()
         now = self._clock.monotonic()
         blocked: list[Blocked] = []
@@ -385,10 +400,14 @@ class Queues:
         admitted: list[QueueItem] = []
         backed_off: list[BackedOff] = []
         stopped: set[str] = set()
+        tried = 0
         for key, uid in candidates:
             item = self._items.get(uid)
             if item is None or item.sort_key != key or item.quota in stopped:
                 continue
+            tried += 1
+            if tried % every == 0:
+                yield
             decision = try_admit(item)
             if decision:
                 self.remove(uid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import ssl
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from kubeio.leader import LeaderElector
 from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
 
-__all__ = ["Service", "run"]
+__all__ = ["Service", "run", "settle_memory"]
 
 log = logging.getLogger("rayqueue.extender")
 
@@ -126,9 +127,10 @@ class Service:
 
     def handler(self, fn: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
-            fn(kind, obj)
             if self.controller is not None:
-                self.controller.poke()
+                self.controller.deliver(fn, kind, obj)  # held while a reconcile pass reads the cache
+            else:
+                fn(kind, obj)
         return handle
 
     def build_reflectors(self) -> list[Reflector]:
@@ -170,6 +172,16 @@ class Service:
         return app
 
 
+def settle_memory() -> None:
+    """Move everything allocated so far (the synced cache, mostly) out of the cyclic collector's sight.
+
+    A full collection walks every tracked object: with 5,000 nodes, 20,000 pods and 10,000 RayJobs cached
+    that is a pause of hundreds of milliseconds on the verbs' event loop (measured by bench.verbs_load).
+    Frozen objects are still freed by reference counting; only cycles among them would stay."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or `stop`): cache everything, lead, reconcile, answer the scheduler."""
     clock = clock or SystemClock()
@@ -188,6 +200,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
             await asyncio.gather(*(r.synced.wait() for r in service.reflectors))
             log.info("cache synced: %d nodes, %d pods, %d RayJobs", len(service.cache.nodes.nodes()),
                      len(service.cache.pods()), len(service.cache.jobs()))
+            settle_memory()
             if service.elector is not None:
                 await service.elector.became_leader.wait()
             assert service.controller is not None

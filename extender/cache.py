@@ -317,14 +317,15 @@ class Cache:
             request=info.request,
         )
 
-    def ensure_waiting_queued(self) -> None:
+    def ensure_waiting_queued(self, uids: Iterable[str] | None = None, *, end_backoffs: bool = True) -> None:
         """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
         by ``mark_dequeued`` comes back here) and take out any item that is not WAITING; end every backoff
-        if quota was released since the last call."""
-        if self._retry_due:
+        if quota was released since the last call. ``uids`` sweeps only those jobs and ``end_backoffs=False``
+        leaves the backoffs alone (the controller sweeps in slices between which the verbs run)."""
+        if end_backoffs and self._retry_due:
             self._retry_due = False
             self.queues.retry_now()
-        for uid in sorted(self._jobs):
+        for uid in sorted(self._jobs) if uids is None else uids:
             item = self.queue_item(uid)
             if item is not None:
                 if self.queues.get(uid) != item:

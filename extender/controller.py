@@ -1,10 +1,24 @@
 """The queue controller's loop: reconcile the cache into a Plan (pure), then carry out its actions against the
-API, feeding what the API returns back into the cache so the next reconcile sees it at once."""
+API, feeding what the API returns back into the cache so the next reconcile sees it at once.
+
+The verbs share this event loop, so neither half may hold it for long:
+
+* the pass runs in slices (``reconcile_steps``), awaiting between them; every watch event that arrives
+  meanwhile is *held* (``deliver``) and applied, in arrival order, once the plan is made, so the whole
+  pass reads one snapshot. The verbs answer between slices from that snapshot: what they cannot see
+  yet is at most one pass old.
+* the plan's API writes go out ``parallel`` at a time. Actions are chained by the object they write
+  (a RayJob's patch and its events, a QueueUnit's create and its status, a Queue, the tree): a chain
+  keeps plan order, so a refused Dequeue is still never followed by its Dequeued event, and chains
+  start in plan order, so dequeues leave in queue order, up to ``parallel`` in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -30,11 +44,12 @@ from extender.reconcile import (
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
     reconcile,
+    reconcile_steps,
 )
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient, Scope
 from kubeio.events import EventRecorder
 
-__all__ = ["QUEUES", "QUEUE_UNITS", "RAYJOBS", "TREES", "Controller"]
+__all__ = ["PARALLEL_WRITES", "QUEUES", "QUEUE_UNITS", "RAYJOBS", "TREES", "Controller", "chain_key"]
 
 log = logging.getLogger("rayqueue.extender.controller")
 
@@ -42,6 +57,23 @@ QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
 QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
 RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
+PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
+DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
+
+Handler = Callable[[str, dict[str, Any]], None]
+
+
+def chain_key(action: Action) -> str:
+    """The object an action writes: actions with one key run in plan order, different keys in parallel."""
+    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event):
+        return f"rayjob/{action.job.uid}"
+    if isinstance(action, EnsureQueueUnit | UpdateQueueUnitStatus | DeleteQueueUnit):
+        return f"queueunit/{action.namespace}/{action.name}"
+    if isinstance(action, EnsureQueue):
+        return f"queue-for/{action.leaf}"
+    if isinstance(action, DeleteQueue | UpdateQueueStatus):
+        return f"queue/{action.name}"
+    return "elasticquotatree"
 
 
 class _Metrics:
@@ -62,23 +94,41 @@ class Controller:
 
     def __init__(self, cache: Cache, client: KubeClient, events: EventRecorder, clock: Clock,
                  registry: CollectorRegistry, *, resync_seconds: float = 30.0,
-                 estimate_seconds: float = 5.0) -> None:
+                 parallel: int = PARALLEL_WRITES, estimate_seconds: float = 5.0) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel writes must be at least 1, got {parallel}")
         self.cache, self.client, self.events, self.clock = cache, client, events, clock
         self.metrics = _Metrics(registry)
         self.resync_seconds = resync_seconds
+        self.parallel = parallel
         self.estimate_seconds = estimate_seconds  # at most one start-time estimate this often
         self._estimated_at: float | None = None
         self._estimate_due: float | None = None
         self.wake = asyncio.Event()
+        self._holding = False
+        self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
 
     def poke(self) -> None:
         """Called by the event handlers: something changed, reconcile soon."""
         self.wake.set()
 
+    @property
+    def holding(self) -> bool:
+        """True while a pass reads the cache in slices (watch events wait in arrival order)."""
+        return self._holding
+
+    def deliver(self, handler: Handler, kind: str, obj: dict[str, Any]) -> None:
+        """A watch event for the cache: applied now, or held until the running pass has made its plan."""
+        if self._holding:
+            self._held.append((handler, kind, obj))
+        else:
+            handler(kind, obj)
+        self.wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.wake.clear()
-            plan = self.plan()
+            plan = await self.plan_sliced()
             if plan.actions:
                 await self.execute(plan)
             if self.wake.is_set():
@@ -109,27 +159,74 @@ class Controller:
         self._gauges()
         return plan
 
+    async def plan_sliced(self) -> Plan:
+        """The same decision in slices: the verbs run between them, watch events are held meanwhile and
+        applied (in slices too) before this returns, so the executor's feedback lands after them."""
+        self._holding = True
+        try:
+            self.cache.clear_dirty()
+            steps = reconcile_steps(self.cache, from_datetime(self.clock.now()))
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    plan: Plan = done.value
+                    break
+                await asyncio.sleep(0)
+            self.metrics.reconciles.inc()
+            self._gauges()
+            while self._held:
+                for _ in range(min(DRAIN_SLICE, len(self._held))):
+                    handler, kind, obj = self._held.popleft()
+                    handler(kind, obj)
+                await asyncio.sleep(0)
+        finally:
+            self._holding = False
+            while self._held:  # cancelled: nothing is lost
+                handler, kind, obj = self._held.popleft()
+                handler(kind, obj)
+        return plan
+
     async def execute(self, plan: Plan) -> None:
+        """Carry out the plan, ``parallel`` chains at a time (see the module docstring)."""
         failed: set[str] = set()  # jobs whose patch the API refused: their events must not claim it happened
+        chains: dict[str, list[Action]] = {}
         for action in plan.actions:
-            if isinstance(action, Event) and action.job.uid in failed:
-                continue
-            try:
-                await self._do(action)
-            except ApiError as exc:
-                if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
-                    failed.add(action.job.uid)
-                self.metrics.action_errors.labels(type(action).__name__).inc()
-                if exc.conflict:
-                    log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
-                else:
-                    log.warning("%s failed: %s", type(action).__name__, exc)
-            except (OSError, TimeoutError) as exc:
-                if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
-                    failed.add(action.job.uid)
-                self.metrics.action_errors.labels(type(action).__name__).inc()
-                log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
-        self.cache.ensure_waiting_queued()  # a failed Dequeue puts its job back in line
+            chains.setdefault(chain_key(action), []).append(action)
+        pending = collections.deque(chains.values())
+
+        async def worker() -> None:
+            while pending:
+                for action in pending.popleft():
+                    await self._attempt(action, failed)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.parallel, len(pending)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self.cache.ensure_waiting_queued(sorted(failed))  # a failed Dequeue puts its job back in line
+
+    async def _attempt(self, action: Action, failed: set[str]) -> None:
+        if isinstance(action, Event) and action.job.uid in failed:
+            return
+        try:
+            await self._do(action)
+        except ApiError as exc:
+            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+                failed.add(action.job.uid)
+            self.metrics.action_errors.labels(type(action).__name__).inc()
+            if exc.conflict:
+                log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
+            else:
+                log.warning("%s failed: %s", type(action).__name__, exc)
+        except (OSError, TimeoutError) as exc:
+            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+                failed.add(action.job.uid)
+            self.metrics.action_errors.labels(type(action).__name__).inc()
+            log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
 
     async def refresh_estimates(self, *, force: bool = False) -> None:
         """Runtime history, then the start-time estimate of every waiting QueueUnit (common/estimate.py),

@@ -8,6 +8,8 @@ The shapes follow ``k8s.io/kube-scheduler/extender/v1`` (Go structs without json
   scheduler reads ``NodeNames`` when cache-capable, else ``Nodes``; a name it did not send is an error on
   its side, so the answer is always a subset of the input. ``FailedAndUnresolvableNodes`` exists since
   1.21 and takes precedence there; 1.20 ignores it, so an unresolvable node is listed in both maps.
+  A node in neither map nor ``NodeNames`` is dropped without a status; extender.verbs relies on that to
+  list only a few examples of a refusal preemption cannot help.
 * ``HostPriorityList [{Host, Score}]`` with scores in ``0..MAX_EXTENDER_PRIORITY`` (10).
 * ``ExtenderPreemptionArgs {Pod, NodeNameToVictims, NodeNameToMetaVictims}`` (victims as full pods, or as
   ``{Pods: [{UID}], NumPDBViolations}`` when cache-capable) and ``ExtenderPreemptionResult

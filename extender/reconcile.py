@@ -23,13 +23,21 @@ cannot take the capacity it waits for.
 The loop executes the actions in order (see each action's docstring) and feeds what the API returns
 (created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
 watch: a second reconcile on the same state then plans nothing new.
+
+Slices. A pass over 10,000 waiting jobs costs the better part of a second in Python, and the
+scheduler verbs share the event loop. ``reconcile_steps`` is the same decision as a generator that
+yields every ``SLICE`` jobs (or leaves); the loop awaits between slices so the verbs answer meanwhile,
+and holds every watch event until the plan is made, so each slice reads the same snapshot. The one
+thing the verbs themselves change, pod claims in the ledger (``assume_bound``), is kept out by
+deciding on ``Ledger.copy()`` of the ledger taken when the pass starts. ``reconcile`` runs the
+generator to the end at once: the plan is the same, only the yields differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from common import keys
 from common.admission import AdmissionPass
@@ -51,6 +59,7 @@ from extender.queue_objects import (
 )
 
 __all__ = [
+    "SLICE",
     "Action",
     "DeleteQueue",
     "DeleteQueueUnit",
@@ -67,9 +76,11 @@ __all__ = [
     "UpdateQueueUnitStatus",
     "UpdateTreeStatus",
     "reconcile",
+    "reconcile_steps",
 ]
 
 EventType = Literal["Normal", "Warning"]
+SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of reconcile_steps: about a millisecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +300,27 @@ class _CacheSource:
 def reconcile(cache: Cache, now_ns: int) -> Plan:
     """Everything the controller should do now, in order: Queues, requeues, reclaims, dequeues, QueueUnits,
     Queue statuses and the tree's status. Nothing at all while there is no valid tree."""
-    tree, ledger = cache.tree, cache.ledger
-    if tree is None or ledger is None:
+    steps = reconcile_steps(cache, now_ns)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan: Plan = done.value
+            return plan
+
+
+def _sliced(items: Sequence[A]) -> Iterator[Sequence[A]]:
+    for start in range(0, len(items), SLICE):
+        yield items[start : start + SLICE]
+
+
+def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
+    """``reconcile`` in slices: yields between slices, returns the Plan. The caller must keep the cache
+    unchanged by watch events until it returns (the controller holds them)."""
+    tree, live = cache.tree, cache.ledger
+    if tree is None or live is None:
         return Plan()
+    ledger = live.copy()  # the verbs' assume_bound may change the live ledger between slices
     actions: list[Action] = []
     leaves = {leaf.full_name: leaf for leaf in tree.leaves()}
 
@@ -308,20 +337,26 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
             actions.append(EnsureQueue(name, queue_object(leaf, cache.queues.policy(name))))
 
     # Admitted jobs someone suspended: requeue them (before the pass, which cannot admit them anyway).
-    cache.ensure_waiting_queued()
     jobs = cache.jobs()
-    states = {job.uid: cache.state(job.uid) for job in jobs}
-    for job in jobs:
-        if states[job.uid] is JobState.REQUEUE:
-            leaf_name = _leaf_name(cache, job)
-            reason = f"suspended while admitted to {leaf_name}; requeued with its original enqueue time"
-            actions.append(Requeue(JobRef.of(job), reason))
-            actions.append(Event(JobRef.of(job), "Normal", keys.EVENT_REQUEUED, reason))
+    yield
+    cache.ensure_waiting_queued(())  # ends the backoffs if quota was released
+    states: dict[str, JobState | None] = {}
+    for chunk in _sliced(jobs):
+        cache.ensure_waiting_queued([job.uid for job in chunk], end_backoffs=False)
+        for job in chunk:
+            states[job.uid] = state = cache.state(job.uid)
+            if state is JobState.REQUEUE:
+                leaf_name = _leaf_name(cache, job)
+                reason = f"suspended while admitted to {leaf_name}; requeued with its original enqueue time"
+                actions.append(Requeue(JobRef.of(job), reason))
+                actions.append(Event(JobRef.of(job), "Normal", keys.EVENT_REQUEUED, reason))
+        yield
 
     # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
     pass_start = len(actions)
     decide = AdmissionPass(_CacheSource(cache), ledger, now_ns)
-    cache.queues.schedule(decide, ledger.generation)
+    yield
+    yield from cache.queues.schedule_steps(decide, ledger.generation, SLICE)
     for victim, claimant in decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
@@ -350,7 +385,9 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
     ensures: list[Action] = []
     statuses: list[Action] = []
     sizes: dict[tuple[str, bool], int] = {}  # (leaf, in backoff) -> how many items, computed once
-    for job in jobs:
+    for n, job in enumerate(jobs):
+        if n % SLICE == SLICE - 1:
+            yield
         state = states[job.uid]
         if state in (None, JobState.UNMANAGED, JobState.DELETING):
             continue
@@ -394,7 +431,9 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
                 UpdateQueueUnitStatus(job.namespace, name, {**status, "lastUpdateTime": rfc3339(now_ns)})
             )
     actions[pass_start:pass_start] = ensures
-    for unit in cache.queue_units():
+    for n, unit in enumerate(cache.queue_units()):
+        if n % (SLICE * 8) == SLICE * 8 - 1:  # most units are skipped at the first test
+            yield
         owner = unit.owner_uid
         if owner is None or not cache.present(owner) or states.get(owner) is not JobState.UNMANAGED:
             continue
@@ -412,7 +451,9 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
     actions.extend(statuses)
 
     # Queue statuses.
-    for name in leaves:
+    for n, name in enumerate(leaves):
+        if n % SLICE == SLICE - 1:
+            yield
         kept = cache.queue_for(name)
         if kept is None:
             continue
@@ -427,7 +468,7 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
             actions.append(UpdateQueueStatus(kept.name, dict(status)))
 
     # The tree's status.
-    tree_status = _tree_status(cache, ledger, [c for c, _ in decide.admitted])
+    tree_status = yield from _tree_status(cache, ledger, [c for c, _ in decide.admitted])
     if tree_status != dict(cache.tree_status or {}):
         actions.append(UpdateTreeStatus(tree_status))
     return Plan(tuple(actions))
@@ -528,8 +569,9 @@ def _unit_status(
     return queue_unit_status(phase, position, message, attempts)
 
 
-def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> dict[str, Any]:
-    """Per node: used (the ledger plus this pass's admissions) and request (Σ waiting below it)."""
+def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> Generator[None, None, dict[str, Any]]:
+    """Per node: used (the ledger plus this pass's admissions) and request (Σ waiting below it); yields
+    every few leaves (a leaf's waiting items are summed one by one)."""
     tree = ledger.tree
     extra: dict[str, Resources] = {}
     waiting: dict[str, Resources] = {}
@@ -537,6 +579,7 @@ def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> dic
         for node in tree.path_to_root(claim.quota):
             extra[node.full_name] = extra.get(node.full_name, EMPTY) + claim.request
     for leaf in tree.leaves():
+        yield
         total = EMPTY
         for item in (*cache.queues.active(leaf.full_name), *cache.queues.backoff(leaf.full_name)):
             total += item.request

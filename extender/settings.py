@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from common.kuberay_config import ConfigError, OperatorConfig, additions, batch_scheduler_problem
+from common.kuberay_config import OperatorConfig, additions, checked
 from common.rayjob import DEFAULT_ADDITIONS, KubeRayAdditions, ShapeError
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
@@ -76,22 +76,17 @@ def parser() -> argparse.ArgumentParser:
 
 def _kuberay(path: str | None, injection: bool, problems: list[str]) -> KubeRayAdditions:
     """The operator's additions; a batch-scheduler mode or an unreadable file is a problem."""
-    config = OperatorConfig(enable_init_container_injection=injection)
+    config: OperatorConfig | None = OperatorConfig(enable_init_container_injection=injection)
     if path:
         try:
             with open(path, encoding="utf-8") as handle:
                 doc = yaml.safe_load(handle)
-            config = OperatorConfig.from_dict(doc if isinstance(doc, dict) else {},
-                                              enable_init_container_injection=injection)
         except (OSError, yaml.YAMLError) as exc:
             problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
             return DEFAULT_ADDITIONS
-        except ConfigError as exc:
-            problems.extend(f"--kuberay-config {path!r}: {line}" for line in str(exc).splitlines())
-            return DEFAULT_ADDITIONS
-        problem = batch_scheduler_problem(config)
-        if problem is not None:
-            problems.append(f"--kuberay-config {path!r}: {problem}")
+        config = checked(doc, f"--kuberay-config {path!r}", problems, enable_init_container_injection=injection)
+    if config is None:
+        return DEFAULT_ADDITIONS
     try:
         return additions(config)
     except ShapeError as exc:

@@ -8,6 +8,17 @@ the answer. The only state these functions change is the gang reservations they 
   kube-scheduler can still try preemption; ``Error`` is kept for "cannot decide" (the cache is not synced).
 * Nodes on which preemption cannot help (a gang below quorum, a member steered to its reserved node) are
   also listed as unresolvable (``FailedAndUnresolvableNodes``, read by kube-scheduler 1.21+).
+* Those unresolvable answers are *summarised*: a few example nodes (``FAILED_EXAMPLES``, sorted by name)
+  carry one reason that also counts every node refused for it; the other input nodes are in no map.
+  kube-scheduler drops a node absent from ``NodeNames`` and both maps from the feasible list without a
+  status (``findNodesThatPassExtenders``, 1.20 ``pkg/scheduler/core/generic_scheduler.go`` through
+  1.3x ``schedule_one.go``); since 1.31 ``NodeToStatus`` reads an absent node as
+  UnschedulableAndUnresolvable, exactly what the listed ones say, and before that its nil status only
+  lets preemption try the node, where ``preempt`` answers nothing for these pods. Its FitError message
+  counts identical reasons (``0/5000 nodes are available: 8 gang ...``), so the count inside the reason
+  is what tells the user how many nodes were refused. A gang member's answer at 5,000 nodes is then a
+  few KB instead of 1.1 MB, read by kube-scheduler once per member. Refusals that preemption may help
+  (quota, a gang that does not fit, per-node fit) still list every node.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ __all__ = [
 ]
 
 NOT_SYNCED = "the extender's cache is not synced yet; retry"
+FAILED_EXAMPLES = 8  # nodes listed for a summarised (unresolvable) refusal
 
 
 class QuotaDecision(Protocol):
@@ -201,8 +213,22 @@ def _reserved_node(pod: PodInfo, status: GangStatus, view: SchedulerView) -> str
 
 
 def _fail_all(args: FilterArgs, reason: str, *, unresolvable: bool) -> FilterResult:
-    failed = dict.fromkeys(args.node_names, reason)
-    return FilterResult(failed=failed, unresolvable=frozenset(failed) if unresolvable else frozenset())
+    if unresolvable:
+        return _summarised(args.node_names, reason)
+    return FilterResult(failed=dict.fromkeys(args.node_names, reason))
+
+
+def _summarised(names: Iterable[str], reason: str, passed: tuple[str, ...] = ()) -> FilterResult:
+    """Refuse ``names`` as unresolvable by listing the first FAILED_EXAMPLES of them (by name), each with
+    ``reason`` and the count of all of them; kube-scheduler drops the unlisted ones without a status."""
+    refused = sorted(names)
+    if not refused:
+        return FilterResult(passed=passed)
+    shown = refused[:FAILED_EXAMPLES]
+    if len(refused) > len(shown):
+        reason = f"{reason} ({len(refused)} nodes refused for this reason, {len(shown)} listed)"
+    failed = dict.fromkeys(shown, reason)
+    return FilterResult(passed=passed, failed=failed, unresolvable=frozenset(failed))
 
 
 def _shortfall(usage: Resources, room: Resources, reserved: Resources) -> str:
@@ -267,9 +293,8 @@ def _filter_gang(args: FilterArgs, status: GangStatus, view: SchedulerView) -> F
             return _fail_all(args, f"gang {status.key}: member {pod.key} is already bound", unresolvable=True)
         node = planned
     steer = f"gang {status.key}: reserved node {node} for this gang member"
-    failed = {n: steer for n in args.node_names if n != node}
     passed = (node,) if node in args.node_names else ()
-    return FilterResult(passed=passed, failed=failed, unresolvable=frozenset(failed))
+    return _summarised((n for n in args.node_names if n != node), steer, passed)
 
 
 # --- prioritize --------------------------------------------------------------------------------

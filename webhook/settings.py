@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import yaml
 
-from common.kuberay_config import ConfigError, OperatorConfig, batch_scheduler_problem
+from common.kuberay_config import OperatorConfig, checked
 from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig
 
@@ -70,15 +70,7 @@ def read_kuberay_config(path: str, problems: list[str]) -> OperatorConfig | None
     except (OSError, yaml.YAMLError) as exc:
         problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
         return None
-    try:
-        config = OperatorConfig.from_dict(doc if isinstance(doc, dict) else {})
-    except ConfigError as exc:
-        problems.extend(f"--kuberay-config {path!r}: {line}" for line in str(exc).splitlines())
-        return None
-    problem = batch_scheduler_problem(config)
-    if problem is not None:
-        problems.append(f"--kuberay-config {path!r}: {problem}")
-    return config
+    return checked(doc, f"--kuberay-config {path!r}", problems)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,7 +22,15 @@ from extender.protocol import (
     Victims,
     render_filter_result,
 )
-from extender.verbs import Arrival, SchedulerView, bind_arrival, filter_nodes, preempt, prioritize
+from extender.verbs import (
+    FAILED_EXAMPLES,
+    Arrival,
+    SchedulerView,
+    bind_arrival,
+    filter_nodes,
+    preempt,
+    prioritize,
+)
 from tests.unit.builders import make_pod
 
 GI = 2**30
@@ -156,6 +165,53 @@ def test_a_gang_that_fits_only_across_the_full_cache_is_planned_there_and_steere
     held = world.reservations.get("video/c1")
     assert held is not None
     assert dict(held.assignments) == {"uid-video-c1-0": "n1", "uid-video-c1-1": "n2", "uid-video-c1-2": "n3"}
+
+
+def _wire_size(pod: PodInfo, world: World, names: tuple[str, ...]) -> tuple[dict[str, object], int]:
+    args = FilterArgs(pod=pod, node_names=names)
+    wire = render_filter_result(filter_nodes(args, world.view()), args)
+    return dict(wire), len(json.dumps(wire, separators=(",", ":")).encode())
+
+
+FIVE_THOUSAND = tuple(f"node-{i:04d}" for i in range(5000))
+
+
+def test_a_steered_gang_member_answers_a_few_kb_at_5000_nodes_and_still_says_why() -> None:
+    """Issue 13: listing 4,999 steered-away nodes twice made a member's answer 1.1 MB, which kube-scheduler
+    reads once per member. A few examples in both maps, whose reason counts them all, say the same."""
+    world = World(dict.fromkeys(FIVE_THOUSAND, 4)).add(*gang("c1", 31))
+    first = world.pods["uid-video-c1-0"]
+    wire, size = _wire_size(first, world, FIVE_THOUSAND)
+    assert size <= 64 * 1024
+    reserved = world.reservations.node_for("video/c1", first.uid)
+    assert reserved is not None and wire["NodeNames"] == [reserved]
+    steered = sorted(n for n in FIVE_THOUSAND if n != reserved)[:FAILED_EXAMPLES]
+    reason = (
+        f"gang video/c1: reserved node {reserved} for this gang member "
+        f"(4999 nodes refused for this reason, {FAILED_EXAMPLES} listed)"
+    )
+    assert wire["FailedNodes"] == dict.fromkeys(steered, reason)
+    assert wire["FailedAndUnresolvableNodes"] == wire["FailedNodes"], "1.20 reads only FailedNodes; 1.21+ both"
+    assert reserved not in wire["FailedNodes"]
+
+
+def test_a_gang_below_quorum_at_5000_nodes_is_summarised_with_its_count() -> None:
+    world = World(dict.fromkeys(FIVE_THOUSAND, 4)).add(*gang("c1", 31)[:30])
+    wire, size = _wire_size(world.pods["uid-video-c1-0"], world, FIVE_THOUSAND)
+    assert size <= 64 * 1024
+    reason = f"gang video/c1: 30 of 31 members exist (5000 nodes refused for this reason, {FAILED_EXAMPLES} listed)"
+    assert wire["FailedNodes"] == dict.fromkeys(FIVE_THOUSAND[:FAILED_EXAMPLES], reason)
+    assert wire["FailedAndUnresolvableNodes"] == wire["FailedNodes"]
+    assert wire["NodeNames"] == []
+
+
+def test_a_refusal_preemption_may_help_still_lists_every_node() -> None:
+    """kube-scheduler 1.31+ reads a node absent from both maps as UnschedulableAndUnresolvable and would not
+    try preemption there, so a quota refusal and a gang that does not fit keep every node in FailedNodes."""
+    world = World(dict.fromkeys(FIVE_THOUSAND[:200], 2)).add(*gang("c1", 3))
+    result = world.filter(world.pods["uid-video-c1-0"], *FIVE_THOUSAND[:200])
+    assert set(result.failed) == set(FIVE_THOUSAND[:200])
+    assert result.unresolvable == frozenset()
 
 
 def test_fragmented_free_cpu_gives_no_plan_even_though_the_total_suffices() -> None:

@@ -23,6 +23,7 @@ from common.resources import Resources
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
 from extender.reconcile import (
+    SLICE,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -36,6 +37,7 @@ from extender.reconcile import (
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
     reconcile,
+    reconcile_steps,
 )
 from tests.unit.builders import RayJobBuilder, make_pod, make_raycluster, make_rayjob
 
@@ -681,3 +683,54 @@ def test_a_new_job_is_reported_enqueued_before_dequeued() -> None:
     ]
     assert [e.reason for e in plan.of(Event)] == [keys.EVENT_ENQUEUED, keys.EVENT_DEQUEUED]
     assert loop.unit("a")["status"]["message"] == "dequeued at 2025-01-10 01:37:24 +0000 UTC"
+
+
+# --- slices: the verbs run between them, the decision stays one snapshot's ------------------------------
+
+
+def _many(loop: Loop, n: int) -> None:
+    for i in range(n):
+        ns = ("video", "text", "intern")[i % 3]
+        loop.submit(job(f"j{i:03d}", ns, cpu="1", at=i, priority=i % 4).obj())
+
+
+def test_a_pass_in_slices_plans_exactly_what_one_uninterrupted_pass_plans() -> None:
+    whole, sliced = Loop(Cache(FakeClock())), Loop(Cache(FakeClock()))
+    for loop in (whole, sliced):
+        loop.run()  # the Queues exist, so the pass also plans QueueUnits and their statuses
+        _many(loop, 3 * SLICE + 7)
+    expected = reconcile(whole.cache, NOW)
+    steps = reconcile_steps(sliced.cache, NOW)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan = done.value
+            break
+        yields += 1
+    assert yields >= 8, "one slice per SLICE jobs in each sweep, one after the admission pass"
+    assert plan == expected
+    assert dequeued(plan), "the scenario admits something"
+
+
+def test_a_pod_claim_the_verbs_add_between_slices_does_not_change_the_decision() -> None:
+    """assume_bound charges a bound pod to the live ledger while the verbs run between two slices: the pass
+    decides on the ledger it copied when it started, as a pass that ran before the bind would have."""
+    loop = Loop(Cache(FakeClock()))
+    loop.run()
+    loop.submit(job("a", "video", cpu="12", at=1).obj())
+    intruder = make_pod("intruder", "video", cpu="4").obj()
+    loop.cache.on_pod("ADDED", intruder)
+    steps = reconcile_steps(loop.cache, NOW)
+    next(steps)
+    loop.cache.assume_bound(intruder["metadata"]["uid"], "n1")
+    ledger = loop.cache.ledger
+    assert ledger is not None and intruder["metadata"]["uid"] in ledger, "the live ledger has the pod now"
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan = done.value
+            break
+    assert dequeued(plan) == ["a"]
