@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from bench import admission, apiserver_webhook, e2e, extender, memory, queues, verbs_load, webhook
+from bench import admission, apiserver_webhook, e2e, estimate, extender, memory, queues, verbs_load, webhook
 
 Main = Callable[[Sequence[str] | None], int]
 BENCHMARKS: Final[dict[str, Main]] = {
@@ -22,6 +22,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "e2e": e2e.main,  # type: ignore[dict-item]
     "admission": admission.main,
     "apiserver_webhook": apiserver_webhook.main,
+    "estimate": estimate.main,
 }
 
 
