@@ -402,7 +402,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
         ref = JobRef.of(job)
         adopted = _adopted_priority(job, cached) if cached is not None and cached.owner_uid == job.uid else None
         if adopted is not None and cached is not None and state in (JobState.WAITING, JobState.ADMITTED):
-            who = cached.annotations.get(keys.PRIORITY_CHANGED_BY) or "someone the controller cannot name"
+            stamped, suffix = cached.annotations.get(keys.PRIORITY_CHANGED_BY, ""), f" (spec.priority {adopted})"
+            who = stamped.removesuffix(suffix) if stamped.endswith(suffix) else "someone the controller cannot name"
             change = (f"{who} changed priority {job.priority} -> {adopted} at {stamp} "
                       f"(QueueUnit {job.namespace}/{name} spec.priority)")
             ensures.append(SetPriority(ref, adopted, change))

@@ -327,7 +327,8 @@ def mutate_queue_unit(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdic
             or _annotations(req.obj).get(keys.SYNCED_PRIORITY) == str(priority)):
         return allow()
     draft = _Draft(req.obj)
-    draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGED_BY] = req.user.username
+    stamp = f"{req.user.username} (spec.priority {priority})"  # the controller checks it is this change's
+    draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGED_BY] = stamp
     return allow(patch=diff(dict(req.obj), draft.root),
                  audit=[f"QueueUnit {req.display_name}: {req.user} set spec.priority {priority}"])
 

@@ -36,7 +36,7 @@ class PriorityLoop(Loop):
         unit = self.unit(name)
         unit["spec"]["priority"] = priority
         if who:
-            unit["metadata"]["annotations"][keys.PRIORITY_CHANGED_BY] = who
+            unit["metadata"]["annotations"][keys.PRIORITY_CHANGED_BY] = f"{who} (spec.priority {priority})"
         self.cache.on_queue_unit("MODIFIED", copy.deepcopy(unit))
 
 
@@ -113,3 +113,16 @@ def test_without_the_webhook_the_record_says_the_user_is_unknown() -> None:
     loop.operator_patches_priority("b", 50)
     (change,) = loop.run(NOW, deliver=True).of(SetPriority)
     assert change.record.startswith("someone the controller cannot name changed priority 0 -> 50")
+
+
+def test_a_stale_author_stamp_of_an_earlier_change_is_not_believed() -> None:
+    """The webhook (failurePolicy Ignore) was down for a second patch: the stamp names the first one's author."""
+    loop = scenario()
+    loop.operator_patches_priority("b", 50, who="admin")
+    loop.run(NOW, deliver=True)
+    loop.run(NOW, deliver=True)
+    unit = loop.unit("b")
+    unit["spec"]["priority"] = 70  # the stamp still says "admin (spec.priority 50)"
+    loop.cache.on_queue_unit("MODIFIED", copy.deepcopy(unit))
+    (change,) = loop.run(NOW, deliver=True).of(SetPriority)
+    assert change.record.startswith("someone the controller cannot name changed priority 50 -> 70")

@@ -103,7 +103,7 @@ def test_a_queue_unit_priority_patch_is_stamped_with_its_author_and_the_controll
     verdict = admit(review(_unit(50, "0"), op="UPDATE", old=_unit(0, "0"), resource="queueunits", kind="QueueUnit",
                            user=admin), snap, PolicyConfig(), mutating=True)
     assert verdict.allowed and list(verdict.patch) == [
-        {"op": "add", "path": "/metadata/annotations/rayqueue.io~1priority-changed-by", "value": "operator-bob"}]
+        {"op": "add", "path": "/metadata/annotations/rayqueue.io~1priority-changed-by", "value": "operator-bob (spec.priority 50)"}]
     synced = admit(review(_unit(50, "50"), op="UPDATE", old=_unit(0, "0"), resource="queueunits", kind="QueueUnit",
                           user=admin), snap, PolicyConfig(), mutating=True)
     assert synced.allowed and not synced.patch
