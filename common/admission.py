@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import Final, Protocol
 
 from common.ledger import Claim, Decision, Ledger
@@ -60,6 +61,13 @@ def named(claims: Sequence[Claim]) -> str:
 
 def _under(quota: str, node: str | None) -> bool:
     return node is None or quota == node or quota.startswith(node + "/")
+
+
+def _unpickable(claim: Claim) -> Claim:
+    """A claim admitted in this very pass, as the reclaim view holds it: it counts, but it is no victim. A
+    later guaranteed claimant of the same pass picking it would plan its Dequeue and its Suspend at once
+    (the job would bounce); it is reclaimable from the next pass on, like any admitted job."""
+    return replace(claim, suspendable=False)
 
 
 class AdmissionPass:
@@ -118,13 +126,13 @@ class AdmissionPass:
     def _reclaim_view(self) -> Ledger:
         if self._reclaim is None:
             gone = self.releasing | {v.uid for v, _ in self.victims}
-            self._reclaim = copy_ledger(self.real, without=gone, plus=self._added)
+            self._reclaim = copy_ledger(self.real, without=gone, plus=[_unpickable(c) for c in self._added])
         return self._reclaim
 
     def _add(self, claim: Claim) -> None:
         self._scratch().add(claim)
         if self._reclaim is not None:
-            self._reclaim.add(claim)
+            self._reclaim.add(_unpickable(claim))
         self._added.append(claim)
 
     def __call__(self, item: QueueItem) -> Decision:
