@@ -19,13 +19,7 @@ from common.gotime import parse_go
 from devcluster.cluster import TENANT, LocalCluster
 from devcluster.services import Webhook, install_seed_tree, remove_seed_tree, start_webhook, stop_webhook
 from devcluster.waiting import wait_for
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
-LEAD = "lead"  # a team lead: edit in video plus the right to patch QueueUnits (may raise priority)
-
-
-def docs(file: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((EXAMPLES / file).read_text()) if d]
+from tests.cluster.journey import LEAD, docs  # LEAD: edit in video plus the right to patch QueueUnits
 
 
 def seed_job(file: str = "video-rayjob.yaml") -> dict[str, Any]:
