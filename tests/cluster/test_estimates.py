@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -62,7 +63,8 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     """The seed's video job (12.5 CPU of max 14) runs with a declared runtime; a second copy waits. Its
     QueueUnit gets an ETA saying what it assumes; the ETA column shows it; every plugin subcommand tells
     alice, through kubectl, with her own RBAC; and the second job's real dequeue lands at the ETA (the
-    declared 20 s cover the stand-in's 15 s run plus its start and teardown). `kubectl create` (and its
+    declared 50 s cover the stand-in's 45 s run plus its start and teardown, and leave the checks below,
+    slow on a loaded machine, time to run while the second job still waits). `kubectl create` (and its
     --dry-run=server preview, which creates nothing) warns alice with the position, the leaf's free quota
     and the estimate."""
     plugins = subprocess.run([str(cluster.bin_dir / "kubectl"), "plugin", "list"], capture_output=True, text=True,
@@ -71,7 +73,7 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     assert "kubectl-rayqueue" in plugins.stdout, plugins.stdout + plugins.stderr
     for i in range(3):
         nodes(f"eta-{i}")
-    first = create(cluster, declared(15, "20s"))
+    first = create(cluster, declared(45, "50s"))
     wait_for(lambda: dequeued(cluster, "video", first), 30.0, f"{first} to be dequeued")
     second = create(cluster, seed_job(run_seconds=2))
     preview = cluster.kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", as_user=TENANT,
@@ -90,9 +92,9 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     cluster.kubectl("delete", third.stdout.strip(), "-n", "video", "--wait=false")
     status = unit(cluster, second)["status"]
     eta = parse_go(status["estimatedStartTime"])
-    assert status["estimate"].startswith(f"after 1 running job in {VIDEO} finishes; runtime declared 20s"), status
+    assert status["estimate"].startswith(f"after 1 running job in {VIDEO} finishes; runtime declared 50s"), status
     first_dequeue = parse_go(rayjob(cluster, "video", first)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP])
-    assert abs(eta - (first_dequeue + 20 * 10**9)) <= 2 * 10**9  # the RFC 3339 status keeps whole seconds
+    assert abs(eta - (first_dequeue + 50 * 10**9)) <= 2 * 10**9  # the RFC 3339 status keeps whole seconds
     printed = cluster.kubectl("get", "queueunit", "-n", "video").stdout.splitlines()
     assert printed[0].split()[:6] == ["NAME", "PHASE", "QUEUE", "PRIORITY", "POSITION", "ETA"]
     assert status["estimatedStartTime"] in next(line for line in printed if line.startswith(f"{second}-ray-qu"))
@@ -127,12 +129,19 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     assert refused.returncode == 1 and "403" in refused.stderr and "why needs: get rayjobs.ray.io" in refused.stderr
 
     # The real admission confirms the ETA.
-    wait_for(lambda: dequeued(cluster, "video", second), 90.0, f"{second} to start after {first}")
+    assert not dequeued(cluster, "video", second), "the checks above must run while it waits (longer first job?)"
+    wait_for(lambda: dequeued(cluster, "video", second), 120.0, f"{second} to start after {first}")
     actual = parse_go(rayjob(cluster, "video", second)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP])
     submitted = parse_go(rayjob(cluster, "video", second)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP])
     wait = actual - submitted
-    assert abs(actual - eta) <= max(6 * 10**9, 0.3 * wait), (
-        f"estimated {status['estimatedStartTime']}, dequeued {actual - eta:+} ns later, after a wait of {wait} ns")
+    # Within the stated assumptions: the estimate assumed the declared 50 s; on a loaded machine the
+    # stand-in's run takes longer (pods start and stop later), and the estimate may be off by that much more.
+    ended = rayjob(cluster, "video", first)["status"].get("endTime")
+    ran = int(dt.datetime.fromisoformat(ended).timestamp()) * 10**9 - first_dequeue if ended else 50 * 10**9
+    assumption_off = abs(ran - 50 * 10**9)
+    assert abs(actual - eta) <= max(6 * 10**9, 0.3 * wait) + assumption_off, (
+        f"estimated {status['estimatedStartTime']}, dequeued {actual - eta:+} ns later, after a wait of {wait} ns; "
+        f"the first job ran {ran / 1e9:.1f}s of its declared 50s")
     wait_for(lambda: "estimatedStartTime" not in (unit(cluster, second).get("status") or {}), 15.0,
              "the ETA to be removed once admitted")
 
