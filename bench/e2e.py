@@ -150,9 +150,9 @@ class Watcher:
         if shutdown is not None:
             with contextlib.suppress(Exception):
                 shutdown()
+        self._thread.join(2.0)  # before the connection goes back to the pool: no other request may share it
         with contextlib.suppress(Exception):
             self._resp.release_conn()
-        self._thread.join(2.0)
 
 
 def delete_pods(core: Any, namespace: str) -> None:

@@ -48,7 +48,7 @@ from bench.e2e import Watcher, delete_pods, plain_pod
 from bench.extender import ROOT
 from bench.webhook import machine
 from common import keys
-from devcluster.cluster import LocalCluster, ensure_binaries
+from devcluster.cluster import ADMIN, LocalCluster, ensure_binaries
 from devcluster.services import (
     SCHEDULER_NAME,
     start_extender,
@@ -109,13 +109,13 @@ def create_pods(core: Any, namespace: str, pods: list[dict[str, Any]]) -> tuple[
     return start, time.perf_counter()
 
 
-def plain_arm(core: Any, arm: str, count: int, mode: str, restart: Callable[[], None] | None = None) -> dict[str, Any]:
+def plain_arm(core: Any, watch: Any, arm: str, count: int, mode: str, restart: Callable[[], None] | None = None) -> dict[str, Any]:
     """`live`: the arm's scheduler runs while the pods are created; pods/s over the first create sent to the last
     bind. `backlog`: the scheduler is stopped, the pods created, then `restart` starts it (waiting for /healthz);
     pods/s over the first to the last bind: the scheduler's own rate, creation and start-up excluded."""
     namespace = QUOTA_NS if arm == "rayqueue" else PLAIN_NS
     scheduler = SCHEDULER_NAME if arm == "rayqueue" else keys.DEFAULT_SCHEDULER
-    watcher = Watcher(core, namespace, "app=bench", BIND_TIMEOUT)
+    watcher = Watcher(watch, namespace, "app=bench", BIND_TIMEOUT)
     pods = [plain_pod(f"{arm}-{mode}-{i:04d}", scheduler) for i in range(count)]
     start, created = create_pods(core, namespace, pods)
     if restart is not None:
@@ -144,9 +144,9 @@ def gang_pod(gang: str, i: int, size: int) -> dict[str, Any]:
     return pod
 
 
-def gang_run(core: Any, size: int) -> dict[str, Any]:
+def gang_run(core: Any, watch: Any, size: int) -> dict[str, Any]:
     gang = f"gang-{size}"
-    watcher = Watcher(core, GANG_NS, f"app={gang}", BIND_TIMEOUT)
+    watcher = Watcher(watch, GANG_NS, f"app={gang}", BIND_TIMEOUT)
     start, last_created = create_pods(core, GANG_NS, [gang_pod(gang, i, size) for i in range(size)])
     done = watcher.wait(size, BIND_TIMEOUT)
     watcher.close()
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     print("starting the local cluster ...", flush=True)
     with LocalCluster(ensure_binaries()) as cluster:
         core = k8s.CoreV1Api(cluster.api_client)
+        watch_client = cluster.client_for(ADMIN)  # watches keep their own connection pool, apart from creates
+        watch = k8s.CoreV1Api(watch_client)
         for ns in (PLAIN_NS, QUOTA_NS, GANG_NS):
             cluster.create_namespace(ns)
         hook = start_webhook(cluster, name="rayqueue-webhook-bench", extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
@@ -209,16 +211,17 @@ def main(argv: list[str] | None = None) -> int:
             }
             for arm, (name, start) in starters.items():
                 start()
-                report["arms"].append(plain_arm(core, arm, args.pods, "live"))
+                report["arms"].append(plain_arm(core, watch, arm, args.pods, "live"))
                 cluster.stop_scheduler(name)
-                report["arms"].append(plain_arm(core, arm, args.pods, "backlog", start))
+                report["arms"].append(plain_arm(core, watch, arm, args.pods, "backlog", start))
                 if arm != "rayqueue":  # rayqueue-scheduler stays up for the gangs
                     cluster.stop_scheduler(name)
             for size in GANGS:
-                report["gangs"].append(gang_run(core, size))
+                report["gangs"].append(gang_run(core, watch, size))
             report["extender_log_tail"] = extender.process.tail(5).splitlines()[-5:]
         finally:
             stop_webhook(cluster, hook)
+            watch_client.close()
     report["ratio"] = {}
     for mode in ("live", "backlog"):
         rates = {r["arm"]: r["pods_per_s"] for r in report["arms"] if r["mode"] == mode}
