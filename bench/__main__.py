@@ -1,5 +1,5 @@
 """`python -m bench`: every benchmark in sequence (webhook, extender, queues, memory, verbs under load, end to end,
-admission on a local cluster); each writes
+admission on a local cluster, scheduling at 5,000 nodes); each writes
 bench/results/<name>.json. `--only NAME` (repeatable) runs a subset; `--quick` passes --quick to each."""
 
 from __future__ import annotations
@@ -10,7 +10,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from bench import admission, apiserver_webhook, e2e, estimate, extender, memory, queues, verbs_load, webhook
+from bench import (
+    admission,
+    apiserver_webhook,
+    e2e,
+    estimate,
+    extender,
+    memory,
+    queues,
+    scheduling_5k,
+    verbs_load,
+    webhook,
+)
 
 Main = Callable[[Sequence[str] | None], int]
 BENCHMARKS: Final[dict[str, Main]] = {
@@ -23,6 +34,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "admission": admission.main,
     "apiserver_webhook": apiserver_webhook.main,
     "estimate": estimate.main,
+    "scheduling_5k": scheduling_5k.main,  # type: ignore[dict-item]
 }
 
 

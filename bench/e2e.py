@@ -104,9 +104,10 @@ def bench_job(i: int) -> dict[str, Any]:
 
 class Watcher:
     """When each pod of a namespace (matching a label selector) was first seen bound: a watch read by a thread
-    from before the first pod is created, each event stamped on receipt (milliseconds, not a poll interval)."""
+    from before the first pod is created, each event stamped on receipt (milliseconds, not a poll interval).
+    The apiserver ends the watch `timeout` + 30 s after it starts."""
 
-    def __init__(self, core: Any, namespace: str, selector: str) -> None:
+    def __init__(self, core: Any, namespace: str, selector: str, timeout: float = BIND_TIMEOUT) -> None:
         self.core, self.namespace, self.selector = core, namespace, selector
         self.bound_at: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -114,7 +115,7 @@ class Watcher:
         listed = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         version = orjson.loads(listed.data)["metadata"]["resourceVersion"]
         self._resp = core.list_namespaced_pod(namespace, label_selector=selector, watch=True,
-                                              resource_version=version, timeout_seconds=int(BIND_TIMEOUT) + 30,
+                                              resource_version=version, timeout_seconds=int(timeout) + 30,
                                               allow_watch_bookmarks=False, _preload_content=False)
         self._thread = threading.Thread(target=self._read, name=f"watch-{namespace}", daemon=True)
         self._thread.start()
@@ -149,12 +150,12 @@ class Watcher:
         if shutdown is not None:
             with contextlib.suppress(Exception):
                 shutdown()
+        self._thread.join(2.0)  # before the connection goes back to the pool: no other request may share it
         with contextlib.suppress(Exception):
             self._resp.release_conn()
-        self._thread.join(2.0)
 
 
-def _delete_pods(core: Any, namespace: str) -> None:
+def delete_pods(core: Any, namespace: str) -> None:
     core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
     wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60.0, f"the pods of {namespace} to be gone")
 
@@ -187,7 +188,7 @@ def plain_round(core: Any, arm: str, count: int, rnd: int, mode: str,
         rate = round(len(times) / span, 1) if span > 0 else None
     row = {"arm": arm, "mode": mode, "round": rnd, "pods": count, "bound": len(times), "complete": done,
            "create_s": round(created - start, 3), "span_s": round(span, 3), "pods_per_s": rate}
-    _delete_pods(core, namespace)
+    delete_pods(core, namespace)
     print(f"  {mode:<8} {arm:<15} round {rnd}: {row['bound']}/{count} bound over {row['span_s']:.2f} s "
           f"(creating took {row['create_s']:.2f} s): {rate} pods/s", flush=True)
     return row
@@ -223,7 +224,7 @@ def rayjob_flow(cluster: LocalCluster, core: Any, jobs: int) -> dict[str, Any]:
              "pods_per_s": round(len(direct.bound_at) / (last - start), 1) if last > start else None}
     print(f"  the same {pods} pods created directly for default-scheduler: bound in {plain['elapsed_s']:.2f} s: "
           f"{plain['pods_per_s']} pods/s", flush=True)
-    _delete_pods(core, DIRECT_NS)
+    delete_pods(core, DIRECT_NS)
     ratio = round(via["pods_per_s"] / plain["pods_per_s"], 2) if via["pods_per_s"] and plain["pods_per_s"] else None
     return {"jobs": jobs, "rayqueue": via, "direct_default": plain, "ratio": ratio}
 
