@@ -24,7 +24,7 @@ kube:
 	bash devcluster/build-kube.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check common kubeio webhook extender certs devcluster tests bench
+	$(BIN)/ruff check common kubeio webhook extender certs rayqueue_cli devcluster tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
