@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Any, Final
 import yaml
 
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.webhook import machine
 from common import keys
 from common.gotime import format_go
@@ -186,11 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = (round(product["jobs_per_s"] / floor["jobs_per_s"], 2)
              if product["jobs_per_s"] and floor["jobs_per_s"] and product["complete"] else None)
     report.update(rows=rows, ratio=ratio, met=bool(ratio is not None and ratio >= GOAL_RATIO))
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print(f"\nadmission throughput, {report['date']}, {args.jobs} RayJobs, {args.parallel} in flight: floor "
           f"{floor['jobs_per_s']} jobs/s, rayqueue {product['jobs_per_s']} jobs/s: ratio {ratio} "
           f"(goal >= {GOAL_RATIO}: {'met' if report['met'] else 'NOT met'}); load {report['machine']['loadavg_at_end']}")

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -35,7 +34,7 @@ import yaml
 
 from bench.admission import _bounded
 from bench.extender import ROOT
-from bench.loadgen import process_cpu_seconds
+from bench.loadgen import finish_report, process_cpu_seconds
 from bench.webhook import machine
 from common import keys
 from devcluster.cluster import LocalCluster, ensure_binaries
@@ -199,11 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop_webhook(cluster, hook)
     report["rows"] = rows
     report["summary"] = summarize(rows)
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print(f"\nthrough kube-apiserver, {report['date']}, {args.objects} objects x {args.rounds} rounds, "
           f"{args.parallel} in flight; load {report['machine']['loadavg_at_end']}:")
     for kind, s in report["summary"].items():

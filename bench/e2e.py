@@ -30,8 +30,6 @@ import argparse
 import contextlib
 import copy
 import datetime as dt
-import json
-import os
 import statistics
 import sys
 import threading
@@ -46,6 +44,7 @@ from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.webhook import machine
 from common import keys
 from devcluster.cluster import TENANT, LocalCluster, ensure_binaries
@@ -323,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.jobs:
                 report["rayjob_flow"] = {"skipped": f"over the {args.budget:.0f} s budget"}
     report["summary"] = summarize(report["rounds"])
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 

@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
-import json
-import os
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from bench.loadgen import finish_report
 from bench.webhook import machine
 from common import keys
 from common.clock import Clock, FakeClock
@@ -484,11 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["http"] = asyncio.run(_http(world, 10 if args.quick else args.requests, max_s))
         del world
     report["verdicts"] = verdicts(report)
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import multiprocessing
 import os
@@ -15,7 +16,9 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 
@@ -82,6 +85,16 @@ class LoadFailure:
     """The load generator could not run the spec: the child's traceback."""
 
     message: str
+
+
+def finish_report(report: dict[str, Any], out: Path, started: float) -> None:
+    """Every benchmark's last step: the load at the end and the duration into `report`, written as JSON to `out`."""
+    root = Path(__file__).resolve().parents[1]
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    report["duration_s"] = round(time.monotonic() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report["written_to"] = str(out.relative_to(root) if out.is_relative_to(root) else out)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -23,8 +23,6 @@ import copy
 import datetime as dt
 import gc
 import itertools
-import json
-import os
 import random
 import sys
 import time
@@ -32,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.webhook import machine
 from common import keys
 from common.clock import FakeClock
@@ -399,11 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in cache_sizes:
         print(f"Cache + reconcile, {n} jobs ...", flush=True)
         report["controller"].append(controller(n))
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 

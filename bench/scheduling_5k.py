@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +44,7 @@ from kubernetes import client as k8s
 
 from bench.e2e import Watcher, delete_pods, plain_pod
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.webhook import machine
 from common import keys
 from devcluster.cluster import ADMIN, LocalCluster, ensure_binaries
@@ -228,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         ray = rates.get("rayqueue")
         report["ratio"][mode] = {f"rayqueue/{base}": round(ray / rates[base], 2) if ray and rates.get(base) else None
                                  for base in ("default", "default-100")}
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 
