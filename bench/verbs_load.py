@@ -51,7 +51,7 @@ from bench.extender import (
     settings,
 )
 from bench.loadgen import percentile
-from bench.queues import rayjob_dict, tree_dict
+from bench.queues import _merge, rayjob_dict, tree_dict  # a merge patch applied to a dict
 from bench.webhook import machine
 from common import keys
 from common.clock import SystemClock
@@ -70,19 +70,6 @@ GOAL_MAX_MS: Final = 50.0
 
 
 # --- the API the controller writes to ------------------------------------------------------------------
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict):
-            child = target.get(key)
-            if not isinstance(child, dict):
-                child = target[key] = {}
-            _merge(child, value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
 class MemoryApi:
     """Just enough of kube-apiserver for the controller's writes (see the module docstring)."""
 
