@@ -41,10 +41,15 @@ from common.admission import AdmissionPass, copy_ledger
 from common.clock import FakeClock
 from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem, QueuePolicy, Queues
+from common.resources import Resources
 
 __all__ = [
     "HISTORY_SIZE",
+    "MAX_OPENINGS",
     "Estimate",
+    "Forecast",
+    "Opening",
+    "Replay",
     "Running",
     "Runtime",
     "Waiting",
@@ -52,12 +57,14 @@ __all__ = [
     "format_duration",
     "in_about",
     "parse_duration",
+    "replay",
     "runtime_of",
 ]
 
 HISTORY_SIZE: Final = 20
 NS: Final = 10**9
 DRAIN_SECONDS: Final = 5.0  # a reclaim victim's pods terminating (the kubelet's grace, roughly)
+MAX_OPENINGS: Final = 8  # openings kept per leaf in a Forecast
 RuntimeSource = Literal["declared", "deadline", "history", "unknown"]
 
 # --- Go durations ------------------------------------------------------------------------------------
@@ -201,6 +208,57 @@ class _Sim:
         return self.preemptible_of.get(uid, True)
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """In the replay, from ``at_ns`` on, a job at the tail of the leaf's queue could take ``free`` (the max
+    rules along its path and the cluster capacity; a resource absent is unbounded) and ``slots`` more jobs
+    under max-jobs (None: uncapped)."""
+
+    at_ns: int
+    free: Resources
+    slots: int | None = None
+
+    def fits(self, request: Mapping[str, int]) -> bool:
+        return Resources().fits(request, self.free) and (self.slots is None or self.slots >= 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When a job submitted now, of any size, would start in a leaf: the replay's openings for the tail of
+    the leaf's queue, what is left after every pass once the jobs ahead have been tried (in a Block leaf,
+    once every job waiting there has started). Only openings that free more than every earlier one are
+    kept (the first one a request fits is the same), at most ``MAX_OPENINGS``.
+
+    A new job joins the tail (the latest enqueue time, lowest in the pass), so the forecast is for the last
+    place: one of higher priority passes jobs ahead and may start sooner (never later). Reclaim by the new
+    job itself and the guaranteed-first guard against it are not in the openings; ``note`` says why they
+    end."""
+
+    leaf: str
+    openings: tuple[Opening, ...]
+    note: str
+
+    def start(self, request: Mapping[str, int], now_ns: int) -> int | None:
+        for opening in self.openings:
+            if opening.fits(request):
+                return max(now_ns, opening.at_ns)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    estimates: dict[str, Estimate]
+    forecasts: dict[str, Forecast]
+
+
+def _dominated(free: Resources, slots: int | None, earlier: Sequence[Opening]) -> bool:
+    for o in earlier:
+        more_slots = o.slots is None or (slots is not None and o.slots >= slots)
+        if more_slots and all(r in o.free and o.free[r] >= v for r, v in free.items()) and set(o.free) <= set(free):
+            return True
+    return False
+
+
 def in_about(start_ns: int | None, now_ns: int) -> str:
     """``~4m0s`` from now (``now`` if due), or ``unknown``: for people, not for statuses (it ages)."""
     if start_ns is None:
@@ -224,6 +282,25 @@ def estimate(
     """An Estimate for every waiting job, by uid. ``ledger`` is not changed. ``window`` waiting jobs are
     in the simulated queues at a time, at most ``max_releases`` releases are replayed, and releases less
     than ``resolution`` x the time from now (at least 1 s) apart are replayed together."""
+    return replay(ledger, running, waiting, now_ns, policies=policies, window=window, max_releases=max_releases,
+                  resolution=resolution, forecast=False).estimates
+
+
+def replay(
+    ledger: Ledger,
+    running: Iterable[Running],
+    waiting: Iterable[Waiting],
+    now_ns: int,
+    *,
+    policies: Mapping[str, QueuePolicy] | None = None,
+    window: int = 128,
+    max_releases: int = 1000,
+    resolution: float = 0.01,
+    forecast: bool = True,
+) -> Replay:
+    """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
+    replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
+    take at the tail of its queue."""
     sim_ledger = copy_ledger(ledger)
     queues = Queues(FakeClock())
     for leaf, policy in sorted((policies or {}).items()):
@@ -235,13 +312,36 @@ def estimate(
     for w in pending:
         source.preemptible_of[w.item.uid] = w.preemptible
     outside = iter(pending)  # waiting jobs not yet in the simulated queues, in order
+    outside_left: dict[str, int] = {}
+    for w in pending:
+        outside_left[w.item.quota] = outside_left.get(w.item.quota, 0) + 1
+    leaves = [leaf.full_name for leaf in sim_ledger.tree.leaves()] if forecast else []
+    openings: dict[str, list[Opening]] = {leaf: [] for leaf in leaves}
 
     def refill() -> None:
         while len(queues) < window:
             nxt = next(outside, None)
             if nxt is None:
                 return
+            outside_left[nxt.item.quota] -= 1
             queues.upsert(nxt.item)
+
+    def record(t: int) -> None:
+        """After the passes at ``t``: what is left for a job behind every waiting one. In a Block leaf only
+        once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
+        pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
+        for leaf in leaves:
+            kept = openings[leaf]
+            if len(kept) >= MAX_OPENINGS or outside_left.get(leaf):
+                continue
+            if queues.policy(leaf) == "Block" and (queues.active(leaf) or queues.backoff(leaf)):
+                continue
+            free, slots = sim_ledger.headroom(leaf)
+            if not _dominated(free, slots, kept):
+                kept.append(Opening(t, free, slots))
+
+    def forecasts_done() -> bool:
+        return all(len(openings[leaf]) >= MAX_OPENINGS for leaf in leaves)
 
     holders: dict[str, Running] = {}  # uid -> running (real or simulated) with its runtime
     ends: list[tuple[int, str]] = []  # (end_ns, uid), lazily cleaned: valid while end_of[uid] matches
@@ -319,7 +419,8 @@ def estimate(
             refill()
             if len(decide.admitted) + len(decide.victims) == 2 * len(bounced):
                 break  # nothing changed
-        if len(queues) == 0 or releases >= max_releases:
+        record(t)
+        if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
@@ -350,7 +451,31 @@ def estimate(
         uid = w.item.uid
         out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
                              window, now_ns)
-    return out
+    exhausted = not any(end_of.get(uid) == end for end, uid in ends)
+    forecasts = {leaf: Forecast(leaf, tuple(openings[leaf]),
+                                _forecast_note(sim_ledger, leaf, openings[leaf], unknown, exhausted, max_releases))
+                 for leaf in leaves}
+    return Replay(out, forecasts)
+
+
+def _forecast_note(ledger: Ledger, leaf: str, kept: Sequence[Opening], unknown: Mapping[str, Running],
+                   exhausted: bool, max_releases: int) -> str:
+    """What ends the leaf's openings: for a request none of them fits."""
+    path = [n.full_name for n in ledger.tree.path_to_root(leaf)]
+    blockers = sorted({r.claim.key for r in unknown.values() if any(_under(r.claim.quota, p) for p in path)}
+                      or {r.claim.key for r in unknown.values()})
+    listed = ", ".join(blockers[:5]) + (f" and {len(blockers) - 5} more" if len(blockers) > 5 else "")
+    if not kept:
+        if blockers:
+            return f"unknown: the jobs waiting in {leaf} wait for running jobs with no expected runtime ({listed})"
+        return f"unknown: the jobs waiting in {leaf} have no estimate"
+    if len(kept) >= MAX_OPENINGS:
+        return f"unknown: beyond the forecast's {MAX_OPENINGS} openings"
+    if blockers:
+        return f"unknown: only running jobs with no expected runtime ({listed}) could free more"
+    if not exhausted:
+        return f"unknown: beyond the estimate's horizon ({max_releases} releases)"
+    return "never, as things stand: it does not fit even when every running job ends"
 
 
 def _under(quota: str, node: str | None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-__all__ = ["GoTimeError", "format_go", "from_datetime", "parse_go", "to_datetime"]
+__all__ = ["GoTimeError", "format_go", "format_rfc3339", "from_datetime", "parse_go", "to_datetime"]
 
 _NS = 10**9
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -49,6 +49,11 @@ def format_go(ns: int) -> str:
     minutes, secs = divmod(rest, 60)
     fraction = "." + f"{frac:09d}".rstrip("0") if frac else ""
     return f"{date.isoformat()} {hours:02d}:{minutes:02d}:{secs:02d}{fraction} +0000 UTC"
+
+
+def format_rfc3339(ns: int) -> str:
+    """`2025-01-10T01:36:24Z` (the CRDs' date-time format; whole seconds, truncated)."""
+    return to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_go(text: str) -> int:

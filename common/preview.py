@@ -2,12 +2,16 @@
 the webhook's create warning and `kubectl rayqueue whatif`.
 
 Inputs are the ElasticQuotaTree's ``status.nodes[*].used`` (the controller's last pass), the leaf Queue's
-waiting items (priorities, in order) and the ETAs on waiting QueueUnits. The quota answer is
-``Ledger.check`` on a ledger rebuilt from that usage (one claim per leaf holding its usage, the rest at
-the root; job counts are not published, so kube-queue/max-jobs is not checked here). The job would be
-enqueued last among equal priorities, so its position is one more than the waiting jobs of equal or
-higher priority. Its start is told only when it can be: now if it fits and no one is ahead; otherwise
-the estimate of the job just ahead of it, as a lower bound for a job of its size or larger.
+waiting items (priorities, in order) and its ``status.forecast``, and the ETAs on waiting QueueUnits. The
+quota answer now is ``Ledger.check`` on a ledger rebuilt from that usage (one claim per leaf holding its
+usage, the rest at the root; job counts are not published, so kube-queue/max-jobs is not checked now). The
+job would be enqueued last among equal priorities, so its position is one more than the waiting jobs of
+equal or higher priority.
+
+Its start: now if it fits and no one is ahead; otherwise the leaf's Forecast, which the controller's
+estimator replays with the admission rules (``common.estimate.replay``): the first opening at the tail of
+the leaf's queue that its request fits. Without a forecast (none published yet), the estimate of the job
+just ahead of it is told as a lower bound.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.estimate import in_about
+from common.estimate import Forecast, Opening, in_about
+from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import Resources
 
-__all__ = ["Ahead", "Preview", "ledger_from_usage", "preview", "usage_from_status"]
+__all__ = ["Ahead", "Preview", "forecast_from_status", "forecast_status", "ledger_from_usage", "preview",
+           "usage_from_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,37 @@ def usage_from_status(status: Mapping[str, object] | None) -> dict[str, Resource
     return out
 
 
+def forecast_status(forecast: Forecast) -> dict[str, object]:
+    """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?}], note}``, times in RFC 3339 (whole
+    seconds, rounded up: an opening is never told earlier than replayed)."""
+    rows: list[dict[str, object]] = []
+    for o in forecast.openings:
+        row: dict[str, object] = {"at": format_rfc3339(-(-o.at_ns // 10**9) * 10**9), "free": o.free.to_api()}
+        if o.slots is not None:
+            row["slots"] = o.slots
+        rows.append(row)
+    return {"openings": rows, "note": forecast.note}
+
+
+def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
+    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
+    found = (status or {}).get("forecast")
+    if not isinstance(found, Mapping) or not isinstance(found.get("openings"), list):
+        return None
+    openings = []
+    for row in found["openings"]:
+        if not isinstance(row, Mapping) or not isinstance(row.get("at"), str):
+            return None
+        slots = row.get("slots")
+        try:
+            free = Resources.parse(row.get("free") if isinstance(row.get("free"), Mapping) else {})
+            at = parse_go(str(row["at"]))
+        except (ValueError, GoTimeError):
+            return None
+        openings.append(Opening(at, free, slots if isinstance(slots, int) and not isinstance(slots, bool) else None))
+    return Forecast(leaf, tuple(openings), str(found.get("note") or ""))
+
+
 def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
     """A ledger whose usage per node is the published one: a claim per leaf, the remainder at the root."""
     ledger = Ledger(tree)
@@ -89,14 +126,28 @@ def preview(
     priority: int,
     preemptible: bool,
     now_ns: int,
+    forecast: Forecast | None = None,
 ) -> Preview:
     ledger = ledger_from_usage(tree, used)
     claim = Claim(uid="preview", key=key, kind="job", quota=leaf.full_name, request=request, priority=priority,
                   preemptible=preemptible)
     decision = ledger.check(claim)
     ahead = tuple(w for w in waiting if w.priority >= priority)
+    behind = len(waiting) - len(ahead)
+    start: int | None
     if decision and not ahead:
         start, note = now_ns, "it fits now"
+    elif forecast is not None:
+        start = forecast.start(request, now_ns)
+        if start is None:
+            note = forecast.note
+        else:
+            queued = f"behind the {len(waiting)} job{'s' if len(waiting) != 1 else ''} waiting in {leaf.full_name}, "
+            note = "replayed " + (queued if waiting else "") + "as running jobs end at their expected times"
+            if behind:
+                note += f"; it may start sooner, being ahead of {behind} of them by priority"
+            if ledger.is_guaranteed(claim):
+                note += "; sooner if reclaim frees borrowed capacity for it (it is within its leaf's min)"
     elif ahead and ahead[-1].eta_ns is not None:
         last = ahead[-1]
         start = max(now_ns, last.eta_ns or now_ns)
@@ -127,5 +178,7 @@ def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, 
     if not p.decision:
         text += f" ({p.decision.reason})"
     if p.start_ns is None:
-        return text + f"; {p.start_note}"
+        return text + f"; estimated start {p.start_note}"
+    if p.start_note.startswith("replayed"):
+        return text + f"; estimated start in {in_about(p.start_ns, now_ns)}, at {format_rfc3339(p.start_ns)} ({p.start_note})"
     return text + f"; estimated start not before {in_about(p.start_ns, now_ns)} ({p.start_note})"

@@ -243,7 +243,9 @@ class Controller:
         if snap is None:
             return
         found = await asyncio.to_thread(estimates.compute, snap)
-        await self.execute(Plan(tuple(estimates.unit_patches(self.cache, found, from_datetime(self.clock.now())))))
+        now_ns = from_datetime(self.clock.now())
+        await self.execute(Plan((*estimates.unit_patches(self.cache, found.estimates, now_ns),
+                                 *estimates.forecast_patches(self.cache, found.forecasts, now_ns))))
 
     async def _do(self, action: Action) -> None:
         c = self.client

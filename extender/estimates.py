@@ -10,6 +10,10 @@ estimate assumes) are set on waiting QueueUnits and removed once a job is admitt
 written only when its message changes or its time moves by more than ``max(30 s, 10 % of the wait)``,
 so a steady queue is not re-patched on every refresh.
 
+A leaf's Queue ``status.forecast`` (``common.estimate.Forecast``: when a job submitted now, of any size,
+would start at the tail of its queue) comes from the same replay; it is written when its note or its
+openings' free quota change, or an opening's time moves by the same tolerance.
+
 Runtime history (the leaf's last ``HISTORY_SIZE`` admission-to-end times) lives in the Queue's
 ``status.runtimeHistory`` as ``{uid, seconds, end}`` rows, so a restarted controller keeps it: a finished
 RayJob (``status.endTime``, KubeRay v1.7 ``updateRayJobStatus`` sets it on a terminal deployment status)
@@ -27,20 +31,23 @@ from common.estimate import (
     HISTORY_SIZE,
     NS,
     Estimate,
+    Forecast,
+    Replay,
     Running,
     Runtime,
     Waiting,
-    estimate,
+    replay,
     runtime_of,
 )
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
+from common.preview import forecast_from_status, forecast_status
 from common.queueing import QueuePolicy
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_unit_name, rfc3339
 from extender.reconcile import UpdateQueueStatus, UpdateQueueUnitStatus
 
-__all__ = ["Snapshot", "compute", "history", "history_patches", "snapshot", "unit_patches"]
+__all__ = ["Snapshot", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
 
 MIN_MOVE_SECONDS: Final = 30.0
 MOVE_FRACTION: Final = 0.10
@@ -102,9 +109,9 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
     return Snapshot(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
 
 
-def compute(snap: Snapshot) -> dict[str, Estimate]:
-    """The estimate (may run in a worker thread: it touches nothing but the snapshot)."""
-    return estimate(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
+def compute(snap: Snapshot) -> Replay:
+    """The estimates and forecasts (may run in a worker thread: it touches nothing but the snapshot)."""
+    return replay(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
 
 
 def _moved(old: str | None, new: int | None, now_ns: int) -> bool:
@@ -141,6 +148,29 @@ def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -
             when = rfc3339(found.start_ns) if found.start_ns is not None else None
             patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
                                                  {"estimatedStartTime": when, "estimate": found.message}))
+    return patches
+
+
+def _forecast_moved(old: Forecast | None, new: Forecast, now_ns: int) -> bool:
+    if old is None or old.note != new.note or len(old.openings) != len(new.openings):
+        return True
+    for was, now in zip(old.openings, new.openings, strict=True):
+        if was.free != now.free or was.slots != now.slots:
+            return True
+        if _moved(rfc3339(was.at_ns), now.at_ns, now_ns):
+            return True
+    return False
+
+
+def forecast_patches(cache: Cache, forecasts: Mapping[str, Forecast], now_ns: int) -> list[UpdateQueueStatus]:
+    """Queue status patches for the leaves whose forecast is new or changed."""
+    patches = []
+    for leaf, found in sorted(forecasts.items()):
+        queue = cache.queue_for(leaf)
+        if queue is None:
+            continue
+        if _forecast_moved(forecast_from_status(leaf, queue.status), found, now_ns):
+            patches.append(UpdateQueueStatus(queue.name, {"forecast": forecast_status(found)}))
     return patches
 
 
