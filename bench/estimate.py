@@ -235,7 +235,7 @@ def play(jobs: Sequence[Job], checkpoints: dict[int, list[tuple[str, str]]] | No
                 forecasts = replay(cluster.ledger, running, waiting, t).forecasts
                 for j in arrivals[t]:
                     if j.uid in warned:
-                        asked.append((j.uid, "warning", forecasts[j.leaf].start(j.item.request, t), t))
+                        asked.append((j.uid, "warning", forecasts[j.leaf].start(j.item.request, t, priority=j.priority), t))
             for j in arrivals[t]:
                 cluster.queues.upsert(j.item)
             cluster.admit_passes(t)

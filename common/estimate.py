@@ -41,11 +41,12 @@ from common.admission import AdmissionPass, copy_ledger
 from common.clock import FakeClock
 from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem, QueuePolicy, Queues
-from common.resources import Resources
+from common.resources import EMPTY, Resources
 
 __all__ = [
     "HISTORY_SIZE",
     "MAX_OPENINGS",
+    "Band",
     "Estimate",
     "Forecast",
     "Opening",
@@ -64,7 +65,8 @@ __all__ = [
 HISTORY_SIZE: Final = 20
 NS: Final = 10**9
 DRAIN_SECONDS: Final = 5.0  # a reclaim victim's pods terminating (the kubelet's grace, roughly)
-MAX_OPENINGS: Final = 8  # openings kept per leaf in a Forecast
+MAX_OPENINGS: Final = 8  # openings kept per leaf and band in a Forecast
+MAX_BANDS: Final = 3  # priority bands above the tail, per leaf (the highest waiting priorities)
 RuntimeSource = Literal["declared", "deadline", "history", "unknown"]
 
 # --- Go durations ------------------------------------------------------------------------------------
@@ -217,9 +219,27 @@ class Opening:
     at_ns: int
     free: Resources
     slots: int | None = None
+    guaranteed: Resources = EMPTY  # what it could take within the leaf's min (absent: nothing)
 
     def fits(self, request: Mapping[str, int]) -> bool:
         return Resources().fits(request, self.free) and (self.slots is None or self.slots >= 1)
+
+    def fits_min(self, request: Mapping[str, int]) -> bool:
+        """Guaranteed: reclaim takes borrowed capacity back for it (the same rule as ``is_guaranteed``)."""
+        limit = {r: self.guaranteed.get(r, 0) for r in set(self.guaranteed) | set(request)}
+        return Resources().fits(request, limit) and (self.slots is None or self.slots >= 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """The openings for a job of priority above ``above`` (None: the tail, below every waiting job): it
+    passes, in every pass, the waiting jobs of lower priority, so what they were admitted to is its too."""
+
+    above: int | None
+    openings: tuple[Opening, ...]
+
+    def applies(self, priority: int) -> bool:
+        return self.above is None or priority > self.above
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,13 +255,24 @@ class Forecast:
     end."""
 
     leaf: str
-    openings: tuple[Opening, ...]
+    openings: tuple[Opening, ...]  # the tail's: behind every waiting job
     note: str
+    bands: tuple[Band, ...] = ()  # for higher priorities, highest first
 
-    def start(self, request: Mapping[str, int], now_ns: int) -> int | None:
-        for opening in self.openings:
-            if opening.fits(request):
+    def start(self, request: Mapping[str, int], now_ns: int, *, priority: int | None = None,
+              preemptible: bool = True) -> int | None:
+        """The first opening the request fits, or, within the leaf's min, that opening plus the drain of
+        what reclaim takes back for it (a job that is not preemptible may only use guaranteed capacity).
+        With a priority, the openings of the highest band it is above."""
+        openings = self.openings
+        if priority is not None:
+            openings = next((b.openings for b in self.bands if b.applies(priority)), openings)
+        for opening in openings:
+            if preemptible and opening.fits(request):
                 return max(now_ns, opening.at_ns)
+            if opening.fits_min(request):
+                drain = 0 if opening.fits(request) else round(DRAIN_SECONDS * NS)
+                return max(now_ns, opening.at_ns + drain)
         return None
 
 
@@ -251,10 +282,17 @@ class Replay:
     forecasts: dict[str, Forecast]
 
 
-def _dominated(free: Resources, slots: int | None, earlier: Sequence[Opening]) -> bool:
+def _covers(more: Resources, less: Resources) -> bool:
+    """``more`` fits every request ``less`` fits, read as limits (a resource absent is unbounded)."""
+    return set(more) <= set(less) and all(more[r] >= v for r, v in less.items() if r in more)
+
+
+def _dominated(new: Opening, earlier: Sequence[Opening]) -> bool:
     for o in earlier:
-        more_slots = o.slots is None or (slots is not None and o.slots >= slots)
-        if more_slots and all(r in o.free and o.free[r] >= v for r, v in free.items()) and set(o.free) <= set(free):
+        more_slots = o.slots is None or (new.slots is not None and o.slots >= new.slots)
+        more_min = set(new.guaranteed) <= set(o.guaranteed) and all(
+            o.guaranteed[r] >= v for r, v in new.guaranteed.items())
+        if more_slots and more_min and _covers(o.free, new.free):
             return True
     return False
 
@@ -316,7 +354,11 @@ def replay(
     for w in pending:
         outside_left[w.item.quota] = outside_left.get(w.item.quota, 0) + 1
     leaves = [leaf.full_name for leaf in sim_ledger.tree.leaves()] if forecast else []
-    openings: dict[str, list[Opening]] = {leaf: [] for leaf in leaves}
+    # Bands: a job above each of the highest waiting priorities passes the jobs below it.
+    levels = sorted({w.item.priority for w in pending}, reverse=True)[:MAX_BANDS]
+    bands: list[int | None] = [*levels, None]  # highest first; None is the tail
+    openings: dict[tuple[str, int | None], list[Opening]] = {(leaf, b): [] for leaf in leaves for b in bands}
+    admitted_at_t: list[Claim] = []
 
     def refill() -> None:
         while len(queues) < window:
@@ -326,22 +368,28 @@ def replay(
             outside_left[nxt.item.quota] -= 1
             queues.upsert(nxt.item)
 
-    def record(t: int) -> None:
+    def record(t: int, view: Ledger) -> None:
         """After the passes at ``t``: what is left for a job behind every waiting one. In a Block leaf only
         once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
         pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
         for leaf in leaves:
-            kept = openings[leaf]
-            if len(kept) >= MAX_OPENINGS or outside_left.get(leaf):
+            if outside_left.get(leaf):
                 continue
-            if queues.policy(leaf) == "Block" and (queues.active(leaf) or queues.backoff(leaf)):
-                continue
-            free, slots = sim_ledger.headroom(leaf)
-            if not _dominated(free, slots, kept):
-                kept.append(Opening(t, free, slots))
+            waiting_here = (*queues.active(leaf), *queues.backoff(leaf))
+            for band in bands:
+                kept = openings[leaf, band]
+                if len(kept) >= MAX_OPENINGS:
+                    continue
+                if queues.policy(leaf) == "Block" and any(band is None or w.priority > band for w in waiting_here):
+                    continue  # a job ahead of it in its own leaf still waits, and blocks it
+                passed = [c for c in admitted_at_t if band is not None and c.priority <= band]
+                free, slots = view.headroom(leaf, without=passed)
+                opening = Opening(t, free, slots, view.within_min(leaf, without=passed))
+                if not _dominated(opening, kept):
+                    kept.append(opening)
 
     def forecasts_done() -> bool:
-        return all(len(openings[leaf]) >= MAX_OPENINGS for leaf in leaves)
+        return all(len(kept) >= MAX_OPENINGS for kept in openings.values())
 
     holders: dict[str, Running] = {}  # uid -> running (real or simulated) with its runtime
     ends: list[tuple[int, str]] = []  # (end_ns, uid), lazily cleaned: valid while end_of[uid] matches
@@ -405,6 +453,7 @@ def replay(
             for claim, _ in decide.admitted:
                 if claim.uid in bounced:
                     continue
+                admitted_at_t.append(claim)
                 sim_ledger.add(claim)
                 admitted = info[claim.uid]
                 started.setdefault(claim.uid, t)
@@ -419,7 +468,8 @@ def replay(
             refill()
             if len(decide.admitted) + len(decide.victims) == 2 * len(bounced):
                 break  # nothing changed
-        record(t)
+        record(t, decide.view)  # the last pass's view: what is admitted, and reserved for reclaim claimants
+        admitted_at_t.clear()
         if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
             break
         # The next release(s).
@@ -452,8 +502,9 @@ def replay(
         out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
                              window, now_ns)
     exhausted = not any(end_of.get(uid) == end for end, uid in ends)
-    forecasts = {leaf: Forecast(leaf, tuple(openings[leaf]),
-                                _forecast_note(sim_ledger, leaf, openings[leaf], unknown, exhausted, max_releases))
+    forecasts = {leaf: Forecast(leaf, tuple(openings[leaf, None]),
+                                _forecast_note(sim_ledger, leaf, openings[leaf, None], unknown, exhausted, max_releases),
+                                tuple(Band(b, tuple(openings[leaf, b])) for b in levels))
                  for leaf in leaves}
     return Replay(out, forecasts)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.estimate import Forecast, Opening, in_about
+from common.estimate import Band, Forecast, Opening, in_about
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
@@ -68,35 +68,61 @@ def usage_from_status(status: Mapping[str, object] | None) -> dict[str, Resource
     return out
 
 
-def forecast_status(forecast: Forecast) -> dict[str, object]:
-    """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?}], note}``, times in RFC 3339 (whole
-    seconds, rounded up: an opening is never told earlier than replayed)."""
+def _opening_rows(openings: Sequence[Opening]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for o in forecast.openings:
+    for o in openings:  # whole seconds, rounded up: an opening is never told earlier than replayed
         row: dict[str, object] = {"at": format_rfc3339(-(-o.at_ns // 10**9) * 10**9), "free": o.free.to_api()}
         if o.slots is not None:
             row["slots"] = o.slots
+        if o.guaranteed:
+            row["guaranteed"] = o.guaranteed.to_api()
         rows.append(row)
-    return {"openings": rows, "note": forecast.note}
+    return rows
 
 
-def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
-    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
-    found = (status or {}).get("forecast")
-    if not isinstance(found, Mapping) or not isinstance(found.get("openings"), list):
+def forecast_status(forecast: Forecast) -> dict[str, object]:
+    """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?, guaranteed?}], note, bands:
+    [{abovePriority, openings}]}``, times in RFC 3339."""
+    out: dict[str, object] = {"openings": _opening_rows(forecast.openings), "note": forecast.note}
+    if forecast.bands:
+        out["bands"] = [{"abovePriority": b.above, "openings": _opening_rows(b.openings)} for b in forecast.bands]
+    return out
+
+
+def _openings(rows: object) -> tuple[Opening, ...] | None:
+    if not isinstance(rows, list):
         return None
-    openings = []
-    for row in found["openings"]:
+    out = []
+    for row in rows:
         if not isinstance(row, Mapping) or not isinstance(row.get("at"), str):
             return None
         slots = row.get("slots")
         try:
             free = Resources.parse(row.get("free") if isinstance(row.get("free"), Mapping) else {})
+            within = Resources.parse(row.get("guaranteed") if isinstance(row.get("guaranteed"), Mapping) else {})
             at = parse_go(str(row["at"]))
         except (ValueError, GoTimeError):
             return None
-        openings.append(Opening(at, free, slots if isinstance(slots, int) and not isinstance(slots, bool) else None))
-    return Forecast(leaf, tuple(openings), str(found.get("note") or ""))
+        out.append(Opening(at, free, slots if isinstance(slots, int) and not isinstance(slots, bool) else None, within))
+    return tuple(out)
+
+
+def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
+    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
+    found = (status or {}).get("forecast")
+    if not isinstance(found, Mapping):
+        return None
+    tail = _openings(found.get("openings"))
+    if tail is None:
+        return None
+    bands = []
+    for row in found.get("bands") or []:
+        above = row.get("abovePriority") if isinstance(row, Mapping) else None
+        openings = _openings(row.get("openings")) if isinstance(row, Mapping) else None
+        if not isinstance(above, int) or isinstance(above, bool) or openings is None:
+            return None
+        bands.append(Band(above, openings))
+    return Forecast(leaf, tail, str(found.get("note") or ""), tuple(bands))
 
 
 def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
@@ -133,21 +159,19 @@ def preview(
                   preemptible=preemptible)
     decision = ledger.check(claim)
     ahead = tuple(w for w in waiting if w.priority >= priority)
-    behind = len(waiting) - len(ahead)
     start: int | None
     if decision and not ahead:
         start, note = now_ns, "it fits now"
     elif forecast is not None:
-        start = forecast.start(request, now_ns)
+        start = forecast.start(request, now_ns, priority=priority, preemptible=preemptible)
         if start is None:
             note = forecast.note
         else:
-            queued = f"behind the {len(waiting)} job{'s' if len(waiting) != 1 else ''} waiting in {leaf.full_name}, "
-            note = "replayed " + (queued if waiting else "") + "as running jobs end at their expected times"
-            if behind:
-                note += f"; it may start sooner, being ahead of {behind} of them by priority"
-            if ledger.is_guaranteed(claim):
-                note += "; sooner if reclaim frees borrowed capacity for it (it is within its leaf's min)"
+            band = next((b for b in forecast.bands if b.applies(priority)), None)
+            before = [w for w in waiting if band is None or w.priority > (band.above or 0)]
+            queued = f"behind the {len(before)} job{'s' if len(before) != 1 else ''} waiting in {leaf.full_name}"
+            note = "replayed " + (queued + " it does not pass, " if before else "") + \
+                "as running jobs end at their expected times"
     elif ahead and ahead[-1].eta_ns is not None:
         last = ahead[-1]
         start = max(now_ns, last.eta_ns or now_ns)

@@ -22,7 +22,7 @@ with a dequeue stamp is added once, when it ended after the newest row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ from common.estimate import (
     NS,
     Estimate,
     Forecast,
+    Opening,
     Replay,
     Running,
     Runtime,
@@ -151,15 +152,23 @@ def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -
     return patches
 
 
-def _forecast_moved(old: Forecast | None, new: Forecast, now_ns: int) -> bool:
-    if old is None or old.note != new.note or len(old.openings) != len(new.openings):
+def _openings_moved(old: Sequence[Opening], new: Sequence[Opening], now_ns: int) -> bool:
+    if len(old) != len(new):
         return True
-    for was, now in zip(old.openings, new.openings, strict=True):
-        if was.free != now.free or was.slots != now.slots:
+    for was, now in zip(old, new, strict=True):
+        if was.free != now.free or was.slots != now.slots or was.guaranteed != now.guaranteed:
             return True
         if _moved(rfc3339(was.at_ns), now.at_ns, now_ns):
             return True
     return False
+
+
+def _forecast_moved(old: Forecast | None, new: Forecast, now_ns: int) -> bool:
+    if old is None or old.note != new.note or _openings_moved(old.openings, new.openings, now_ns):
+        return True
+    if [b.above for b in old.bands] != [b.above for b in new.bands]:
+        return True
+    return any(_openings_moved(a.openings, b.openings, now_ns) for a, b in zip(old.bands, new.bands, strict=True))
 
 
 def forecast_patches(cache: Cache, forecasts: Mapping[str, Forecast], now_ns: int) -> list[UpdateQueueStatus]:

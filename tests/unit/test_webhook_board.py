@@ -66,22 +66,26 @@ def test_the_warning_says_position_free_quota_and_the_estimate_of_the_job_ahead(
 
 FORECAST = {"openings": [{"at": "2025-01-10T01:36:24Z", "free": {"cpu": "1500m", "memory": "500Mi"}},
                          {"at": "2025-01-10T01:50:24Z", "free": {"cpu": "14", "memory": "28Gi"}}],
-            "note": "never, as things stand: it does not fit even when every running job ends"}
+            "note": "never, as things stand: it does not fit even when every running job ends",
+            "bands": [{"abovePriority": 0, "openings": [{"at": "2025-01-10T01:40:24Z",
+                                                         "free": {"cpu": "14", "memory": "28Gi"}}]}]}
 
 
 def test_with_the_queues_forecast_the_warning_tells_the_replayed_start() -> None:
-    """The controller's forecast for video: 1500m free now, all of it at 01:50:24 (NOW is 01:36:24). The
-    seed job (12500m) starts then, in ~14m; it says so with the time and what the replay assumed."""
+    """The controller's forecast for video: at the tail, 1500m free now, all of it at 01:50:24 (NOW is
+    01:36:24): the seed job (12500m) starts then, in ~14m, and says so with the time and what the replay
+    assumed. Of priority 5 it passes both waiting jobs (priority 0): the band above 0 has room at 01:40:24."""
     b, snap = board("12500m", [("a", 0, "2025-01-10T01:40:24Z"), ("b", 0, "2025-01-10T01:46:24Z")],
                     forecast=FORECAST)
     text = b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new")  # type: ignore[union-attr]
     assert text is not None and "at position 3" in text
     assert text.endswith("; estimated start in ~14m0s, at 2025-01-10T01:50:24Z (replayed behind the 2 jobs waiting "
-                         "in root/algorithm/video, as running jobs end at their expected times)")
+                         "in root/algorithm/video it does not pass, as running jobs end at their expected times)")
     urgent = dataclasses.replace(seed_job(), priority=5)
     text = b.warning(snap.tree.node(VIDEO), urgent, snap, "video/new")  # type: ignore[union-attr]
-    assert text is not None and "at position 1" in text and "~14m0s" in text
-    assert text.endswith("; it may start sooner, being ahead of 2 of them by priority)")
+    assert text is not None and "at position 1" in text
+    assert text.endswith("; estimated start in ~4m0s, at 2025-01-10T01:40:24Z (replayed as running jobs end at "
+                         "their expected times)")
 
 
 def test_a_job_no_opening_fits_is_told_why() -> None:
