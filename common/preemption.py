@@ -6,7 +6,7 @@ to do with a noticed victim now (docs/preemption.md).
   default is 0, which is today's behaviour: a victim is suspended at once. The victim's own leaf decides
   (its owner chose how gently its jobs are treated), not the claimant's.
 * **Notice.** A victim with grace > 0 gets the annotation ``rayqueue.io/preemption-notice`` on its RayJob and
-  on every pod of it: a JSON object ``{"deadline", "claimant", "claimantUID", "grace", "reason"}`` with
+  on every pod of it: a JSON object ``{"deadline", "job", "claimant", "claimantUID", "grace", "reason"}`` with
   the deadline in RFC 3339 (UTC, whole seconds, rounded *up*, so the job never gets less than its grace).
   The deadline lives only there: a restarted controller reads it back and neither suspends early nor
   forgets.
@@ -102,6 +102,7 @@ class Notice:
     """What a reclaim victim is told: when it is suspended, for whom, why."""
 
     deadline_ns: int  # whole seconds
+    job: str  # the victim RayJob, "namespace/name": what the job's acknowledgement patches
     claimant: str  # "namespace/name"
     claimant_uid: str
     grace: str  # the grace it was given, for people ("20s")
@@ -111,7 +112,7 @@ class Notice:
         """The annotation value: compact JSON, keys sorted (one stable text for one notice)."""
         return json.dumps(
             {"claimant": self.claimant, "claimantUID": self.claimant_uid, "deadline": self.deadline,
-             "grace": self.grace, "reason": self.reason},
+             "grace": self.grace, "job": self.job, "reason": self.reason},
             sort_keys=True, separators=(",", ":"),
         )
 
@@ -127,18 +128,19 @@ class Notice:
             raise NoticeError(f"{keys.PREEMPTION_NOTICE} is not JSON: {text[:200]!r}") from None
         if not isinstance(obj, Mapping):
             raise NoticeError(f"{keys.PREEMPTION_NOTICE} is not a JSON object: {text[:200]!r}")
-        fields = {k: obj.get(k) for k in ("deadline", "claimant", "claimantUID", "grace", "reason")}
+        fields = {k: obj.get(k) for k in ("deadline", "job", "claimant", "claimantUID", "grace", "reason")}
         missing = sorted(k for k, v in fields.items() if not isinstance(v, str))
         if missing:
             raise NoticeError(f"{keys.PREEMPTION_NOTICE} lacks string fields {', '.join(missing)}: {text[:200]!r}")
-        return cls(_parse_rfc3339(str(fields["deadline"])), str(fields["claimant"]), str(fields["claimantUID"]),
-                   str(fields["grace"]), str(fields["reason"]))
+        return cls(_parse_rfc3339(str(fields["deadline"])), str(fields["job"]), str(fields["claimant"]),
+                   str(fields["claimantUID"]), str(fields["grace"]), str(fields["reason"]))
 
 
-def issue(now_ns: int, grace: int, claimant: str, claimant_uid: str, reason: str) -> Notice:
-    """The notice given at ``now_ns`` with ``grace`` ns: the deadline rounded up to a whole second."""
+def issue(now_ns: int, grace: int, job: str, claimant: str, claimant_uid: str, reason: str) -> Notice:
+    """The notice given to RayJob ``job`` at ``now_ns`` with ``grace`` ns: the deadline rounded up to a whole
+    second."""
     deadline = -(-(now_ns + grace) // NS) * NS  # integer ceiling: a float loses nanoseconds at 1.7e18
-    return Notice(deadline, claimant, claimant_uid, format_duration(grace / NS), reason)
+    return Notice(deadline, job, claimant, claimant_uid, format_duration(grace / NS), reason)
 
 
 def step(notice: Notice | None, now_ns: int, *, acknowledged: bool, claimant_waiting: bool) -> Step:

@@ -442,7 +442,7 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
         if grace > 0:
             why = (f"reclaim for {claimant.key}, guaranteed in {claimant.quota}; {victim.quota} borrows above "
                    f"its min (priority {victim.priority})")
-            notice = issue(now_ns, grace, claimant.key, claimant.uid, why)
+            notice = issue(now_ns, grace, victim.key, claimant.key, claimant.uid, why)
             actions.append(Notify(JobRef.of(victim_job), notice.text(), JobRef.of(claimant_job)))
             message = (f"preemption notice: suspended at {notice.deadline} (grace {notice.grace}, from "
                        f"{victim.quota}) to {why}; set annotation {keys.CHECKPOINTED} on this RayJob once "

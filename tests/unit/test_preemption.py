@@ -90,7 +90,7 @@ _graces = st.integers(min_value=1, max_value=MAX_GRACE_SECONDS * NS)
 
 @given(now=_instants, grace=_graces, reason=st.text(max_size=80))
 def test_a_notice_reads_back_as_written_and_never_gives_less_than_the_grace(now: int, grace: int, reason: str) -> None:
-    notice = issue(now, grace, "text/train", "uid-train", reason)
+    notice = issue(now, grace, "intern/big", "text/train", "uid-train", reason)
     assert Notice.parse(notice.text()) == notice
     assert now + grace <= notice.deadline_ns < now + grace + NS
     assert notice.deadline_ns % NS == 0
@@ -105,7 +105,7 @@ def test_the_decision_depends_only_on_the_annotation_and_the_clock(
     """What a restarted controller decides: it knows only the annotation (the text) and the time. It never
     suspends before the deadline unless the job acknowledged, and at or after it always does, unless the
     claimant went (then the notice is withdrawn)."""
-    text = issue(now, grace, "text/train", "uid-train", "reclaim").text()
+    text = issue(now, grace, "intern/big", "text/train", "uid-train", "reclaim").text()
     at = now + later
     first = step(Notice.parse(text), at, acknowledged=acknowledged, claimant_waiting=waiting)
     restarted = step(Notice.parse(copy.copy(text)), at, acknowledged=acknowledged, claimant_waiting=waiting)
@@ -164,8 +164,8 @@ def test_a_victim_with_grace_gets_a_notice_not_a_suspension_and_its_claimant_say
     assert (notify.job.name, notify.claimant.name) == ("big", "train")
     notice = notice_of(loop, intern)
     deadline = "2025-01-10T01:37:44Z"  # NOW (01:37:24) + 20 s
-    assert (notice.deadline, notice.claimant, notice.claimant_uid, notice.grace) == (
-        deadline, "algorithm-text/train", text, "20s")
+    assert (notice.deadline, notice.job, notice.claimant, notice.claimant_uid, notice.grace) == (
+        deadline, "intern/big", "algorithm-text/train", text, "20s")
     assert "reclaim for algorithm-text/train, guaranteed in root/algorithm/text" in notice.reason
     (event,) = [e for e in plan.of(Event) if e.reason == keys.EVENT_PREEMPTION_NOTICE]
     assert (event.job.name, event.type) == ("big", "Warning")
@@ -295,7 +295,7 @@ def test_without_grace_the_victim_is_suspended_at_once_as_before() -> None:
 
 # --- the webhook --------------------------------------------------------------------------------------------
 
-NOTICE = issue(T0, GRACE * NS, "algorithm-text/train", "uid-train", "reclaim").text()
+NOTICE = issue(T0, GRACE * NS, "video/rayjob-video-h4x2q", "algorithm-text/train", "uid-train", "reclaim").text()
 
 
 @pytest.mark.parametrize(
