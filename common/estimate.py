@@ -122,6 +122,9 @@ class Running:
     started_ns: int
     runtime: Runtime
     enqueue_ns: int = 0
+    # A reclaim victim already chosen (under a preemption notice): it holds its claim for its runtime, then its
+    # claim drains like a simulated victim's; no simulated reclaim picks it again.
+    releasing: bool = False
 
     def end_ns(self, now_ns: int) -> int | None:
         if self.runtime.seconds is None:
@@ -218,6 +221,8 @@ def estimate(
             continue
         holders[r.claim.uid] = r
         source.preemptible_of[r.claim.uid] = r.claim.preemptible
+        if r.releasing:
+            source.draining.add(r.claim.uid)
         end = r.end_ns(now_ns)
         if end is None:
             unknown[r.claim.uid] = r

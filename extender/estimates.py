@@ -90,7 +90,7 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
             end, deadline = notice
             left = max(0, end - now_ns) / NS + DRAIN_SECONDS
             running.append(Running(claim, now_ns, Runtime(left, "declared", f"preemption notice until {deadline}"),
-                                   job.enqueue_ns or 0))
+                                   job.enqueue_ns or 0, releasing=True))
             continue
         if cache.releasing(claim.uid):
             drain = Runtime(DRAIN_SECONDS, "declared", "releasing its quota")

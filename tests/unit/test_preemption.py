@@ -21,7 +21,7 @@ from common.queueing import QueueItem
 from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
 from extender.cache import Cache, JobState
-from extender.estimates import snapshot
+from extender.estimates import compute, snapshot
 from extender.reconcile import AnnotatePod, Event, Notify, Suspend, WithdrawNotice
 from tests.unit.builders import make_quota, make_tree
 from tests.unit.test_reconcile import INTERN, NOW, T0, Loop, dequeued, job, video_copy
@@ -384,4 +384,6 @@ def test_the_estimate_of_a_claimant_counts_the_deadline_of_a_notice_already_give
     (held,) = [r for r in snap.running if r.claim.uid == intern]
     assert held.runtime.detail == f"preemption notice until {notice_of(loop, intern).deadline}"
     assert held.end_ns(NOW + 5 * NS) == deadline + round(DRAIN_SECONDS * NS)
-    assert text in {w.item.uid for w in snap.waiting}
+    found = compute(snap)[text]
+    assert found.start_ns == deadline + round(DRAIN_SECONDS * NS), "not a second reclaim with a fresh grace"
+    assert found.message.startswith("once reclaimed quota drains (waiting for reclaim of intern/big")
