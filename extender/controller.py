@@ -143,14 +143,7 @@ class Controller:
             await self.refresh_estimates()
             if self.wake.is_set():
                 continue
-            timeout = self.resync_seconds
-            if self._estimate_due is not None:  # a refresh was held back by the throttle
-                timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
-            retry = self.cache.queues.next_retry()
-            if retry is not None:
-                timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
-            if self._wake_ns is not None:  # a preemption notice expires: suspend its victim on time
-                timeout = min(timeout, max(0.05, (self._wake_ns - from_datetime(self.clock.now())) / 1e9))
+            timeout = self.wait_seconds()
             waiter = asyncio.ensure_future(self.wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             try:
@@ -159,6 +152,19 @@ class Controller:
                 for task in (waiter, stopper):
                     task.cancel()
                 await asyncio.gather(waiter, stopper, return_exceptions=True)
+
+    def wait_seconds(self) -> float:
+        """How long the loop may sleep without an event: the resync, or less for an estimate the throttle held
+        back, a backoff that ends, or the deadline of a preemption notice (its victim is suspended on time)."""
+        timeout = self.resync_seconds
+        if self._estimate_due is not None:
+            timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
+        retry = self.cache.queues.next_retry()
+        if retry is not None:
+            timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+        if self._wake_ns is not None:
+            timeout = min(timeout, max(0.05, (self._wake_ns - from_datetime(self.clock.now())) / 1e9))
+        return timeout
 
     def plan(self) -> Plan:
         """One decision on one snapshot (no await between reading the cache and choosing)."""

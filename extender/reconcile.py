@@ -431,7 +431,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
 
     # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
     pass_start = len(actions)
-    decide = AdmissionPass(_CacheSource(cache), ledger, now_ns)
+    claimants = [item for uid in sorted(notices) if (item := cache.queue_item(uid)) is not None]
+    decide = AdmissionPass(_CacheSource(cache), ledger, now_ns, reserved=claimants)
     yield
     yield from cache.queues.schedule_steps(decide, ledger.generation, SLICE)
     for victim, claimant in decide.victims:

@@ -4,6 +4,7 @@ test_reconcile), then the webhook's guards and the estimate."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -11,19 +12,24 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from common import keys
 from common.clock import FakeClock
 from common.estimate import DRAIN_SECONDS, Running, Runtime, Waiting, estimate
+from common.gotime import to_datetime
 from common.ledger import Claim, Ledger
 from common.preemption import MAX_GRACE_SECONDS, Notice, NoticeError, grace_ns, issue, step
 from common.queueing import QueueItem
 from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
 from extender.cache import Cache, JobState
+from extender.controller import Controller
 from extender.estimates import compute, snapshot
-from extender.reconcile import AnnotatePod, Event, Notify, Suspend, WithdrawNotice
+from extender.reconcile import AnnotatePod, Event, Notify, Requeue, Suspend, WithdrawNotice
+from kubeio.events import EventRecorder
 from tests.unit.builders import make_quota, make_tree
+from tests.unit.test_controller import RecordingClient
 from tests.unit.test_reconcile import INTERN, NOW, T0, Loop, dequeued, job, video_copy
 from tests.unit.test_webhook_policy import ALICE, CONTROLLER, pod, pod_review, queued, review, validate
 
@@ -387,3 +393,88 @@ def test_the_estimate_of_a_claimant_counts_the_deadline_of_a_notice_already_give
     found = compute(snap)[text]
     assert found.start_ns == deadline + round(DRAIN_SECONDS * NS), "not a second reclaim with a fresh grace"
     assert found.message.startswith("once reclaimed quota drains (waiting for reclaim of intern/big")
+
+
+def test_the_controller_sleeps_no_longer_than_until_the_next_deadline() -> None:
+    """No event comes at a deadline: the loop itself must wake then to suspend the victim on time (half a
+    second before it, nothing else is due sooner: the claimant's backoff ends later)."""
+    loop, intern, _, _ = borrowing()
+    loop.run()
+    deadline = notice_of(loop, intern).deadline_ns
+    clock = FakeClock(to_datetime(deadline - NS // 2))
+    client = RecordingClient(lost="")
+    controller = Controller(loop.cache, client, EventRecorder(client, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
+                            CollectorRegistry(), resync_seconds=30.0)
+    assert asyncio.run(controller.plan_sliced()).wake_ns == deadline
+    assert controller.wait_seconds() == pytest.approx(0.5)
+    clock.advance(0.5)
+    plan = asyncio.run(controller.plan_sliced())
+    assert [s.job.name for s in plan.of(Suspend)] == ["big"]
+
+
+def test_nobody_takes_the_capacity_a_claimant_waits_for_during_the_grace() -> None:
+    """intern (max raised to 80 here) borrows with two 20-CPU jobs; text's guaranteed 32-CPU job needs one of
+    them gone (a). While a's notice runs the claimant sits in backoff, and a higher-priority borrowing job
+    that fits the free 27.5 CPU arrives: admitting it would leave no room for the claimant once a is gone
+    (a second reclaim). The claimant's request is held from the start of every pass, so it stays out."""
+    loop = Loop(Cache(FakeClock()))
+    intern_node = next(c for c in loop.tree["spec"]["root"]["children"][0]["children"] if c["name"] == "intern")
+    intern_node["max"]["cpu"] = 80
+    with_grace(loop, "20s")
+    video = loop.submit(video_copy("rayjob-video-aaaaa", at=0))
+    b = loop.submit(job("b", "intern", cpu="20", at=1).obj())
+    a = loop.submit(job("a", "intern", cpu="20", at=2).obj())
+    assert sorted(dequeued(loop.run())) == ["a", "b", "rayjob-video-aaaaa"]
+    for uid in (video, a, b):
+        loop.deliver(uid)
+    pods = loop.pods(a, "20")
+    loop.pods(b, "20")
+    text = loop.submit(job("train", "algorithm-text", cpu="32", at=10).obj())
+    plan = loop.run()
+    assert [n.job.name for n in plan.of(Notify)] == ["a"]
+    assert loop.cache.queues.in_backoff(text)
+    eager = loop.submit(job("eager", "intern", cpu="20", at=20, priority=10).obj())
+    deadline = notice_of(loop, a).deadline_ns
+    for t in (NOW + NS, NOW + 2 * NS, deadline - NS):
+        assert dequeued(loop.run(t)) == [], f"at {t}"
+    assert loop.cache.state(eager) is JobState.WAITING
+    assert [s.job.name for s in loop.run(deadline).of(Suspend)] == ["a"]
+    loop.deliver(a)
+    for p in pods:
+        loop.cache.on_pod("DELETED", p)
+    assert dequeued(loop.run(deadline + NS)) == ["train"]
+
+
+def test_a_second_claimant_during_the_grace_waits_for_the_same_notice() -> None:
+    """Another guaranteed job, in the claimant's leaf, arrives during the grace and does not fit beside the
+    claimant's reservation: the noticed victim is already releasing, so there is no second notice and no other
+    victim; the notice's claimant is admitted once the victim is gone. (The second one is not the notice's: it is
+    held only in the passes that try it, as with any reclaim; here the requeued victim, earlier in queue order,
+    fits beside the first claimant and goes first.)"""
+    loop, intern, pods, text = borrowing()
+    loop.run()
+    given = loop.jobs[intern]["metadata"]["annotations"][keys.PREEMPTION_NOTICE]
+    loop.update_job(text, lambda o: o["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+        "containers"][0]["resources"].update({"requests": {"cpu": "27", "memory": "1Gi"}}))
+    second = loop.submit(job("small", "algorithm-text", cpu="5", at=30).obj())  # 27 + 5 <= text's min 32
+    plan = loop.run(NOW + NS)
+    assert plan.of(Notify) == () and plan.of(Suspend) == () and dequeued(plan) == []
+    assert loop.unit("small", "algorithm-text")["status"]["message"].startswith("waiting for reclaim of intern/big")
+    deadline = notice_of(loop, intern).deadline_ns
+    assert loop.jobs[intern]["metadata"]["annotations"][keys.PREEMPTION_NOTICE] == given
+    assert [s.job.name for s in loop.run(deadline).of(Suspend)] == ["big"]
+    loop.deliver(intern)
+    for p in pods:
+        loop.cache.on_pod("DELETED", p)
+    assert "train" in dequeued(loop.run(deadline + NS))
+    assert loop.cache.state(second) is JobState.WAITING, "held only while tried in queue order (docs/preemption.md)"
+
+
+def test_a_noticed_job_someone_else_suspends_is_requeued_without_its_notice() -> None:
+    loop, intern, _, _ = borrowing()
+    loop.run()
+    loop.update_job(intern, lambda o: o["spec"].update(suspend=True))
+    plan = loop.run(NOW + NS)
+    (requeue,) = [a for a in plan.of(Requeue) if a.job.name == "big"]
+    assert requeue.clear_notice and requeue.patch() == {"metadata": {"annotations": {
+        keys.DEQUEUE_TIMESTAMP: None, keys.PREEMPTION_NOTICE: None, keys.CHECKPOINTED: None}}}
