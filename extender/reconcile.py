@@ -20,6 +20,17 @@ victims drain, and a restarted controller, which remembers nothing, decides the 
 claimant's request is reserved in both scratch ledgers for the rest of the pass, so later candidates
 cannot take the capacity it waits for.
 
+Cooperative preemption (docs/preemption.md, pure rules in ``common.preemption``). A victim whose leaf has a
+``rayqueue.io/preemption-grace`` gets a ``Notify`` (the notice annotation with its deadline) and a
+``PreemptionNotice`` event instead of a Suspend; from then on it is *releasing* (``Cache.releasing``), so
+its claimant waits for it as above. Every pass then handles each admitted job with a notice before the
+admission pass: it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
+no longer waits (``WithdrawNotice``), or suspends it (``Suspend(clear_notice=True)``) once it acknowledged
+(``rayqueue.io/checkpointed``) or its deadline passed; the claimants of live notices are reserved from the
+start of the admission pass (``AdmissionPass(reserved=...)``), and ``Plan.wake_ns`` is the next deadline,
+when the loop reconciles again without waiting for an event. The deadline lives only in the annotation: a
+restarted controller decides the same.
+
 The loop executes the actions in order (see each action's docstring) and feeds what the API returns
 (created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
 watch: a second reconcile on the same state then plans nothing new.
