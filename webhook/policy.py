@@ -530,7 +530,9 @@ def _guard_preemption(req: Request, kind: str) -> Verdict | None:
     """Cooperative preemption (docs/preemption.md, docs/security.md): only the queue controller writes a
     preemption notice (rule preemption-notice: on the object, and for a RayJob in its pod templates, from
     which KubeRay would copy it onto pods); a tenant may set the acknowledgement only on a RayJob that has a
-    notice (rule checkpoint-ack), and may remove it."""
+    notice (rule checkpoint-ack), and may remove it. KubeRay builds each Ray pod from its group's template,
+    annotations included (common/pod.go DefaultHeadPodTemplate, DefaultWorkerPodTemplate@v1.7.0 start from
+    `headSpec.Template` / `workerSpec.Template`), hence the template check."""
     name = req.display_name
     old_ann = _annotations(req.old) if req.operation == "UPDATE" else {}
     new_ann = _annotations(req.obj)
