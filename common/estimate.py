@@ -16,7 +16,9 @@ it waits for: the estimator never invents a number.
 
 Assumptions, stated in every message: declared runtimes hold, nothing else arrives or changes, and a
 finished job's claim is free at once. A reclaim victim is requeued at once and its claim drains for
-``DRAIN_SECONDS`` (its pods terminating), as the controller sees it; it restarts from scratch.
+``DRAIN_SECONDS`` (its pods terminating), as the controller sees it; it restarts from scratch. A victim
+of a leaf with a preemption grace (common/preemption.py) holds its claim for that grace first, and one
+already under notice (the snapshot's releasing job) until its deadline.
 
 Cost: one pass per group of releases (those within 1 % of the elapsed simulated time, at least 1 s,
 are taken together at the last of them: the error this adds is within 1 % of the wait), each trying at
@@ -30,7 +32,6 @@ horizon". Both bounds are named in the messages they affect.
 from __future__ import annotations
 
 import heapq
-import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ from typing import Final, Literal
 from common import keys
 from common.admission import AdmissionPass, copy_ledger
 from common.clock import FakeClock
+from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
+from common.preemption import grace_ns
 from common.queueing import QueueItem, QueuePolicy, Queues
 from common.resources import EMPTY, Resources
 
@@ -68,43 +71,6 @@ DRAIN_SECONDS: Final = 5.0  # a reclaim victim's pods terminating (the kubelet's
 MAX_OPENINGS: Final = 8  # openings kept per leaf and band in a Forecast
 MAX_BANDS: Final = 3  # priority bands above the tail, per leaf (the highest waiting priorities)
 RuntimeSource = Literal["declared", "deadline", "history", "unknown"]
-
-# --- Go durations ------------------------------------------------------------------------------------
-
-_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration (``time.ParseDuration``: "1h30m", "90s", "1.5h", "300ms"); ValueError if not one."""
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
-    if s == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
-    return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """Whole seconds the Go way: ``3m12s``, ``1h0m5s``, ``45s``, ``0s``."""
-    total = max(0, round(seconds))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
-
 
 # --- runtimes --------------------------------------------------------------------------------------
 
@@ -165,6 +131,9 @@ class Running:
     started_ns: int
     runtime: Runtime
     enqueue_ns: int = 0
+    # A reclaim victim already chosen (under a preemption notice): it holds its claim for its runtime, then its
+    # claim drains like a simulated victim's; no simulated reclaim picks it again.
+    releasing: bool = False
 
     def end_ns(self, now_ns: int) -> int | None:
         if self.runtime.seconds is None:
@@ -400,6 +369,8 @@ def replay(
             continue
         holders[r.claim.uid] = r
         source.preemptible_of[r.claim.uid] = r.claim.preemptible
+        if r.releasing:
+            source.draining.add(r.claim.uid)
         end = r.end_ns(now_ns)
         if end is None:
             unknown[r.claim.uid] = r
@@ -441,7 +412,8 @@ def replay(
                 held = holders.pop(victim.uid, None)
                 unknown.pop(victim.uid, None)
                 source.draining.add(victim.uid)
-                end_of[victim.uid] = t + round(DRAIN_SECONDS * NS)
+                # with a preemption grace, the victim runs on until its notice expires, then drains
+                end_of[victim.uid] = t + grace_ns(sim_ledger.tree, victim.quota) + round(DRAIN_SECONDS * NS)
                 heapq.heappush(ends, (end_of[victim.uid], victim.uid))
                 namespace, _, name = victim.key.partition("/")
                 item = QueueItem(uid=victim.uid, namespace=namespace, name=name, quota=victim.quota,

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from common import keys
 from common.estimate import (
     DRAIN_SECONDS,
     HISTORY_SIZE,
@@ -42,6 +43,7 @@ from common.estimate import (
 )
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
+from common.preemption import Notice, NoticeError
 from common.preview import forecast_from_status, forecast_status
 from common.queueing import QueuePolicy
 from extender.cache import Cache, JobState
@@ -91,6 +93,13 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
         job = cache.job(claim.uid) if claim.kind == "job" else None
         if job is None:
             continue  # a pod outside the queue: it holds its claim for as long as the replay lasts
+        notice = _notice_end(job.annotations) if cache.state(claim.uid) is JobState.ADMITTED else None
+        if notice is not None:  # a reclaim victim under notice runs on until its deadline, then drains
+            end, deadline = notice
+            left = max(0, end - now_ns) / NS + DRAIN_SECONDS
+            running.append(Running(claim, now_ns, Runtime(left, "declared", f"preemption notice until {deadline}"),
+                                   job.enqueue_ns or 0, releasing=True))
+            continue
         if cache.releasing(claim.uid):
             drain = Runtime(DRAIN_SECONDS, "declared", "releasing its quota")
             running.append(Running(claim, now_ns, drain, job.enqueue_ns or 0))
@@ -108,6 +117,18 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
             waiting.append(Waiting(item, runtime, job.preemptible))
     policies = {leaf.full_name: queues.policy(leaf.full_name) for leaf in tree.leaves()}
     return Snapshot(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
+
+
+def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
+    """(deadline ns, RFC 3339) of a preemption notice; an unreadable one is due now (the controller suspends it)."""
+    text = annotations.get(keys.PREEMPTION_NOTICE)
+    if text is None:
+        return None
+    try:
+        notice = Notice.parse(text)
+    except NoticeError:
+        return 0, "now"
+    return notice.deadline_ns, notice.deadline
 
 
 def compute(snap: Snapshot) -> Replay:
