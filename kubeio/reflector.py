@@ -1,4 +1,10 @@
-"""List+watch of one resource into a store of raw objects keyed by UID, re-listing when the watch expires."""
+"""List+watch of one resource into a store keyed by UID, re-listing when the watch expires.
+
+What the store keeps of each object is the caller's choice (``keep``): the whole object (``whole``, the default),
+or only its identity (``tombstone``) when the handler keeps its own record of what it needs. The store exists for
+one thing: a re-list must replay DELETED for what vanished while no watch was open, and ADDED vs MODIFIED for the
+rest; a handler that reads only ``metadata.namespace/name/uid`` of a DELETED object needs no more than a tombstone.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,16 @@ from typing import Any
 
 from kubeio.client import ApiError, KubeClient
 
-__all__ = ["EventHandler", "Reflector"]
+__all__ = ["EventHandler", "Keep", "Reflector", "slim", "tombstone", "whole"]
 
 log = logging.getLogger(__name__)
 
 # (type, object): type is ADDED, MODIFIED or DELETED. A re-list replays ADDED/MODIFIED for what is there and
 # DELETED for what vanished meanwhile, so handlers that key by UID stay idempotent.
 EventHandler = Callable[[str, dict[str, Any]], None]
+# What the store keeps of an object it has handed to the handler.
+Keep = Callable[[dict[str, Any]], dict[str, Any]]
+_IDENTITY = ("namespace", "name", "uid")
 
 
 def uid_of(obj: dict[str, Any]) -> str:
@@ -32,14 +41,30 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def whole(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keep the object as listed or watched (slimmed): a second copy of everything the handler also converts."""
+    return obj
+
+
+def tombstone(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the object's identity, ``{"metadata": {namespace, name, uid}}``: what a re-list hands to the
+    handler as DELETED for an object that vanished meanwhile. A watch's own DELETED still carries the whole last
+    object; the handler must not rely on more than the identity (the extender's Cache does not)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return {"metadata": {}}
+    return {"metadata": {k: meta[k] for k in _IDENTITY if k in meta}}
+
+
 class Reflector:
     """Keeps `store` equal to the server's objects at `path`; calls `handler` for every change.
 
-    Handlers run on the event loop without awaiting, so one decision sees one consistent store.
+    Handlers run on the event loop without awaiting, so one decision sees one consistent store. ``keep`` is
+    what the store holds of each object (module docstring); the handler always receives the whole object.
     """
 
     def __init__(self, client: KubeClient, path: str, handler: EventHandler, *, name: str = "",
-                 page_size: int = 500, retry_base: float = 0.5, retry_max: float = 30.0) -> None:
+                 page_size: int = 500, retry_base: float = 0.5, retry_max: float = 30.0, keep: Keep = whole) -> None:
         self.client = client
         self.path = path
         self.handler = handler
@@ -50,6 +75,7 @@ class Reflector:
         self._retry_base = retry_base
         self._retry_max = retry_max
         self.relists = 0
+        self._keep = keep
 
     async def run(self, stop: asyncio.Event) -> None:
         """List, then watch, until `stop` is set; errors back off exponentially and re-list."""
@@ -92,7 +118,7 @@ class Reflector:
             self.handler("DELETED", self.store.pop(uid))
         for uid, obj in items.items():
             kind = "MODIFIED" if uid in self.store else "ADDED"
-            self.store[uid] = obj
+            self.store[uid] = self._keep(obj)
             self.handler(kind, obj)
         self.synced.set()
         return rv
@@ -117,16 +143,22 @@ class Reflector:
                 if kind == "BOOKMARK":
                     rv = new_rv
                     continue
-                uid = uid_of(obj)
-                if kind == "DELETED":
-                    self.store.pop(uid, None)
-                elif kind in ("ADDED", "MODIFIED"):
-                    self.store[uid] = obj
-                else:
-                    continue
-                rv = new_rv
-                self.handler(str(kind), obj)
+                if self.apply(str(kind), obj):
+                    rv = new_rv
         finally:
             stopper.cancel()
             await asyncio.gather(stopper, return_exceptions=True)
             await stream.aclose()  # type: ignore[attr-defined]
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> bool:
+        """One watch event (ADDED, MODIFIED or DELETED; False for any other type): into the store, then the
+        handler. Public so a benchmark can feed the store exactly as a watch does."""
+        uid = uid_of(obj)
+        if kind == "DELETED":
+            self.store.pop(uid, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.store[uid] = self._keep(obj)
+        else:
+            return False
+        self.handler(kind, obj)
+        return True
