@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 from common import keys
 from common.clock import FakeClock
 from extender.cache import Cache
-from kubeio.reflector import Reflector, tombstone, whole
+from kubeio.reflector import Reflector, share_strings, tombstone, whole
 from tests.unit.builders import make_pod, make_raycluster, make_rayjob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -143,3 +144,22 @@ def test_a_watch_event_goes_to_the_store_as_kept_and_to_the_handler_whole() -> N
     assert not reflector.apply("ERROR", {"metadata": {}}), "only ADDED, MODIFIED and DELETED are events"
     assert reflector.apply("DELETED", pod)
     assert uid not in reflector.store and seen[-1] == ("DELETED", pod)
+
+
+def test_strings_that_repeat_across_objects_are_shared_and_nothing_else_changes() -> None:
+    """Two pods decoded apart (as two watch events are) hold one string for each repeated value afterwards."""
+    wire = json.dumps({**_objects()["pod"], "spec": {"nodeName": "n1", "schedulerName": "rayqueue-scheduler"}})
+    first, second = json.loads(wire), json.loads(wire)
+    assert first["metadata"]["namespace"] is not second["metadata"]["namespace"], "a decoder copies each value"
+    expected = json.loads(wire)
+    share_strings(first)
+    share_strings(second)
+    assert first == second == expected
+    for a, b in [(first["metadata"]["namespace"], second["metadata"]["namespace"]),
+                 (first["spec"]["nodeName"], second["spec"]["nodeName"]),
+                 (first["spec"]["schedulerName"], second["spec"]["schedulerName"]),
+                 (first["status"]["phase"], second["status"]["phase"]),
+                 (first["metadata"]["labels"]["ray.io/cluster"], second["metadata"]["labels"]["ray.io/cluster"]),
+                 (first["metadata"]["ownerReferences"][0]["kind"], second["metadata"]["ownerReferences"][0]["kind"])]:
+        assert a is b
+    assert first["metadata"]["uid"] is not second["metadata"]["uid"], "unique values are left alone"
