@@ -115,14 +115,15 @@ def _fits_tree() -> dict[str, Any]:
     return tree
 
 
-async def _quiet(controller: Controller, api: CountingApi, deadline: float) -> bool:
-    """Until the controller has nothing left to write (no write for a second and nothing waking it)."""
+async def _quiet(controller: Controller, api: CountingApi, last_plan: list[int], deadline: float) -> bool:
+    """Until the controller has nothing left to write: its last pass planned nothing, nothing has been written
+    for half a second and nothing wakes it (or the deadline)."""
     last, since = api.writes, time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.1)
         if api.writes != last:
             last, since = api.writes, time.monotonic()
-        elif time.monotonic() - since > 1.0 and not controller.wake.is_set():
+        elif last_plan[0] == 0 and time.monotonic() - since > 0.5 and not controller.wake.is_set():
             return True
     return False
 
@@ -134,12 +135,15 @@ async def _arm(shape: str, policy: str, waiting: int, arriving: int, max_seconds
     controller = Controller(cache, api, EventRecorder(api, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
                             CollectorRegistry(), resync_seconds=30.0)
     api.controller = controller
-    passes = [0]
+    passes, last_plan = [0], [-1]  # passes planned; actions of the last one (-1: one is running)
     inner = controller.plan_sliced
 
     async def counted() -> Any:
         passes[0] += 1
-        return await inner()
+        last_plan[0] = -1
+        plan = await inner()
+        last_plan[0] = len(plan)
+        return plan
 
     controller.plan_sliced = counted  # type: ignore[method-assign]
     tree = _fits_tree() if shape == "fits" else tree_dict()
@@ -156,7 +160,7 @@ async def _arm(shape: str, policy: str, waiting: int, arriving: int, max_seconds
     out: dict[str, Any] = {"shape": shape, "policy": policy, "waiting": waiting, "arriving": arriving}
     try:
         deadline = time.monotonic() + max_seconds
-        out["settled"] = await _quiet(controller, api, deadline)
+        out["settled"] = await _quiet(controller, api, last_plan, deadline)
         api.kinds.clear()
         api.fields.clear()
         writes, passes_before = api.writes, passes[0]
@@ -167,7 +171,7 @@ async def _arm(shape: str, policy: str, waiting: int, arriving: int, max_seconds
                 await asyncio.sleep(max(0.0, started + (n + 1) / RATE - time.monotonic()))
             else:
                 await asyncio.sleep(0)
-        out["quiet"] = await _quiet(controller, api, time.monotonic() + max_seconds)
+        out["quiet"] = await _quiet(controller, api, last_plan, time.monotonic() + max_seconds)
         out["seconds"] = round(time.monotonic() - started, 1)
         out["writes"] = api.writes - writes
         out["passes"] = passes[0] - passes_before
@@ -186,7 +190,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.queue_writes", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a tenth of the jobs")
     p.add_argument("--shape", choices=["fits", "queued"], action="append", help="shapes to run (default both)")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="per phase (default 120)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="per phase (default 60)")
     p.add_argument("--out", type=type(RESULTS), default=RESULTS)
     return p.parse_args(list(argv))
 
@@ -217,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             r["ratio_to_every_change"] = round(r["writes"] / base[r["shape"]], 3) if base.get(r["shape"]) else None
         print(f"  {r['shape']:<7} {r['policy']:<13} {r['writes']:>7} writes ({r['writes_per_job']} per arriving job; "
               f"admitted {r['admitted']}; {r['passes']} passes, {r['unit_status_writes_per_pass']} QueueUnit statuses "
-              f"per pass; {r['seconds']} s{'' if r['quiet'] else ', NOT quiet'})"
+              f"per pass; {r['seconds']} s{'' if r['quiet'] else ', NOT quiet'}{'' if r['settled'] else ', start NOT settled'})"
               + (f"; ratio {r['ratio_to_every_change']}" if "ratio_to_every_change" in r else ""))
         print(f"          by kind: {r['by_kind']}")
         print(f"          QueueUnit status fields changed: {r['unit_status_fields']}")
