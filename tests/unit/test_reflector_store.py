@@ -163,3 +163,11 @@ def test_strings_that_repeat_across_objects_are_shared_and_nothing_else_changes(
                  (first["metadata"]["ownerReferences"][0]["kind"], second["metadata"]["ownerReferences"][0]["kind"])]:
         assert a is b
     assert first["metadata"]["uid"] is not second["metadata"]["uid"], "unique values are left alone"
+
+
+def test_every_cache_handler_is_covered_above() -> None:
+    """A new kind the Cache watches must show here that a tombstone is enough for it (or the extender must
+    keep its objects whole: extender.app.Service.build_reflectors)."""
+    handlers = {name.removeprefix("on_") for name in dir(Cache) if name.startswith("on_")}
+    # on_batch_job is on_raycluster's code (Cache._on_parent) for submitter Jobs
+    assert handlers - {"batch_job"} == set(_objects()), "add the new kind to _objects()"
