@@ -17,6 +17,7 @@ from bench import (
     estimate,
     extender,
     memory,
+    queue_writes,
     queues,
     scheduling_5k,
     verbs_load,
@@ -30,6 +31,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "queues": queues.main,
     "memory": memory.main,
     "verbs_load": verbs_load.main,
+    "queue_writes": queue_writes.main,
     "e2e": e2e.main,  # type: ignore[dict-item]
     "admission": admission.main,
     "apiserver_webhook": apiserver_webhook.main,

@@ -8,9 +8,11 @@ freed memory the allocator kept. The baseline is the same subprocess with an emp
 
 The ``process`` rows are what a running extender holds, as a whole-process resident size (issue 13's
 goal: at most 250 MB with 5,000 nodes, 50,000 pods and 10,000 queued jobs): the Cache, plus what the
-Reflectors keep (``store``: every object as listed, managedFields slimmed off, kubeio.reflector.slim),
-plus one QueueUnit per job (cached and stored), plus the extender's own modules imported. Measured at
-1,000 and 10,000 jobs (the same nodes and pods) to give the growth per job.
+Reflectors keep (every object goes through ``kubeio.reflector.Reflector.apply`` with the extender's
+``keep=tombstone``, managedFields slimmed off by ``slim``), plus one QueueUnit per job (cached and stored),
+plus the extender's own modules imported. Measured at 1,000 and 10,000 jobs (the same nodes and pods) to
+give the growth per job; ``process-whole`` is the 10,000-job arm with stores that keep every object whole
+(the layout before), the same run's baseline.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from bench.extender import ROOT, bound_pod, node_dict, seed_tree
 from bench.queues import rayjob_dict, tree_dict
@@ -33,7 +35,7 @@ from bench.webhook import machine
 from common.clock import FakeClock
 from extender.cache import Cache
 from extender.queue_objects import queue_unit_object
-from kubeio.reflector import slim
+from kubeio.reflector import Keep, Reflector, slim, tombstone, whole
 
 __all__ = ["main", "measure"]
 
@@ -41,7 +43,7 @@ RESULTS: Final = ROOT / "bench" / "results" / "memory.json"
 NODES: Final = 5_000
 PODS: Final = 50_000
 RAYJOBS: Final = 10_000
-KINDS: Final = ("empty", "nodes", "pods", "rayjobs", "all", "process-1k", "process")
+KINDS: Final = ("empty", "nodes", "pods", "rayjobs", "all", "process-1k", "process", "process-whole")
 GOAL_MB: Final = 250
 
 
@@ -61,17 +63,22 @@ def measure(kind: str) -> dict[str, Any]:
     gc.collect()
     before = _rss_bytes()
     cache = Cache(FakeClock())
-    everything = kind in ("all", "process")
+    everything = kind in ("all", "process", "process-whole")
     counts = {"nodes": NODES if kind in ("nodes", "all") or process else 0,
               "pods": PODS if kind in ("pods", "all") or process else 0,
               "rayjobs": RAYJOBS if kind == "rayjobs" or everything else 1_000 if kind == "process-1k" else 0}
-    stores: dict[str, dict[str, Any]] = {"rayjobs": {}, "pods": {}, "nodes": {}, "queueunits": {}}
+    # What the extender's Reflectors keep (extender.app.Service.build_reflectors: tombstones); the
+    # process-whole arm keeps every object whole, as before issue 13's memory work (the same run's baseline).
+    keep: Keep = whole if kind == "process-whole" else tombstone
+    handlers = {"rayjobs": cache.on_rayjob, "pods": cache.on_pod, "nodes": cache.on_node,
+                "queueunits": cache.on_queue_unit}
+    reflectors = {name: Reflector(cast(Any, None), name, fn, name=name, keep=keep) for name, fn in handlers.items()}
 
     def feed(store: str, handler: Any, obj: dict[str, Any]) -> None:
-        if process:  # the Reflector keeps the slimmed object and hands the same dict to the handler
-            obj = slim(obj)
-            stores[store][obj["metadata"]["uid"]] = obj
-        handler("ADDED", obj)
+        if process:  # as a watch event: slimmed, into the Reflector's store, then the Cache's handler
+            reflectors[store].apply("ADDED", slim(obj))
+        else:
+            handler("ADDED", obj)
 
     started = time.perf_counter()
     # RayJobs, pods and nodes before the tree: no capacity recomputation per node, no queue churn while feeding
@@ -96,7 +103,7 @@ def measure(kind: str) -> dict[str, Any]:
     held = {"nodes": len(cache.nodes), "pods": len(cache.pods()), "rayjobs": len(cache.jobs()),
             "queued": len(cache.queues)}
     return {"kind": kind, "rss_before": before, "rss_after": after, "objects": sum(counts.values()),
-            "stored": {k: len(v) for k, v in stores.items()},
+            "stored": {k: len(r.store) for k, r in reflectors.items()} if process else {},
             "feed_s": round(feed_s, 2), "held": held}
 
 
@@ -150,19 +157,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         print(f"  {r['kind']:<8} {r['objects']:>8} {r['mb']:>8.1f} {r['bytes_per_object'] or 0:>13} "
               f"{r['feed_s']:>7.1f}  {r['held']}")
-    whole = {r["kind"]: r for r in rows if r["kind"].startswith("process")}
-    if len(whole) == 2:
-        small, big = whole["process-1k"], whole["process"]
+    arms = {r["kind"]: r for r in rows if r["kind"].startswith("process")}
+    if {"process-1k", "process", "process-whole"} <= arms.keys():
+        small, big, before = arms["process-1k"], arms["process"], arms["process-whole"]
         per_job = (big["rss_after"] - small["rss_after"]) / (RAYJOBS - 1_000)
         report["process"] = {"rss_mb_1k_jobs": round(small["rss_after"] / 2**20, 1),
                              "rss_mb_10k_jobs": round(big["rss_after"] / 2**20, 1),
+                             "rss_mb_10k_jobs_whole_stores": round(before["rss_after"] / 2**20, 1),
+                             "ratio_to_whole_stores": round(big["rss_after"] / before["rss_after"], 2),
                              "growth_kb_per_job": round(per_job / 1024, 1), "goal_mb": GOAL_MB,
                              "met": big["rss_after"] <= GOAL_MB * 2**20}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         p = report["process"]
         print(f"whole process (Cache + Reflector stores + QueueUnits + modules), {NODES} nodes, {PODS} pods: "
               f"{p['rss_mb_1k_jobs']} MB with 1,000 jobs, {p['rss_mb_10k_jobs']} MB with 10,000 "
-              f"({p['growth_kb_per_job']} KB per job); goal <= {GOAL_MB} MB: {'met' if p['met'] else 'NOT met'}")
+              f"({p['growth_kb_per_job']} KB per job); goal <= {GOAL_MB} MB: {'met' if p['met'] else 'NOT met'}; "
+              f"stores keeping whole objects (same run): {p['rss_mb_10k_jobs_whole_stores']} MB, "
+              f"ratio {p['ratio_to_whole_stores']}")
     print(f"written: {report['written_to']}  ({report['duration_s']:.0f} s)")
     return 0
 

@@ -182,6 +182,8 @@ def _client(conn: Connection) -> None:
         job = conn.recv()
         if job is None:
             return
+        if job == "stop":  # a stop sent as this phase ended by itself: already answered
+            continue
         port, bodies, max_seconds = job
         http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         latencies: list[float] = []

@@ -31,7 +31,7 @@ from kubeio.client import KubeClient, Scope, load_configuration
 from kubeio.events import EventRecorder
 from kubeio.leader import LeaderElector
 from kubeio.lifecycle import stop_on_signals
-from kubeio.reflector import Reflector
+from kubeio.reflector import Reflector, tombstone
 
 __all__ = ["Service", "run", "settle_memory"]
 
@@ -147,7 +147,10 @@ class Service:
             (QUEUE_UNITS.path(), c.on_queue_unit, "queueunits"),
             (PRIORITY_CLASSES.path(), c.on_priority_class, "priorityclasses"),
         ]
-        self.reflectors = [Reflector(self.client, path, self.handler(fn), name=name) for path, fn, name in specs]
+        # The Cache keeps its own record of each object and reads only the identity of a DELETED one
+        # (tests/unit/test_cache.py: a tombstone deletes what the whole object deletes): the stores keep no copy.
+        self.reflectors = [Reflector(self.client, path, self.handler(fn), name=name, keep=tombstone)
+                           for path, fn, name in specs]
         return self.reflectors
 
     def app(self) -> web.Application:

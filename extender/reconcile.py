@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeGuard, TypeVar
 
 from common import keys
 from common.admission import AdmissionPass
@@ -96,6 +96,13 @@ __all__ = [
 
 EventType = Literal["Normal", "Warning"]
 SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of reconcile_steps: about a millisecond
+# A waiting job's QueueUnit status is rewritten when its phase or message changes; its position and attempts,
+# which change for every waiting job of a leaf on every admission, arrival or retry, only when they moved far
+# enough to matter (``_status_due``): positions up to POSITION_EXACT exactly, beyond that once the written one
+# is more than POSITION_SLACK off; attempts once they doubled (or were reset). The exact positions of every
+# waiting job are in its Queue's status.queueItemDetails, written once per pass per leaf.
+POSITION_EXACT: Final = 10
+POSITION_SLACK: Final = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +493,6 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     # QueueUnits, then their statuses.
     ensures: list[Action] = []
     statuses: list[Action] = []
-    sizes: dict[tuple[str, bool], int] = {}  # (leaf, in backoff) -> how many items, computed once
     for n, job in enumerate(jobs):
         if n % SLICE == SLICE - 1:
             yield
@@ -528,10 +534,10 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
         if record and record != reported:
             ensures.append(Event(ref, "Normal", keys.EVENT_PRIORITY_CHANGED, record))
         cached_status = cached.status if cached is not None and cached.owner_uid == job.uid else None
-        status = _unit_status(cache, job, state, leaf, dequeued, stamp, cached_status, sizes)
+        status = _unit_status(cache, job, state, leaf, dequeued, stamp, cached_status)
         if job.uid in notices and status["phase"] in ("Enqueued", "Backoff"):
             status["message"] = _awaiting_notice(notices[job.uid], status["message"])
-        if cached_status is None or _status_differs(status, cached_status):
+        if cached_status is None or _status_due(status, cached_status):
             statuses.append(
                 UpdateQueueUnitStatus(job.namespace, name, {**status, "lastUpdateTime": rfc3339(now_ns)})
             )
@@ -665,8 +671,33 @@ def _adopted_priority(job: JobInfo, unit: QueueUnitObject) -> int | None:
     return value
 
 
-def _status_differs(desired: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
-    return any(cached.get(k) != v for k, v in desired.items())
+def _status_due(desired: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether the QueueUnit status must be written (see POSITION_EXACT): any change of phase or message (or
+    of a field appearing or going); a position or an attempts count only once it moved far enough. When
+    written, every field is written exact."""
+    for key, want in desired.items():
+        have = cached.get(key)
+        if have == want:
+            continue
+        if _count(want) and _count(have):
+            if key == "position" and not _position_moved(want, have):
+                continue
+            if key == "attempts" and not _attempts_moved(want, have):
+                continue
+        return True
+    return False
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _position_moved(new: int, old: int) -> bool:
+    return min(new, old) <= POSITION_EXACT or abs(new - old) > old * POSITION_SLACK
+
+
+def _attempts_moved(new: int, old: int) -> bool:
+    return new < old or new >= 2 * old
 
 
 def _unit_status(
@@ -677,7 +708,6 @@ def _unit_status(
     dequeued: Mapping[str, int],
     stamp: str,
     cached: Mapping[str, Any] | None,
-    sizes: dict[tuple[str, bool], int],
 ) -> dict[str, Any]:
     """The QueueUnit status a job should show (without lastUpdateTime)."""
     previous = cached.get("attempts") if cached else None
@@ -693,14 +723,9 @@ def _unit_status(
         phase = "Backoff" if backoff else "Enqueued"
         position = queues.position(job.uid)
         attempts = queues.attempts(job.uid)
-        size_key = (leaf.full_name, backoff)
-        if size_key not in sizes:
-            listed = queues.backoff(leaf.full_name) if backoff else queues.active(leaf.full_name)
-            sizes[size_key] = len(listed)
-        where = " (backoff)" if backoff else ""
-        message = (
-            queues.reason(job.uid) or f"position {position} of {sizes[size_key]} in {leaf.dashed_name}{where}"
-        )
+        # No count in the message: a queue's size changes with every arrival and would rewrite every waiter's.
+        where = " in backoff" if backoff else ""
+        message = queues.reason(job.uid) or f"waiting in {leaf.full_name}{where}"
     elif state is JobState.ADMITTED:
         phase = "Running" if job.job_deployment_status == "Running" else "Dequeued"
         message = f"dequeued at {format_go(cache.dequeue_ns(job.uid) or 0)}"
