@@ -41,6 +41,7 @@ MAX_JOBS: Final = "kube-queue/max-jobs"  # optional per-quota job cap, a key in 
 CREATED_BY_KUBEQUEUE: Final = "create-by-kubequeue"
 PRIORITY_OVERRIDE: Final = "scheduling.x-k8s.io/priority"
 QUEUE_UNIT_SUFFIX: Final = "-ray-qu"
+CLUSTER_QUEUE_UNIT_SUFFIX: Final = "-rc-qu"  # the QueueUnit of a bare RayCluster (queued as a job of its own)
 
 # --- quota labels ------------------------------------------------------------------------------
 QUOTA_NAME: Final = "quota.scheduling.alibabacloud.com/name"
@@ -95,6 +96,11 @@ DEFAULT_SUBMITTER_LIMITS: Final = {"cpu": "1", "memory": "1Gi"}
 def queue_unit_name(rayjob_name: str) -> str:
     """`<rayjob>-ray-qu`, as the seed shows (`rayjob-video-h4x2q-ray-qu`)."""
     return f"{rayjob_name}{QUEUE_UNIT_SUFFIX}"
+
+
+def cluster_queue_unit_name(raycluster_name: str) -> str:
+    """`<raycluster>-rc-qu`: a bare RayCluster's QueueUnit (beside `<rayjob>-ray-qu`, so the two never collide)."""
+    return f"{raycluster_name}{CLUSTER_QUEUE_UNIT_SUFFIX}"
 
 
 def queue_generate_name(full_name: str) -> str:

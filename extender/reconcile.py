@@ -85,16 +85,18 @@ SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of recon
 
 @dataclass(frozen=True, slots=True)
 class JobRef:
-    """The RayJob an action is about; ``resource_version`` as the cache last saw it."""
+    """The RayJob (or bare RayCluster, ``kind``) an action is about; ``resource_version`` as the cache last
+    saw it."""
 
     namespace: str
     name: str
     uid: str
     resource_version: str = ""
+    kind: str = keys.RAYJOB_KIND
 
     @classmethod
     def of(cls, job: JobInfo) -> JobRef:
-        return cls(job.namespace, job.name, job.uid, job.resource_version)
+        return cls(job.namespace, job.name, job.uid, job.resource_version, job.kind)
 
     @property
     def key(self) -> str:
@@ -445,7 +447,7 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
             and owner_job.namespace == unit.namespace
         ):
             reason = (
-                f"RayJob {owner_job.key} is no longer queued: namespace {owner_job.namespace} is not bound "
+                f"{owner_job.kind} {owner_job.key} is no longer queued: namespace {owner_job.namespace} is not bound "
                 "to a leaf"
             )
             actions.append(DeleteQueueUnit(unit.namespace, unit.name, reason))
@@ -541,7 +543,9 @@ def _unit_status(
             queues.reason(job.uid) or f"position {position} of {sizes[size_key]} in {leaf.dashed_name}{where}"
         )
     elif state is JobState.ADMITTED:
-        phase = "Running" if job.job_deployment_status == "Running" else "Dequeued"
+        # A bare RayCluster runs once KubeRay calls it ready (calculateStatus: head + desired workers running).
+        running = job.cluster_state == "ready" if job.bare_cluster else job.job_deployment_status == "Running"
+        phase = "Running" if running else "Dequeued"
         message = f"dequeued at {format_go(cache.dequeue_ns(job.uid) or 0)}"
     elif state is JobState.REQUEUE:
         phase = "Enqueued"
