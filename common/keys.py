@@ -112,6 +112,11 @@ def queue_generate_name(full_name: str) -> str:
 # into a PriorityChanged event. Written only by the webhook's mutation: a tenant cannot forge it.
 PRIORITY_CHANGE_RECORD: Final = "rayqueue.io/last-priority-change"
 CONTROLLER_OWNED_ANNOTATIONS: Final = (ENQUEUE_TIMESTAMP, DEQUEUE_TIMESTAMP, PRIORITY_CHANGE_RECORD)
+# On an admitted bare RayCluster, written by the controller's dequeue patch with the dequeue stamp: the desired
+# replicas of each worker group it was admitted with (JSON, {"group": replicas}). Its reservation keeps those
+# counts while the autoscaler or the tenant edits replicas (more workers are growth); removed at requeue.
+ADMITTED_REPLICAS: Final = "rayqueue.io/admitted-replicas"
+CLUSTER_CONTROLLER_OWNED_ANNOTATIONS: Final = (*CONTROLLER_OWNED_ANNOTATIONS, ADMITTED_REPLICAS)
 # Stamped by the extender on a gang's pending members when the gang gets a placement: kube-scheduler moves an
 # unschedulable pod back to its active queue when the pod's metadata changes, so members that were refused
 # before the gang was complete are retried at once instead of after the scheduler's periodic flush.

@@ -35,7 +35,9 @@ and described in ``problems``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ __all__ = [
     "ShapeError",
     "SubmissionMode",
     "WorkerGroup",
+    "admitted_replicas_value",
     "covered_pods",
     "default_submitter_request",
     "desired_replicas",
@@ -762,6 +765,10 @@ def _job_from_raycluster(
         _worker_group(r, group, f"spec.workerGroupSpecs[{i}]", additions)
         for i, group in enumerate(r.as_list(spec.get("workerGroupSpecs"), "spec.workerGroupSpecs"))
     ]
+    dequeue_ns = _timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP)
+    admitted = _admitted_replicas(r, annotations) if dequeue_ns is not None else None
+    if admitted is not None:  # admitted: the size it was admitted with; a group added since counts 0
+        groups = [dataclasses.replace(g, replicas=0 if g.suspended else admitted.get(g.name, 0)) for g in groups]
     suspended = r.as_bool(spec.get("suspend"), "spec.suspend")
     name = r.as_str(meta.get("name"), "metadata.name") or ""
     state = r.as_str(status.get("state"), "status.state") or ""
@@ -799,7 +806,7 @@ def _job_from_raycluster(
         suspended=suspended,
         shutdown_after_job_finishes=False,
         enqueue_ns=_timestamp(r, annotations, keys.ENQUEUE_TIMESTAMP),
-        dequeue_ns=_timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP),
+        dequeue_ns=dequeue_ns,
         submission_mode="",
         cluster_selector=FrozenMap(),
         job_deployment_status="",
@@ -814,6 +821,30 @@ def _job_from_raycluster(
         kind=keys.RAYCLUSTER_KIND,
         cluster_state=state,
     )
+
+
+def admitted_replicas_value(job: JobInfo) -> str:
+    """The ``rayqueue.io/admitted-replicas`` annotation the dequeue writes on a bare RayCluster: each worker
+    group's desired replicas now (the size it is admitted with), as compact JSON with sorted keys."""
+    return json.dumps({g.name: g.replicas for g in job.worker_groups}, sort_keys=True, separators=(",", ":"))
+
+
+def _admitted_replicas(r: _Reader, annotations: Mapping[str, str]) -> dict[str, int] | None:
+    text = annotations.get(keys.ADMITTED_REPLICAS)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT32
+        for k, v in value.items()
+    ):
+        return value
+    r.problems.append(f"metadata.annotations[{keys.ADMITTED_REPLICAS}]: expected a JSON map of group -> "
+                      f"replicas, got {text!r}; the current replicas count")
+    return None
 
 
 def _positive_int(value: object) -> int | None:

@@ -45,7 +45,7 @@ from common.gotime import format_go
 from common.ledger import Claim, Ledger
 from common.queueing import Queues
 from common.quota_tree import QuotaNode
-from common.rayjob import VALIDATION_FAILED, JobInfo
+from common.rayjob import VALIDATION_FAILED, JobInfo, admitted_replicas_value
 from common.resources import EMPTY, Resources
 from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import (
@@ -170,9 +170,12 @@ class Dequeue:
     job: JobRef
     dequeue_ns: int
     dequeue_stamp: str
+    admitted_replicas: str | None = None  # a bare RayCluster's: the size it is admitted with (keys.ADMITTED_REPLICAS)
 
     def patch(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {"annotations": {keys.DEQUEUE_TIMESTAMP: self.dequeue_stamp}}
+        if self.admitted_replicas is not None:
+            metadata["annotations"][keys.ADMITTED_REPLICAS] = self.admitted_replicas
         if self.job.resource_version:
             metadata["resourceVersion"] = self.job.resource_version
         return {"metadata": metadata, "spec": {"suspend": False}}
@@ -188,7 +191,10 @@ class Suspend:
     claimant: JobRef
 
     def patch(self) -> dict[str, Any]:
-        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}, "spec": {"suspend": True}}
+        annotations: dict[str, Any] = {keys.DEQUEUE_TIMESTAMP: None}
+        if self.job.kind == keys.RAYCLUSTER_KIND:
+            annotations[keys.ADMITTED_REPLICAS] = None
+        return {"metadata": {"annotations": annotations}, "spec": {"suspend": True}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +206,10 @@ class Requeue:
     reason: str
 
     def patch(self) -> dict[str, Any]:
-        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}}
+        annotations: dict[str, Any] = {keys.DEQUEUE_TIMESTAMP: None}
+        if self.job.kind == keys.RAYCLUSTER_KIND:
+            annotations[keys.ADMITTED_REPLICAS] = None
+        return {"metadata": {"annotations": annotations}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +388,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
         if admitted_job is None:  # pragma: no cover - items come from cached jobs
             continue
         dequeued[claim.uid] = attempts
-        actions.append(Dequeue(JobRef.of(admitted_job), now_ns, stamp))
+        size = admitted_replicas_value(admitted_job) if admitted_job.bare_cluster else None
+        actions.append(Dequeue(JobRef.of(admitted_job), now_ns, stamp, size))
         message = f"dequeued from {claim.quota}: request {claim.request} fits"
         actions.append(Event(JobRef.of(admitted_job), "Normal", keys.EVENT_DEQUEUED, message))
 

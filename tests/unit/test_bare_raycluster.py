@@ -126,6 +126,28 @@ def test_an_admitted_bare_cluster_covers_its_own_pods_up_to_its_size_and_the_res
     assert cache.ledger.usage("root/algorithm/video").get(CPU) == 6000  # 4 reserved + 2 of growth
 
 
+def test_replicas_raised_after_admission_are_growth_not_reservation() -> None:
+    """The autoscaler (or the tenant) raises the admitted cluster's replicas 1 -> 3: its claim keeps the size the
+    dequeue recorded (head + 1 worker); the two new workers are growth, charged pod by pod once bound."""
+    obj = (notebook(workers=3).suspend(False).dequeued(stamp(2))
+           .annotate(keys.ADMITTED_REPLICAS, '{"w":1}').as_raycluster())
+    loop = cache_of(obj)
+    cache = loop.cache
+    assert cache.ledger is not None
+    claim = cache.ledger.claim("uid-video-nb")
+    assert claim is not None and claim.request.get(CPU) == 4000
+    for i in range(3):
+        cache.on_pod("ADDED", cluster_pod(obj, f"w{i}", created=f"2025-01-10T01:40:0{i}Z"))
+    assert [cache.covering_job(f"uid-video-w{i}") is not None for i in range(3)] == [True, False, False]
+    assert cache.ledger.usage("root/algorithm/video").get(CPU) == 2000 + 2000 + 2 * 2000
+
+
+def test_a_bad_admitted_replicas_annotation_is_a_problem_and_the_spec_counts() -> None:
+    obj = notebook(workers=2).suspend(False).dequeued(stamp(2)).annotate(keys.ADMITTED_REPLICAS, "two").as_raycluster()
+    info = JobInfo.from_raycluster(obj)
+    assert info.worker_pods == 2 and any(keys.ADMITTED_REPLICAS in p for p in info.problems)
+
+
 def test_a_rayjob_s_cluster_pods_stay_the_rayjob_s() -> None:
     """The same pod shape under a RayJob's cluster: the RayJob covers it; the cluster is no job."""
     loop = cache_of()
@@ -167,7 +189,10 @@ def test_a_bare_cluster_gets_its_rc_queue_unit_and_is_dequeued_by_one_patch_of_i
     (dequeue,) = plan.of(Dequeue)
     assert dequeue.job == JobRef("video", "nb", "uid-video-nb", "1", keys.RAYCLUSTER_KIND)
     assert _job_path(dequeue.job) == "/apis/ray.io/v1/namespaces/video/rayclusters/nb"
-    assert dequeue.patch()["spec"] == {"suspend": False}
+    assert dequeue.patch() == {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: dequeue.dequeue_stamp,
+                                                            keys.ADMITTED_REPLICAS: '{"w":2}'},
+                                            "resourceVersion": "1"},
+                               "spec": {"suspend": False}}
     assert {e.job.kind for e in plan.of(Event)} == {keys.RAYCLUSTER_KIND}
     status = [a for a in plan.of(UpdateQueueUnitStatus) if a.name == "nb-rc-qu"]
     assert status and status[-1].status["phase"] == "Dequeued"
@@ -203,6 +228,7 @@ def test_a_borrowing_bare_cluster_is_reclaimed_as_a_whole_and_requeued_at_its_pl
     assert (suspend.job.kind, suspend.job.name, suspend.claimant.name) == (keys.RAYCLUSTER_KIND, "big", "train")
     assert _job_path(suspend.job) == "/apis/ray.io/v1/namespaces/intern/rayclusters/big"
     assert [e.job.kind for e in plan.of(Event) if e.reason == keys.EVENT_PREEMPTED] == [keys.RAYCLUSTER_KIND]
+    assert suspend.patch()["metadata"]["annotations"] == {keys.DEQUEUE_TIMESTAMP: None, keys.ADMITTED_REPLICAS: None}
     loop.deliver(uid)
     assert loop.jobs[uid]["spec"]["suspend"] is True
     assert loop.jobs[uid]["metadata"]["annotations"] == {keys.ENQUEUE_TIMESTAMP: stamp(1)}
