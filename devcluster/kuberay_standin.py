@@ -314,15 +314,15 @@ def _set_condition(conditions: list[Obj], new: Obj, now: str) -> None:
     old.update({k: v for k, v in new.items() if k != "lastTransitionTime"})
 
 
-SUSPENDING: Final = "RayClusterSuspending"
-SUSPENDED: Final = "RayClusterSuspended"
+CLUSTER_SUSPENDING: Final = "RayClusterSuspending"
+CLUSTER_SUSPENDED: Final = "RayClusterSuspended"
 
 
 def suspend_status(cluster: Obj) -> str:
     """utils.FindRayClusterSuspendStatus@v1.7.0: the type of the Suspending or Suspended condition that is True,
     else ""."""
     for cond in (cluster.get("status") or {}).get("conditions") or []:
-        if cond.get("type") in (SUSPENDING, SUSPENDED) and cond.get("status") == "True":
+        if cond.get("type") in (CLUSTER_SUSPENDING, CLUSTER_SUSPENDED) and cond.get("status") == "True":
             return str(cond["type"])
     return ""
 
@@ -331,19 +331,19 @@ def _set_suspend_conditions(conditions: list[Obj], suspending: str, suspend: boo
     """calculateStatus@v1.7.0, the suspend switch: Suspending True once spec.suspend is seen; Suspending False,
     Suspended True (and RayClusterProvisioned False, "RayCluster has been suspended") once no pod is left, the
     terminating ones included; Suspended False once spec.suspend is false again."""
-    if suspending == SUSPENDING:
+    if suspending == CLUSTER_SUSPENDING:
         if not has_pods:
             _set_condition(conditions, {"type": "RayClusterProvisioned", "status": "False",
                                         "reason": "RayClusterPodsProvisioning",
                                         "message": "RayCluster has been suspended"}, now)
-            _set_condition(conditions, {"type": SUSPENDING, "reason": SUSPENDING, "status": "False"}, now)
-            _set_condition(conditions, {"type": SUSPENDED, "reason": SUSPENDED, "status": "True"}, now)
-    elif suspending == SUSPENDED:
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDING, "reason": CLUSTER_SUSPENDING, "status": "False"}, now)
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "True"}, now)
+    elif suspending == CLUSTER_SUSPENDED:
         if not suspend:
-            _set_condition(conditions, {"type": SUSPENDED, "reason": SUSPENDED, "status": "False"}, now)
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "False"}, now)
     else:
-        _set_condition(conditions, {"type": SUSPENDED, "reason": SUSPENDED, "status": "False"}, now)
-        _set_condition(conditions, {"type": SUSPENDING, "reason": SUSPENDING, "status": "True" if suspend else "False"},
+        _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "False"}, now)
+        _set_condition(conditions, {"type": CLUSTER_SUSPENDING, "reason": CLUSTER_SUSPENDING, "status": "True" if suspend else "False"},
                        now)
 
 
@@ -1745,8 +1745,8 @@ class KubeRayStandIn:
         # once Suspended) stops the reconcile of pods. Resumed, nothing is created until Suspended is False.
         # The 1.3 model writes no conditions: it follows the gate-off branch (v1.1-v1.2, and v1.3+ with the gate
         # off): spec.suspend deletes every pod at once, on every pass.
-        suspending = suspend_status(cluster) if self.model == MODEL_17 else (SUSPENDING if spec.get("suspend") else "")
-        if suspending == SUSPENDING:
+        suspending = suspend_status(cluster) if self.model == MODEL_17 else (CLUSTER_SUSPENDING if spec.get("suspend") else "")
+        if suspending == CLUSTER_SUSPENDING:
             active = [p for p in pods if not _meta(p).get("deletionTimestamp")]
             for pod in active:  # deleteAllPods: one DeleteAllOf of the cluster's pods when any is active
                 self._delete_pod(pod)
@@ -1754,7 +1754,7 @@ class KubeRayStandIn:
                 self._event(cluster, "Normal", "DeletedPod",
                             f"Deleted Pods for RayCluster {_key(cluster)} due to suspension")
             return
-        if suspending == SUSPENDED or spec.get("suspend"):
+        if suspending == CLUSTER_SUSPENDED or spec.get("suspend"):
             return
         heads = [p for p in pods if _labels(p).get(keys.RAY_NODE_TYPE) == "head"]
         if self._expectations.satisfied(uid, HEAD_GROUP, {_meta(p)["name"] for p in heads}):
@@ -1993,7 +1993,7 @@ class KubeRayStandIn:
                                             "reason": "HeadPodRunningAndReady" if ready else "HeadPodNotReady",
                                             "message": ""}, stamp)
             provisioned = _condition(conditions, "RayClusterProvisioned")
-            if (provisioned is None or provisioned.get("status") != "True") and suspending != SUSPENDED:
+            if (provisioned is None or provisioned.get("status") != "True") and suspending != CLUSTER_SUSPENDED:
                 _set_condition(conditions, {
                     "type": "RayClusterProvisioned", "status": "True" if all_running else "False",
                     "reason": "AllPodRunningAndReadyFirstTime" if all_running else "RayClusterPodsProvisioning",

@@ -17,11 +17,11 @@ from kubernetes import client
 from common import keys
 from devcluster.cluster import LocalCluster
 from devcluster.kuberay_standin import (
+    CLUSTER_SUSPENDED,
+    CLUSTER_SUSPENDING,
     MODEL_13,
     MODEL_17,
     MODELS,
-    SUSPENDED,
-    SUSPENDING,
     KubeRayStandIn,
     OperatorConfig,
     generate_cluster_name,
@@ -477,25 +477,25 @@ def test_a_bare_raycluster_suspends_and_resumes_as_kuberay_1_7_does(ray: LocalCl
     ray.create(journey.bare_cluster(job), namespace=ns)
     wait_for(lambda: running_pods_of(ray, ns, "notebook", 3), 60, "head + 2 workers Running")
     first = {p["metadata"]["uid"] for p in ray_pods(ray, ns, "notebook")}
-    wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), SUSPENDED) or {}).get("status")
+    wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDED) or {}).get("status")
              == "False", 30, "Suspended False on a running cluster")
 
     ray.kubectl("patch", "raycluster", "notebook", "-n", ns, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
-    suspending = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), SUSPENDING) or {})
+    suspending = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDING) or {})
                           .get("status") == "True" and journey.raycluster(ray, ns, "notebook"), 30, "Suspending")
-    assert (journey.condition(suspending, SUSPENDED) or {}).get("status") == "False"
+    assert (journey.condition(suspending, CLUSTER_SUSPENDED) or {}).get("status") == "False"
     wait_for(lambda: all(p["metadata"].get("deletionTimestamp") for p in ray_pods(ray, ns, "notebook")), 30,
              "every pod deleted")
     assert any(e["message"] == f"Deleted Pods for RayCluster {ns}/notebook due to suspension"
                for e in events(ray, ns, "DeletedPod"))
     rc = journey.raycluster(ray, ns, "notebook")
     if ray_pods(ray, ns, "notebook"):  # still terminating: not yet Suspended
-        assert (journey.condition(rc, SUSPENDED) or {}).get("status") != "True"
-    done = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), SUSPENDED) or {})
+        assert (journey.condition(rc, CLUSTER_SUSPENDED) or {}).get("status") != "True"
+    done = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDED) or {})
                     .get("status") == "True" and journey.raycluster(ray, ns, "notebook"), 30, "Suspended")
     assert ray_pods(ray, ns, "notebook") == []
     assert done["status"]["state"] == "suspended"
-    assert (journey.condition(done, SUSPENDING) or {}).get("status") == "False"
+    assert (journey.condition(done, CLUSTER_SUSPENDING) or {}).get("status") == "False"
     provisioned = journey.condition(done, "RayClusterProvisioned") or {}
     assert (provisioned.get("status"), provisioned.get("message")) == ("False", "RayCluster has been suspended")
 
@@ -504,11 +504,11 @@ def test_a_bare_raycluster_suspends_and_resumes_as_kuberay_1_7_does(ray: LocalCl
     assert not first & {p["metadata"]["uid"] for p in ray_pods(ray, ns, "notebook")}, "new pods, not the old ones"
     resumed = wait_for(lambda: (rc := journey.raycluster(ray, ns, "notebook"))["status"].get("state") == "ready" and rc,
                        30, "ready again")
-    assert (journey.condition(resumed, SUSPENDED) or {}).get("status") == "False"
+    assert (journey.condition(resumed, CLUSTER_SUSPENDED) or {}).get("status") == "False"
 
     ray.create({**journey.bare_cluster(job, "parked"), "spec": {**job["spec"]["rayClusterSpec"], "suspend": True}},
                namespace=ns)
-    parked = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "parked"), SUSPENDED) or {})
+    parked = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "parked"), CLUSTER_SUSPENDED) or {})
                       .get("status") == "True" and journey.raycluster(ray, ns, "parked"), 30, "created Suspended")
     assert parked["status"]["state"] == "suspended" and ray_pods(ray, ns, "parked") == []
 
