@@ -7,6 +7,10 @@ unknown UID is a no-op.
 
 What the cache derives (DESIGN §3, §5):
 
+* a *bare* RayCluster (no controller ownerReference: a tenant's interactive cluster) is a queued job of its own
+  (``JobInfo.from_raycluster``, kind RayCluster): its uid is the job's and the parent's, so the pods it controls
+  are its job's, covered up to the size it was admitted with (``rayqueue.io/admitted-replicas``). It never
+  finishes. A RayCluster any controller owns (a RayJob's) is never one.
 * a *managed* RayJob: its namespace is bound to a leaf and it carries the enqueue stamp. A managed job is
   ``WAITING`` (suspended, no dequeue stamp: a QueueItem in its leaf's queue), ``ADMITTED`` (dequeue
   stamp, not suspended), ``REQUEUE`` (dequeue stamp but suspended by someone: the controller must remove
@@ -238,7 +242,8 @@ class Cache:
         return rec.info if rec else None
 
     def jobs(self) -> tuple[JobInfo, ...]:
-        """Every known RayJob (deleted ones still draining included), sorted by namespace, name, uid."""
+        """Every known RayJob and bare RayCluster (deleted ones still draining included), sorted by namespace, name,
+        uid."""
         infos = [r.info for r in self._jobs.values()]
         return tuple(sorted(infos, key=lambda j: (j.namespace, j.name, j.uid)))
 
