@@ -182,3 +182,27 @@ def test_a_tenant_cannot_resume_their_own_queued_raycluster(
     assert len(bound(cluster_pods(cluster, "video", rc["metadata"]["name"]))) == 2
     assert queue_unit(cluster, "video", f"{rc['metadata']['name']}-rc-qu") is None
     assert queue_unit(cluster, "video", f"{job}-ray-qu") is not None
+
+
+def test_a_gang_raycluster_is_admitted_and_placed_as_one_gang(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, no_clusters: None,
+    invariants: QuotaSampler,
+) -> None:
+    """A tenant's RayCluster asking for gang scheduling (`ray.io/gang-scheduling-enabled: "true"`): the webhook puts
+    min-available 3 (head + 2 workers) into its templates, its pods are one gang named after the cluster, and the
+    three are bound together once it is admitted."""
+    for i in range(2):
+        nodes(f"bare-gang-{i}")
+    spec = tenant_cluster("video", "gang-notebook", workers=2, cpu="2")
+    spec["metadata"].setdefault("labels", {})[keys.GANG_ENABLED_LABEL] = "true"
+    name = create(cluster, spec)
+    wait_for(lambda: admitted(cluster, "video", name), 30.0, "the gang cluster admitted")
+
+    def three_bound() -> list[dict[str, Any]] | None:
+        found = bound(cluster_pods(cluster, "video", name))
+        return found if len(found) == 3 else None
+
+    pods = wait_for(three_bound, 60.0, "its 3 pods bound")
+    labels = [p["metadata"]["labels"] for p in pods]
+    assert {(lb[keys.POD_GROUP_NAME], lb[keys.POD_GROUP_MIN_AVAILABLE]) for lb in labels} == {(name, "3")}
+    assert invariants.worst.partly_bound == [], "a gang is bound whole (the sampler checks again at the end)"
