@@ -233,6 +233,8 @@ def test_a_borrowing_bare_cluster_is_reclaimed_as_a_whole_and_requeued_at_its_pl
     assert loop.jobs[uid]["spec"]["suspend"] is True
     assert loop.jobs[uid]["metadata"]["annotations"] == {keys.ENQUEUE_TIMESTAMP: stamp(1)}
     assert dequeued(loop.run()) == [], "its pods still hold the quota"
+    assert loop.units[("intern", "big-rc-qu")]["status"]["message"] == (
+        "root/algorithm/intern: intern/big waits until its previous run releases its quota (2 pods still terminating)")
     for pod in pods:
         loop.cache.on_pod("DELETED", pod)
     assert dequeued(loop.run()) == ["train"]
