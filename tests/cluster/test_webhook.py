@@ -302,7 +302,7 @@ def test_a_cluster_selector_job_runs_unqueued_on_an_existing_cluster_and_may_not
     assert f"rule cluster-selector-target: the selected RayCluster video/{target} does not exist" in missing
     raycluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": target, "namespace": "video"},
                   "spec": {"suspend": True, "headGroupSpec": seed_job()["spec"]["rayClusterSpec"]["headGroupSpec"]}}
-    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(raycluster))  # queued (rule C1)
+    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(raycluster))  # queued (rule R1)
     waiting = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
     assert f"rule cluster-selector-target: the selected RayCluster video/{target} is waiting in a queue" in waiting
     resume = '{"spec":{"suspend":false}}'
