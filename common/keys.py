@@ -116,7 +116,6 @@ CONTROLLER_OWNED_ANNOTATIONS: Final = (ENQUEUE_TIMESTAMP, DEQUEUE_TIMESTAMP, PRI
 # replicas of each worker group it was admitted with (JSON, {"group": replicas}). Its reservation keeps those
 # counts while the autoscaler or the tenant edits replicas (more workers are growth); removed at requeue.
 ADMITTED_REPLICAS: Final = "rayqueue.io/admitted-replicas"
-CLUSTER_CONTROLLER_OWNED_ANNOTATIONS: Final = (*CONTROLLER_OWNED_ANNOTATIONS, ADMITTED_REPLICAS)
 # Stamped by the extender on a gang's pending members when the gang gets a placement: kube-scheduler moves an
 # unschedulable pod back to its active queue when the pod's metadata changes, so members that were refused
 # before the gang was complete are retried at once instead of after the scheduler's periodic flush.
@@ -129,3 +128,16 @@ PRIORITY_CHANGED_BY: Final = "rayqueue.io/priority-changed-by"
 # Set by the user on a RayJob: how long it runs once admitted (a Go duration, "45m", "1h30m"); the start-time
 # estimate of the jobs behind it uses it before spec.activeDeadlineSeconds and the leaf's runtime history.
 EXPECTED_RUNTIME: Final = "rayqueue.io/expected-runtime"
+# Cooperative preemption (docs/preemption.md). In a quota node's `attributes`: how long a reclaim victim of that
+# node (or of a node below it, which inherits it) may run on after its notice (a Go duration; default 0: at once).
+PREEMPTION_GRACE: Final = "rayqueue.io/preemption-grace"
+# On a reclaim victim's RayJob and on every pod of it, written only by the controller: when it will be
+# suspended, for whom and why (JSON; common/preemption.py). Pods read it through a downward-API volume.
+PREEMPTION_NOTICE: Final = "rayqueue.io/preemption-notice"
+# Set by the job on its own RayJob (any value) once it has checkpointed: the controller suspends it at once.
+CHECKPOINTED: Final = "rayqueue.io/checkpointed"
+EVENT_PREEMPTION_NOTICE: Final = "PreemptionNotice"
+# A queued bare RayCluster's controller-owned annotations (webhook rule R4): the RayJob's, the size it was admitted
+# with, and the preemption notice (rule C1's, on a RayCluster).
+CLUSTER_CONTROLLER_OWNED_ANNOTATIONS: Final = (*CONTROLLER_OWNED_ANNOTATIONS, ADMITTED_REPLICAS, PREEMPTION_NOTICE)
+EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"

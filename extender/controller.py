@@ -30,6 +30,7 @@ from extender import estimates
 from extender.cache import Cache
 from extender.reconcile import (
     Action,
+    AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -37,6 +38,7 @@ from extender.reconcile import (
     EnsureQueueUnit,
     Event,
     JobRef,
+    Notify,
     Plan,
     Requeue,
     SetPriority,
@@ -44,6 +46,7 @@ from extender.reconcile import (
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
+    WithdrawNotice,
     reconcile,
     reconcile_steps,
 )
@@ -63,6 +66,7 @@ PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connec
 DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
 
 Handler = Callable[[str, dict[str, Any]], None]
+_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
 
 
 def _job_path(job: JobRef) -> str:
@@ -73,8 +77,10 @@ def _job_path(job: JobRef) -> str:
 
 def chain_key(action: Action) -> str:
     """The object an action writes: actions with one key run in plan order, different keys in parallel."""
-    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event):
+    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice):
         return f"rayjob/{action.job.uid}"
+    if isinstance(action, AnnotatePod):
+        return f"pod/{action.uid}"
     if isinstance(action, EnsureQueueUnit | UpdateQueueUnitStatus | DeleteQueueUnit):
         return f"queueunit/{action.namespace}/{action.name}"
     if isinstance(action, EnsureQueue):
@@ -114,6 +120,7 @@ class Controller:
         self._estimate_due: float | None = None
         self.wake = asyncio.Event()
         self._holding = False
+        self._wake_ns: int | None = None  # the next preemption-notice deadline (Plan.wake_ns)
         self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
 
     def poke(self) -> None:
@@ -144,12 +151,7 @@ class Controller:
             await self.refresh_estimates()
             if self.wake.is_set():
                 continue
-            timeout = self.resync_seconds
-            if self._estimate_due is not None:  # a refresh was held back by the throttle
-                timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
-            retry = self.cache.queues.next_retry()
-            if retry is not None:
-                timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+            timeout = self.wait_seconds()
             waiter = asyncio.ensure_future(self.wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             try:
@@ -159,12 +161,26 @@ class Controller:
                     task.cancel()
                 await asyncio.gather(waiter, stopper, return_exceptions=True)
 
+    def wait_seconds(self) -> float:
+        """How long the loop may sleep without an event: the resync, or less for an estimate the throttle held
+        back, a backoff that ends, or the deadline of a preemption notice (its victim is suspended on time)."""
+        timeout = self.resync_seconds
+        if self._estimate_due is not None:
+            timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
+        retry = self.cache.queues.next_retry()
+        if retry is not None:
+            timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+        if self._wake_ns is not None:
+            timeout = min(timeout, max(0.05, (self._wake_ns - from_datetime(self.clock.now())) / 1e9))
+        return timeout
+
     def plan(self) -> Plan:
         """One decision on one snapshot (no await between reading the cache and choosing)."""
         self.cache.clear_dirty()
         plan = reconcile(self.cache, from_datetime(self.clock.now()))
         self.metrics.reconciles.inc()
         self._gauges()
+        self._wake_ns = plan.wake_ns
         return plan
 
     async def plan_sliced(self) -> Plan:
@@ -183,6 +199,7 @@ class Controller:
                 await asyncio.sleep(0)
             self.metrics.reconciles.inc()
             self._gauges()
+            self._wake_ns = plan.wake_ns
             while self._held:
                 for _ in range(min(DRAIN_SLICE, len(self._held))):
                     handler, kind, obj = self._held.popleft()
@@ -223,7 +240,7 @@ class Controller:
         try:
             await self._do(action)
         except ApiError as exc:
-            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+            if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
             if exc.conflict:
@@ -231,7 +248,7 @@ class Controller:
             else:
                 log.warning("%s failed: %s", type(action).__name__, exc)
         except (OSError, TimeoutError) as exc:
-            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+            if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
             log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
@@ -251,7 +268,9 @@ class Controller:
         if snap is None:
             return
         found = await asyncio.to_thread(estimates.compute, snap)
-        await self.execute(Plan(tuple(estimates.unit_patches(self.cache, found, from_datetime(self.clock.now())))))
+        now_ns = from_datetime(self.clock.now())
+        await self.execute(Plan((*estimates.unit_patches(self.cache, found.estimates, now_ns),
+                                 *estimates.forecast_patches(self.cache, found.forecasts, now_ns))))
 
     async def _do(self, action: Action) -> None:
         c = self.client
@@ -285,6 +304,24 @@ class Controller:
                 self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
             log.info("%s %s %s/%s: %s", type(action).__name__.lower(), action.job.kind, action.job.namespace, action.job.name,
                      action.reason)
+        elif isinstance(action, Notify | WithdrawNotice):
+            updated = await c.patch(_job_path(action.job), action.patch())
+            bare = action.job.kind == keys.RAYCLUSTER_KIND
+            (self.cache.on_raycluster if bare else self.cache.on_rayjob)("MODIFIED", updated)
+            if isinstance(action, Notify):
+                log.info("preemption notice to RayJob %s/%s for %s: %s", action.job.namespace, action.job.name,
+                         action.claimant.key, action.notice)
+            else:
+                log.info("withdrew the preemption notice of RayJob %s/%s: %s", action.job.namespace,
+                         action.job.name, action.reason)
+        elif isinstance(action, AnnotatePod):
+            try:
+                updated = await c.patch(f"/api/v1/namespaces/{action.namespace}/pods/{action.name}", action.patch())
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+            else:
+                self.cache.on_pod("MODIFIED", updated)
         elif isinstance(action, SetPriority):
             await c.patch(_job_path(action.job), action.patch())
             log.info("priority of RayJob %s/%s set to %d from its QueueUnit: %s", action.job.namespace,

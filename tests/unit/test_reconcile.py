@@ -24,18 +24,21 @@ from extender.cache import Cache, JobState
 from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
 from extender.reconcile import (
     SLICE,
+    AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    Notify,
     Plan,
     Requeue,
     Suspend,
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
+    WithdrawNotice,
     reconcile,
     reconcile_steps,
 )
@@ -90,6 +93,7 @@ class Loop:
         self.units: dict[tuple[str, str], dict[str, Any]] = {}
         self.tree = example("elasticquotatree.yaml", keys.QUOTA_TREE_KIND)
         self.events: list[Event] = []
+        self.pod_objs: dict[str, dict[str, Any]] = {}  # by uid, the pods made by pods()
         self.plans: list[Plan] = []
         self.conflicts: list[str] = []
         self._serial = 0
@@ -132,6 +136,7 @@ class Loop:
                 .obj()
             )
             self.cache.on_pod("ADDED", pod)
+            self.pod_objs[pod["metadata"]["uid"]] = pod
             out.append(pod)
         return out
 
@@ -162,6 +167,19 @@ class Loop:
                 cache.mark_requeued(action.job.uid)
             if deliver:
                 self.deliver(action.job.uid)
+        elif isinstance(action, Notify | WithdrawNotice):  # guarded by resourceVersion; the response fed back
+            obj = self.jobs[action.job.uid]
+            if obj["metadata"]["resourceVersion"] != action.job.resource_version:
+                self.conflicts.append(action.job.name)
+                return
+            _merge(obj, action.patch())
+            obj["metadata"]["resourceVersion"] = self._rv()
+            self.deliver(action.job.uid)
+        elif isinstance(action, AnnotatePod):
+            pod = self.pod_objs.get(action.uid)
+            if pod is not None:
+                _merge(pod, action.patch())
+                cache.on_pod("MODIFIED", copy.deepcopy(pod))
         elif isinstance(action, Event):
             self.events.append(action)
         elif isinstance(action, EnsureQueue):

@@ -155,7 +155,8 @@ def test_a_tenant_cannot_resume_a_queued_cluster_but_the_controller_can() -> Non
     ("key", "value"),
     [pytest.param(keys.DEQUEUE_TIMESTAMP, "2025-01-10 01:36:25 +0000 UTC", id="adding a dequeue stamp"),
      pytest.param(keys.ENQUEUE_TIMESTAMP, "2020-01-01 00:00:00 +0000 UTC", id="back-dating the enqueue stamp"),
-     pytest.param(keys.ADMITTED_REPLICAS, '{"w":50}', id="forging the admitted size")],
+     pytest.param(keys.ADMITTED_REPLICAS, '{"w":50}', id="forging the admitted size"),
+     pytest.param(keys.PREEMPTION_NOTICE, '{"deadline":"2030-01-01T00:00:00Z"}', id="forging a preemption notice")],
 )
 def test_a_tenant_cannot_touch_the_controller_s_annotations_of_a_cluster(key: str, value: str) -> None:
     old = queued_cluster()
