@@ -206,4 +206,7 @@ def test_a_gang_raycluster_is_admitted_and_placed_as_one_gang(
     pods = wait_for(three_bound, 60.0, "its 3 pods bound")
     labels = [p["metadata"]["labels"] for p in pods]
     assert {(lb[keys.POD_GROUP_NAME], lb[keys.POD_GROUP_MIN_AVAILABLE]) for lb in labels} == {(name, "3")}
+    wait_for(lambda: ((queue_unit(cluster, "video", f"{name}-rc-qu") or {}).get("status") or {}).get("phase")
+             == "Running", 30.0, "its QueueUnit Running")
+    wait_for(lambda: invariants.worst.samples >= 5, 30.0, "the sampler to see the bound gang")
     assert invariants.worst.partly_bound == [], "a gang is bound whole (the sampler checks again at the end)"
