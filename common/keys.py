@@ -41,6 +41,7 @@ MAX_JOBS: Final = "kube-queue/max-jobs"  # optional per-quota job cap, a key in 
 CREATED_BY_KUBEQUEUE: Final = "create-by-kubequeue"
 PRIORITY_OVERRIDE: Final = "scheduling.x-k8s.io/priority"
 QUEUE_UNIT_SUFFIX: Final = "-ray-qu"
+CLUSTER_QUEUE_UNIT_SUFFIX: Final = "-rc-qu"  # the QueueUnit of a bare RayCluster (queued as a job of its own)
 
 # --- quota labels ------------------------------------------------------------------------------
 QUOTA_NAME: Final = "quota.scheduling.alibabacloud.com/name"
@@ -97,6 +98,11 @@ def queue_unit_name(rayjob_name: str) -> str:
     return f"{rayjob_name}{QUEUE_UNIT_SUFFIX}"
 
 
+def cluster_queue_unit_name(raycluster_name: str) -> str:
+    """`<raycluster>-rc-qu`: a bare RayCluster's QueueUnit (beside `<rayjob>-ray-qu`, so the two never collide)."""
+    return f"{raycluster_name}{CLUSTER_QUEUE_UNIT_SUFFIX}"
+
+
 def queue_generate_name(full_name: str) -> str:
     """`root/algorithm/video` -> `root-algorithm-video-` (the Queue's generateName)."""
     return full_name.replace("/", "-") + "-"
@@ -106,6 +112,10 @@ def queue_generate_name(full_name: str) -> str:
 # into a PriorityChanged event. Written only by the webhook's mutation: a tenant cannot forge it.
 PRIORITY_CHANGE_RECORD: Final = "rayqueue.io/last-priority-change"
 CONTROLLER_OWNED_ANNOTATIONS: Final = (ENQUEUE_TIMESTAMP, DEQUEUE_TIMESTAMP, PRIORITY_CHANGE_RECORD)
+# On an admitted bare RayCluster, written by the controller's dequeue patch with the dequeue stamp: the desired
+# replicas of each worker group it was admitted with (JSON, {"group": replicas}). Its reservation keeps those
+# counts while the autoscaler or the tenant edits replicas (more workers are growth); removed at requeue.
+ADMITTED_REPLICAS: Final = "rayqueue.io/admitted-replicas"
 # Stamped by the extender on a gang's pending members when the gang gets a placement: kube-scheduler moves an
 # unschedulable pod back to its active queue when the pod's metadata changes, so members that were refused
 # before the gang was complete are retried at once instead of after the scheduler's periodic flush.
@@ -127,4 +137,7 @@ PREEMPTION_NOTICE: Final = "rayqueue.io/preemption-notice"
 # Set by the job on its own RayJob (any value) once it has checkpointed: the controller suspends it at once.
 CHECKPOINTED: Final = "rayqueue.io/checkpointed"
 EVENT_PREEMPTION_NOTICE: Final = "PreemptionNotice"
+# A queued bare RayCluster's controller-owned annotations (webhook rule R4): the RayJob's, the size it was admitted
+# with, and the preemption notice (rule C1's, on a RayCluster).
+CLUSTER_CONTROLLER_OWNED_ANNOTATIONS: Final = (*CONTROLLER_OWNED_ANNOTATIONS, ADMITTED_REPLICAS, PREEMPTION_NOTICE)
 EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"

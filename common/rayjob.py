@@ -35,7 +35,9 @@ and described in ``problems``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ __all__ = [
     "ShapeError",
     "SubmissionMode",
     "WorkerGroup",
+    "admitted_replicas_value",
     "covered_pods",
     "default_submitter_request",
     "desired_replicas",
@@ -235,6 +238,10 @@ class JobInfo:
     # checkActiveDeadlineAndUpdateStatusIfNeeded fails the job once it has run this long) and status.endTime.
     active_deadline_seconds: int | None = None
     end_ns: int | None = None
+    # What is queued: a RayJob, or a bare RayCluster (one no controller owns: a tenant's interactive cluster),
+    # queued as a job of its own (``from_raycluster``). ``cluster_state`` is a bare RayCluster's status.state.
+    kind: str = keys.RAYJOB_KIND
+    cluster_state: str = ""
 
     @classmethod
     def from_rayjob(
@@ -247,6 +254,23 @@ class JobInfo:
         """Convert a RayJob dict. ``priority_class_value`` is the resolved value of its priority class;
         ``additions`` what the operator adds to the pods (its settings)."""
         return _job_from_rayjob(obj, priority_class_value, additions)
+
+    @classmethod
+    def from_raycluster(
+        cls,
+        obj: Mapping[str, object],
+        *,
+        priority_class_value: int | None = None,
+        additions: KubeRayAdditions = DEFAULT_ADDITIONS,
+    ) -> JobInfo:
+        """Convert a bare RayCluster dict (no controller ownerReference) into the job it is queued as: head +
+        workers at their desired replicas + what KubeRay adds, no submitter; it never finishes."""
+        return _job_from_raycluster(obj, priority_class_value, additions)
+
+    @property
+    def bare_cluster(self) -> bool:
+        """A bare RayCluster queued as a job of its own (not a RayJob)."""
+        return self.kind == keys.RAYCLUSTER_KIND
 
     @property
     def key(self) -> str:
@@ -302,11 +326,15 @@ def _at(path: str, key: str) -> str:
 
 
 
-def priority_class_name(obj: Mapping[str, object]) -> str | None:
-    """The RayJob's priority class: its head pod template's priorityClassName (as JobInfo reads it), or None.
-    Lenient: callers use it to look up the class's value before converting the job."""
+def priority_class_name(obj: Mapping[str, object], kind: str = keys.RAYJOB_KIND) -> str | None:
+    """The RayJob's priority class: its head pod template's priorityClassName (as JobInfo reads it), or None;
+    with ``kind`` RayCluster, a bare RayCluster's (its own head template). Lenient: callers use it to look up
+    the class's value before converting the job."""
     node: object = obj
-    for key in ("spec", "rayClusterSpec", "headGroupSpec", "template", "spec", "priorityClassName"):
+    path: tuple[str, ...] = ("spec", "rayClusterSpec", "headGroupSpec", "template", "spec", "priorityClassName")
+    if kind == keys.RAYCLUSTER_KIND:
+        path = path[:1] + path[2:]
+    for key in path:
         if not isinstance(node, Mapping):
             return None
         node = node.get(key)
@@ -580,10 +608,9 @@ def _preemptible(r: _Reader, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _autoscaler(r: _Reader, cluster: Mapping[str, object]) -> Resources | None:
+def _autoscaler(r: _Reader, cluster: Mapping[str, object], path: str = "spec.rayClusterSpec") -> Resources | None:
     """The autoscaler sidecar's request when ``enableInTreeAutoscaling`` is on: KubeRay's 500m/512Mi, or
     ``autoscalerOptions.resources`` which replaces it whole (``mergeAutoscalerOverrides``)."""
-    path = "spec.rayClusterSpec"
     if not r.as_bool(cluster.get("enableInTreeAutoscaling"), _at(path, "enableInTreeAutoscaling")):
         return None
     options = r.as_map(cluster.get("autoscalerOptions"), _at(path, "autoscalerOptions"))
@@ -706,6 +733,119 @@ def _job_from_rayjob(
         active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
         end_ns=_status_time(status.get("endTime")),
     )
+
+
+def _job_from_raycluster(
+    obj: Mapping[str, object], priority_class_value: int | None, additions: KubeRayAdditions
+) -> JobInfo:
+    """A bare RayCluster as a job: the cluster spec is read as a RayJob's ``rayClusterSpec`` is (same pod
+    arithmetic and KubeRay additions), at the cluster's own paths; no submitter (KubeRay runs none for a
+    RayCluster); ``suspended`` is its ``spec.suspend`` (KubeRay v1.1+ deletes its pods; docs/kuberay.md)."""
+    r = _Reader()
+    root: object = obj
+    if not isinstance(root, Mapping):
+        raise ShapeError([f"(root): expected a RayCluster map, got {_kind(root)}"])
+    meta = r.as_map(obj.get("metadata"), "metadata")
+    spec = r.as_map(obj.get("spec"), "spec")
+    status = r.as_map(obj.get("status"), "status")
+    labels = r.str_map(meta.get("labels"), "metadata.labels")
+    annotations = r.str_map(meta.get("annotations"), "metadata.annotations")
+    head = r.as_map(spec.get("headGroupSpec"), "spec.headGroupSpec")
+    head_template = r.as_map(head.get("template"), "spec.headGroupSpec.template")
+    head_path = "spec.headGroupSpec.template.spec"
+    head_spec = r.as_map(head_template.get("spec"), head_path)
+    injected: list[Resources] = []
+    autoscaler = _autoscaler(r, spec, "spec")
+    if autoscaler is not None:
+        injected.append(autoscaler)
+    if additions.head_sidecars:
+        injected.append(additions.head_sidecars)
+    head_request = _pod_request(r, head_spec, head_path, extra=injected)
+    priority_class_name = r.as_str(head_spec.get("priorityClassName"), _at(head_path, "priorityClassName"))
+    groups = [
+        _worker_group(r, group, f"spec.workerGroupSpecs[{i}]", additions)
+        for i, group in enumerate(r.as_list(spec.get("workerGroupSpecs"), "spec.workerGroupSpecs"))
+    ]
+    dequeue_ns = _timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP)
+    admitted = _admitted_replicas(r, annotations) if dequeue_ns is not None else None
+    if admitted is not None:  # admitted: the size it was admitted with; a group added since counts 0
+        groups = [dataclasses.replace(g, replicas=0 if g.suspended else admitted.get(g.name, 0)) for g in groups]
+    suspended = r.as_bool(spec.get("suspend"), "spec.suspend")
+    name = r.as_str(meta.get("name"), "metadata.name") or ""
+    state = r.as_str(status.get("state"), "status.state") or ""
+    uid = r.as_str(meta.get("uid"), "metadata.uid") or ""
+    namespace = r.as_str(meta.get("namespace"), "metadata.namespace") or ""
+    generate_name = r.as_str(meta.get("generateName"), "metadata.generateName") or ""
+    resource_version = r.as_str(meta.get("resourceVersion"), "metadata.resourceVersion") or ""
+    if r.errors:
+        raise ShapeError(r.errors)
+    override = _priority_override(r, annotations)
+    total = head_request
+    for group in groups:
+        if group.pods:
+            total = total + group.request
+    return JobInfo(
+        uid=uid,
+        namespace=namespace,
+        generate_name=generate_name,
+        resource_version=resource_version,
+        name=name,
+        labels=labels,
+        annotations=annotations,
+        request=total,
+        head_request=head_request,
+        worker_groups=tuple(groups),
+        submitter_request=Resources(),
+        gang=(
+            labels.get(keys.GANG_SCHEDULER_LABEL) == keys.GANG_SCHEDULER_VALUE
+            or labels.get(keys.GANG_ENABLED_LABEL) == "true"
+        ),
+        min_available=1 + sum(g.pods for g in groups),
+        quota_label=labels.get(keys.QUOTA_NAME),
+        priority=override if override is not None else (priority_class_value or 0),
+        priority_class_name=priority_class_name or None,
+        suspended=suspended,
+        shutdown_after_job_finishes=False,
+        enqueue_ns=_timestamp(r, annotations, keys.ENQUEUE_TIMESTAMP),
+        dequeue_ns=dequeue_ns,
+        submission_mode="",
+        cluster_selector=FrozenMap(),
+        job_deployment_status="",
+        job_status="",
+        status_reason=r.as_str(status.get("reason"), "status.reason") or "",
+        status_message="",
+        ray_cluster_name=name or None,
+        finished=False,  # a bare cluster never finishes: it holds its claim until deleted or suspended
+        preemptible=_preemptible(r, labels),
+        deleting=bool(meta.get("deletionTimestamp")),
+        problems=tuple(r.problems),
+        kind=keys.RAYCLUSTER_KIND,
+        cluster_state=state,
+    )
+
+
+def admitted_replicas_value(job: JobInfo) -> str:
+    """The ``rayqueue.io/admitted-replicas`` annotation the dequeue writes on a bare RayCluster: each worker
+    group's desired replicas now (the size it is admitted with), as compact JSON with sorted keys."""
+    return json.dumps({g.name: g.replicas for g in job.worker_groups}, sort_keys=True, separators=(",", ":"))
+
+
+def _admitted_replicas(r: _Reader, annotations: Mapping[str, str]) -> dict[str, int] | None:
+    text = annotations.get(keys.ADMITTED_REPLICAS)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT32
+        for k, v in value.items()
+    ):
+        return value
+    r.problems.append(f"metadata.annotations[{keys.ADMITTED_REPLICAS}]: expected a JSON map of group -> "
+                      f"replicas, got {text!r}; the current replicas count")
+    return None
 
 
 def _positive_int(value: object) -> int | None:

@@ -104,6 +104,16 @@ RayCluster (raycluster_controller.go:rayClusterReconcile, reconcilePods, calcula
   whose pods this controller deleted is not reconciled again until they are gone
   (rayClusterScaleExpectation). A failed pass is retried with controller-runtime's per-object
   exponential backoff (5 ms x 2^n), capped by `max_backoff_seconds`; a clean pass resets it.
+* Suspend (`spec.suspend`, a bare RayCluster's; a RayJob's suspend deletes its cluster instead): 1.7 follows
+  the RayClusterStatusConditions gate (on by default since v1.3): reconcilePods does nothing while
+  `spec.suspend` is true and no Suspending condition is True; calculateStatus then sets RayClusterSuspending
+  True; the next pass deletes every pod of the cluster (deleteAllPods, only when some pod is not yet
+  terminating) with a `DeletedPod` event "Deleted Pods for RayCluster <ns>/<name> due to suspension"; once no
+  pod is left, terminating ones included, Suspending False, RayClusterSuspended True, RayClusterProvisioned
+  False ("RayCluster has been suspended") and `state: suspended`. Resumed (`suspend: false`): Suspended False
+  on one pass, the pods created on the next; the state stays `suspended` until the cluster is ready again.
+  The 1.3 model writes no conditions and takes the gate-off branch (v1.1-v1.2): every pod deleted at once on
+  every pass while `spec.suspend` is true.
 * Status (calculateStatus): desired/min/max/ready/available worker replicas, `state: ready` once no
   error and head + desired workers all Running and Ready (and it stays ready), the HeadPodReady,
   RayClusterProvisioned and (on a failed pass) ReplicaFailure conditions with KubeRay's reasons.
@@ -158,7 +168,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from kubernetes import client, config, watch
@@ -302,6 +312,39 @@ def _set_condition(conditions: list[Obj], new: Obj, now: str) -> None:
     if old.get("status") != new["status"]:
         old["lastTransitionTime"] = now
     old.update({k: v for k, v in new.items() if k != "lastTransitionTime"})
+
+
+CLUSTER_SUSPENDING: Final = "RayClusterSuspending"
+CLUSTER_SUSPENDED: Final = "RayClusterSuspended"
+
+
+def suspend_status(cluster: Obj) -> str:
+    """utils.FindRayClusterSuspendStatus@v1.7.0: the type of the Suspending or Suspended condition that is True,
+    else ""."""
+    for cond in (cluster.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in (CLUSTER_SUSPENDING, CLUSTER_SUSPENDED) and cond.get("status") == "True":
+            return str(cond["type"])
+    return ""
+
+
+def _set_suspend_conditions(conditions: list[Obj], suspending: str, suspend: bool, has_pods: bool, now: str) -> None:
+    """calculateStatus@v1.7.0, the suspend switch: Suspending True once spec.suspend is seen; Suspending False,
+    Suspended True (and RayClusterProvisioned False, "RayCluster has been suspended") once no pod is left, the
+    terminating ones included; Suspended False once spec.suspend is false again."""
+    if suspending == CLUSTER_SUSPENDING:
+        if not has_pods:
+            _set_condition(conditions, {"type": "RayClusterProvisioned", "status": "False",
+                                        "reason": "RayClusterPodsProvisioning",
+                                        "message": "RayCluster has been suspended"}, now)
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDING, "reason": CLUSTER_SUSPENDING, "status": "False"}, now)
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "True"}, now)
+    elif suspending == CLUSTER_SUSPENDED:
+        if not suspend:
+            _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "False"}, now)
+    else:
+        _set_condition(conditions, {"type": CLUSTER_SUSPENDED, "reason": CLUSTER_SUSPENDED, "status": "False"}, now)
+        _set_condition(conditions, {"type": CLUSTER_SUSPENDING, "reason": CLUSTER_SUSPENDING, "status": "True" if suspend else "False"},
+                       now)
 
 
 def _running_and_ready(pod: Obj) -> bool:
@@ -1697,10 +1740,21 @@ class KubeRayStandIn:
         """reconcilePods; raises PassError where KubeRay returns an error."""
         meta, spec = _meta(cluster), cluster_spec_with_defaults(cluster.get("spec") or {})
         uid, pods = str(meta["uid"]), self._cluster_pods(cluster)
-        if spec.get("suspend"):  # a suspended RayCluster: all pods deleted, nothing else
-            for pod in pods:
-                if not _meta(pod).get("deletionTimestamp"):
-                    self._delete_pod(pod)
+        # Suspend (reconcilePods@v1.7.0, the RayClusterStatusConditions gate on, its default since v1.3): pods are
+        # deleted only once calculateStatus has set RayClusterSuspending; spec.suspend alone (before that, or
+        # once Suspended) stops the reconcile of pods. Resumed, nothing is created until Suspended is False.
+        # The 1.3 model writes no conditions: it follows the gate-off branch (v1.1-v1.2, and v1.3+ with the gate
+        # off): spec.suspend deletes every pod at once, on every pass.
+        suspending = suspend_status(cluster) if self.model == MODEL_17 else (CLUSTER_SUSPENDING if spec.get("suspend") else "")
+        if suspending == CLUSTER_SUSPENDING:
+            active = [p for p in pods if not _meta(p).get("deletionTimestamp")]
+            for pod in active:  # deleteAllPods: one DeleteAllOf of the cluster's pods when any is active
+                self._delete_pod(pod)
+            if active:
+                self._event(cluster, "Normal", "DeletedPod",
+                            f"Deleted Pods for RayCluster {_key(cluster)} due to suspension")
+            return
+        if suspending == CLUSTER_SUSPENDED or spec.get("suspend"):
             return
         heads = [p for p in pods if _labels(p).get(keys.RAY_NODE_TYPE) == "head"]
         if self._expectations.satisfied(uid, HEAD_GROUP, {_meta(p)["name"] for p in heads}):
@@ -1923,6 +1977,7 @@ class KubeRayStandIn:
             new["state"] = "suspended"
         if self.model == MODEL_17:
             conditions = copy.deepcopy(list(old.get("conditions") or []))
+            suspending = suspend_status(cluster)
             if error is not None and error.reason:
                 _set_condition(conditions, {"type": "ReplicaFailure", "status": "True", "reason": error.reason,
                                             "message": str(error)}, stamp)
@@ -1938,12 +1993,13 @@ class KubeRayStandIn:
                                             "reason": "HeadPodRunningAndReady" if ready else "HeadPodNotReady",
                                             "message": ""}, stamp)
             provisioned = _condition(conditions, "RayClusterProvisioned")
-            if provisioned is None or provisioned.get("status") != "True":
+            if (provisioned is None or provisioned.get("status") != "True") and suspending != CLUSTER_SUSPENDED:
                 _set_condition(conditions, {
                     "type": "RayClusterProvisioned", "status": "True" if all_running else "False",
                     "reason": "AllPodRunningAndReadyFirstTime" if all_running else "RayClusterPodsProvisioning",
                     "message": ("All Ray Pods are ready for the first time" if all_running
                                 else "RayCluster Pods are being provisioned for first time")}, stamp)
+            _set_suspend_conditions(conditions, suspending, bool(spec.get("suspend")), bool(pods), stamp)
             new["conditions"] = conditions
         if new.get("state") != old.get("state"):
             new.setdefault("stateTransitionTimes", {})[str(new.get("state"))] = stamp

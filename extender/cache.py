@@ -7,6 +7,10 @@ unknown UID is a no-op.
 
 What the cache derives (DESIGN §3, §5):
 
+* a *bare* RayCluster (no controller ownerReference: a tenant's interactive cluster) is a queued job of its own
+  (``JobInfo.from_raycluster``, kind RayCluster): its uid is the job's and the parent's, so the pods it controls
+  are its job's, covered up to the size it was admitted with (``rayqueue.io/admitted-replicas``). It never
+  finishes. A RayCluster any controller owns (a RayJob's) is never one.
 * a *managed* RayJob: its namespace is bound to a leaf and it carries the enqueue stamp. A managed job is
   ``WAITING`` (suspended, no dequeue stamp: a QueueItem in its leaf's queue), ``ADMITTED`` (dequeue
   stamp, not suspended), ``REQUEUE`` (dequeue stamp but suspended by someone: the controller must remove
@@ -106,7 +110,7 @@ class QueueUnitObject:
 
     namespace: str
     name: str
-    owner_uid: str | None  # the controlling RayJob's uid
+    owner_uid: str | None  # the controlling RayJob's (or bare RayCluster's) uid
     spec: Mapping[str, Any]
     annotations: Mapping[str, str]
     status: Mapping[str, Any]
@@ -160,6 +164,15 @@ class _Parent:
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, Mapping) else {}
+
+
+def _controller_ref(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object's controller ownerReference (``controller: true``), or None."""
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return ref
+    return None
 
 
 def _str_map(value: object) -> dict[str, str]:
@@ -242,7 +255,8 @@ class Cache:
         return rec.info if rec else None
 
     def jobs(self) -> tuple[JobInfo, ...]:
-        """Every known RayJob (deleted ones still draining included), sorted by namespace, name, uid."""
+        """Every known RayJob and bare RayCluster (deleted ones still draining included), sorted by namespace, name,
+        uid."""
         infos = [r.info for r in self._jobs.values()]
         return tuple(sorted(infos, key=lambda j: (j.namespace, j.name, j.uid)))
 
@@ -438,6 +452,10 @@ class Cache:
         self._touch()
 
     def on_rayjob(self, event_type: str, obj: dict[str, Any]) -> None:
+        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._convert)
+
+    def _on_job(self, event_type: str, obj: dict[str, Any], kind: str, convert: Callable[[dict[str, Any]], JobInfo]) -> None:
+        """A queued object (a RayJob, or a bare RayCluster queued as a job of its own) was added, changed or went."""
         meta = _meta(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
@@ -451,7 +469,7 @@ class Cache:
             self._refresh_job(uid)
             self._touch()
             return
-        info = self._shape(f"RayJob {meta.get('namespace')}/{meta.get('name')}", self._convert, obj)
+        info = self._shape(f"{kind} {meta.get('namespace')}/{meta.get('name')}", convert, obj)
         if info is None:
             return
         if rec is not None and rec.present and rec.info == info:
@@ -468,8 +486,20 @@ class Cache:
         self._touch()
 
     def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
-        """RayClusters: which RayJob controls each (its pods belong to that job)."""
-        self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj)
+        """RayClusters: which RayJob controls each (its pods belong to that job). A *bare* RayCluster, one with
+        no controller ownerReference at all (a tenant's interactive cluster), is a queued job of its own: its
+        uid is both the job's and the parent's, so its pods (controlled by it) are its job's pods. A cluster
+        that any controller owns (a RayJob, a RayService, ...) is never bare; one that stops being bare leaves
+        the queue as if deleted (its claim drains with its pods)."""
+        meta = _meta(obj)
+        uid = str(meta.get("uid") or "")
+        if not uid:
+            return
+        bare = _controller_ref(meta) is None
+        rec = self._jobs.get(uid)
+        if bare or (rec is not None and rec.info.bare_cluster):
+            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert_cluster)
+        self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj, own_job=bare)
 
     def on_batch_job(self, event_type: str, obj: dict[str, Any]) -> None:
         """batch/v1 Jobs: a K8sJobMode submitter is a Job controlled by its RayJob."""
@@ -567,7 +597,7 @@ class Cache:
             rec = self._jobs[uid]
             if rec.info.priority_class_name == name:
                 try:
-                    rec.info = self._convert(_unpack(rec.raw))
+                    rec.info = (self._convert_cluster if rec.info.bare_cluster else self._convert)(_unpack(rec.raw))
                 except ShapeError:  # pragma: no cover - it converted before
                     continue
                 self._refresh_job(uid)
@@ -629,7 +659,7 @@ class Cache:
             if (
                 isinstance(ref, Mapping)
                 and ref.get("controller") is True
-                and ref.get("kind") == keys.RAYJOB_KIND
+                and ref.get("kind") in (keys.RAYJOB_KIND, keys.RAYCLUSTER_KIND)
             ):
                 owner_uid = str(ref.get("uid") or "") or None
         spec, status = obj.get("spec"), obj.get("status")
@@ -673,6 +703,11 @@ class Cache:
         klass = priority_class_name(obj)
         value = self._priority_classes.get(klass) if klass else None
         return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
+
+    def _convert_cluster(self, obj: Mapping[str, Any]) -> JobInfo:
+        klass = priority_class_name(obj, keys.RAYCLUSTER_KIND)
+        value = self._priority_classes.get(klass) if klass else None
+        return JobInfo.from_raycluster(obj, priority_class_value=value, additions=self.additions)
 
     def _apply_policies(self) -> None:
         if self._tree is None:
@@ -843,7 +878,7 @@ class Cache:
         for job_uid in sorted(jobs):
             self._refresh_job(job_uid)
 
-    def _on_parent(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+    def _on_parent(self, kind: str, event_type: str, obj: dict[str, Any], *, own_job: bool = False) -> None:
         meta = _meta(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
@@ -855,9 +890,9 @@ class Cache:
             self._set_parent(uid, replace(old, present=False))
             self._touch()
             return
-        job_uid = None
+        job_uid = uid if own_job else None  # a bare RayCluster is its own job
         refs = meta.get("ownerReferences")
-        for ref in refs if isinstance(refs, list) else []:
+        for ref in refs if isinstance(refs, list) and not own_job else []:
             if isinstance(ref, Mapping) and ref.get("controller") is True and ref.get("kind") == keys.RAYJOB_KIND:
                 job_uid = str(ref.get("uid") or "") or None
         parent = _Parent(kind=kind, namespace=str(meta.get("namespace") or ""), job_uid=job_uid)

@@ -37,6 +37,7 @@ from extender.reconcile import (
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    JobRef,
     Notify,
     Plan,
     Requeue,
@@ -59,12 +60,19 @@ log = logging.getLogger("rayqueue.extender.controller")
 QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
 QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
 RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
+RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
 DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
 
 Handler = Callable[[str, dict[str, Any]], None]
 _JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
+
+
+def _job_path(job: JobRef) -> str:
+    """The queued object's path: a RayJob's, or a bare RayCluster's (dequeued and suspended the same way)."""
+    scope = RAYCLUSTERS if job.kind == keys.RAYCLUSTER_KIND else RAYJOBS
+    return scope.path(job.namespace, job.name)
 
 
 def chain_key(action: Action) -> str:
@@ -283,22 +291,23 @@ class Controller:
         elif isinstance(action, DeleteQueueUnit):
             await self._ignore_missing(c.delete(QUEUE_UNITS.path(action.namespace, action.name)))
         elif isinstance(action, Dequeue):
-            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            await c.patch(_job_path(action.job), action.patch())
             self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)
             leaf = self.cache.leaf_for(action.job.namespace)
             self.metrics.admissions.labels(leaf.full_name if leaf else "").inc()
-            log.info("dequeued RayJob %s/%s", action.job.namespace, action.job.name)
+            log.info("dequeued %s %s/%s", action.job.kind, action.job.namespace, action.job.name)
         elif isinstance(action, Suspend | Requeue):
-            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            await c.patch(_job_path(action.job), action.patch())
             self.cache.mark_requeued(action.job.uid)
             if isinstance(action, Suspend):
                 leaf = self.cache.leaf_for(action.job.namespace)
                 self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
-            log.info("%s RayJob %s/%s: %s", type(action).__name__.lower(), action.job.namespace, action.job.name,
+            log.info("%s %s %s/%s: %s", type(action).__name__.lower(), action.job.kind, action.job.namespace, action.job.name,
                      action.reason)
         elif isinstance(action, Notify | WithdrawNotice):
-            updated = await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
-            self.cache.on_rayjob("MODIFIED", updated)
+            updated = await c.patch(_job_path(action.job), action.patch())
+            bare = action.job.kind == keys.RAYCLUSTER_KIND
+            (self.cache.on_raycluster if bare else self.cache.on_rayjob)("MODIFIED", updated)
             if isinstance(action, Notify):
                 log.info("preemption notice to RayJob %s/%s for %s: %s", action.job.namespace, action.job.name,
                          action.claimant.key, action.notice)
@@ -314,11 +323,11 @@ class Controller:
             else:
                 self.cache.on_pod("MODIFIED", updated)
         elif isinstance(action, SetPriority):
-            await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            await c.patch(_job_path(action.job), action.patch())
             log.info("priority of RayJob %s/%s set to %d from its QueueUnit: %s", action.job.namespace,
                      action.job.name, action.priority, action.record)
         elif isinstance(action, Event):
-            ref = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYJOB_KIND,
+            ref = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": action.job.kind,
                    "name": action.job.name, "namespace": action.job.namespace, "uid": action.job.uid}
             await self.events.emit(ref, action.type, action.reason, action.message)
         elif isinstance(action, UpdateTreeStatus):

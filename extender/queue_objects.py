@@ -51,11 +51,13 @@ def queue_status(queues: Queues, leaf: QuotaNode | str) -> dict[str, QueueItemDe
 
 
 def queue_unit_name(job: JobInfo) -> str:
-    return keys.queue_unit_name(job.name)
+    """`<rayjob>-ray-qu`, or `<raycluster>-rc-qu` for a bare RayCluster."""
+    return keys.cluster_queue_unit_name(job.name) if job.bare_cluster else keys.queue_unit_name(job.name)
 
 
 def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[str, Any]:
-    """The QueueUnit of a managed RayJob: `<rayjob>-ray-qu` in its namespace, owned by the RayJob.
+    """The QueueUnit of a managed RayJob: `<rayjob>-ray-qu` in its namespace, owned by the RayJob (a bare
+    RayCluster's: `<raycluster>-rc-qu`, its consumerRef and owner the RayCluster; the same spec and status).
 
     Beyond the seed's shape it carries the label create-by-kubequeue (so a watch can select ours), the
     leaf in kube-queue/quota-fullname, and the last priority change the controller reported as an event
@@ -69,7 +71,7 @@ def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[st
     spec: dict[str, Any] = {
         "consumerRef": {
             "apiVersion": RAY_API_VERSION,
-            "kind": keys.RAYJOB_KIND,
+            "kind": job.kind,
             "name": job.name,
             "namespace": job.namespace,
         },
@@ -90,7 +92,7 @@ def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[st
             "ownerReferences": [
                 {
                     "apiVersion": RAY_API_VERSION,
-                    "kind": keys.RAYJOB_KIND,
+                    "kind": job.kind,
                     "name": job.name,
                     "uid": job.uid,
                     "controller": True,

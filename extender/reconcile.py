@@ -57,7 +57,7 @@ from common.ledger import Claim, Ledger
 from common.preemption import Notice, NoticeError, grace_ns, issue, step
 from common.queueing import Queues
 from common.quota_tree import QuotaNode
-from common.rayjob import VALIDATION_FAILED, JobInfo, PodInfo
+from common.rayjob import VALIDATION_FAILED, JobInfo, PodInfo, admitted_replicas_value
 from common.resources import EMPTY, Resources
 from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import (
@@ -107,16 +107,18 @@ POSITION_SLACK: Final = 0.1
 
 @dataclass(frozen=True, slots=True)
 class JobRef:
-    """The RayJob an action is about; ``resource_version`` as the cache last saw it."""
+    """The RayJob (or bare RayCluster, ``kind``) an action is about; ``resource_version`` as the cache last
+    saw it."""
 
     namespace: str
     name: str
     uid: str
     resource_version: str = ""
+    kind: str = keys.RAYJOB_KIND
 
     @classmethod
     def of(cls, job: JobInfo) -> JobRef:
-        return cls(job.namespace, job.name, job.uid, job.resource_version)
+        return cls(job.namespace, job.name, job.uid, job.resource_version, job.kind)
 
     @property
     def key(self) -> str:
@@ -190,9 +192,12 @@ class Dequeue:
     job: JobRef
     dequeue_ns: int
     dequeue_stamp: str
+    admitted_replicas: str | None = None  # a bare RayCluster's: the size it is admitted with (keys.ADMITTED_REPLICAS)
 
     def patch(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {"annotations": {keys.DEQUEUE_TIMESTAMP: self.dequeue_stamp}}
+        if self.admitted_replicas is not None:
+            metadata["annotations"][keys.ADMITTED_REPLICAS] = self.admitted_replicas
         if self.job.resource_version:
             metadata["resourceVersion"] = self.job.resource_version
         return {"metadata": metadata, "spec": {"suspend": False}}
@@ -218,6 +223,8 @@ class Suspend:
 
     def patch(self) -> dict[str, Any]:
         annotations = _clearing({keys.DEQUEUE_TIMESTAMP: None}, self.clear_notice)
+        if self.job.kind == keys.RAYCLUSTER_KIND:
+            annotations[keys.ADMITTED_REPLICAS] = None
         return {"metadata": {"annotations": annotations}, "spec": {"suspend": True}}
 
 
@@ -232,7 +239,10 @@ class Requeue:
     clear_notice: bool = False
 
     def patch(self) -> dict[str, Any]:
-        return {"metadata": {"annotations": _clearing({keys.DEQUEUE_TIMESTAMP: None}, self.clear_notice)}}
+        annotations = _clearing({keys.DEQUEUE_TIMESTAMP: None}, self.clear_notice)
+        if self.job.kind == keys.RAYCLUSTER_KIND:
+            annotations[keys.ADMITTED_REPLICAS] = None
+        return {"metadata": {"annotations": annotations}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,7 +496,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
         if admitted_job is None:  # pragma: no cover - items come from cached jobs
             continue
         dequeued[claim.uid] = attempts
-        actions.append(Dequeue(JobRef.of(admitted_job), now_ns, stamp))
+        size = admitted_replicas_value(admitted_job) if admitted_job.bare_cluster else None
+        actions.append(Dequeue(JobRef.of(admitted_job), now_ns, stamp, size))
         message = f"dequeued from {claim.quota}: request {claim.request} fits"
         actions.append(Event(JobRef.of(admitted_job), "Normal", keys.EVENT_DEQUEUED, message))
 
@@ -555,7 +566,7 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
             and owner_job.namespace == unit.namespace
         ):
             reason = (
-                f"RayJob {owner_job.key} is no longer queued: namespace {owner_job.namespace} is not bound "
+                f"{owner_job.kind} {owner_job.key} is no longer queued: namespace {owner_job.namespace} is not bound "
                 "to a leaf"
             )
             actions.append(DeleteQueueUnit(unit.namespace, unit.name, reason))
@@ -727,7 +738,9 @@ def _unit_status(
         where = " in backoff" if backoff else ""
         message = queues.reason(job.uid) or f"waiting in {leaf.full_name}{where}"
     elif state is JobState.ADMITTED:
-        phase = "Running" if job.job_deployment_status == "Running" else "Dequeued"
+        # A bare RayCluster runs once KubeRay calls it ready (calculateStatus: head + desired workers running).
+        running = job.cluster_state == "ready" if job.bare_cluster else job.job_deployment_status == "Running"
+        phase = "Running" if running else "Dequeued"
         message = f"dequeued at {format_go(cache.dequeue_ns(job.uid) or 0)}"
     elif state is JobState.REQUEUE:
         phase = "Enqueued"

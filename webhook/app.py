@@ -17,7 +17,7 @@ from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
 from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
-from webhook.policy import ClusterLookup, PolicyConfig, admit, selector_target
+from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
 from webhook.server import build_app, serve
 from webhook.settings import Settings
@@ -58,6 +58,9 @@ class Admission:
         target = None if self.mutating else selector_target(req, snapshot)
         if target is not None:  # a clusterSelector RayJob's CREATE: read the RayCluster it selects, once
             snapshot = replace(snapshot, selected_clusters={target: await self._read_cluster(target)})
+        owner = None if self.mutating else owner_target(req, snapshot)
+        if owner is not None:  # a RayCluster's CREATE naming a RayJob as its controller: read that RayJob, once
+            snapshot = replace(snapshot, owner_jobs={owner: await self._read_cluster(owner, RAYJOBS)})
         verdict = admit(req, snapshot, self.cfg, mutating=self.mutating)
         if verdict.allowed and verdict.requires is not None:
             verdict = await self._check(req.user, verdict)
@@ -79,20 +82,21 @@ class Admission:
             return deny(f"{need.denied_message} (the permission check failed: {exc})")
         return verdict if allowed else deny(need.denied_message)
 
-    async def _read_cluster(self, target: str) -> ClusterLookup:
-        """GET the RayCluster `namespace/name`: the object, none (404), or why it could not be read."""
+    async def _read_cluster(self, target: str, scope: Scope = RAYCLUSTERS) -> ClusterLookup:
+        """GET the RayCluster (or, with `scope`, the RayJob) `namespace/name`: the object, none (404), or why it
+        could not be read."""
         if self.client is None:
             return ClusterLookup(error="no API client")
         namespace, name = target.split("/", 1)
         try:
-            return ClusterLookup(obj=await self.client.get(RAYCLUSTERS.path(namespace, name)))
+            return ClusterLookup(obj=await self.client.get(scope.path(namespace, name)))
         except ApiError as exc:
             if exc.not_found:
                 return ClusterLookup()
-            log.warning("could not read RayCluster %s: %s", target, exc)
+            log.warning("could not read %s %s: %s", scope.plural, target, exc)
             return ClusterLookup(error=f"the API answered {exc.status} {exc.reason}: {exc.message}")
         except (TimeoutError, OSError) as exc:
-            log.warning("could not read RayCluster %s: %s", target, exc)
+            log.warning("could not read %s %s: %s", scope.plural, target, exc)
             return ClusterLookup(error=f"the read failed: {exc}")
 
     async def _admitted_jobs(self) -> dict[str, list[str]]:

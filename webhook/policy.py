@@ -24,7 +24,7 @@ from webhook.board import Board
 from webhook.jsonpatch import diff
 from webhook.review import Permission, Request, User, Verdict, allow, deny, invalid
 
-__all__ = ["ClusterLookup", "PolicyConfig", "Snapshot", "admit", "as_mutated", "selector_target"]
+__all__ = ["ClusterLookup", "PolicyConfig", "Snapshot", "admit", "as_mutated", "owner_target", "selector_target"]
 
 PREFIX = "rayqueue"
 
@@ -65,6 +65,8 @@ class Snapshot:
     admitted_by_namespace: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # For a clusterSelector RayJob's CREATE: the selected RayCluster ("ns/name"), read by the adapter, only then.
     selected_clusters: Mapping[str, ClusterLookup] = field(default_factory=dict)
+    # For a RayCluster's CREATE whose controller is a RayJob: that RayJob ("ns/name"), read by the adapter, only then.
+    owner_jobs: Mapping[str, ClusterLookup] = field(default_factory=dict)
     # For the create warning (position, free quota, estimate; common/preview.py): what the controller publishes,
     # by watch. None until the Queues and QueueUnits are synced: then no warning.
     board: Board | None = None
@@ -72,7 +74,8 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class ClusterLookup:
-    """What the adapter found when it read a RayCluster: the object, or that there is none, or why it could not."""
+    """What the adapter found when it read a RayCluster (or a RayJob, for rule raycluster-owner): the object, or
+    that there is none, or why it could not."""
 
     obj: Mapping[str, Any] | None = None
     error: str | None = None
@@ -92,6 +95,8 @@ def admit(req: Request, snap: Snapshot, cfg: PolicyConfig, *, mutating: bool) ->
         route = None if mutating else validate_quota_tree
     elif req.resource == keys.QUEUE_UNIT_PLURAL and not req.sub_resource:
         route = mutate_queue_unit if mutating else None
+    elif req.resource == keys.RAYCLUSTER_PLURAL and not req.sub_resource:
+        route = mutate_raycluster if mutating else validate_raycluster
     else:
         route = None
     if route is None or req.operation not in ("CREATE", "UPDATE"):
@@ -219,6 +224,10 @@ def _read(obj: Mapping[str, Any], path: _FieldPath) -> Any:
 
 
 def _job(req: Request, obj: Mapping[str, Any], snap: Snapshot) -> JobInfo:
+    if req.resource == keys.RAYCLUSTER_PLURAL:  # a bare RayCluster, queued as a job of its own
+        prio_class = priority_class_name(obj, keys.RAYCLUSTER_KIND)
+        value = snap.priority_classes.get(prio_class) if prio_class else None
+        return JobInfo.from_raycluster(obj, priority_class_value=value)
     prio_class = priority_class_name(obj)
     value = snap.priority_classes.get(prio_class) if prio_class else None
     return JobInfo.from_rayjob(obj, priority_class_value=value)
@@ -311,7 +320,7 @@ def _record_priority_change(req: Request, snap: Snapshot, cfg: PolicyConfig) -> 
     draft = _Draft(req.obj)
     record = f"{req.user} changed priority {old.priority} -> {new.priority} at {format_go(snap.now_ns)}"
     draft.child(draft.child(draft.root, "metadata"), "annotations")[keys.PRIORITY_CHANGE_RECORD] = record
-    return allow(patch=diff(dict(req.obj), draft.root), audit=[f"RayJob {req.display_name}: {record}"])
+    return allow(patch=diff(dict(req.obj), draft.root), audit=[f"{req.kind or 'RayJob'} {req.display_name}: {record}"])
 
 
 def mutate_queue_unit(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
@@ -590,6 +599,241 @@ def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -
         return deny(f"{PREFIX}: RayJob {name}: rule admitted-request: the job was admitted {where} for "
                     f"{old.request}; its request may not change to {new.request} while it runs (suspend it "
                     "to requeue with the new request)")
+    return None
+
+
+# --- RayCluster: a bare one (no controller) is queued like a RayJob -----------------------------------------
+_CLUSTER_HEAD_TEMPLATE: _FieldPath = ("spec", "headGroupSpec", "template")
+
+
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object's controller ownerReference, or None."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return ref
+    return None
+
+
+def _rayjob_controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    ref = _controller(obj)
+    if ref is not None and ref.get("kind") == keys.RAYJOB_KIND and str(ref.get("apiVersion", "")).startswith(
+            keys.RAY_GROUP + "/"):
+        return ref
+    return None
+
+
+def _cluster_template_paths(cluster: Mapping[str, Any]) -> list[_FieldPath]:
+    """Where the pod templates of a RayCluster are: the head and each worker group (all in its gang)."""
+    spec = cluster.get("spec")
+    out: list[_FieldPath] = []
+    if not isinstance(spec, Mapping):
+        return out
+    head = spec.get("headGroupSpec")
+    if isinstance(head, Mapping) and isinstance(head.get("template"), Mapping):
+        out.append(_CLUSTER_HEAD_TEMPLATE)
+    for i, group in enumerate(spec.get("workerGroupSpecs") or []):
+        if isinstance(group, Mapping) and isinstance(group.get("template"), Mapping):
+            out.append(("spec", "workerGroupSpecs", i, "template"))
+    return out
+
+
+def owner_target(req: Request, snap: Snapshot) -> str | None:
+    """`namespace/name` of the RayJob a RayCluster's CREATE in a bound namespace names as its controller: the
+    adapter reads it (one GET) into `Snapshot.owner_jobs` before validation (rule raycluster-owner). None
+    otherwise."""
+    if req.resource != keys.RAYCLUSTER_PLURAL or req.sub_resource or req.operation != "CREATE":
+        return None
+    ref = _rayjob_controller(req.obj)
+    name = ref.get("name") if ref is not None else None
+    if not isinstance(name, str) or not name or _leaf(snap, req.namespace) is None:
+        return None
+    return f"{req.namespace}/{name}"
+
+
+def mutate_raycluster(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """CREATE of a bare RayCluster (no controller ownerReference: a tenant's interactive cluster) in a bound
+    namespace: queued as a RayJob is (rule queued-raycluster): `spec.suspend: true` (KubeRay v1.1+ deletes a
+    suspended cluster's pods, docs/kuberay.md), the enqueue stamp, the quota label, gang labels in its pod
+    templates, the scheduler name. A cluster a controller owns (a RayJob's, a RayService's) is left as it is.
+    UPDATE of a queued one: record a priority change. Idempotent."""
+    leaf = _leaf(snap, req.namespace)
+    if leaf is None:
+        return allow()
+    if req.operation == "UPDATE":
+        if _controller(req.old) is None and keys.ENQUEUE_TIMESTAMP in _annotations(req.old):
+            return _record_priority_change(req, snap, cfg)
+        return allow()
+    if _controller(req.obj) is not None:
+        return allow()
+    try:
+        job = _job(req, req.obj, snap)
+    except ShapeError as exc:
+        return deny(f"{PREFIX}: RayCluster {req.display_name}: {exc}", code=400)
+    draft = _Draft(req.obj)
+    new = draft.root
+    meta = draft.child(new, "metadata")
+    annotations = draft.child(meta, "annotations")
+    spec = draft.child(new, "spec")
+    spec["suspend"] = True
+    stamp = annotations.get(keys.ENQUEUE_TIMESTAMP)
+    if not _fresh(stamp, snap.now_ns, cfg.enqueue_tolerance_ns):
+        annotations[keys.ENQUEUE_TIMESTAMP] = format_go(snap.now_ns)
+    for key in (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD, keys.ADMITTED_REPLICAS):
+        annotations.pop(key, None)
+    labels = draft.child(meta, "labels")
+    label = labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
+    templates = _cluster_template_paths(new)
+    if job.gang:
+        for path in templates:
+            tlabels = draft.child(draft.child(draft.at(path), "metadata"), "labels")
+            tlabels[keys.POD_GROUP_MIN_AVAILABLE] = str(job.min_available)
+            tlabels[keys.QUOTA_NAME] = label
+    if cfg.scheduler_name:
+        for path in templates:
+            template = _read(new, path)
+            if (template.get("spec") or {}).get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
+                draft.child(draft.at(path), "spec")["schedulerName"] = cfg.scheduler_name
+    warnings = [f"{PREFIX}: RayCluster {req.display_name} is queued in {leaf.full_name}: it starts (spec.suspend "
+                f"false) when its quota allows; see `kubectl get queueunit {keys.cluster_queue_unit_name(req.name)} "
+                f"-n {req.namespace}`"] if req.name else []
+    if snap.board is not None:
+        place = snap.board.warning(leaf, job, snap, req.display_name)
+        if place:
+            warnings.append(f"{PREFIX}: {place}")
+    return allow(patch=diff(dict(req.obj), new), warnings=warnings)
+
+
+def validate_raycluster(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
+    """RayClusters in a bound namespace: the quota label; a RayJob controller only when that RayJob exists with
+    that uid (rule raycluster-owner); and for a queued bare cluster the RayJob's tenant guards (see
+    `_guard_queued_cluster`)."""
+    problem = _quota_label_problem(req, snap, req.obj)
+    if problem:
+        return deny(problem)
+    leaf = _leaf(snap, req.namespace)
+    if leaf is None:
+        return allow()
+    name = req.display_name
+    where = f"in queue {leaf.queue_generate_name.rstrip('-')} (quota {leaf.full_name})"
+    if req.operation == "CREATE" and _controller(req.obj) is not None:
+        ref = _rayjob_controller(req.obj)
+        if ref is None or cfg.privileged(req.user):
+            return allow()  # another controller's cluster (a RayService's): not queued, its pods charged one by one
+        return _owner_verdict(req, snap, ref) or allow()
+    queued = req.operation == "CREATE" or (
+        _controller(req.old) is None and keys.ENQUEUE_TIMESTAMP in _annotations(req.old))
+    if req.operation == "UPDATE" and not cfg.privileged(req.user):
+        verdict = _guard_cluster_owner(req, queued, where)
+        if verdict is not None or not queued:  # a RayJob's (or unqueued) cluster: KubeRay and the autoscaler edit it
+            return verdict or allow()
+    elif not queued:
+        return allow()
+    try:
+        new = _job(req, req.obj, snap)
+        old = _job(req, req.old, snap) if req.operation == "UPDATE" else None
+    except ShapeError as exc:
+        return deny(f"{PREFIX}: RayCluster {name}: {exc}", code=400)
+    if cfg.scheduler_name and old is None:
+        for path in _cluster_template_paths(req.obj):
+            scheduler = (_read(req.obj, path).get("spec") or {}).get("schedulerName")
+            if scheduler not in (None, "", keys.DEFAULT_SCHEDULER, cfg.scheduler_name):
+                return deny(f"{PREFIX}: RayCluster {name}: rule scheduler-name: pods of namespace "
+                            f"{req.namespace!r} are placed by {cfg.scheduler_name!r}, not {scheduler!r}")
+    if cfg.privileged(req.user):
+        return allow()
+    baseline = 0
+    if old is not None:
+        verdict = _guard_queued_cluster(req, old, new, where)
+        if verdict is not None:
+            return verdict
+        baseline = old.priority
+    if new.priority > baseline:
+        return allow(requires=Permission(
+            verb="patch", group=keys.QUEUE_GROUP, resource=keys.QUEUE_UNIT_PLURAL, namespace=req.namespace,
+            denied_message=(
+                f"{PREFIX}: RayCluster {name}: rule priority-raise: raising priority {baseline} -> "
+                f"{new.priority} needs permission to patch queueunits.{keys.QUEUE_GROUP} in namespace "
+                f"{req.namespace!r}, which {req.user} does not have"
+            ),
+        ))
+    return allow()
+
+
+def _owner_verdict(req: Request, snap: Snapshot, ref: Mapping[str, Any]) -> Verdict | None:
+    """Rule raycluster-owner: a RayCluster created with a RayJob as its controller is that job's cluster, not
+    queued on its own; it is believed only when the RayJob exists in the namespace with that uid (KubeRay creates a
+    job's cluster after reading the job, constructRayClusterForRayJob). A forged reference would only make the
+    cluster's pods someone's growth or nobody's, each charged pod by pod; refusing it keeps the queue honest."""
+    name = req.display_name
+    target = f"{req.namespace}/{ref.get('name')}"
+    head = f"{PREFIX}: RayCluster {name}: rule raycluster-owner:"
+    lookup = snap.owner_jobs.get(target)
+    if lookup is None or lookup.error is not None:
+        why = lookup.error if lookup is not None and lookup.error else "it was not read"
+        return deny(f"{head} could not check RayJob {target}, named as its controller ({why})")
+    if lookup.obj is None:
+        return deny(f"{head} its controller ownerReference names RayJob {target}, which does not exist: a RayJob's "
+                    "cluster is created by KubeRay for that job; create a RayCluster without an ownerReference to "
+                    "have it queued on its own")
+    meta = lookup.obj.get("metadata") if isinstance(lookup.obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    if meta.get("uid") != ref.get("uid"):
+        return deny(f"{head} its controller ownerReference names RayJob {target} with uid {ref.get('uid')!r}, but that "
+                    f"RayJob's uid is {meta.get('uid')!r}: only the RayJob's own cluster may name it")
+    return None
+
+
+def _guard_cluster_owner(req: Request, queued: bool, where: str) -> Verdict | None:
+    """Rule fixed-cluster-owner: a RayCluster's controller may not be added or replaced by a tenant (a queued cluster
+    would leave its queue, a RayJob's would become another's); removing it (what the garbage collector does when
+    the owner is deleted with orphans) leaves a cluster that is not queued, whose pods are charged one by one."""
+    old, new = _controller(req.old), _controller(req.obj)
+    old_uid, new_uid = (old or {}).get("uid"), (new or {}).get("uid")
+    if new is None or old_uid == new_uid:
+        return None
+    state = f"queued {where}" if queued else "in a queued namespace"
+    return deny(f"{PREFIX}: RayCluster {req.display_name}: rule fixed-cluster-owner: its controller ownerReference "
+                f"may not change ({(old or {}).get('kind')} {old_uid!r} -> {new.get('kind')} {new_uid!r}); the "
+                f"cluster is {state}")
+
+
+def _guard_queued_cluster(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
+    """A queued bare RayCluster's tenant guards, as a RayJob's: controller-annotations (with
+    rayqueue.io/admitted-replicas), quota-label, resume; and admitted-cluster-pods: once admitted, the per-pod
+    requests of its head and worker groups are fixed (replicas, minReplicas and maxReplicas may change: pods beyond
+    the size it was admitted with are growth, each checked against the quota)."""
+    name = req.display_name
+    old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
+    for key in keys.CLUSTER_CONTROLLER_OWNED_ANNOTATIONS:
+        if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
+            continue  # stamped by this webhook's mutation for this very change
+        if old_ann.get(key) != new_ann.get(key):
+            return deny(f"{PREFIX}: RayCluster {name}: rule controller-annotations: only the queue controller may "
+                        f"change annotation {key} ({old_ann.get(key)!r} -> {new_ann.get(key)!r}); the cluster "
+                        f"is queued {where}")
+    old_label, new_label = _labels(req.old).get(keys.QUOTA_NAME), _labels(req.obj).get(keys.QUOTA_NAME)
+    if old_label != new_label:
+        return deny(f"{PREFIX}: RayCluster {name}: rule quota-label: the quota label is fixed once the cluster is "
+                    f"queued ({old_label!r} -> {new_label!r}); the cluster is queued {where}")
+    waiting = keys.DEQUEUE_TIMESTAMP not in old_ann
+    if waiting and old.suspended and not new.suspended:
+        return deny(f"{PREFIX}: RayCluster {name} is queued {where}: rule resume: only the queue controller may "
+                    "set spec.suspend true -> false; it will start when its quota allows (see `kubectl get "
+                    f"queueunit {keys.cluster_queue_unit_name(req.name)} -n {req.namespace}` for its position and "
+                    "reason)")
+    if not waiting and not old.suspended and not new.suspended:
+        before = {("head", ""): old.head_request, **{("worker", g.name): g.pod_request for g in old.worker_groups}}
+        after = {("head", ""): new.head_request, **{("worker", g.name): g.pod_request for g in new.worker_groups}}
+        for role in sorted(before.keys() & after.keys()):
+            if before[role] != after[role]:
+                what = "the head" if role[0] == "head" else f"worker group {role[1]!r}"
+                return deny(f"{PREFIX}: RayCluster {name}: rule admitted-cluster-pods: the cluster was admitted "
+                            f"{where}; the per-pod request of {what} may not change from {before[role]} to "
+                            f"{after[role]} while it runs (replicas may: more pods than admitted are growth, "
+                            "checked pod by pod; suspend it to requeue with the new pods)")
     return None
 
 

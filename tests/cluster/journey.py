@@ -94,3 +94,30 @@ def events(cluster: LocalCluster, ns: str, reason: str) -> list[dict[str, Any]]:
     return list(items)
 
 
+
+
+def bare_cluster(job: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """A tenant's own RayCluster (an interactive cluster, a notebook's): the RayJob's `rayClusterSpec` as a
+    RayCluster of its own, with the job's labels and annotations, no ownerReference and no `suspend`."""
+    meta = job["metadata"]
+    cluster_meta = {k: copy.deepcopy(meta[k]) for k in ("labels", "annotations", "namespace") if k in meta}
+    cluster_meta["name"] = name or meta["name"]
+    return {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYCLUSTER_KIND,
+            "metadata": cluster_meta, "spec": copy.deepcopy(job["spec"]["rayClusterSpec"])}
+
+
+def raycluster(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
+    return dict(get(cluster, "raycluster", name, "-n", ns))
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The status condition of type `kind`, or None."""
+    found = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind]
+    return found[0] if found else None
+
+
+def cluster_pods(cluster: LocalCluster, ns: str, name: str) -> list[dict[str, Any]]:
+    """The pods the RayCluster `name` controls (by ownerReference uid, as KubeRay's pods are owned)."""
+    uid = raycluster(cluster, ns, name)["metadata"]["uid"]
+    return [p for p in get(cluster, "pod", "-n", ns)["items"]
+            if any(r.get("controller") and r["uid"] == uid for r in p["metadata"].get("ownerReferences") or [])]

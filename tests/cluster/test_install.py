@@ -133,7 +133,7 @@ def test_step_two_webhook_configurations_apply_after_rayqueue_certs(cluster: Loc
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rayqueue-webhook")
     ca_bundle = (certs / "ca-bundle.crt").read_bytes()
     hooks = [h for c in configurations for h in c["webhooks"]]
-    assert len(hooks) == 6  # RayJobs, Pods and QueueUnits mutated; RayJobs, Pods and the tree validated
+    assert len(hooks) == 8  # RayJobs, RayClusters, Pods and QueueUnits mutated; RayJobs, RayClusters, Pods, the tree validated
     for hook in hooks:
         ref = hook["clientConfig"]["service"]
         assert (ref["name"], ref["namespace"], ref["port"]) == (

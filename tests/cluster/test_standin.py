@@ -17,6 +17,8 @@ from kubernetes import client
 from common import keys
 from devcluster.cluster import LocalCluster
 from devcluster.kuberay_standin import (
+    CLUSTER_SUSPENDED,
+    CLUSTER_SUSPENDING,
     MODEL_13,
     MODEL_17,
     MODELS,
@@ -29,6 +31,7 @@ from devcluster.kuberay_standin import (
 )
 from devcluster.procs import ManagedProcess
 from devcluster.waiting import wait_for
+from tests.cluster import journey
 from tests.cluster.conftest import wait_standin_synced
 from tests.cluster.test_harness import (
     as_json,
@@ -460,6 +463,54 @@ def test_unsuspending_a_job_created_suspended_makes_its_first_cluster(ray: Local
     unsuspend(ray, ns, "later")
     rc_name = started(ray, ns, "later")
     assert status(ray, ns, "later")["rayClusterName"] == rc_name
+
+
+def test_a_bare_raycluster_suspends_and_resumes_as_kuberay_1_7_does(ray: LocalCluster, model_namespace: str) -> None:
+    """reconcilePods / calculateStatus@v1.7.0 with RayClusterStatusConditions on: `spec.suspend` first sets
+    RayClusterSuspending, then every pod is deleted (a DeletedPod event), and only once the last one is gone
+    (its 3 s termination included) RayClusterSuspended is True, Provisioned False and the state `suspended`.
+    Resumed, Suspended goes False and the head and workers are created again; created suspended, a cluster
+    never gets a pod."""
+    ns = model_namespace
+    job = small_rayjob("notebook", suspend=False)
+    job["metadata"]["annotations"][keys.TEST_TERMINATE_SECONDS] = "3"
+    ray.create(journey.bare_cluster(job), namespace=ns)
+    wait_for(lambda: running_pods_of(ray, ns, "notebook", 3), 60, "head + 2 workers Running")
+    first = {p["metadata"]["uid"] for p in ray_pods(ray, ns, "notebook")}
+    wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDED) or {}).get("status")
+             == "False", 30, "Suspended False on a running cluster")
+
+    ray.kubectl("patch", "raycluster", "notebook", "-n", ns, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
+    suspending = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDING) or {})
+                          .get("status") == "True" and journey.raycluster(ray, ns, "notebook"), 30, "Suspending")
+    assert (journey.condition(suspending, CLUSTER_SUSPENDED) or {}).get("status") == "False"
+    wait_for(lambda: all(p["metadata"].get("deletionTimestamp") for p in ray_pods(ray, ns, "notebook")), 30,
+             "every pod deleted")
+    assert any(e["message"] == f"Deleted Pods for RayCluster {ns}/notebook due to suspension"
+               for e in events(ray, ns, "DeletedPod"))
+    rc = journey.raycluster(ray, ns, "notebook")
+    if ray_pods(ray, ns, "notebook"):  # still terminating: not yet Suspended
+        assert (journey.condition(rc, CLUSTER_SUSPENDED) or {}).get("status") != "True"
+    done = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "notebook"), CLUSTER_SUSPENDED) or {})
+                    .get("status") == "True" and journey.raycluster(ray, ns, "notebook"), 30, "Suspended")
+    assert ray_pods(ray, ns, "notebook") == []
+    assert done["status"]["state"] == "suspended"
+    assert (journey.condition(done, CLUSTER_SUSPENDING) or {}).get("status") == "False"
+    provisioned = journey.condition(done, "RayClusterProvisioned") or {}
+    assert (provisioned.get("status"), provisioned.get("message")) == ("False", "RayCluster has been suspended")
+
+    ray.kubectl("patch", "raycluster", "notebook", "-n", ns, "--type", "merge", "-p", '{"spec":{"suspend":false}}')
+    wait_for(lambda: running_pods_of(ray, ns, "notebook", 3), 60, "head + 2 workers Running again")
+    assert not first & {p["metadata"]["uid"] for p in ray_pods(ray, ns, "notebook")}, "new pods, not the old ones"
+    resumed = wait_for(lambda: (rc := journey.raycluster(ray, ns, "notebook"))["status"].get("state") == "ready" and rc,
+                       30, "ready again")
+    assert (journey.condition(resumed, CLUSTER_SUSPENDED) or {}).get("status") == "False"
+
+    ray.create({**journey.bare_cluster(job, "parked"), "spec": {**job["spec"]["rayClusterSpec"], "suspend": True}},
+               namespace=ns)
+    parked = wait_for(lambda: (journey.condition(journey.raycluster(ray, ns, "parked"), CLUSTER_SUSPENDED) or {})
+                      .get("status") == "True" and journey.raycluster(ray, ns, "parked"), 30, "created Suspended")
+    assert parked["status"]["state"] == "suspended" and ray_pods(ray, ns, "parked") == []
 
 
 def test_sidecar_mode_runs_the_submitter_in_the_head(ray: LocalCluster, model_namespace: str) -> None:

@@ -302,11 +302,17 @@ def test_a_cluster_selector_job_runs_unqueued_on_an_existing_cluster_and_may_not
     assert f"rule cluster-selector-target: the selected RayCluster video/{target} does not exist" in missing
     raycluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": target, "namespace": "video"},
                   "spec": {"suspend": True, "headGroupSpec": seed_job()["spec"]["rayClusterSpec"]["headGroupSpec"]}}
-    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(raycluster))
+    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(raycluster))  # queued (rule R1)
     waiting = denied(cluster, "create", "-f", "-", "-n", "video", input=yaml.safe_dump(job))
-    assert f"rule cluster-selector-target: the selected RayCluster video/{target} is suspended" in waiting
-    kubectl_json(cluster, "patch", "raycluster", target, "-n", "video", "--type=merge", "-p",
-                 '{"spec":{"suspend":false}}', user=TENANT)
+    assert f"rule cluster-selector-target: the selected RayCluster video/{target} is waiting in a queue" in waiting
+    resume = '{"spec":{"suspend":false}}'
+    refused = cluster.kubectl("patch", "raycluster", target, "-n", "video", "--type=merge", "-p", resume,
+                              as_user=TENANT, check=False)
+    assert refused.returncode != 0 and "rule resume" in refused.stderr, "alice cannot start her queued cluster"
+    dequeue = json.dumps({"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: "2025-01-10 01:36:25 +0000 UTC"}},
+                          "spec": {"suspend": False}})
+    kubectl_json(cluster, "patch", "raycluster", target, "-n", "video", "--type=merge", "-p", dequeue,
+                 user="admin")  # no controller runs here: the admin dequeues it as the controller would
     created = create_queued(cluster, job)
     assert "suspend" not in created["spec"], "not queued: KubeRay runs it on the existing cluster at once"
     assert keys.ENQUEUE_TIMESTAMP not in (created["metadata"].get("annotations") or {})

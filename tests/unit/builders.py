@@ -234,6 +234,20 @@ class RayJobBuilder:
     def obj(self) -> Obj:
         return copy.deepcopy(self._obj)
 
+    def as_raycluster(self, state: str | None = None) -> Obj:
+        """The job's cluster as a *bare* RayCluster of its own (a tenant's interactive cluster): the same
+        metadata (no ownerReference), `rayClusterSpec` as its spec with the job's `suspend`; `state` its
+        status.state (KubeRay's `ready`, `suspended`)."""
+        job = copy.deepcopy(self._obj)
+        spec = dict(job["spec"].get("rayClusterSpec") or {})
+        if "suspend" in job["spec"]:
+            spec["suspend"] = job["spec"]["suspend"]
+        out: Obj = {"apiVersion": job["apiVersion"], "kind": keys.RAYCLUSTER_KIND, "metadata": job["metadata"],
+                    "spec": spec}
+        if state is not None:
+            out["status"] = {"state": state}
+        return out
+
 
 class PodBuilder:
     """A Pod; `.ray(...)` makes it a KubeRay pod, `.gang(...)` gives it the pod-group labels."""
