@@ -1413,15 +1413,30 @@ class KubeRayStandIn:
         if updated is not None:
             self.rayjobs.apply(updated)
 
-    def _replace_status(self, plural: str, meta: Obj, status: Obj) -> Obj | None:
-        """Status().Update: the whole status replaced (a JSON patch `add /status`); None if the object is gone."""
+    def _replace_status(self, plural: str, meta: Obj, status: Obj, *, guarded: bool = False) -> Obj | None:
+        """Status().Update: the whole status replaced (a JSON patch `add /status`); None if the object is gone.
+
+        ``guarded`` (the RayCluster): the patch also carries the resourceVersion this stand-in read, so a
+        stale read is refused with a 409 and retried on a later pass, as Status().Update is (an Update sends
+        the object's resourceVersion). KubeRay v1.7.0 calculateStatus starts from ``instance.DeepCopy()`` and
+        sets only its own condition types (meta.SetStatusCondition / RemoveStatusCondition), and
+        updateRayClusterStatus writes it with r.Status().Update when InconsistentRayClusterStatus
+        (utils/consistency.go) sees a change: a condition another writer added (rayqueue's RayQueueQuota) is
+        kept, never clobbered by a stale copy. Nobody but KubeRay writes a RayJob's status, so that write
+        stays unguarded here."""
+        ops: list[Obj] = [{"op": "add", "path": "/status", "value": status}]
+        if guarded and meta.get("resourceVersion"):
+            ops.append({"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
         try:
             resp = self.custom.patch_namespaced_custom_object_status(
                 keys.RAY_GROUP, keys.RAY_VERSION, meta["namespace"], plural, meta["name"],
-                [{"op": "add", "path": "/status", "value": status}], _preload_content=False,
-                _content_type="application/json-patch+json")
+                ops, _preload_content=False, _content_type="application/json-patch+json")
         except ApiException as exc:
             if exc.status == 404:
+                return None
+            if exc.status == 409 and guarded:
+                log.info("%s %s/%s: status conflict (stale read); retrying on a later pass", plural,
+                         meta["namespace"], meta["name"])
                 return None
             raise
         updated: Obj = json.loads(resp.data)
@@ -1950,7 +1965,7 @@ class KubeRayStandIn:
         if new == old:
             return
         new["lastUpdateTime"] = stamp
-        updated = self._replace_status(keys.RAYCLUSTER_PLURAL, meta, new)
+        updated = self._replace_status(keys.RAYCLUSTER_PLURAL, meta, new, guarded=True)
         if updated is not None:
             self.rayclusters.apply(updated)
 
