@@ -931,10 +931,10 @@ def compact_size(request: Resources | None) -> str:
 
 
 def _short(resource: str, value: int) -> str:
-    """format_quantity, or for a byte count with no short exact form, one decimal of the largest binary
+    """format_quantity, or for memory with no short exact form, one decimal of the largest binary
     unit it reaches ("11.4Gi"): a column, not a value to compute with."""
     exact = format_quantity(resource, value)
-    if exact[-1:].isalpha() or value < 1024:
+    if resource != "memory" or exact[-1:].isalpha() or value < 1024:
         return exact
     for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
         if value >= unit:

@@ -430,8 +430,9 @@ class Cache:
             return
         self._assumed[pod_uid] = node
         self.nodes.add_pod(replace(pod, node_name=node))
-        if pod_uid not in self._pod_owner:
-            self._refresh_pod(pod_uid)
+        # Every pod, a job's too: a growth pod is charged from its bind on, or two growth pods bound before
+        # the watch shows either would both pass the quota (a covered pod gets no claim here).
+        self._refresh_pod(pod_uid)
         self._touch()
 
     def forget_assumed(self, pod_uid: str) -> None:
