@@ -41,7 +41,7 @@ def story(t2: int = 16) -> tuple[Ledger, list[Claim]]:
 
 
 def test_growth_is_taken_newest_first_and_only_as_much_as_needed() -> None:
-    ledger, pods = story()
+    ledger, _ = story()
     video = claim("v", VIDEO, cpu=8)
     assert ledger.check(video).reason == "root/algorithm: cpu used 80 + request 8 > max 80"
     plan = ledger.plan_growth_reclaim(video)
