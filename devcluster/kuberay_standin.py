@@ -100,7 +100,8 @@ RayCluster (raycluster_controller.go:rayClusterReconcile, reconcilePods, calcula
   on a later pass (1.7: a RayJob's provisioned SidecarMode cluster does not recreate its head,
   shouldSkipHeadPodRestart); a worker group with `suspend` has all its pods deleted; the desired count
   is GetWorkerGroupDesiredReplicas (clamp(replicas, min, max) x numOfHosts; 1.3: min > max -> max);
-  extra workers are deleted (autoscaling off); pods already being deleted still count, and a group
+  extra workers are deleted (autoscaling off; with autoscaling on only the pods the autoscaler names in
+  `scaleStrategy.workersToDelete` are, whatever `replicas` says); pods already being deleted still count, and a group
   whose pods this controller deleted is not reconciled again until they are gone
   (rayClusterScaleExpectation). A failed pass is retried with controller-runtime's per-object
   exponential backoff (5 ms x 2^n), capped by `max_backoff_seconds`; a clean pass resets it.
@@ -1755,6 +1756,17 @@ class KubeRayStandIn:
                 self._event(cluster, "Normal", "DeletedWorkerPod", f"Deleted worker Pod {_key(pod)}")
             if unhealthy:
                 raise PassError("", f"delete {len(unhealthy)} unhealthy worker Pods")
+            # reconcilePods@v1.7.0: "Always remove the specified WorkersToDelete - regardless of the value of
+            # Replicas" (the Ray autoscaler's way to scale down: it lowers replicas and names the idle
+            # workers); a name already gone is ignored, the list is left for the autoscaler to clear, and the
+            # named pods do not count in this pass's diff.
+            named = set((group.get("scaleStrategy") or {}).get("workersToDelete") or [])
+            for pod in [p for p in mine if _meta(p)["name"] in named]:
+                if not _meta(pod).get("deletionTimestamp"):
+                    self._delete_pod(pod)
+                    self._expectations.expect_deleted(uid, name, _meta(pod)["name"])
+                    self._event(cluster, "Normal", "DeletedWorkerPod", f"Deleted pod {_key(pod)}")
+            mine = [p for p in mine if _meta(p)["name"] not in named]
             diff = desired_workers(group, self.model) - len(mine)
             if diff > 0:
                 used = {_int(_labels(p).get(WORKER_REPLICA_INDEX_LABEL), -1) for p in mine}
