@@ -342,6 +342,7 @@ class Controller:
         same_status = cached is not None and cached.condition is not None and cached.condition[0] == action.status
         if same_status and last is not None and now - last < CONDITION_INTERVAL:
             asyncio.get_running_loop().call_later(CONDITION_INTERVAL - (now - last), self.poke)
+            log.debug("RayCluster %s: %s message change deferred", ref.key, keys.RAYQUEUE_QUOTA_CONDITION)
             return
         path = RAYCLUSTERS.path(ref.namespace, ref.name)
         for attempt in range(CONDITION_RETRIES):
@@ -367,6 +368,8 @@ class Controller:
                 raise
             self._condition_written[ref.uid] = self.clock.monotonic()
             self.cache.on_raycluster("MODIFIED", updated)
+            log.info("RayCluster %s: %s %s (%s): %s", ref.key, keys.RAYQUEUE_QUOTA_CONDITION, action.status,
+                     action.reason, action.message)
             break
         if action.event is not None:
             type_, reason, message = action.event

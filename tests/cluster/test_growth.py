@@ -89,11 +89,11 @@ def test_growth_beyond_the_admitted_size_waits_and_says_why_on_the_pods_and_the_
     wait_for(lambda: len(refused()) == 2, 90.0, "two growth workers refused by the quota, the reason on their pods")
     assert len(bound(workers(ray_pods(cluster, "video", first)))) == 2, "one growth worker fits: 12.5 of 14"
 
-    def said_on_the_cluster() -> bool:
+    def said_on_the_cluster() -> bool:  # the first refusal is written at once, the count's change within 10 s
         condition = quota_condition(cluster, "video", name)
-        return condition is not None and condition["status"] == "True"
+        return condition is not None and condition["status"] == "True" and condition["message"].startswith("2 ")
 
-    wait_for(said_on_the_cluster, 60.0, f"RayCluster {name}'s RayQueueQuota condition")
+    wait_for(said_on_the_cluster, 60.0, f"RayCluster {name}'s RayQueueQuota condition naming both pods")
     condition = quota_condition(cluster, "video", name)
     assert condition is not None and condition["reason"] == keys.REASON_QUOTA_EXCEEDED
     assert condition["message"].startswith(f"2 growth pods of RayJob video/{first} beyond its admitted size wait "
