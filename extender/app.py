@@ -91,7 +91,10 @@ class Service:
         claim = Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
                       priority=pod.priority)
         if self.cache.growth_job(pod.uid) is None:
-            return ledger.check(claim)
+            decision = ledger.check(claim)
+            if self.cache.pod(pod.uid) is None:  # kube-scheduler ran ahead of the watch: it may be growth
+                self.cache.record_growth_answer(pod.uid, None if decision else decision.reason)
+            return decision
         # Growth (docs/growth.md): the same guaranteed-first rule as jobs, so a pod KubeRay recreates after
         # a growth reclaim cannot take back what the claimant waits for; the refusal is recorded for the
         # controller, which writes it onto the RayCluster (never from this hot path).

@@ -309,3 +309,16 @@ def test_reconcile_deletes_the_borrowing_jobs_growth_newest_first_and_suspends_n
     assert dequeued(loop.run()) == ["train"]
     assert loop.cache.state(intern) is not None and loop.cache.state(text) is not None
     assert head["metadata"]["uid"] not in {p.pod.uid for p in loop.preempted}
+
+
+def test_a_refusal_before_the_watch_shows_the_pod_still_reaches_its_raycluster() -> None:
+    """kube-scheduler may filter a pod the extender's watch has not delivered yet: the refusal is kept, and
+    counts once the pod turns out to be growth (kube-scheduler retries it only after a minute)."""
+    svc = growth_service()
+    early = ray_pod("w4").set("metadata.creationTimestamp", "2025-01-10T01:09:00Z").obj()
+    refused = svc.quota_check(PodInfo.from_pod(early))
+    assert not refused
+    assert svc.cache.growth_refusals() == {}
+    svc.cache.on_pod("ADDED", early)
+    (listed,) = svc.cache.growth_refusals()[CLUSTER["metadata"]["uid"]]
+    assert listed[0].name == "w4" and listed[1] == refused.reason
