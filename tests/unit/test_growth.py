@@ -3,7 +3,12 @@ whole job (Ledger.plan_growth_reclaim, common.admission); a job's maximum size a
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import dataclasses
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from common.admission import AdmissionPass
 from common.clock import FakeClock
@@ -13,7 +18,19 @@ from common.rayjob import JobInfo, PodInfo, compact_size, current_request, maxim
 from common.resources import Resources
 from extender.app import Service
 from extender.cache import Cache
-from extender.reconcile import PreemptPod, SetClusterQuotaCondition, Suspend, reconcile
+from extender.controller import Controller
+from extender.reconcile import (
+    ClusterRef,
+    JobRef,
+    Plan,
+    PodRef,
+    PreemptPod,
+    SetClusterQuotaCondition,
+    Suspend,
+    reconcile,
+)
+from kubeio.client import ApiError
+from kubeio.events import EventRecorder
 from tests.unit.builders import make_pod, make_raycluster, make_rayjob
 from tests.unit.test_cache import CLUSTER, node, ray_pod
 from tests.unit.test_extender_service import service
@@ -322,3 +339,99 @@ def test_a_refusal_before_the_watch_shows_the_pod_still_reaches_its_raycluster()
     svc.cache.on_pod("ADDED", early)
     (listed,) = svc.cache.growth_refusals()[CLUSTER["metadata"]["uid"]]
     assert listed[0].name == "w4" and listed[1] == refused.reason
+
+
+# --- the controller's writes: RayCluster conditions by read-modify-write, growth pods deleted ----------------
+
+
+class ClusterApi:
+    """A RayCluster and its pods as the API holds them: PUT /status checks the resourceVersion (409 when a
+    concurrent KubeRay status write got in first, once), DELETE checks the uid precondition."""
+
+    def __init__(self, race: bool) -> None:
+        self.cluster: dict[str, Any] = {**CLUSTER, "metadata": {**CLUSTER["metadata"], "resourceVersion": "5"},
+                                        "status": {"conditions": [
+                                            {"type": "HeadPodReady", "status": "True", "reason": "HeadPodRunningAndReady"}]}}
+        self.race = race
+        self.puts = 0
+        self.deleted: list[tuple[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
+        return copy.deepcopy(self.cluster)
+
+    async def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert path.endswith("/rayclusters/a-x1y2z/status"), path
+        self.puts += 1
+        if self.race:  # KubeRay wrote its status between our GET and PUT
+            self.race = False
+            self.cluster["metadata"]["resourceVersion"] = "6"
+            self.cluster["status"]["conditions"].append(
+                {"type": "RayClusterProvisioned", "status": "True", "reason": "AllPodRunningAndReadyFirstTime"})
+        if body["metadata"]["resourceVersion"] != self.cluster["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", "the object has been modified", "PUT", path)
+        self.cluster = {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}}
+        return copy.deepcopy(self.cluster)
+
+    async def delete(self, path: str, body: Any = None) -> dict[str, Any]:
+        self.deleted.append((path, body))
+        return {}
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(body)
+        return body
+
+    async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:  # pragma: no cover
+        raise AssertionError(f"no merge patch of a RayCluster's conditions: {path}")
+
+
+def controller_for(api: ClusterApi) -> Controller:
+    clock = FakeClock()
+    cache = Cache(clock)
+    cache.on_raycluster("ADDED", copy.deepcopy(api.cluster))
+    return Controller(cache, api, EventRecorder(api, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
+                      CollectorRegistry())
+
+
+def condition_action(status: str = "True", message: str = "1 growth pod ... max 14") -> SetClusterQuotaCondition:
+    meta = CLUSTER["metadata"]
+    return SetClusterQuotaCondition(ClusterRef(meta["namespace"], meta["name"], meta["uid"]),
+                                    JobRef("video", "a", "uid-video-a"), status,
+                                    "QuotaExceeded" if status == "True" else "Fits", message,
+                                    event=("Warning", "GrowthRefused", message) if status == "True" else None)
+
+
+def test_the_condition_is_written_by_read_modify_write_keeping_kuberays_conditions_through_a_conflict() -> None:
+    api = ClusterApi(race=True)
+    controller = controller_for(api)
+    asyncio.run(controller.execute(Plan((condition_action(),))))
+    assert api.puts == 2, "the 409 is retried with a fresh read"
+    types = [c["type"] for c in api.cluster["status"]["conditions"]]
+    assert types == ["HeadPodReady", "RayClusterProvisioned", "RayQueueQuota"], "KubeRay's conditions are kept"
+    (ours,) = [c for c in api.cluster["status"]["conditions"] if c["type"] == "RayQueueQuota"]
+    assert (ours["status"], ours["reason"], ours["message"]) == ("True", "QuotaExceeded", "1 growth pod ... max 14")
+    assert [(e["involvedObject"]["kind"], e["reason"], e["type"]) for e in api.events] == [
+        ("RayCluster", "GrowthRefused", "Warning")]
+    cached = controller.cache.ray_cluster(CLUSTER["metadata"]["uid"])
+    assert cached is not None and cached.condition == ("True", "QuotaExceeded", "1 growth pod ... max 14")
+    # a message-only change within CONDITION_INTERVAL waits (and no event); a status change goes at once
+    async def then() -> None:
+        await controller.execute(Plan((condition_action(message="2 growth pods ... max 14"),)))
+        await controller.execute(Plan((condition_action("False", "no growth pod ..."),)))
+    asyncio.run(then())
+    assert api.puts == 3 and len(api.events) == 1
+    (ours,) = [c for c in api.cluster["status"]["conditions"] if c["type"] == "RayQueueQuota"]
+    assert (ours["status"], ours["reason"]) == ("False", "Fits")
+
+
+def test_a_growth_victim_is_deleted_with_a_uid_precondition_and_preempted_on_the_pod_and_the_raycluster() -> None:
+    api = ClusterApi(race=False)
+    controller = controller_for(api)
+    meta = CLUSTER["metadata"]
+    action = PreemptPod(PodRef("video", "w3", "uid-video-w3"), JobRef("video", "a", "uid-video-a"),
+                        ClusterRef(meta["namespace"], meta["name"], meta["uid"]), "preempted to reclaim quota for ...")
+    asyncio.run(controller.execute(Plan((action,))))
+    assert api.deleted == [("/api/v1/namespaces/video/pods/w3",
+                            {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": "uid-video-w3"}})]
+    assert [(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in api.events] == [
+        ("Pod", "w3", "Preempted"), ("RayCluster", "a-x1y2z", "Preempted")]
