@@ -367,6 +367,8 @@ class Controller:
                     continue
                 raise
             self._condition_written[ref.uid] = self.clock.monotonic()
+            for gone in [uid for uid in self._condition_written if self.cache.ray_cluster(uid) is None]:
+                del self._condition_written[gone]  # clusters deleted since: forget them
             self.cache.on_raycluster("MODIFIED", updated)
             log.info("RayCluster %s: %s %s (%s): %s", ref.key, keys.RAYQUEUE_QUOTA_CONDITION, action.status,
                      action.reason, action.message)

@@ -435,3 +435,19 @@ def test_a_growth_victim_is_deleted_with_a_uid_precondition_and_preempted_on_the
                             {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": "uid-video-w3"}})]
     assert [(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["reason"]) for e in api.events] == [
         ("Pod", "w3", "Preempted"), ("RayCluster", "a-x1y2z", "Preempted")]
+
+
+def test_scale_down_releases_the_growth_quota_once_the_pods_are_gone_not_before() -> None:
+    """A deleted growth pod still holds its node and its claim while it terminates; its DELETED event frees it."""
+    svc = growth_service()
+    ledger = svc.cache.ledger
+    assert ledger is not None and ledger.usage("root/algorithm/video").get("cpu") == 14_000
+    w2 = ray_pod("w2").set("metadata.creationTimestamp", "2025-01-10T01:02:00Z").node("n1") \
+        .set("metadata.deletionTimestamp", "2025-01-10T01:05:00Z").obj()
+    svc.cache.on_pod("MODIFIED", w2)
+    assert ledger.usage("root/algorithm/video").get("cpu") == 14_000, "terminating: still charged"
+    assert svc.cache.releasing("uid-video-w2"), "a growth pod being deleted is releasing"
+    svc.cache.on_pod("DELETED", w2)
+    assert ledger.usage("root/algorithm/video").get("cpu") == 10_000
+    third = svc.cache.pod("uid-video-w3")
+    assert third is not None and svc.quota_check(third), "the freed capacity is there for the next pod"
