@@ -357,13 +357,22 @@ def test_with_autoscaling_only_the_workers_to_delete_go_and_a_foreign_condition_
     job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] = True
     ray.create(job, namespace=ns)
     rc_name = started(ray, ns, "scaler")
-    rc = as_json(client.CustomObjectsApi(ray.api_client).get_namespaced_custom_object(
-        keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, _preload_content=False))
-    rc["status"]["conditions"].append({"type": keys.RAYQUEUE_QUOTA_CONDITION, "status": "True",
-                                       "reason": keys.REASON_QUOTA_EXCEEDED, "message": "from another writer",
-                                       "lastTransitionTime": "2026-12-02T00:00:00Z"})
-    client.CustomObjectsApi(ray.api_client).replace_namespaced_custom_object_status(
-        keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, rc)
+    def add_condition() -> bool:  # read-modify-write, as rayqueue's controller does; a 409: read again
+        rc = as_json(client.CustomObjectsApi(ray.api_client).get_namespaced_custom_object(
+            keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, _preload_content=False))
+        rc["status"]["conditions"].append({"type": keys.RAYQUEUE_QUOTA_CONDITION, "status": "True",
+                                           "reason": keys.REASON_QUOTA_EXCEEDED, "message": "from another writer",
+                                           "lastTransitionTime": "2026-12-02T00:00:00Z"})
+        try:
+            client.CustomObjectsApi(ray.api_client).replace_namespaced_custom_object_status(
+                keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, rc)
+        except client.exceptions.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    wait_for(add_condition, 30, "our condition written beside the stand-in's status writes")
     ray.kubectl("patch", "raycluster", rc_name, "-n", ns, "--type", "json", "-p", json.dumps(
         [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1}]))
     time.sleep(3)
