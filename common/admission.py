@@ -74,7 +74,7 @@ def _unpickable(claim: Claim) -> Claim:
 class AdmissionPass:
     """``try_admit`` for one Queues.schedule pass, with its scratch ledgers and what it decided."""
 
-    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int) -> None:
+    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int, reserved: Sequence[QueueItem] = ()) -> None:
         self.source = source
         self.real = ledger
         self.now_ns = now_ns
@@ -90,6 +90,20 @@ class AdmissionPass:
         self._view: Ledger | None = None
         self._reclaim: Ledger | None = None
         self.heads = self._guaranteed_heads()
+        for item in reserved:
+            self._reserve(item)
+
+    def _reserve(self, item: QueueItem) -> None:
+        """Hold a waiting claimant's request from the start of the pass, as if it had been tried first: the
+        claimant of a victim already chosen (a preemption notice, docs/preemption.md) may sit in backoff
+        for the whole grace, and a job tried before it could otherwise take the capacity it waits for.
+        Only while it is guaranteed and fits once the releasing claims are gone (what it waits for)."""
+        if item.uid in self.real:
+            return
+        claim = self.claim(item)
+        reclaim = self._reclaim_view()
+        if reclaim.is_guaranteed(claim) and reclaim.check(claim):
+            self._add(claim)
 
     def _guaranteed_heads(self) -> list[Claim]:
         """The first waiting job of every leaf (active or in backoff) when it is guaranteed."""

@@ -16,7 +16,9 @@ it waits for: the estimator never invents a number.
 
 Assumptions, stated in every message: declared runtimes hold, nothing else arrives or changes, and a
 finished job's claim is free at once. A reclaim victim is requeued at once and its claim drains for
-``DRAIN_SECONDS`` (its pods terminating), as the controller sees it; it restarts from scratch.
+``DRAIN_SECONDS`` (its pods terminating), as the controller sees it; it restarts from scratch. A victim
+of a leaf with a preemption grace (common/preemption.py) holds its claim for that grace first, and one
+already under notice (the snapshot's releasing job) until its deadline.
 
 Cost: one pass per group of releases (those within 1 % of the elapsed simulated time, at least 1 s,
 are taken together at the last of them: the error this adds is within 1 % of the wait), each trying at
@@ -30,7 +32,6 @@ horizon". Both bounds are named in the messages they affect.
 from __future__ import annotations
 
 import heapq
-import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,20 @@ from typing import Final, Literal
 from common import keys
 from common.admission import AdmissionPass, copy_ledger
 from common.clock import FakeClock
+from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
+from common.preemption import grace_ns
 from common.queueing import QueueItem, QueuePolicy, Queues
+from common.resources import EMPTY, Resources
 
 __all__ = [
     "HISTORY_SIZE",
+    "MAX_OPENINGS",
+    "Band",
     "Estimate",
+    "Forecast",
+    "Opening",
+    "Replay",
     "Running",
     "Runtime",
     "Waiting",
@@ -52,50 +61,16 @@ __all__ = [
     "format_duration",
     "in_about",
     "parse_duration",
+    "replay",
     "runtime_of",
 ]
 
 HISTORY_SIZE: Final = 20
 NS: Final = 10**9
 DRAIN_SECONDS: Final = 5.0  # a reclaim victim's pods terminating (the kubelet's grace, roughly)
+MAX_OPENINGS: Final = 8  # openings kept per leaf and band in a Forecast
+MAX_BANDS: Final = 3  # priority bands above the tail, per leaf (the highest waiting priorities)
 RuntimeSource = Literal["declared", "deadline", "history", "unknown"]
-
-# --- Go durations ------------------------------------------------------------------------------------
-
-_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration (``time.ParseDuration``: "1h30m", "90s", "1.5h", "300ms"); ValueError if not one."""
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
-    if s == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
-    return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """Whole seconds the Go way: ``3m12s``, ``1h0m5s``, ``45s``, ``0s``."""
-    total = max(0, round(seconds))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
-
 
 # --- runtimes --------------------------------------------------------------------------------------
 
@@ -156,6 +131,9 @@ class Running:
     started_ns: int
     runtime: Runtime
     enqueue_ns: int = 0
+    # A reclaim victim already chosen (under a preemption notice): it holds its claim for its runtime, then its
+    # claim drains like a simulated victim's; no simulated reclaim picks it again.
+    releasing: bool = False
 
     def end_ns(self, now_ns: int) -> int | None:
         if self.runtime.seconds is None:
@@ -201,6 +179,93 @@ class _Sim:
         return self.preemptible_of.get(uid, True)
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """In the replay, from ``at_ns`` on, a job at the tail of the leaf's queue could take ``free`` (the max
+    rules along its path and the cluster capacity; a resource absent is unbounded) and ``slots`` more jobs
+    under max-jobs (None: uncapped)."""
+
+    at_ns: int
+    free: Resources
+    slots: int | None = None
+    guaranteed: Resources = EMPTY  # what it could take within the leaf's min (absent: nothing)
+
+    def fits(self, request: Mapping[str, int]) -> bool:
+        return Resources().fits(request, self.free) and (self.slots is None or self.slots >= 1)
+
+    def fits_min(self, request: Mapping[str, int]) -> bool:
+        """Guaranteed: reclaim takes borrowed capacity back for it (the same rule as ``is_guaranteed``)."""
+        limit = {r: self.guaranteed.get(r, 0) for r in set(self.guaranteed) | set(request)}
+        return Resources().fits(request, limit) and (self.slots is None or self.slots >= 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """The openings for a job of priority above ``above`` (None: the tail, below every waiting job): it
+    passes, in every pass, the waiting jobs of lower priority, so what they were admitted to is its too."""
+
+    above: int | None
+    openings: tuple[Opening, ...]
+
+    def applies(self, priority: int) -> bool:
+        return self.above is None or priority > self.above
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When a job submitted now, of any size, would start in a leaf: the replay's openings for the tail of
+    the leaf's queue, what is left after every pass once the jobs ahead have been tried (in a Block leaf,
+    once every job waiting there has started). Only openings that free more than every earlier one are
+    kept (the first one a request fits is the same), at most ``MAX_OPENINGS``.
+
+    A new job joins the tail (the latest enqueue time, lowest in the pass), so the forecast is for the last
+    place: one of higher priority passes jobs ahead and may start sooner (never later). Reclaim by the new
+    job itself and the guaranteed-first guard against it are not in the openings; ``note`` says why they
+    end."""
+
+    leaf: str
+    openings: tuple[Opening, ...]  # the tail's: behind every waiting job
+    note: str
+    bands: tuple[Band, ...] = ()  # for higher priorities, highest first
+
+    def start(self, request: Mapping[str, int], now_ns: int, *, priority: int | None = None,
+              preemptible: bool = True) -> int | None:
+        """The first opening the request fits, or, within the leaf's min, that opening plus the drain of
+        what reclaim takes back for it (a job that is not preemptible may only use guaranteed capacity).
+        With a priority, the openings of the highest band it is above."""
+        openings = self.openings
+        if priority is not None:
+            openings = next((b.openings for b in self.bands if b.applies(priority)), openings)
+        for opening in openings:
+            if preemptible and opening.fits(request):
+                return max(now_ns, opening.at_ns)
+            if opening.fits_min(request):
+                drain = 0 if opening.fits(request) else round(DRAIN_SECONDS * NS)
+                return max(now_ns, opening.at_ns + drain)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    estimates: dict[str, Estimate]
+    forecasts: dict[str, Forecast]
+
+
+def _covers(more: Resources, less: Resources) -> bool:
+    """``more`` fits every request ``less`` fits, read as limits (a resource absent is unbounded)."""
+    return set(more) <= set(less) and all(more[r] >= v for r, v in less.items() if r in more)
+
+
+def _dominated(new: Opening, earlier: Sequence[Opening]) -> bool:
+    for o in earlier:
+        more_slots = o.slots is None or (new.slots is not None and o.slots >= new.slots)
+        more_min = set(new.guaranteed) <= set(o.guaranteed) and all(
+            o.guaranteed[r] >= v for r, v in new.guaranteed.items())
+        if more_slots and more_min and _covers(o.free, new.free):
+            return True
+    return False
+
+
 def in_about(start_ns: int | None, now_ns: int) -> str:
     """``~4m0s`` from now (``now`` if due), or ``unknown``: for people, not for statuses (it ages)."""
     if start_ns is None:
@@ -224,6 +289,25 @@ def estimate(
     """An Estimate for every waiting job, by uid. ``ledger`` is not changed. ``window`` waiting jobs are
     in the simulated queues at a time, at most ``max_releases`` releases are replayed, and releases less
     than ``resolution`` x the time from now (at least 1 s) apart are replayed together."""
+    return replay(ledger, running, waiting, now_ns, policies=policies, window=window, max_releases=max_releases,
+                  resolution=resolution, forecast=False).estimates
+
+
+def replay(
+    ledger: Ledger,
+    running: Iterable[Running],
+    waiting: Iterable[Waiting],
+    now_ns: int,
+    *,
+    policies: Mapping[str, QueuePolicy] | None = None,
+    window: int = 128,
+    max_releases: int = 1000,
+    resolution: float = 0.01,
+    forecast: bool = True,
+) -> Replay:
+    """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
+    replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
+    take at the tail of its queue."""
     sim_ledger = copy_ledger(ledger)
     queues = Queues(FakeClock())
     for leaf, policy in sorted((policies or {}).items()):
@@ -235,13 +319,46 @@ def estimate(
     for w in pending:
         source.preemptible_of[w.item.uid] = w.preemptible
     outside = iter(pending)  # waiting jobs not yet in the simulated queues, in order
+    outside_left: dict[str, int] = {}
+    for w in pending:
+        outside_left[w.item.quota] = outside_left.get(w.item.quota, 0) + 1
+    leaves = [leaf.full_name for leaf in sim_ledger.tree.leaves()] if forecast else []
+    # Bands: a job above each of the highest waiting priorities passes the jobs below it.
+    levels = sorted({w.item.priority for w in pending}, reverse=True)[:MAX_BANDS]
+    bands: list[int | None] = [*levels, None]  # highest first; None is the tail
+    openings: dict[tuple[str, int | None], list[Opening]] = {(leaf, b): [] for leaf in leaves for b in bands}
+    admitted_at_t: list[Claim] = []
 
     def refill() -> None:
         while len(queues) < window:
             nxt = next(outside, None)
             if nxt is None:
                 return
+            outside_left[nxt.item.quota] -= 1
             queues.upsert(nxt.item)
+
+    def record(t: int, view: Ledger) -> None:
+        """After the passes at ``t``: what is left for a job behind every waiting one. In a Block leaf only
+        once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
+        pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
+        for leaf in leaves:
+            if outside_left.get(leaf):
+                continue
+            waiting_here = (*queues.active(leaf), *queues.backoff(leaf))
+            for band in bands:
+                kept = openings[leaf, band]
+                if len(kept) >= MAX_OPENINGS:
+                    continue
+                if queues.policy(leaf) == "Block" and any(band is None or w.priority > band for w in waiting_here):
+                    continue  # a job ahead of it in its own leaf still waits, and blocks it
+                passed = [c for c in admitted_at_t if band is not None and c.priority <= band]
+                free, slots = view.headroom(leaf, without=passed)
+                opening = Opening(t, free, slots, view.within_min(leaf, without=passed))
+                if not _dominated(opening, kept):
+                    kept.append(opening)
+
+    def forecasts_done() -> bool:
+        return all(len(kept) >= MAX_OPENINGS for kept in openings.values())
 
     holders: dict[str, Running] = {}  # uid -> running (real or simulated) with its runtime
     ends: list[tuple[int, str]] = []  # (end_ns, uid), lazily cleaned: valid while end_of[uid] matches
@@ -252,6 +369,8 @@ def estimate(
             continue
         holders[r.claim.uid] = r
         source.preemptible_of[r.claim.uid] = r.claim.preemptible
+        if r.releasing:
+            source.draining.add(r.claim.uid)
         end = r.end_ns(now_ns)
         if end is None:
             unknown[r.claim.uid] = r
@@ -293,7 +412,8 @@ def estimate(
                 held = holders.pop(victim.uid, None)
                 unknown.pop(victim.uid, None)
                 source.draining.add(victim.uid)
-                end_of[victim.uid] = t + round(DRAIN_SECONDS * NS)
+                # with a preemption grace, the victim runs on until its notice expires, then drains
+                end_of[victim.uid] = t + grace_ns(sim_ledger.tree, victim.quota) + round(DRAIN_SECONDS * NS)
                 heapq.heappush(ends, (end_of[victim.uid], victim.uid))
                 namespace, _, name = victim.key.partition("/")
                 item = QueueItem(uid=victim.uid, namespace=namespace, name=name, quota=victim.quota,
@@ -305,6 +425,7 @@ def estimate(
             for claim, _ in decide.admitted:
                 if claim.uid in bounced:
                     continue
+                admitted_at_t.append(claim)
                 sim_ledger.add(claim)
                 admitted = info[claim.uid]
                 started.setdefault(claim.uid, t)
@@ -319,7 +440,9 @@ def estimate(
             refill()
             if len(decide.admitted) + len(decide.victims) == 2 * len(bounced):
                 break  # nothing changed
-        if len(queues) == 0 or releases >= max_releases:
+        record(t, decide.view)  # the last pass's view: what is admitted, and reserved for reclaim claimants
+        admitted_at_t.clear()
+        if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
@@ -350,7 +473,32 @@ def estimate(
         uid = w.item.uid
         out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
                              window, now_ns)
-    return out
+    exhausted = not any(end_of.get(uid) == end for end, uid in ends)
+    forecasts = {leaf: Forecast(leaf, tuple(openings[leaf, None]),
+                                _forecast_note(sim_ledger, leaf, openings[leaf, None], unknown, exhausted, max_releases),
+                                tuple(Band(b, tuple(openings[leaf, b])) for b in levels))
+                 for leaf in leaves}
+    return Replay(out, forecasts)
+
+
+def _forecast_note(ledger: Ledger, leaf: str, kept: Sequence[Opening], unknown: Mapping[str, Running],
+                   exhausted: bool, max_releases: int) -> str:
+    """What ends the leaf's openings: for a request none of them fits."""
+    path = [n.full_name for n in ledger.tree.path_to_root(leaf)]
+    blockers = sorted({r.claim.key for r in unknown.values() if any(_under(r.claim.quota, p) for p in path)}
+                      or {r.claim.key for r in unknown.values()})
+    listed = ", ".join(blockers[:5]) + (f" and {len(blockers) - 5} more" if len(blockers) > 5 else "")
+    if not kept:
+        if blockers:
+            return f"unknown: the jobs waiting in {leaf} wait for running jobs with no expected runtime ({listed})"
+        return f"unknown: the jobs waiting in {leaf} have no estimate"
+    if len(kept) >= MAX_OPENINGS:
+        return f"unknown: beyond the forecast's {MAX_OPENINGS} openings"
+    if blockers:
+        return f"unknown: only running jobs with no expected runtime ({listed}) could free more"
+    if not exhausted:
+        return f"unknown: beyond the estimate's horizon ({max_releases} releases)"
+    return "never, as things stand: it does not fit even when every running job ends"
 
 
 def _under(quota: str, node: str | None) -> bool:

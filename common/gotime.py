@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Final
 
-__all__ = ["GoTimeError", "format_go", "from_datetime", "parse_go", "to_datetime"]
+__all__ = [
+    "GoTimeError",
+    "format_duration",
+    "format_go",
+    "format_rfc3339",
+    "from_datetime",
+    "parse_duration",
+    "parse_go",
+    "to_datetime",
+]
 
 _NS = 10**9
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -49,6 +59,11 @@ def format_go(ns: int) -> str:
     minutes, secs = divmod(rest, 60)
     fraction = "." + f"{frac:09d}".rstrip("0") if frac else ""
     return f"{date.isoformat()} {hours:02d}:{minutes:02d}:{secs:02d}{fraction} +0000 UTC"
+
+
+def format_rfc3339(ns: int) -> str:
+    """`2025-01-10T01:36:24Z` (the CRDs' date-time format; whole seconds, truncated)."""
+    return to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_go(text: str) -> int:
@@ -101,3 +116,40 @@ def to_datetime(ns: int) -> dt.datetime:
     if not _MIN_NS <= ns <= _MAX_NS:
         raise GoTimeError(f"timestamp {ns} ns is outside years 0001..9999")
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
+
+
+# --- Go durations (time.ParseDuration), used by the estimate and by the preemption grace ----------------
+
+_UNITS: Final = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration (``time.ParseDuration``: "1h30m", "90s", "1.5h", "300ms"); ValueError if not one."""
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s.lstrip("+-")
+    if s == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s:
+        raise ValueError(f"{text!r} is not a Go duration (like 45m, 1h30m, 90s)")
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Whole seconds the Go way: ``3m12s``, ``1h0m5s``, ``45s``, ``0s``."""
+    total = max(0, round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"

@@ -127,3 +127,13 @@ PRIORITY_CHANGED_BY: Final = "rayqueue.io/priority-changed-by"
 # Set by the user on a RayJob: how long it runs once admitted (a Go duration, "45m", "1h30m"); the start-time
 # estimate of the jobs behind it uses it before spec.activeDeadlineSeconds and the leaf's runtime history.
 EXPECTED_RUNTIME: Final = "rayqueue.io/expected-runtime"
+# Cooperative preemption (docs/preemption.md). In a quota node's `attributes`: how long a reclaim victim of that
+# node (or of a node below it, which inherits it) may run on after its notice (a Go duration; default 0: at once).
+PREEMPTION_GRACE: Final = "rayqueue.io/preemption-grace"
+# On a reclaim victim's RayJob and on every pod of it, written only by the controller: when it will be
+# suspended, for whom and why (JSON; common/preemption.py). Pods read it through a downward-API volume.
+PREEMPTION_NOTICE: Final = "rayqueue.io/preemption-notice"
+# Set by the job on its own RayJob (any value) once it has checkpointed: the controller suspends it at once.
+CHECKPOINTED: Final = "rayqueue.io/checkpointed"
+EVENT_PREEMPTION_NOTICE: Final = "PreemptionNotice"
+EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"

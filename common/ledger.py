@@ -305,6 +305,38 @@ class Ledger:
                 )
         return decision
 
+    def headroom(self, leaf: str, without: Iterable[Claim] = ()) -> tuple[Resources, int | None]:
+        """What one more job could take in ``leaf`` by the max rules (as if the claims ``without`` were not
+        charged): per resource, the least of (max - used) over the nodes of its path that name it and
+        (capacity - used at the root); and the fewest job slots left under max-jobs (None: no node caps
+        jobs). A resource nothing names is unbounded, so it is absent. The guaranteed-first guard and the
+        preemptible rule are not in it (they depend on the job)."""
+        view = _View(self, removed=[c for c in without if c.uid in self._claims])
+        free: dict[str, int] = {}
+        slots: int | None = None
+        for node in self._tree.path_to_root(self._home_for(leaf)):
+            used = view.usage(node.full_name)
+            for r, limit in node.max.items():
+                free[r] = min(free.get(r, limit - used.get(r)), limit - used.get(r))
+            if node.max_jobs is not None:
+                left = node.max_jobs - view.jobs(node.full_name)
+                slots = left if slots is None else min(slots, left)
+        if self._capacity is not None:
+            total = view.usage(self._tree.root.full_name)
+            for r, limit in self._capacity.items():
+                free[r] = min(free.get(r, limit - total.get(r)), limit - total.get(r))
+        return Resources({r: max(0, v) for r, v in free.items()}), None if slots is None else max(0, slots)
+
+    def within_min(self, leaf: str, without: Iterable[Claim] = ()) -> Resources:
+        """What one more claim could take in ``leaf`` and still be guaranteed (as if the claims ``without``
+        were not charged): per resource its min names, min - used (a resource min does not name: nothing,
+        as in ``is_guaranteed``)."""
+        node = self._tree.get(leaf)
+        if node is None or not node.is_leaf:
+            return Resources()
+        used = _View(self, removed=[c for c in without if c.uid in self._claims]).usage(leaf)
+        return Resources({r: max(0, m - used.get(r)) for r, m in node.min.items()})
+
     def is_guaranteed(self, claim: Claim) -> bool:
         """Whether the claim keeps its leaf within min (a resource min does not name counts 0).
 

@@ -2,12 +2,16 @@
 the webhook's create warning and `kubectl rayqueue whatif`.
 
 Inputs are the ElasticQuotaTree's ``status.nodes[*].used`` (the controller's last pass), the leaf Queue's
-waiting items (priorities, in order) and the ETAs on waiting QueueUnits. The quota answer is
-``Ledger.check`` on a ledger rebuilt from that usage (one claim per leaf holding its usage, the rest at
-the root; job counts are not published, so kube-queue/max-jobs is not checked here). The job would be
-enqueued last among equal priorities, so its position is one more than the waiting jobs of equal or
-higher priority. Its start is told only when it can be: now if it fits and no one is ahead; otherwise
-the estimate of the job just ahead of it, as a lower bound for a job of its size or larger.
+waiting items (priorities, in order) and its ``status.forecast``, and the ETAs on waiting QueueUnits. The
+quota answer now is ``Ledger.check`` on a ledger rebuilt from that usage (one claim per leaf holding its
+usage, the rest at the root; job counts are not published, so kube-queue/max-jobs is not checked now). The
+job would be enqueued last among equal priorities, so its position is one more than the waiting jobs of
+equal or higher priority.
+
+Its start: now if it fits and no one is ahead; otherwise the leaf's Forecast, which the controller's
+estimator replays with the admission rules (``common.estimate.replay``): the first opening at the tail of
+the leaf's queue that its request fits. Without a forecast (none published yet), the estimate of the job
+just ahead of it is told as a lower bound.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.estimate import in_about
+from common.estimate import Band, Forecast, Opening, in_about
+from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import Resources
 
-__all__ = ["Ahead", "Preview", "ledger_from_usage", "preview", "usage_from_status"]
+__all__ = ["Ahead", "Preview", "forecast_from_status", "forecast_status", "ledger_from_usage", "preview",
+           "usage_from_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,63 @@ def usage_from_status(status: Mapping[str, object] | None) -> dict[str, Resource
     return out
 
 
+def _opening_rows(openings: Sequence[Opening]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for o in openings:  # whole seconds, rounded up: an opening is never told earlier than replayed
+        row: dict[str, object] = {"at": format_rfc3339(-(-o.at_ns // 10**9) * 10**9), "free": o.free.to_api()}
+        if o.slots is not None:
+            row["slots"] = o.slots
+        if o.guaranteed:
+            row["guaranteed"] = o.guaranteed.to_api()
+        rows.append(row)
+    return rows
+
+
+def forecast_status(forecast: Forecast) -> dict[str, object]:
+    """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?, guaranteed?}], note, bands:
+    [{abovePriority, openings}]}``, times in RFC 3339."""
+    out: dict[str, object] = {"openings": _opening_rows(forecast.openings), "note": forecast.note}
+    if forecast.bands:
+        out["bands"] = [{"abovePriority": b.above, "openings": _opening_rows(b.openings)} for b in forecast.bands]
+    return out
+
+
+def _openings(rows: object) -> tuple[Opening, ...] | None:
+    if not isinstance(rows, list):
+        return None
+    out = []
+    for row in rows:
+        if not isinstance(row, Mapping) or not isinstance(row.get("at"), str):
+            return None
+        slots = row.get("slots")
+        try:
+            free = Resources.parse(row.get("free") if isinstance(row.get("free"), Mapping) else {})
+            within = Resources.parse(row.get("guaranteed") if isinstance(row.get("guaranteed"), Mapping) else {})
+            at = parse_go(str(row["at"]))
+        except (ValueError, GoTimeError):
+            return None
+        out.append(Opening(at, free, slots if isinstance(slots, int) and not isinstance(slots, bool) else None, within))
+    return tuple(out)
+
+
+def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
+    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
+    found = (status or {}).get("forecast")
+    if not isinstance(found, Mapping):
+        return None
+    tail = _openings(found.get("openings"))
+    if tail is None:
+        return None
+    bands = []
+    for row in found.get("bands") or []:
+        above = row.get("abovePriority") if isinstance(row, Mapping) else None
+        openings = _openings(row.get("openings")) if isinstance(row, Mapping) else None
+        if not isinstance(above, int) or isinstance(above, bool) or openings is None:
+            return None
+        bands.append(Band(above, openings))
+    return Forecast(leaf, tail, str(found.get("note") or ""), tuple(bands))
+
+
 def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
     """A ledger whose usage per node is the published one: a claim per leaf, the remainder at the root."""
     ledger = Ledger(tree)
@@ -89,14 +152,26 @@ def preview(
     priority: int,
     preemptible: bool,
     now_ns: int,
+    forecast: Forecast | None = None,
 ) -> Preview:
     ledger = ledger_from_usage(tree, used)
     claim = Claim(uid="preview", key=key, kind="job", quota=leaf.full_name, request=request, priority=priority,
                   preemptible=preemptible)
     decision = ledger.check(claim)
     ahead = tuple(w for w in waiting if w.priority >= priority)
+    start: int | None
     if decision and not ahead:
         start, note = now_ns, "it fits now"
+    elif forecast is not None:
+        start = forecast.start(request, now_ns, priority=priority, preemptible=preemptible)
+        if start is None:
+            note = forecast.note
+        else:
+            band = next((b for b in forecast.bands if b.applies(priority)), None)
+            before = [w for w in waiting if band is None or w.priority > (band.above or 0)]
+            queued = f"behind the {len(before)} job{'s' if len(before) != 1 else ''} waiting in {leaf.full_name}"
+            note = "replayed " + (queued + " it does not pass, " if before else "") + \
+                "as running jobs end at their expected times"
     elif ahead and ahead[-1].eta_ns is not None:
         last = ahead[-1]
         start = max(now_ns, last.eta_ns or now_ns)
@@ -127,5 +202,7 @@ def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, 
     if not p.decision:
         text += f" ({p.decision.reason})"
     if p.start_ns is None:
-        return text + f"; {p.start_note}"
+        return text + f"; estimated start {p.start_note}"
+    if p.start_note.startswith("replayed"):
+        return text + f"; estimated start in {in_about(p.start_ns, now_ns)}, at {format_rfc3339(p.start_ns)} ({p.start_note})"
     return text + f"; estimated start not before {in_about(p.start_ns, now_ns)} ({p.start_note})"

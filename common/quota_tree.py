@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from common import keys
+from common.preemption import grace_problem
 from common.quantity import QuantityError, format_quantity, parse_exact, parse_quantity
 from common.resources import Resources
 
@@ -279,7 +280,7 @@ class _Walker:
                 self.error(f"{path}.min.{res}", f"min {lo} > max {hi}")
         if raw.min_jobs is not None and raw.max_jobs is not None and raw.min_jobs > raw.max_jobs:
             self.error(f"{path}.min.{keys.MAX_JOBS}", f"min {raw.min_jobs} > max {raw.max_jobs}")
-        raw.attributes = self.attributes(obj.get("attributes"), f"{path}.attributes")
+        raw.attributes = self.attributes(obj.get("attributes"), f"{path}.attributes", raw.name)
         children = obj.get("children")
         if children is not None and not isinstance(children, list):
             self.error(f"{path}.children", f"must be a list of quota nodes, got {_type_name(children)}")
@@ -352,7 +353,7 @@ class _Walker:
             self.error(path, f"invalid resource name {name!r}: " + "; ".join(problems))
         return not problems
 
-    def attributes(self, value: object, path: str) -> dict[str, str]:
+    def attributes(self, value: object, path: str, node: str | None = None) -> dict[str, str]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -365,6 +366,11 @@ class _Walker:
                     f"{path}.{k}", f"must be a string, got {_type_name(v if isinstance(k, str) else k)}"
                 )
                 continue
+            if k == keys.PREEMPTION_GRACE:
+                problem = grace_problem(v)
+                if problem:
+                    self.error(f"{path}.{k}", f"quota node {node or '(unnamed)'}: {problem}")
+                    continue
             out[k] = v
         return out
 

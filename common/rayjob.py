@@ -294,6 +294,7 @@ class PodInfo:
     priority: int
     problems: tuple[str, ...]
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text); "" when unknown
+    preemption_notice: str | None = None  # annotation rayqueue.io/preemption-notice (docs/preemption.md)
 
     @classmethod
     def from_pod(cls, obj: Mapping[str, object]) -> PodInfo:
@@ -804,7 +805,14 @@ def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
         priority=priority,
         problems=tuple(r.problems),
         created=r.as_str(meta.get("creationTimestamp"), "metadata.creationTimestamp") or "",
+        preemption_notice=_pod_notice(meta),
     )
+
+
+def _pod_notice(meta: Mapping[str, object]) -> str | None:
+    annotations = meta.get("annotations")
+    value = annotations.get(keys.PREEMPTION_NOTICE) if isinstance(annotations, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 Role = tuple[str, str]  # ("head", ""), ("worker", group name), ("submitter", "")

@@ -268,15 +268,18 @@ class Cache:
 
     def releasing(self, uid: str) -> bool:
         """The job holds a claim that is on its way out: it finished, was deleted or suspended (its claim
-        drains until its pods are gone), or it is to be requeued. Reclaim never picks it again. For a pod
-        claim: the pod is being deleted (a growth pod evicted by reclaim drains like a suspended job)."""
+        drains until its pods are gone), it is to be requeued, or it was given a preemption notice.
+        Reclaim never picks it again. For a pod claim: the pod is being deleted (a growth pod evicted by
+        reclaim drains like a suspended job)."""
         pod = self._pods.get(uid)
         if pod is not None:
             return pod.deleting and self._ledger is not None and uid in self._ledger
         rec = self._jobs.get(uid)
         if rec is None or self._ledger is None or uid not in self._ledger:
             return False
-        return self._lifecycle(rec) is not JobState.ADMITTED
+        # An admitted job with a preemption notice (docs/preemption.md) is a victim already chosen: its claim
+        # goes at its deadline, so a claimant waits for it and no second reclaim picks it.
+        return self._lifecycle(rec) is not JobState.ADMITTED or keys.PREEMPTION_NOTICE in rec.info.annotations
 
     def remaining_pods(self, uid: str) -> tuple[PodInfo, ...]:
         """The job's non-terminal pods, sorted by uid."""

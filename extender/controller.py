@@ -30,12 +30,14 @@ from extender import estimates
 from extender.cache import Cache
 from extender.reconcile import (
     Action,
+    AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    Notify,
     Plan,
     PreemptPod,
     Requeue,
@@ -45,6 +47,7 @@ from extender.reconcile import (
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
+    WithdrawNotice,
     reconcile,
     reconcile_steps,
 )
@@ -67,6 +70,7 @@ PODS = Scope("", "v1", "pods")
 RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 
 Handler = Callable[[str, dict[str, Any]], None]
+_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
 
 
 def chain_key(action: Action) -> str:
@@ -75,8 +79,10 @@ def chain_key(action: Action) -> str:
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
     if isinstance(action, SetClusterQuotaCondition):
         return f"raycluster/{action.cluster.uid}"
-    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event):
+    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice):
         return f"rayjob/{action.job.uid}"
+    if isinstance(action, AnnotatePod):
+        return f"pod/{action.uid}"
     if isinstance(action, EnsureQueueUnit | UpdateQueueUnitStatus | DeleteQueueUnit):
         return f"queueunit/{action.namespace}/{action.name}"
     if isinstance(action, EnsureQueue):
@@ -116,6 +122,7 @@ class Controller:
         self._estimate_due: float | None = None
         self.wake = asyncio.Event()
         self._holding = False
+        self._wake_ns: int | None = None  # the next preemption-notice deadline (Plan.wake_ns)
         self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
         self._condition_written: dict[str, float] = {}  # RayCluster uid -> monotonic time of its last write
 
@@ -147,12 +154,7 @@ class Controller:
             await self.refresh_estimates()
             if self.wake.is_set():
                 continue
-            timeout = self.resync_seconds
-            if self._estimate_due is not None:  # a refresh was held back by the throttle
-                timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
-            retry = self.cache.queues.next_retry()
-            if retry is not None:
-                timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+            timeout = self.wait_seconds()
             waiter = asyncio.ensure_future(self.wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             try:
@@ -162,6 +164,19 @@ class Controller:
                     task.cancel()
                 await asyncio.gather(waiter, stopper, return_exceptions=True)
 
+    def wait_seconds(self) -> float:
+        """How long the loop may sleep without an event: the resync, or less for an estimate the throttle held
+        back, a backoff that ends, or the deadline of a preemption notice (its victim is suspended on time)."""
+        timeout = self.resync_seconds
+        if self._estimate_due is not None:
+            timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
+        retry = self.cache.queues.next_retry()
+        if retry is not None:
+            timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
+        if self._wake_ns is not None:
+            timeout = min(timeout, max(0.05, (self._wake_ns - from_datetime(self.clock.now())) / 1e9))
+        return timeout
+
     def plan(self) -> Plan:
         """One decision on one snapshot (no await between reading the cache and choosing)."""
         self.cache.clear_dirty()
@@ -169,6 +184,7 @@ class Controller:
         self.cache.waiting_guaranteed = plan.guaranteed
         self.metrics.reconciles.inc()
         self._gauges()
+        self._wake_ns = plan.wake_ns
         return plan
 
     async def plan_sliced(self) -> Plan:
@@ -188,6 +204,7 @@ class Controller:
             self.cache.waiting_guaranteed = plan.guaranteed
             self.metrics.reconciles.inc()
             self._gauges()
+            self._wake_ns = plan.wake_ns
             while self._held:
                 for _ in range(min(DRAIN_SLICE, len(self._held))):
                     handler, kind, obj = self._held.popleft()
@@ -228,7 +245,7 @@ class Controller:
         try:
             await self._do(action)
         except ApiError as exc:
-            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+            if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
             if exc.conflict:
@@ -236,7 +253,7 @@ class Controller:
             else:
                 log.warning("%s failed: %s", type(action).__name__, exc)
         except (OSError, TimeoutError) as exc:
-            if isinstance(action, Dequeue | Suspend | Requeue | SetPriority):
+            if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
             log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
@@ -256,7 +273,9 @@ class Controller:
         if snap is None:
             return
         found = await asyncio.to_thread(estimates.compute, snap)
-        await self.execute(Plan(tuple(estimates.unit_patches(self.cache, found, from_datetime(self.clock.now())))))
+        now_ns = from_datetime(self.clock.now())
+        await self.execute(Plan((*estimates.unit_patches(self.cache, found.estimates, now_ns),
+                                 *estimates.forecast_patches(self.cache, found.forecasts, now_ns))))
 
     async def _do(self, action: Action) -> None:
         c = self.client
@@ -290,6 +309,23 @@ class Controller:
                 self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
             log.info("%s RayJob %s/%s: %s", type(action).__name__.lower(), action.job.namespace, action.job.name,
                      action.reason)
+        elif isinstance(action, Notify | WithdrawNotice):
+            updated = await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
+            self.cache.on_rayjob("MODIFIED", updated)
+            if isinstance(action, Notify):
+                log.info("preemption notice to RayJob %s/%s for %s: %s", action.job.namespace, action.job.name,
+                         action.claimant.key, action.notice)
+            else:
+                log.info("withdrew the preemption notice of RayJob %s/%s: %s", action.job.namespace,
+                         action.job.name, action.reason)
+        elif isinstance(action, AnnotatePod):
+            try:
+                updated = await c.patch(f"/api/v1/namespaces/{action.namespace}/pods/{action.name}", action.patch())
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+            else:
+                self.cache.on_pod("MODIFIED", updated)
         elif isinstance(action, SetPriority):
             await c.patch(RAYJOBS.path(action.job.namespace, action.job.name), action.patch())
             log.info("priority of RayJob %s/%s set to %d from its QueueUnit: %s", action.job.namespace,

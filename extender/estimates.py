@@ -10,6 +10,10 @@ estimate assumes) are set on waiting QueueUnits and removed once a job is admitt
 written only when its message changes or its time moves by more than ``max(30 s, 10 % of the wait)``,
 so a steady queue is not re-patched on every refresh.
 
+A leaf's Queue ``status.forecast`` (``common.estimate.Forecast``: when a job submitted now, of any size,
+would start at the tail of its queue) comes from the same replay; it is written when its note or its
+openings' free quota change, or an opening's time moves by the same tolerance.
+
 Runtime history (the leaf's last ``HISTORY_SIZE`` admission-to-end times) lives in the Queue's
 ``status.runtimeHistory`` as ``{uid, seconds, end}`` rows, so a restarted controller keeps it: a finished
 RayJob (``status.endTime``, KubeRay v1.7 ``updateRayJobStatus`` sets it on a terminal deployment status)
@@ -18,29 +22,35 @@ with a dequeue stamp is added once, when it ended after the newest row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from common import keys
 from common.estimate import (
     DRAIN_SECONDS,
     HISTORY_SIZE,
     NS,
     Estimate,
+    Forecast,
+    Opening,
+    Replay,
     Running,
     Runtime,
     Waiting,
-    estimate,
+    replay,
     runtime_of,
 )
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
+from common.preemption import Notice, NoticeError
+from common.preview import forecast_from_status, forecast_status
 from common.queueing import QueuePolicy
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_unit_name, rfc3339
 from extender.reconcile import UpdateQueueStatus, UpdateQueueUnitStatus
 
-__all__ = ["Snapshot", "compute", "history", "history_patches", "snapshot", "unit_patches"]
+__all__ = ["Snapshot", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
 
 MIN_MOVE_SECONDS: Final = 30.0
 MOVE_FRACTION: Final = 0.10
@@ -83,6 +93,13 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
         job = cache.job(claim.uid) if claim.kind == "job" else None
         if job is None:
             continue  # a pod outside the queue: it holds its claim for as long as the replay lasts
+        notice = _notice_end(job.annotations) if cache.state(claim.uid) is JobState.ADMITTED else None
+        if notice is not None:  # a reclaim victim under notice runs on until its deadline, then drains
+            end, deadline = notice
+            left = max(0, end - now_ns) / NS + DRAIN_SECONDS
+            running.append(Running(claim, now_ns, Runtime(left, "declared", f"preemption notice until {deadline}"),
+                                   job.enqueue_ns or 0, releasing=True))
+            continue
         if cache.releasing(claim.uid):
             drain = Runtime(DRAIN_SECONDS, "declared", "releasing its quota")
             running.append(Running(claim, now_ns, drain, job.enqueue_ns or 0))
@@ -102,9 +119,21 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
     return Snapshot(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
 
 
-def compute(snap: Snapshot) -> dict[str, Estimate]:
-    """The estimate (may run in a worker thread: it touches nothing but the snapshot)."""
-    return estimate(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
+def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
+    """(deadline ns, RFC 3339) of a preemption notice; an unreadable one is due now (the controller suspends it)."""
+    text = annotations.get(keys.PREEMPTION_NOTICE)
+    if text is None:
+        return None
+    try:
+        notice = Notice.parse(text)
+    except NoticeError:
+        return 0, "now"
+    return notice.deadline_ns, notice.deadline
+
+
+def compute(snap: Snapshot) -> Replay:
+    """The estimates and forecasts (may run in a worker thread: it touches nothing but the snapshot)."""
+    return replay(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
 
 
 def _moved(old: str | None, new: int | None, now_ns: int) -> bool:
@@ -141,6 +170,37 @@ def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -
             when = rfc3339(found.start_ns) if found.start_ns is not None else None
             patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
                                                  {"estimatedStartTime": when, "estimate": found.message}))
+    return patches
+
+
+def _openings_moved(old: Sequence[Opening], new: Sequence[Opening], now_ns: int) -> bool:
+    if len(old) != len(new):
+        return True
+    for was, now in zip(old, new, strict=True):
+        if was.free != now.free or was.slots != now.slots or was.guaranteed != now.guaranteed:
+            return True
+        if _moved(rfc3339(was.at_ns), now.at_ns, now_ns):
+            return True
+    return False
+
+
+def _forecast_moved(old: Forecast | None, new: Forecast, now_ns: int) -> bool:
+    if old is None or old.note != new.note or _openings_moved(old.openings, new.openings, now_ns):
+        return True
+    if [b.above for b in old.bands] != [b.above for b in new.bands]:
+        return True
+    return any(_openings_moved(a.openings, b.openings, now_ns) for a, b in zip(old.bands, new.bands, strict=True))
+
+
+def forecast_patches(cache: Cache, forecasts: Mapping[str, Forecast], now_ns: int) -> list[UpdateQueueStatus]:
+    """Queue status patches for the leaves whose forecast is new or changed."""
+    patches = []
+    for leaf, found in sorted(forecasts.items()):
+        queue = cache.queue_for(leaf)
+        if queue is None:
+            continue
+        if _forecast_moved(forecast_from_status(leaf, queue.status), found, now_ns):
+            patches.append(UpdateQueueStatus(queue.name, {"forecast": forecast_status(found)}))
     return patches
 
 

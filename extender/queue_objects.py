@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal, get_args
 
 from common import keys
-from common.gotime import to_datetime
+from common.gotime import format_rfc3339
 from common.queueing import QueueItemDetails, QueuePolicy, Queues
 from common.quota_tree import QuotaNode
 from common.rayjob import JobInfo
@@ -104,7 +104,7 @@ def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[st
 
 def rfc3339(ns: int) -> str:
     """`2025-01-10T01:36:24Z` (the CRDs' date-time format; seconds are enough for a status)."""
-    return to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(ns)
 
 
 def queue_unit_status(

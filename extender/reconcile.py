@@ -20,6 +20,17 @@ victims drain, and a restarted controller, which remembers nothing, decides the 
 claimant's request is reserved in both scratch ledgers for the rest of the pass, so later candidates
 cannot take the capacity it waits for.
 
+Cooperative preemption (docs/preemption.md, pure rules in ``common.preemption``). A victim whose leaf has a
+``rayqueue.io/preemption-grace`` gets a ``Notify`` (the notice annotation with its deadline) and a
+``PreemptionNotice`` event instead of a Suspend; from then on it is *releasing* (``Cache.releasing``), so
+its claimant waits for it as above. Every pass then handles each admitted job with a notice before the
+admission pass: it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
+no longer waits (``WithdrawNotice``), or suspends it (``Suspend(clear_notice=True)``) once it acknowledged
+(``rayqueue.io/checkpointed``) or its deadline passed; the claimants of live notices are reserved from the
+start of the admission pass (``AdmissionPass(reserved=...)``), and ``Plan.wake_ns`` is the next deadline,
+when the loop reconciles again without waiting for an event. The deadline lives only in the annotation: a
+restarted controller decides the same.
+
 The loop executes the actions in order (see each action's docstring) and feeds what the API returns
 (created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
 watch: a second reconcile on the same state then plans nothing new.
@@ -43,9 +54,10 @@ from common import keys
 from common.admission import AdmissionPass
 from common.gotime import format_go
 from common.ledger import Claim, Ledger
+from common.preemption import Notice, NoticeError, grace_ns, issue, step
 from common.queueing import Queues
 from common.quota_tree import QuotaNode
-from common.rayjob import VALIDATION_FAILED, JobInfo, compact_size, current_request, maximum_request
+from common.rayjob import VALIDATION_FAILED, JobInfo, PodInfo, compact_size, current_request, maximum_request
 from common.resources import EMPTY, Resources
 from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import (
@@ -61,6 +73,7 @@ from extender.queue_objects import (
 __all__ = [
     "SLICE",
     "Action",
+    "AnnotatePod",
     "ClusterRef",
     "DeleteQueue",
     "DeleteQueueUnit",
@@ -69,6 +82,7 @@ __all__ = [
     "EnsureQueueUnit",
     "Event",
     "JobRef",
+    "Notify",
     "Plan",
     "PodRef",
     "PreemptPod",
@@ -79,6 +93,7 @@ __all__ = [
     "UpdateQueueStatus",
     "UpdateQueueUnitStatus",
     "UpdateTreeStatus",
+    "WithdrawNotice",
     "reconcile",
     "reconcile_steps",
 ]
@@ -180,29 +195,91 @@ class Dequeue:
         return {"metadata": metadata, "spec": {"suspend": False}}
 
 
+def _clearing(annotations: dict[str, Any], clear_notice: bool) -> dict[str, Any]:
+    if clear_notice:
+        annotations.update({keys.PREEMPTION_NOTICE: None, keys.CHECKPOINTED: None})
+    return annotations
+
+
 @dataclass(frozen=True, slots=True)
 class Suspend:
     """Reclaim: suspend the victim and remove its dequeue stamp in one merge patch (``patch()``; the
-    enqueue stamp stays, so it requeues at its original place); then ``cache.mark_requeued(job.uid)``."""
+    enqueue stamp stays, so it requeues at its original place); then ``cache.mark_requeued(job.uid)``.
+    ``clear_notice``: the victim had a preemption notice, which the same patch removes (with its
+    acknowledgement), so the job runs again later without one."""
 
     job: JobRef
     reason: str
     claimant: JobRef
+    clear_notice: bool = False
 
     def patch(self) -> dict[str, Any]:
-        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}, "spec": {"suspend": True}}
+        annotations = _clearing({keys.DEQUEUE_TIMESTAMP: None}, self.clear_notice)
+        return {"metadata": {"annotations": annotations}, "spec": {"suspend": True}}
 
 
 @dataclass(frozen=True, slots=True)
 class Requeue:
-    """An admitted job someone suspended: remove its dequeue stamp (``patch()``), then
-    ``cache.mark_requeued(job.uid)``. It waits again with its original enqueue time."""
+    """An admitted job someone suspended: remove its dequeue stamp (``patch()``, and a preemption notice if
+    it had one: ``clear_notice``), then ``cache.mark_requeued(job.uid)``. It waits again with its original
+    enqueue time."""
+
+    job: JobRef
+    reason: str
+    clear_notice: bool = False
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": _clearing({keys.DEQUEUE_TIMESTAMP: None}, self.clear_notice)}}
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Cooperative preemption (docs/preemption.md): give a reclaim victim its notice, the annotation
+    ``rayqueue.io/preemption-notice`` = ``notice``, in ONE merge patch guarded by resourceVersion (a
+    conflict does nothing: the next pass decides again, and a deadline already given is never
+    overwritten); feed the returned RayJob back through ``cache.on_rayjob``. Its pods get the notice from
+    the next pass (``AnnotatePod``), which mirrors the RayJob's annotation."""
+
+    job: JobRef
+    notice: str
+    claimant: JobRef
+
+    def patch(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"annotations": {keys.PREEMPTION_NOTICE: self.notice}}
+        if self.job.resource_version:
+            metadata["resourceVersion"] = self.job.resource_version
+        return {"metadata": metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawNotice:
+    """The notice's claimant no longer waits: remove the notice (merge patch guarded by resourceVersion,
+    so an acknowledgement written meanwhile wins: the next pass suspends); feed the RayJob back through
+    ``cache.on_rayjob``. The job runs on."""
 
     job: JobRef
     reason: str
 
     def patch(self) -> dict[str, Any]:
-        return {"metadata": {"annotations": {keys.DEQUEUE_TIMESTAMP: None}}}
+        metadata: dict[str, Any] = {"annotations": {keys.PREEMPTION_NOTICE: None}}
+        if self.job.resource_version:
+            metadata["resourceVersion"] = self.job.resource_version
+        return {"metadata": metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotatePod:
+    """Mirror a noticed job's ``rayqueue.io/preemption-notice`` onto one of its pods (``notice`` None removes
+    it), so the Ray processes read it through a downward-API volume; feed the pod back through
+    ``cache.on_pod``. A pod already gone is no error."""
+
+    namespace: str
+    name: str
+    uid: str
+    notice: str | None
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": {keys.PREEMPTION_NOTICE: self.notice}}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +381,9 @@ Action = (
     | Dequeue
     | Suspend
     | Requeue
+    | Notify
+    | WithdrawNotice
+    | AnnotatePod
     | SetPriority
     | Event
     | UpdateTreeStatus
@@ -315,9 +395,11 @@ A = TypeVar("A")
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The actions of one reconcile, in the order the loop must execute them."""
+    """The actions of one reconcile, in the order the loop must execute them; ``wake_ns``: the earliest
+    preemption-notice deadline still ahead (the loop reconciles again then, with or without events)."""
 
     actions: tuple[Action, ...] = ()
+    wake_ns: int | None = None
     # The pass's guaranteed heads waiting in their leaves (common.admission): growth pods yield to them at
     # filter (Cache.waiting_guaranteed, set by the controller from this).
     guaranteed: tuple[Claim, ...] = ()
@@ -404,6 +486,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     yield
     cache.ensure_waiting_queued(())  # ends the backoffs if quota was released
     states: dict[str, JobState | None] = {}
+    notices: dict[str, list[tuple[str, Notice]]] = {}  # claimant uid -> (victim key, its notice)
+    wake: int | None = None
     for chunk in _sliced(jobs):
         cache.ensure_waiting_queued([job.uid for job in chunk], end_backoffs=False)
         for job in chunk:
@@ -411,19 +495,37 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
             if state is JobState.REQUEUE:
                 leaf_name = _leaf_name(cache, job)
                 reason = f"suspended while admitted to {leaf_name}; requeued with its original enqueue time"
-                actions.append(Requeue(JobRef.of(job), reason))
+                actions.append(Requeue(JobRef.of(job), reason, keys.PREEMPTION_NOTICE in job.annotations))
                 actions.append(Event(JobRef.of(job), "Normal", keys.EVENT_REQUEUED, reason))
+            elif state is JobState.ADMITTED and keys.PREEMPTION_NOTICE in job.annotations:
+                due = _noticed(cache, job, now_ns, actions, notices)
+                if due is not None:
+                    wake = due if wake is None else min(wake, due)
         yield
 
     # The admission pass (its actions go after the QueueUnits', so a job's Enqueued event comes first).
     pass_start = len(actions)
-    decide = AdmissionPass(_CacheSource(cache), ledger, now_ns)
+    claimants = [item for uid in sorted(notices) if (item := cache.queue_item(uid)) is not None]
+    decide = AdmissionPass(_CacheSource(cache), ledger, now_ns, reserved=claimants)
     yield
     yield from cache.queues.schedule_steps(decide, ledger.generation, SLICE)
     actions.extend(_growth_preemptions(cache, decide.growth_victims))
     for victim, claimant in decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
+            continue
+        grace = grace_ns(tree, victim.quota)
+        if grace > 0:
+            why = (f"reclaim for {claimant.key}, guaranteed in {claimant.quota}; {victim.quota} borrows above "
+                   f"its min (priority {victim.priority})")
+            notice = issue(now_ns, grace, victim.key, claimant.key, claimant.uid, why)
+            actions.append(Notify(JobRef.of(victim_job), notice.text(), JobRef.of(claimant_job)))
+            message = (f"preemption notice: suspended at {notice.deadline} (grace {notice.grace}, from "
+                       f"{victim.quota}) to {why}; set annotation {keys.CHECKPOINTED} on this RayJob once "
+                       "checkpointed to be suspended at once; it requeues with its original enqueue time")
+            actions.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTION_NOTICE, message))
+            notices.setdefault(claimant.uid, []).append((victim.key, notice))
+            wake = notice.deadline_ns if wake is None else min(wake, notice.deadline_ns)
             continue
         reason = (
             f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} "
@@ -491,6 +593,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
             ensures.append(Event(ref, "Normal", keys.EVENT_PRIORITY_CHANGED, record))
         cached_status = cached.status if cached is not None and cached.owner_uid == job.uid else None
         status = _unit_status(cache, job, state, leaf, dequeued, stamp, cached_status, sizes)
+        if job.uid in notices and status["phase"] in ("Enqueued", "Backoff"):
+            status["message"] = _awaiting_notice(notices[job.uid], status["message"])
         if cached_status is None or _status_differs(status, cached_status):
             statuses.append(
                 UpdateQueueUnitStatus(job.namespace, name, {**status, "lastUpdateTime": rfc3339(now_ns)})
@@ -537,7 +641,64 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     if tree_status != dict(cache.tree_status or {}):
         actions.append(UpdateTreeStatus(tree_status))
     actions.extend(_cluster_conditions(cache))
-    return Plan(tuple(actions), guaranteed=tuple(decide.heads))
+    return Plan(tuple(actions), wake, guaranteed=tuple(decide.heads))
+
+
+def _noticed(cache: Cache, job: JobInfo, now_ns: int, actions: list[Action],
+             notices: dict[str, list[tuple[str, Notice]]]) -> int | None:
+    """An admitted job with a preemption notice: suspend it (acknowledged, deadline passed, unreadable
+    notice), withdraw the notice (its claimant no longer waits), or wait, mirroring the notice onto its
+    pods. Returns the deadline when it waits."""
+    text = job.annotations.get(keys.PREEMPTION_NOTICE, "")
+    ref = JobRef.of(job)
+    try:
+        notice: Notice | None = Notice.parse(text)
+        problem = ""
+    except NoticeError as exc:
+        notice, problem = None, str(exc)
+    acknowledged = keys.CHECKPOINTED in job.annotations
+    waiting = notice is not None and cache.state(notice.claimant_uid) is JobState.WAITING
+    what = step(notice, now_ns, acknowledged=acknowledged, claimant_waiting=waiting)
+    if what == "wait" and notice is not None:
+        actions.extend(_mirror(cache.remaining_pods(job.uid), text))
+        notices.setdefault(notice.claimant_uid, []).append((job.key, notice))
+        return notice.deadline_ns
+    if what == "withdraw" and notice is not None:
+        reason = (f"preemption notice withdrawn: its claimant {notice.claimant} no longer waits for the quota; "
+                  "the job runs on")
+        actions.append(WithdrawNotice(ref, reason))
+        actions.append(Event(ref, "Normal", keys.EVENT_PREEMPTION_NOTICE_WITHDRAWN, reason))
+        actions.extend(_mirror(cache.remaining_pods(job.uid), None))
+        return None
+    leaf_name = _leaf_name(cache, job)
+    if notice is None:
+        claimant = JobRef("", "(unknown)", "")
+        why = f"its {keys.PREEMPTION_NOTICE} cannot be read ({problem}), so it has no deadline to keep"
+    else:
+        namespace, _, name = notice.claimant.partition("/")
+        claimant = JobRef(namespace, name, notice.claimant_uid)
+        when = (f"acknowledged its preemption notice ({keys.CHECKPOINTED})" if acknowledged
+                else f"its preemption notice expired at {notice.deadline}")
+        why = f"{when}; preempted to {notice.reason}"
+    reason = f"{why}; requeued in {leaf_name} with its original enqueue time"
+    actions.append(Suspend(ref, reason, claimant, clear_notice=True))
+    actions.append(Event(ref, "Warning", keys.EVENT_PREEMPTED, reason))
+    requeued = f"back in {leaf_name}'s queue at its original place; it resumes when capacity frees"
+    actions.append(Event(ref, "Normal", keys.EVENT_REQUEUED, requeued))
+    return None
+
+
+def _mirror(pods: Sequence[PodInfo], notice: str | None) -> list[Action]:
+    return [AnnotatePod(p.namespace, p.name, p.uid, notice) for p in pods
+            if p.preemption_notice != notice and not p.deleting]
+
+
+def _awaiting_notice(given: Sequence[tuple[str, Notice]], message: str) -> str:
+    """The claimant's QueueUnit message: whose notices it waits for, until when."""
+    ordered = sorted(given, key=lambda g: (g[1].deadline_ns, g[0]))
+    listed = ", ".join(f"{victim} until {notice.deadline}" for victim, notice in ordered)
+    return (f"waiting for a preemption notice to expire ({listed}, or the victim's {keys.CHECKPOINTED}"
+            f" acknowledgement): {message}")
 
 
 def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) -> list[Action]:

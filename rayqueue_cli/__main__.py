@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -188,7 +189,7 @@ def cmd_whatif(api: Api, args: argparse.Namespace) -> dict[str, Any]:
     if leaf is not None:
         queue = next((q for q in api.queues()
                       if q["metadata"].get("annotations", {}).get(keys.QUOTA_FULLNAME) == leaf.full_name), None)
-    report = views.whatif_report(job, tree, queue, ns, value)
+    report = views.whatif_report(job, tree, queue, ns, value, now_ns=time.time_ns())
     report["notes"] = [*report.get("notes", []), *notes,
                        "for the webhook's own answer with an estimate: kubectl create --dry-run=server -f FILE"]
     return report

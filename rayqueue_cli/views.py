@@ -12,9 +12,8 @@ from typing import Any, Final
 
 from common import keys
 from common.estimate import in_about
-from common.gotime import GoTimeError, parse_go
-from common.ledger import Claim
-from common.preview import ledger_from_usage, usage_from_status
+from common.gotime import GoTimeError, format_rfc3339, parse_go
+from common.preview import Ahead, forecast_from_status, preview, usage_from_status
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
@@ -175,7 +174,7 @@ def _why_text(report: Obj) -> str:
 
 
 def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace: str,
-                  priority_class_value: int | None = None) -> dict[str, Any]:
+                  priority_class_value: int | None = None, *, now_ns: int) -> dict[str, Any]:
     """Would this RayJob, created now in ``namespace``, be admitted? Its request as the webhook computes
     it (``JobInfo.from_rayjob``), the leaf its namespace is bound to, ``Ledger.check`` against the tree's
     published usage, and its place in the leaf's queue (after every waiting job of equal or higher
@@ -191,21 +190,26 @@ def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace:
                       message=f"namespace {namespace} is not bound to a leaf of the {keys.QUOTA_TREE_KIND}: "
                               "not queued, it would start at once")
         return report
-    ledger = ledger_from_usage(tree, usage_from_status(tree_obj.get("status")))
-    claim = Claim(uid="whatif", key=f"{namespace}/{job.name or '(new)'}", kind="job", quota=leaf.full_name,
-                  request=job.request, priority=job.priority, preemptible=job.preemptible)
-    decision = ledger.check(claim)
+    used = usage_from_status(tree_obj.get("status"))
     details = ((queue_obj or {}).get("status") or {}).get("queueItemDetails") or {}
-    ahead = [d for lst in ("active", "backoff") for d in details.get(lst) or [] if int(d.get("priority") or 0) >= job.priority]
-    report.update(queued=True, admitted=bool(decision) and not ahead, position=len(ahead) + 1,
+    waiting = sorted((Ahead(str(d.get("namespace", "")), str(d.get("name", "")), int(d.get("priority") or 0))
+                      for lst in ("active", "backoff") for d in details.get(lst) or []), key=lambda a: -a.priority)
+    found = preview(tree, leaf, used, waiting, key=f"{namespace}/{job.name or '(new)'}", request=job.request,
+                    priority=job.priority, preemptible=job.preemptible, now_ns=now_ns,
+                    forecast=forecast_from_status(leaf.full_name, (queue_obj or {}).get("status")))
+    decision, ahead = found.decision, found.ahead
+    report.update(queued=True, admitted=found.fits_now, position=found.position,
                   waitingAhead=len(ahead), rule=decision.rule or None, blocking=decision.blocking,
-                  guaranteed=ledger.is_guaranteed(claim),
+                  guaranteed=found.guaranteed,
                   message=(decision.reason if not decision else
                            (f"fits now: {decision.reason}" if not ahead else
                             f"fits the quota now ({decision.reason}), but {len(ahead)} waiting job(s) of "
                             f"priority >= {job.priority} are ahead of it")),
+                  estimatedStartTime=format_rfc3339(found.start_ns) if found.start_ns is not None else None,
+                  estimate=found.start_note,
                   notes=["usage is the tree's published status (the controller's last pass); job counts "
-                         "(kube-queue/max-jobs) are not in it and are not checked here"])
+                         "(kube-queue/max-jobs) are not in it and are not checked now; the start is the "
+                         "leaf Queue's status.forecast, replayed by the controller"])
     return report
 
 
@@ -218,6 +222,10 @@ def _whatif_text(report: Obj) -> str:
              f"  {report['message']}"]
     if report.get("guaranteed"):
         lines.append("  within the leaf's min: guaranteed (borrowers elsewhere would be reclaimed for it)")
+    if not report["admitted"]:
+        when = report.get("estimatedStartTime")
+        lines.append(f"  estimated start: {when} ({report.get('estimate')})" if when else
+                     f"  estimated start: {report.get('estimate')}")
     lines += [f"  note: {n}" for n in report.get("notes", [])]
     return "\n".join(lines)
 

@@ -1,5 +1,5 @@
 """What the webhook knows of the queues, by watch: the tree's published usage, each leaf Queue's waiting
-items, and the ETAs on QueueUnits. Folded into the create warning (common/preview.py) with no API call."""
+items and forecast, and the ETAs on QueueUnits. Folded into the create warning (common/preview.py) with no API call."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from common import keys
+from common.estimate import Forecast
 from common.gotime import GoTimeError, parse_go
-from common.preview import Ahead, preview, usage_from_status, warning
+from common.preview import Ahead, forecast_from_status, preview, usage_from_status, warning
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
 from common.resources import Resources
@@ -34,6 +35,7 @@ class Board:
         self.used: dict[str, Resources] = {}
         self.waiting: dict[str, tuple[tuple[str, str, int], ...]] = {}  # leaf -> (namespace, QueueUnit, priority)
         self.etas: dict[tuple[str, str], int] = {}
+        self.forecasts: dict[str, Forecast] = {}
         self.queues_synced = False
         self.units_synced = False
 
@@ -51,7 +53,13 @@ class Board:
             return
         if kind == "DELETED":
             self.waiting.pop(leaf, None)
+            self.forecasts.pop(leaf, None)
             return
+        found = forecast_from_status(leaf, obj.get("status"))
+        if found is None:
+            self.forecasts.pop(leaf, None)
+        else:
+            self.forecasts[leaf] = found
         details = (obj.get("status") or {}).get("queueItemDetails") or {}
         rows = []
         for listed in ("active", "backoff"):
@@ -79,5 +87,5 @@ class Board:
             return None  # no Queue for the leaf: no controller has made one, so nothing to tell
         waiting = [Ahead(ns, unit, prio, self.etas.get((ns, unit))) for ns, unit, prio in self.waiting.get(leaf.full_name, ())]
         found = preview(snap.tree, leaf, self.used, waiting, key=name, request=job.request, priority=job.priority,
-                        preemptible=job.preemptible, now_ns=snap.now_ns)
+                        preemptible=job.preemptible, now_ns=snap.now_ns, forecast=self.forecasts.get(leaf.full_name))
         return warning(found, job.request, leaf, self.used, snap.now_ns)

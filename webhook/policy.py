@@ -383,6 +383,9 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         return verdict
     if cfg.privileged(req.user):
         return allow()
+    verdict = _guard_preemption(req, "RayJob")
+    if verdict is not None:
+        return verdict
     if old is not None:
         verdict = _guard_queued_update(req, old, new, where)
         if verdict is not None:
@@ -549,6 +552,37 @@ def _selected_cluster_verdict(req: Request, snap: Snapshot, target: str) -> Verd
     return None
 
 
+def _guard_preemption(req: Request, kind: str) -> Verdict | None:
+    """Cooperative preemption (docs/preemption.md, docs/security.md): only the queue controller writes a
+    preemption notice (rule preemption-notice: on the object, and for a RayJob in its pod templates, from
+    which KubeRay would copy it onto pods); a tenant may set the acknowledgement only on a RayJob that has a
+    notice (rule checkpoint-ack), and may remove it. KubeRay builds each Ray pod from its group's template,
+    annotations included (common/pod.go DefaultHeadPodTemplate, DefaultWorkerPodTemplate@v1.7.0 start from
+    `headSpec.Template` / `workerSpec.Template`), hence the template check."""
+    name = req.display_name
+    old_ann = _annotations(req.old) if req.operation == "UPDATE" else {}
+    new_ann = _annotations(req.obj)
+    before, after = old_ann.get(keys.PREEMPTION_NOTICE), new_ann.get(keys.PREEMPTION_NOTICE)
+    if before != after:
+        change = "set" if before is None else ("remove" if after is None else "change")
+        return deny(f"{PREFIX}: {kind} {name}: rule preemption-notice: only the queue controller may {change} "
+                    f"annotation {keys.PREEMPTION_NOTICE} ({before!r} -> {after!r}); {req.user} may not")
+    if kind == "RayJob":
+        for path, _ in _template_paths(req.obj):
+            annotations = _annotations(_read(req.obj, path))
+            if keys.PREEMPTION_NOTICE in annotations:
+                where = ".".join(str(p) for p in path)
+                return deny(f"{PREFIX}: RayJob {name}: rule preemption-notice: {where}.metadata.annotations may "
+                            f"not carry {keys.PREEMPTION_NOTICE} ({annotations[keys.PREEMPTION_NOTICE]!r}): "
+                            "KubeRay would copy it onto the job's pods, and only the queue controller gives notices")
+        ack_before, ack_after = old_ann.get(keys.CHECKPOINTED), new_ann.get(keys.CHECKPOINTED)
+        if ack_after is not None and ack_after != ack_before and before is None:
+            return deny(f"{PREFIX}: RayJob {name}: rule checkpoint-ack: annotation {keys.CHECKPOINTED} "
+                        f"({ack_after!r}) acknowledges a preemption notice, and the job has none "
+                        f"({keys.PREEMPTION_NOTICE} is not set); set it only once the controller gave one")
+    return None
+
+
 def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
     name = req.display_name
     if old.cluster_selector != new.cluster_selector:
@@ -611,6 +645,9 @@ def validate_pod(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         return deny(problem)
     if _leaf(snap, req.namespace) is None or cfg.privileged(req.user):
         return allow()
+    verdict = _guard_preemption(req, "Pod")
+    if verdict is not None:
+        return verdict
     spec = req.obj.get("spec") or {}
     if req.operation == "CREATE":
         if spec.get("nodeName") and not cfg.may_bind(req.user):

@@ -19,6 +19,7 @@ import yaml
 
 from common import keys
 from common.gotime import parse_go
+from common.preview import forecast_from_status
 from devcluster.cluster import REPO_ROOT, TENANT, LocalCluster
 from devcluster.services import start_extender
 from devcluster.waiting import wait_for
@@ -75,7 +76,7 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
         nodes(f"eta-{i}")
     first = create(cluster, declared(45, "50s"))
     wait_for(lambda: dequeued(cluster, "video", first), 30.0, f"{first} to be dequeued")
-    second = create(cluster, seed_job(run_seconds=2))
+    second = create(cluster, declared(16, "20s"))
     preview = cluster.kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", as_user=TENANT,
                               input=yaml.safe_dump(seed_job()))
     assert "rayqueue: queued in root/algorithm/video at position 2; needs cpu 12500m, leaf has 1500m free of max 14" \
@@ -86,10 +87,12 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
         return bool((unit(cluster, second).get("status") or {}).get("estimatedStartTime"))
 
     wait_for(has_eta, 30.0, f"an estimatedStartTime on {second}'s QueueUnit")
-    third = cluster.kubectl("create", "-f", "-", "-o", "name", as_user=TENANT, input=yaml.safe_dump(seed_job()))
-    assert "Warning: rayqueue: queued in root/algorithm/video at position 2; needs cpu 12500m" in third.stderr
-    assert "estimated start not before ~" in third.stderr and f"after video/{second}-ray-qu" in third.stderr, third.stderr
-    cluster.kubectl("delete", third.stdout.strip(), "-n", "video", "--wait=false")
+
+    def forecast_fits() -> bool:  # the video Queue's forecast, from the same replay, has room for 12.5 CPU
+        found = forecast_from_status(VIDEO, queues(cluster)[VIDEO].get("status"))
+        return found is not None and found.start({"cpu": 12500, "memory": 12 * 2**30}, 0) is not None
+
+    wait_for(forecast_fits, 30.0, "the video Queue's forecast")
     status = unit(cluster, second)["status"]
     eta = parse_go(status["estimatedStartTime"])
     assert status["estimate"].startswith(f"after 1 running job in {VIDEO} finishes; runtime declared 50s"), status
@@ -123,7 +126,21 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     whatif = plugin_json(cluster, "whatif", "-f", str(job_file), "-n", "video")
     assert (whatif["admitted"], whatif["rule"], whatif["blocking"], whatif["position"]) == (False, "max", VIDEO, 2)
     assert whatif["message"].startswith("root/algorithm/video: cpu used 12500m + request 12500m > max 14; memory")
+    # Behind `second`: once it has started (its ETA) and run its declared 20 s. Both come from one replay;
+    # the status keeps whole seconds and each is rewritten only when it moves by 30 s or more.
+    then = eta + 20 * 10**9
+    assert abs(parse_go(whatif["estimatedStartTime"]) - then) <= 2 * 10**9, (whatif, status)
+    assert whatif["estimate"].startswith("replayed behind the 1 job waiting in root/algorithm/video"), whatif
     assert len(get(cluster, "rayjob", "-n", "video")["items"]) == 2  # whatif created nothing
+
+    # kubectl create warns alice with the same replayed start; this third job then really starts at it.
+    third = cluster.kubectl("create", "-f", "-", "-o", "name", as_user=TENANT, input=yaml.safe_dump(declared(3, "10s")))
+    warned = third.stderr
+    assert "Warning: rayqueue: queued in root/algorithm/video at position 2; needs cpu 12500m" in warned, warned
+    assert "; estimated start in ~" in warned and "(replayed behind the 1 job waiting in root/algorithm/video" in warned
+    told = parse_go(warned.split(", at ", 1)[1].split(" ", 1)[0])
+    assert abs(told - then) <= 2 * 10**9, warned
+    third = third.stdout.strip().rsplit("/", 1)[1]
 
     refused = plugin(cluster, "why", "anything", "-n", "kube-system")
     assert refused.returncode == 1 and "403" in refused.stderr and "why needs: get rayjobs.ray.io" in refused.stderr
@@ -142,6 +159,15 @@ def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_ten
     assert abs(actual - eta) <= max(6 * 10**9, 0.3 * wait) + assumption_off, (
         f"estimated {status['estimatedStartTime']}, dequeued {actual - eta:+} ns later, after a wait of {wait} ns; "
         f"the first job ran {ran / 1e9:.1f}s of its declared 50s")
+
+    # The third job starts when the warning said, within the same allowance, plus how far the second job's
+    # real run (its 16 s in the stand-in, and its start and teardown) was from its declared 20 s.
+    wait_for(lambda: dequeued(cluster, "video", third), 150.0, f"{third} to start after {second}")
+    third_start = parse_go(rayjob(cluster, "video", third)["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP])
+    third_wait = third_start - parse_go(rayjob(cluster, "video", third)["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP])
+    second_ran = (third_start - actual)
+    assert abs(third_start - told) <= max(6 * 10**9, 0.3 * third_wait) + assumption_off + abs(second_ran - 20 * 10**9), (
+        f"warned {warned!r}; dequeued {(third_start - told) / 1e9:+.1f}s from it after a wait of {third_wait / 1e9:.1f}s")
     wait_for(lambda: "estimatedStartTime" not in (unit(cluster, second).get("status") or {}), 15.0,
              "the ETA to be removed once admitted")
 

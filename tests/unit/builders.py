@@ -394,9 +394,12 @@ def make_pod(
     return pod
 
 
-def make_quota(name: str, *children: Obj, min: Any = None, max: Any = None) -> Obj:
+def make_quota(name: str, *children: Obj, min: Any = None, max: Any = None,
+               attributes: dict[str, str] | None = None) -> Obj:
     """One node of an ElasticQuotaTree spec; a leaf (no children) binds the namespace of its own name."""
     out: Obj = {"name": name, "min": min or {}, "max": max or {}}
+    if attributes is not None:
+        out["attributes"] = dict(attributes)
     if children:
         out["children"] = list(children)
     else:

@@ -37,12 +37,12 @@ def test_top_lists_every_node_with_used_min_max_and_a_bar() -> None:
 
 def test_whatif_refuses_with_the_ledgers_reason_and_fits_elsewhere() -> None:
     job = make_rayjob("new", "video").submission_mode("HTTPMode").head(cpu="2", memory="1Gi").obj()
-    report = views.whatif_report(job, seed_tree(), None, "video")
+    report = views.whatif_report(job, seed_tree(), None, "video", now_ns=NOW)
     assert report["admitted"] is False and report["rule"] == "max"
     assert report["message"] == "root/algorithm/video: cpu used 12500m + request 2 > max 14"
     small = make_rayjob("new", "video").submission_mode("HTTPMode").head(cpu="1", memory="1Gi").obj()
-    assert views.whatif_report(small, seed_tree(), None, "video")["admitted"] is True
-    unbound = views.whatif_report(job, seed_tree(), None, "nowhere")
+    assert views.whatif_report(small, seed_tree(), None, "video", now_ns=NOW)["admitted"] is True
+    unbound = views.whatif_report(job, seed_tree(), None, "nowhere", now_ns=NOW)
     assert unbound["queued"] is False
 
 
@@ -52,10 +52,10 @@ def test_whatif_counts_the_waiting_jobs_of_equal_or_higher_priority_ahead() -> N
                    {"name": "b-ray-qu", "namespace": "video", "priority": 0, "position": 2}],
         "backoff": [{"name": "c-ray-qu", "namespace": "video", "priority": 0, "position": 1}]}}}
     job = make_rayjob("new", "video").submission_mode("HTTPMode").head(cpu="1", memory="1Gi").obj()
-    report = views.whatif_report(job, seed_tree(), queue, "video")
+    report = views.whatif_report(job, seed_tree(), queue, "video", now_ns=NOW)
     assert (report["position"], report["admitted"]) == (4, False)
     urgent = make_rayjob("new", "video").submission_mode("HTTPMode").head(cpu="1", memory="1Gi").priority(20).obj()
-    assert views.whatif_report(urgent, seed_tree(), queue, "video")["position"] == 1
+    assert views.whatif_report(urgent, seed_tree(), queue, "video", now_ns=NOW)["position"] == 1
 
 
 def test_queue_shows_estimates_of_readable_units_only() -> None:

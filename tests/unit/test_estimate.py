@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common import keys
 from common.estimate import (
@@ -15,6 +17,7 @@ from common.estimate import (
     format_duration,
     parse_duration,
     remember,
+    replay,
     runtime_of,
 )
 from common.ledger import Claim, Ledger
@@ -215,3 +218,86 @@ def test_the_rayjob_carries_its_deadline_and_end_time() -> None:
     assert job.end_ns == 1736473200 * NS
     plain = JobInfo.from_rayjob(make_rayjob("k", "x").head(cpu="1").obj())
     assert (plain.active_deadline_seconds, plain.end_ns) == (None, None)
+
+
+# --- the forecast: when would a job submitted now start? -------------------------------------------
+
+
+def test_the_forecast_tells_when_a_job_of_any_size_submitted_now_would_start() -> None:
+    """x runs a (8 cpu, 8 more minutes); b (4 cpu, 5 min) waits for it. A job submitted now to x waits behind
+    b: 6 cpu fit once b has started (8 min), 7 only once b ends too (13 min), 11 never (max 10). In y, whose
+    queue is empty, 2 cpu fit now; 3 or 4 are within y's min, so reclaim takes x's borrowing back for them
+    (they start once it drains); 5 wait for a to end."""
+    a = running("a", X, 8, started_min_ago=2, runtime=declared(10))
+    found = replay(world(a), [a], [waiting("b", X, 4, runtime=declared(5))], NOW)
+    fx, fy = found.forecasts[X], found.forecasts[Y]
+    assert [(o.at_ns, dict(o.free)) for o in fx.openings] == [
+        (NOW, {"cpu": 2000}), (NOW + 8 * MIN, {"cpu": 6000}), (NOW + 13 * MIN, {"cpu": 10000})]
+    assert (fx.start(cpu(2), NOW), fx.start(cpu(6), NOW), fx.start(cpu(7), NOW)) == (NOW, NOW + 8 * MIN, NOW + 13 * MIN)
+    assert fx.start(cpu(11), NOW) is None
+    assert fx.note == "never, as things stand: it does not fit even when every running job ends"
+    assert fy.start(cpu(2), NOW) == NOW and fy.start(cpu(4), NOW) == NOW + round(DRAIN_SECONDS * NS)
+    assert fy.start(cpu(5), NOW) == NOW + 8 * MIN
+    assert fy.start(cpu(3), NOW, preemptible=False) == NOW + round(DRAIN_SECONDS * NS)
+    assert fx.start(cpu(2), NOW, preemptible=False) == NOW + 13 * MIN  # x is above its min until b ends
+    assert found.estimates["b"].start_ns == NOW + 8 * MIN  # the estimates are those of `estimate`
+
+
+def test_in_a_block_leaf_the_forecast_waits_for_the_whole_queue() -> None:
+    """Block: b's refusal stops x, so even 2 cpu wait until b has started."""
+    a = running("a", X, 8, started_min_ago=2, runtime=declared(10))
+    found = replay(world(a), [a], [waiting("b", X, 4, runtime=declared(5))], NOW, policies={X: "Block"})
+    assert found.forecasts[X].start(cpu(2), NOW) == NOW + 8 * MIN
+
+
+def test_the_forecast_says_what_it_cannot_tell() -> None:
+    a = running("a", X, 8, started_min_ago=2, runtime=UNKNOWN)
+    found = replay(world(a), [a], [waiting("b", X, 4, runtime=declared(5))], NOW, policies={X: "Block"})
+    assert found.forecasts[X].openings == ()
+    assert found.forecasts[X].note == ("unknown: the jobs waiting in root/a/x wait for running jobs with no "
+                                       "expected runtime (x/a)")
+    assert found.forecasts[Y].start(cpu(5), NOW) is None
+    assert found.forecasts[Y].note == "unknown: only running jobs with no expected runtime (x/a) could free more"
+
+
+_OPEN_TREE = make_tree(make_quota("root", make_quota("a", make_quota("x", max={"cpu": 10}),
+                                                     make_quota("y", max={"cpu": 6}), max={"cpu": 12}),
+                                  max={"cpu": 14}))
+
+
+@settings(max_examples=150)
+@given(
+    runs=st.lists(st.tuples(st.sampled_from([X, Y]), st.integers(1, 6), st.integers(1, 30)), max_size=4),
+    waits=st.lists(st.tuples(st.sampled_from([X, Y]), st.integers(1, 8), st.integers(1, 30), st.integers(0, 2)),
+                   max_size=6),
+    probe=st.integers(1, 12),
+    priority=st.integers(-1, 3),
+    block=st.booleans(),
+)
+def test_the_forecast_is_the_start_the_replay_gives_a_job_submitted_now(
+    runs: list[tuple[str, int, int]], waits: list[tuple[str, int, int, int]], probe: int, priority: int,
+    block: bool
+) -> None:
+    """With no min anywhere (no reclaim, no guaranteed-first), a job submitted now (behind every waiting job
+    of its priority or higher, ahead of the rest) starts, in the replay, exactly at the forecast's first
+    opening it fits, in the band of its priority. In a Block leaf only at the tail: a refused job there
+    would also hold back the lower ones behind it, which the bands do not model."""
+    ledger = Ledger(_OPEN_TREE)
+    held: list[Running] = []
+    for i, (quota, n, minutes) in enumerate(runs):
+        r = running(f"r{i}", quota, n, started_min_ago=1, runtime=declared(minutes))
+        if ledger.check(r.claim):
+            ledger.add(r.claim)
+            held.append(r)
+    queued = [waiting(f"w{i}", quota, n, runtime=declared(minutes), priority=prio, enqueued_min_ago=5 - i * 0.1)
+              for i, (quota, n, minutes, prio) in enumerate(waits)]
+    policies = {X: "Block" if block else "Round", Y: "Round"}
+    found = replay(ledger, held, queued, NOW, policies=policies)  # type: ignore[arg-type]
+    priority = -1 if block else priority
+    tail = waiting("probe", X, probe, priority=priority, enqueued_min_ago=0)
+    actual = estimate(ledger, held, [*queued, tail], NOW, policies=policies)["probe"].start_ns  # type: ignore[arg-type]
+    told = found.forecasts[X].start(cpu(probe), NOW, priority=priority)
+    if told is None:
+        assert actual is None or found.forecasts[X].note.startswith("unknown: beyond"), (actual, found.forecasts[X])
+    else:
+        assert actual == told, (actual, told, found.forecasts[X])

@@ -22,7 +22,7 @@ def refresh(loop: Loop, now: int = NOW) -> None:
         loop.apply(patch, deliver=False)
     snap = estimates.snapshot(loop.cache, now)
     assert snap is not None
-    for patch in estimates.unit_patches(loop.cache, estimates.compute(snap), now):
+    for patch in estimates.unit_patches(loop.cache, estimates.compute(snap).estimates, now):
         loop.apply(patch, deliver=False)
 
 
@@ -40,7 +40,7 @@ def test_a_waiting_unit_gets_the_start_of_its_blocker_end_and_loses_it_once_admi
     assert "estimatedStartTime" not in loop.unit("first").get("status", {})
 
     refresh(loop)  # nothing changed: no patch
-    patches = estimates.unit_patches(loop.cache, estimates.compute(estimates.snapshot(loop.cache, NOW + S)), NOW + S)  # type: ignore[arg-type]
+    patches = estimates.unit_patches(loop.cache, estimates.compute(estimates.snapshot(loop.cache, NOW + S)).estimates, NOW + S)  # type: ignore[arg-type]
     assert patches == []
 
     # "first" finishes at +10m and its pods are gone: "second" is dequeued; its estimate goes.
@@ -92,3 +92,32 @@ def test_finished_runtimes_go_to_the_queue_once_and_feed_the_estimate() -> None:
 
 def test_stamps_are_what_the_harness_writes() -> None:
     assert parse_go(stamp(0)) + 60 * S == NOW
+
+
+def test_the_queue_publishes_its_forecast_once_and_the_webhooks_reader_gets_it_back() -> None:
+    """video (max 14 cpu) runs "first" (10 cpu, declared 10m); "second" (5 cpu) waits. The video Queue's
+    forecast: 4 cpu free behind "second" now (Round: a pass tries the tail too), all 14 once "first" ends
+    and "second" holds 5 (9 free), 14 once it ends too; written once, and read back by ``forecast_from_status`` as the same
+    Forecast."""
+    from common.preview import forecast_from_status
+
+    loop = Loop(Cache(FakeClock()))
+    loop.submit(job("first", "video", cpu="10", at=1).annotate(keys.EXPECTED_RUNTIME, "10m").obj())
+    loop.submit(job("second", "video", cpu="5", at=2).annotate(keys.EXPECTED_RUNTIME, "5m").obj())
+    loop.run()
+    loop.run(deliver=True)
+    snap = estimates.snapshot(loop.cache, NOW)
+    assert snap is not None
+    found = estimates.compute(snap).forecasts
+    video_queue = loop.queue(VIDEO)["metadata"]["name"]
+    patches = estimates.forecast_patches(loop.cache, found, NOW)
+    assert video_queue in {p.name for p in patches}
+    for patch in patches:
+        loop.apply(patch, deliver=True)
+    published = loop.queue(VIDEO)["status"]["forecast"]
+    cpus = [(parse_go(o["at"]), o["free"]["cpu"]) for o in published["openings"]]
+    assert cpus[:3] == [(NOW, "4"), (NOW + 600 * S, "9"), (NOW + 900 * S, "14")], published
+    told = forecast_from_status(VIDEO, loop.queue(VIDEO)["status"])
+    assert told is not None and told.start({"cpu": 9000}, NOW) == NOW + 600 * S
+    again = estimates.compute(estimates.snapshot(loop.cache, NOW + S)).forecasts  # type: ignore[arg-type]
+    assert estimates.forecast_patches(loop.cache, again, NOW + S) == []  # nothing changed: nothing written

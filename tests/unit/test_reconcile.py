@@ -24,12 +24,14 @@ from extender.cache import Cache, JobState
 from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
 from extender.reconcile import (
     SLICE,
+    AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    Notify,
     Plan,
     PreemptPod,
     Requeue,
@@ -38,6 +40,7 @@ from extender.reconcile import (
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
+    WithdrawNotice,
     reconcile,
     reconcile_steps,
 )
@@ -92,9 +95,9 @@ class Loop:
         self.units: dict[tuple[str, str], dict[str, Any]] = {}
         self.tree = example("elasticquotatree.yaml", keys.QUOTA_TREE_KIND)
         self.events: list[Event] = []
+        self.pod_objs: dict[str, dict[str, Any]] = {}  # by uid, the pods made by pods()
         self.plans: list[Plan] = []
         self.conflicts: list[str] = []
-        self.pod_objects: dict[str, dict[str, Any]] = {}  # uid -> the pod as the API holds it
         self.clusters: dict[str, dict[str, Any]] = {}  # uid -> the RayCluster as the API holds it
         self.preempted: list[PreemptPod] = []
         self._serial = 0
@@ -129,18 +132,18 @@ class Loop:
         self.cache.on_raycluster("ADDED", copy.deepcopy(cluster))
         name = cluster["metadata"]["name"]
         out = []
-        known = sum(1 for p in self.pod_objects.values() if p["metadata"]["name"].startswith(f"{name}-"))
+        known = sum(1 for p in self.pod_objs.values() if p["metadata"]["name"].startswith(f"{name}-"))
         for i, cpu in enumerate(sizes, start=known):
             pod = (
                 make_pod(f"{name}-{i}", meta["namespace"], cpu=cpu)
-                .ray(name, "head" if i == 0 else "worker")
+                .ray(name, "head" if i == 0 else "worker", None if i == 0 else "small-group")
                 .owned_by(cluster)
                 .node("n1")
                 .phase("Running")
                 .set("metadata.creationTimestamp", f"2025-01-10T01:{i:02d}:00Z")
                 .obj()
             )
-            self.pod_objects[pod["metadata"]["uid"]] = pod
+            self.pod_objs[pod["metadata"]["uid"]] = pod
             self.cache.on_pod("ADDED", copy.deepcopy(pod))
             out.append(pod)
         return out
@@ -172,6 +175,19 @@ class Loop:
                 cache.mark_requeued(action.job.uid)
             if deliver:
                 self.deliver(action.job.uid)
+        elif isinstance(action, Notify | WithdrawNotice):  # guarded by resourceVersion; the response fed back
+            obj = self.jobs[action.job.uid]
+            if obj["metadata"]["resourceVersion"] != action.job.resource_version:
+                self.conflicts.append(action.job.name)
+                return
+            _merge(obj, action.patch())
+            obj["metadata"]["resourceVersion"] = self._rv()
+            self.deliver(action.job.uid)
+        elif isinstance(action, AnnotatePod):
+            pod = self.pod_objs.get(action.uid)
+            if pod is not None:
+                _merge(pod, action.patch())
+                cache.on_pod("MODIFIED", copy.deepcopy(pod))
         elif isinstance(action, Event):
             self.events.append(action)
         elif isinstance(action, EnsureQueue):
@@ -202,7 +218,7 @@ class Loop:
             self.tree["status"] = copy.deepcopy(action.status)
             cache.on_tree("MODIFIED", copy.deepcopy(self.tree))
         elif isinstance(action, PreemptPod):
-            pod = self.pod_objects[action.pod.uid]
+            pod = self.pod_objs[action.pod.uid]
             pod["metadata"]["deletionTimestamp"] = "2025-01-10T01:40:00Z"
             self.preempted.append(action)
             cache.on_pod("MODIFIED", copy.deepcopy(pod))

@@ -36,14 +36,16 @@ def seed_job() -> JobInfo:
 
 
 def board(video_cpu: str, waiting: list[tuple[str, int, str | None]], video_memory: str = "12Gi",
-          ) -> tuple[Board, Snapshot]:
+          forecast: dict[str, Any] | None = None) -> tuple[Board, Snapshot]:
     b = Board()
     tree = tree_obj(video_cpu, video_memory)
     b.on_tree("ADDED", tree)
     items = [{"name": f"{n}-ray-qu", "namespace": "video", "priority": p, "position": i + 1}
              for i, (n, p, _) in enumerate(waiting)]
-    b.on_queue("ADDED", {"metadata": {"annotations": {keys.QUOTA_FULLNAME: VIDEO}},
-                         "status": {"queueItemDetails": {"active": items, "backoff": []}}})
+    status: dict[str, Any] = {"queueItemDetails": {"active": items, "backoff": []}}
+    if forecast is not None:
+        status["forecast"] = forecast
+    b.on_queue("ADDED", {"metadata": {"annotations": {keys.QUOTA_FULLNAME: VIDEO}}, "status": status})
     for n, _, eta in waiting:
         status = {"estimatedStartTime": eta} if eta else {}
         b.on_queue_unit("ADDED", {"metadata": {"namespace": "video", "name": f"{n}-ray-qu"}, "status": status})
@@ -60,6 +62,41 @@ def test_the_warning_says_position_free_quota_and_the_estimate_of_the_job_ahead(
                            "(root/algorithm/video: cpu used 12500m + request 12500m > max 14; memory ")
     assert text.endswith("; estimated start not before ~10m0s (after video/b-ray-qu, the job just ahead of it, "
                          "expected to start in ~10m0s)")
+
+
+FORECAST = {"openings": [{"at": "2025-01-10T01:36:24Z", "free": {"cpu": "1500m", "memory": "500Mi"}},
+                         {"at": "2025-01-10T01:50:24Z", "free": {"cpu": "14", "memory": "28Gi"}}],
+            "note": "never, as things stand: it does not fit even when every running job ends",
+            "bands": [{"abovePriority": 0, "openings": [{"at": "2025-01-10T01:40:24Z",
+                                                         "free": {"cpu": "14", "memory": "28Gi"}}]}]}
+
+
+def test_with_the_queues_forecast_the_warning_tells_the_replayed_start() -> None:
+    """The controller's forecast for video: at the tail, 1500m free now, all of it at 01:50:24 (NOW is
+    01:36:24): the seed job (12500m) starts then, in ~14m, and says so with the time and what the replay
+    assumed. Of priority 5 it passes both waiting jobs (priority 0): the band above 0 has room at 01:40:24."""
+    b, snap = board("12500m", [("a", 0, "2025-01-10T01:40:24Z"), ("b", 0, "2025-01-10T01:46:24Z")],
+                    forecast=FORECAST)
+    text = b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new")  # type: ignore[union-attr]
+    assert text is not None and "at position 3" in text
+    assert text.endswith("; estimated start in ~14m0s, at 2025-01-10T01:50:24Z (replayed behind the 2 jobs waiting "
+                         "in root/algorithm/video it does not pass, as running jobs end at their expected times)")
+    urgent = dataclasses.replace(seed_job(), priority=5)
+    text = b.warning(snap.tree.node(VIDEO), urgent, snap, "video/new")  # type: ignore[union-attr]
+    assert text is not None and "at position 1" in text
+    assert text.endswith("; estimated start in ~4m0s, at 2025-01-10T01:40:24Z (replayed as running jobs end at "
+                         "their expected times)")
+
+
+def test_a_job_no_opening_fits_is_told_why() -> None:
+    b, snap = board("12500m", [], forecast=FORECAST)
+    big = dataclasses.replace(seed_job(), request=seed_job().request + {"cpu": 2000})
+    text = b.warning(snap.tree.node(VIDEO), big, snap, "video/new")  # type: ignore[union-attr]
+    assert text is not None
+    assert text.endswith("; estimated start never, as things stand: it does not fit even when every running job ends")
+    b.on_queue("MODIFIED", {"metadata": {"annotations": {keys.QUOTA_FULLNAME: VIDEO}},
+                            "status": {"queueItemDetails": {}, "forecast": {"openings": [{"at": "not a time"}]}}})
+    assert VIDEO not in b.forecasts  # a malformed forecast is no forecast
 
 
 def test_a_job_that_fits_with_no_one_ahead_starts_at_the_next_pass() -> None:

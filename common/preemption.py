@@ -1,0 +1,155 @@
+"""Cooperative preemption, pure: the grace of a quota node, the notice a reclaim victim is given, and what
+to do with a noticed victim now (docs/preemption.md).
+
+* **Grace.** ``rayqueue.io/preemption-grace`` in a quota node's ``attributes`` is a Go duration
+  (``20s``, ``2m``, ``1h30m``), at most ``MAX_GRACE``; a node without it inherits its parent's; the root's
+  default is 0, which is today's behaviour: a victim is suspended at once. The victim's own leaf decides
+  (its owner chose how gently its jobs are treated), not the claimant's.
+* **Notice.** A victim with grace > 0 gets the annotation ``rayqueue.io/preemption-notice`` on its RayJob and
+  on every pod of it: a JSON object ``{"deadline", "job", "claimant", "claimantUID", "grace", "reason"}`` with
+  the deadline in RFC 3339 (UTC, whole seconds, rounded *up*, so the job never gets less than its grace).
+  The deadline lives only there: a restarted controller reads it back and neither suspends early nor
+  forgets.
+* **Now.** ``step`` says what a noticed, still admitted victim needs, in this order: ``suspend`` when the
+  job acknowledged (it set ``rayqueue.io/checkpointed`` on its RayJob: it may have stopped working and
+  waits for the end it asked for) or the notice cannot be read (only the controller writes it; one that
+  does not parse gives no deadline to keep, and waiting forever would hold the claimant's capacity);
+  ``withdraw`` when its claimant no longer waits (deleted, admitted with capacity freed elsewhere, out of
+  the queue: the notice is removed and the job runs on); ``suspend`` once the deadline has passed; else
+  ``wait`` (the controller looks again at the deadline). A victim that finishes during
+  its grace is released like any finished job and never requeued; that needs no step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from common import keys
+from common.gotime import format_duration, from_datetime, parse_duration, to_datetime
+
+if TYPE_CHECKING:  # common.quota_tree validates the grace with grace_problem: no import cycle at run time
+    from common.quota_tree import QuotaTree
+
+__all__ = [
+    "MAX_GRACE_SECONDS",
+    "Notice",
+    "NoticeError",
+    "Step",
+    "grace_ns",
+    "grace_problem",
+    "issue",
+    "step",
+]
+
+NS: Final = 10**9
+MAX_GRACE_SECONDS: Final = 24 * 3600  # a longer grace would hold a guaranteed claimant's capacity hostage
+Step = Literal["wait", "suspend", "withdraw"]
+
+
+class NoticeError(ValueError):
+    """A preemption-notice annotation that is not one the controller writes."""
+
+
+def grace_problem(value: str) -> str | None:
+    """Why a ``rayqueue.io/preemption-grace`` value is refused (None: it is a valid grace)."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        return f"invalid {keys.PREEMPTION_GRACE} {value!r}: expected a Go duration like 30s, 2m or 1h30m"
+    if seconds < 0:
+        return f"invalid {keys.PREEMPTION_GRACE} {value!r}: a grace period cannot be negative"
+    if seconds > MAX_GRACE_SECONDS:
+        return (f"invalid {keys.PREEMPTION_GRACE} {value!r}: at most {format_duration(MAX_GRACE_SECONDS)} "
+                "(the claimant waits that long for its guaranteed capacity)")
+    return None
+
+
+def grace_ns(tree: QuotaTree, quota: str) -> int:
+    """The grace of a quota node: its own attribute, else the nearest ancestor's, else 0. An unknown node
+    (a claim whose leaf left the tree) has none. The tree was validated, so every value parses."""
+    if tree.get(quota) is None:
+        return 0
+    for node in tree.path_to_root(quota):
+        value = dict(node.attributes).get(keys.PREEMPTION_GRACE)
+        if value is not None:
+            try:
+                return max(0, round(parse_duration(value) * NS))
+            except ValueError:  # pragma: no cover - refused when the tree is validated
+                return 0
+    return 0
+
+
+def _rfc3339(ns: int) -> str:
+    return to_datetime(ns).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_rfc3339(text: str) -> int:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise NoticeError(f"deadline {text!r} is not RFC 3339") from None
+    if moment.tzinfo is None:
+        raise NoticeError(f"deadline {text!r} has no zone")
+    return from_datetime(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What a reclaim victim is told: when it is suspended, for whom, why."""
+
+    deadline_ns: int  # whole seconds
+    job: str  # the victim RayJob, "namespace/name": what the job's acknowledgement patches
+    claimant: str  # "namespace/name"
+    claimant_uid: str
+    grace: str  # the grace it was given, for people ("20s")
+    reason: str
+
+    def text(self) -> str:
+        """The annotation value: compact JSON, keys sorted (one stable text for one notice)."""
+        return json.dumps(
+            {"claimant": self.claimant, "claimantUID": self.claimant_uid, "deadline": self.deadline,
+             "grace": self.grace, "job": self.job, "reason": self.reason},
+            sort_keys=True, separators=(",", ":"),
+        )
+
+    @property
+    def deadline(self) -> str:
+        return _rfc3339(self.deadline_ns)
+
+    @classmethod
+    def parse(cls, text: str) -> Notice:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            raise NoticeError(f"{keys.PREEMPTION_NOTICE} is not JSON: {text[:200]!r}") from None
+        if not isinstance(obj, Mapping):
+            raise NoticeError(f"{keys.PREEMPTION_NOTICE} is not a JSON object: {text[:200]!r}")
+        fields = {k: obj.get(k) for k in ("deadline", "job", "claimant", "claimantUID", "grace", "reason")}
+        missing = sorted(k for k, v in fields.items() if not isinstance(v, str))
+        if missing:
+            raise NoticeError(f"{keys.PREEMPTION_NOTICE} lacks string fields {', '.join(missing)}: {text[:200]!r}")
+        return cls(_parse_rfc3339(str(fields["deadline"])), str(fields["job"]), str(fields["claimant"]),
+                   str(fields["claimantUID"]), str(fields["grace"]), str(fields["reason"]))
+
+
+def issue(now_ns: int, grace: int, job: str, claimant: str, claimant_uid: str, reason: str) -> Notice:
+    """The notice given to RayJob ``job`` at ``now_ns`` with ``grace`` ns: the deadline rounded up to a whole
+    second."""
+    deadline = -(-(now_ns + grace) // NS) * NS  # integer ceiling: a float loses nanoseconds at 1.7e18
+    return Notice(deadline, job, claimant, claimant_uid, format_duration(grace / NS), reason)
+
+
+def step(notice: Notice | None, now_ns: int, *, acknowledged: bool, claimant_waiting: bool) -> Step:
+    """What a noticed victim that is still admitted needs now (see the module docstring). ``notice`` None:
+    the annotation could not be read."""
+    if notice is None or acknowledged:
+        return "suspend"
+    if not claimant_waiting:
+        return "withdraw"
+    if now_ns >= notice.deadline_ns:
+        return "suspend"
+    return "wait"
