@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -867,11 +868,16 @@ def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
     return total.clamp_low()
 
 
-def covered_pods(job: JobInfo, pods: Iterable[PodInfo]) -> frozenset[str]:
-    """The job's pods its reservation covers: per role, the oldest live (non-terminal) pods up to the count
-    it was admitted with. The others are *growth* (a retried job's new pods while its old ones still
-    terminate, more workers than admitted, a pod of no role): each must fit the quota like any other pod.
-    A terminating pod keeps its place until it is gone, as it keeps its node."""
+def covered_pods(job: JobInfo, pods: Iterable[PodInfo], placed: AbstractSet[str] = frozenset()) -> frozenset[str]:
+    """The job's pods its reservation covers: per role, the live (non-terminal) pods up to the count it was
+    admitted with, bound ones first (``node_name``, or a uid in ``placed``: being bound), then the oldest.
+    The others are *growth* (a retried job's new pods while its old ones still terminate, more workers than
+    admitted, a pod of no role): each must fit the quota like any other pod. A terminating pod keeps its
+    place until it is gone, as it keeps its node.
+
+    Bound first: creationTimestamp has whole seconds, so a worker added in the same second as the admitted
+    one ties with it, and the uid would then decide; a pending pod taking the cover from a bound one would
+    bind unchecked (the bound one then charged as growth: the job past its max)."""
     counts = _counts(job)
     by_role: dict[Role, list[PodInfo]] = {}
     for pod in pods:
@@ -880,7 +886,7 @@ def covered_pods(job: JobInfo, pods: Iterable[PodInfo]) -> frozenset[str]:
             by_role.setdefault(role, []).append(pod)
     covered: set[str] = set()
     for role, members in by_role.items():
-        members.sort(key=lambda p: (p.created or "~", p.uid))
+        members.sort(key=lambda p: (not (p.node_name or p.uid in placed), p.created or "~", p.uid))
         covered.update(p.uid for p in members[: counts.get(role, 0)])
     return frozenset(covered)
 

@@ -803,7 +803,7 @@ class Cache:
                 or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
             )
             rec.reservation = reservation(rec.info, pods)
-            rec.covered = covered_pods(rec.info, pods)
+            rec.covered = covered_pods(rec.info, pods, self._assumed.keys())
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
                 self._set_claim(

@@ -451,3 +451,21 @@ def test_scale_down_releases_the_growth_quota_once_the_pods_are_gone_not_before(
     assert ledger.usage("root/algorithm/video").get("cpu") == 10_000
     third = svc.cache.pod("uid-video-w3")
     assert third is not None and svc.quota_check(third), "the freed capacity is there for the next pod"
+
+
+def test_a_bound_pod_keeps_the_cover_over_a_pending_one_created_in_the_same_second() -> None:
+    """creationTimestamp has whole seconds: the admitted worker and a worker the tenant added at once tie.
+    The bound one stays covered whatever the uids say; the pending one is growth and checked."""
+    from common.rayjob import covered_pods
+
+    job = JobInfo.from_rayjob(make_rayjob("a", "video").head(cpu="4").workers(1, cpu="4").obj())
+    cluster = make_raycluster("c", "video", job_uid="uid-j")
+    same = "2025-01-10T01:00:00Z"
+    bound = PodInfo.from_pod(make_pod("zzz", "video", cpu="4").ray("c", "worker", "small-group").owned_by(cluster)
+                             .set("metadata.creationTimestamp", same).set("metadata.uid", "uid-z").node("n1").obj())
+    pending = PodInfo.from_pod(make_pod("aaa", "video", cpu="4").ray("c", "worker", "small-group")
+                               .owned_by(cluster).set("metadata.creationTimestamp", same)
+                               .set("metadata.uid", "uid-a").obj())
+    assert covered_pods(job, [bound, pending]) == {"uid-z"}
+    assert covered_pods(job, [pending]) == {"uid-a"}
+    assert covered_pods(job, [pending], placed={"uid-a"}) == {"uid-a"}
