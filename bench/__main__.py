@@ -1,4 +1,4 @@
-"""`python -m bench`: every benchmark in sequence (webhook, extender, queues, memory, verbs under load, end to end,
+"""`python -m bench`: every benchmark in sequence (webhook, extender, growth filter, queues, memory, verbs under load, end to end,
 admission on a local cluster, scheduling at 5,000 nodes); each writes
 bench/results/<name>.json. `--only NAME` (repeatable) runs a subset; `--quick` passes --quick to each."""
 
@@ -16,6 +16,7 @@ from bench import (
     e2e,
     estimate,
     extender,
+    growth_filter,
     memory,
     queue_writes,
     queues,
@@ -28,6 +29,7 @@ Main = Callable[[Sequence[str] | None], int]
 BENCHMARKS: Final[dict[str, Main]] = {
     "webhook": webhook.main,
     "extender": extender.main,
+    "growth_filter": growth_filter.main,
     "queues": queues.main,
     "memory": memory.main,
     "verbs_load": verbs_load.main,

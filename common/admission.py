@@ -29,7 +29,8 @@ class PassSource(Protocol):
     def queues(self) -> Queues: ...
 
     def releasing(self, uid: str) -> bool:
-        """The job's claim is on its way out (finished, deleted, suspended, to be requeued)."""
+        """The job's claim is on its way out (finished, deleted, suspended, to be requeued); for a growth
+        pod claim (``Claim.growth_of``), the pod is being deleted."""
         ...
 
     def terminating_pods(self, uid: str) -> int:
@@ -77,9 +78,13 @@ class AdmissionPass:
         self.source = source
         self.real = ledger
         self.now_ns = now_ns
-        self._releasing_claims = [c for c in ledger.claims() if c.kind == "job" and source.releasing(c.uid)]
+        self._releasing_claims = [
+            c for c in ledger.claims() if (c.kind == "job" or c.growth_of) and source.releasing(c.uid)
+        ]
         self.releasing = {c.uid for c in self._releasing_claims}
         self.victims: list[tuple[Claim, Claim]] = []  # (victim, claimant)
+        # Growth pod claims to evict (pod deletion, no grace), before any whole job: (victim, claimant).
+        self.growth_victims: list[tuple[Claim, Claim]] = []
         self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
         self._added: list[Claim] = []  # admitted and reserved claims, in order
         self._view: Ledger | None = None
@@ -139,7 +144,7 @@ class AdmissionPass:
 
     def _reclaim_view(self) -> Ledger:
         if self._reclaim is None:
-            gone = self.releasing | {v.uid for v, _ in self.victims}
+            gone = self.releasing | {v.uid for v, _ in (*self.victims, *self.growth_victims)}
             self._reclaim = copy_ledger(self.real, without=gone, plus=[_unpickable(c) for c in self._added])
         return self._reclaim
 
@@ -174,16 +179,36 @@ class AdmissionPass:
             return decision
         if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
             releasing = sorted(
-                [*self._releasing_claims, *(v for v, _ in self.victims)], key=lambda c: (c.key, c.uid)
+                [*self._releasing_claims, *(v for v, _ in (*self.victims, *self.growth_victims))],
+                key=lambda c: (c.key, c.uid),
             )
             blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
             self._add(claim)
             return _refusal(decision, f"waiting for reclaim of {named(blocking)}: {decision.reason}")
+        # Growth first (docs/growth.md): pods beyond their job's reservation, newest first; whole jobs only
+        # when evicting all the growth that may go is not enough.
+        growth = reclaim.plan_growth_reclaim(claim)
+        taken = growth.victims if growth is not None else ()
+        for victim in taken:
+            reclaim.remove(victim.uid)
+        if growth is not None and growth.fits and taken:
+            self.growth_victims.extend((victim, claim) for victim in taken)
+            self._add(claim)
+            return _refusal(decision, f"waiting for reclaim of growth {named(taken)}: {decision.reason}")
         plan = reclaim.plan_reclaim(claim)
         if plan is None or not plan.victims:
+            for victim in taken:  # not enough even with whole jobs: nothing is evicted
+                reclaim.add(victim)
             return decision
+        suspended = {v.uid for v in plan.victims}
+        # A suspended job's growth goes with it (out of the view, but no pod deletion of its own); the rest
+        # of the growth is evicted first.
+        growth_victims = [v for v in taken if v.growth_of not in suspended]
+        for victim in growth_victims:
+            self.growth_victims.append((victim, claim))
         for victim in plan.victims:
             reclaim.remove(victim.uid)
             self.victims.append((victim, claim))
         self._add(claim)
-        return _refusal(decision, f"waiting for reclaim of {named(plan.victims)}: {decision.reason}")
+        listed = named([*growth_victims, *plan.victims])
+        return _refusal(decision, f"waiting for reclaim of {listed}: {decision.reason}")

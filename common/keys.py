@@ -86,6 +86,15 @@ EVENT_PREEMPTED: Final = "Preempted"
 EVENT_REQUEUED: Final = "Requeued"
 EVENT_PRIORITY_CHANGED: Final = "PriorityChanged"
 EVENT_GANG_FAILED: Final = "GangFailedScheduling"
+EVENT_GROWTH_REFUSED: Final = "GrowthRefused"  # on a RayCluster: a pod beyond its job's reservation does not fit
+
+# --- growth (docs/growth.md) ---------------------------------------------------------------------
+# The RayCluster status condition the controller writes while a growth pod of the cluster is refused by the
+# quota (status "True", reason QuotaExceeded, the pod's quota message) and once none is (status "False",
+# reason Fits). Read-modify-write of status.conditions: KubeRay's own conditions are kept.
+RAYQUEUE_QUOTA_CONDITION: Final = "RayQueueQuota"
+REASON_QUOTA_EXCEEDED: Final = "QuotaExceeded"
+REASON_FITS: Final = "Fits"
 
 # --- defaults ----------------------------------------------------------------------------------
 # KubeRay's GetDefaultSubmitterContainer: requests cpu 500m / memory 200Mi, limits 1 / 1Gi.

@@ -30,7 +30,7 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import EMPTY, Excess, Resources
 
-__all__ = ["Claim", "ClaimKind", "Decision", "Ledger", "ReclaimPlan", "Rule"]
+__all__ = ["Claim", "ClaimKind", "Decision", "GrowthPlan", "Ledger", "ReclaimPlan", "Rule"]
 
 ClaimKind = Literal["job", "pod"]
 Rule = Literal["", "quota", "max", "max-jobs", "capacity", "preemptible", "guaranteed-first"]
@@ -52,6 +52,9 @@ class Claim:
     # or Running: an InteractiveMode job sits in Waiting): reclaim does not pick it then, as suspending it
     # would free nothing and the claimant would wait for pods that never go.
     suspendable: bool = True
+    # For a pod claim: the uid of the job whose pod it is, beyond that job's reservation (*growth*: always
+    # preemptible, reclaimed pod by pod before any whole job, ``Ledger.plan_growth_reclaim``); "" otherwise.
+    growth_of: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("job", "pod"):
@@ -79,6 +82,16 @@ class ReclaimPlan:
     claimant: Claim
     victims: tuple[Claim, ...]
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrowthPlan:
+    """The growth pod claims to evict for a guaranteed claim, newest first; ``fits`` says whether the claim
+    fits once they are gone (otherwise whole jobs must go too, after them)."""
+
+    claimant: Claim
+    victims: tuple[Claim, ...]
+    fits: bool
 
 
 def _describe(excess: Iterable[Excess], limit_word: str) -> str:
@@ -437,6 +450,58 @@ class Ledger:
         listed = ", ".join(f"{v.key} ({v.quota}, priority {v.priority})" for v in victims)
         message = f"reclaim for {claim.key}, guaranteed in {claim.quota}: preempt {listed}"
         return ReclaimPlan(claim, victims, message)
+
+    def plan_growth_reclaim(self, claim: Claim) -> GrowthPlan | None:
+        """The growth pod claims (``Claim.growth_of``) to evict, before any whole job, so that a guaranteed
+        claim fits: growth is borrowed capacity by nature and always preemptible (docs/growth.md).
+
+        Candidates: pod claims that are some job's growth, in another leaf whose usage is above its min,
+        ordered lowest priority first, then newest first (``admitted_order``: the pod's creation), then uid;
+        the same min protection as ``plan_reclaim`` (a candidate is skipped when evicting it would push a
+        node off the claimant's path below its min). Candidates are taken in order until the claim fits,
+        then each is dropped again, last first, if the claim still fits without it. When all of them are not
+        enough, every candidate taken is returned with ``fits`` False: the caller then plans whole jobs on
+        the ledger without them. None when the claim is not guaranteed; no victims and ``fits`` when it
+        already fits. Deterministic: the same ledger gives the same plan (a restarted controller decides
+        the same). Cost O(claims x depth)."""
+        if not self._is_leaf(claim.quota):
+            return None
+        base = self._base(claim)
+        if not self._guaranteed_in(claim, base):
+            return None
+        if self._evaluate(claim, base):
+            return GrowthPlan(claim, (), True)
+        own_path = {n.full_name for n in self._tree.path_to_root(claim.quota)}
+        candidates = sorted(
+            (
+                c
+                for c in self._claims.values()
+                if c.kind == "pod"
+                and c.growth_of
+                and c.quota != claim.quota
+                and self._is_leaf(c.quota)
+                and self._above_min(c.quota)
+            ),
+            key=lambda c: (c.priority, -c.admitted_order, c.uid),
+        )
+        old = self._claims.get(claim.uid)
+        running = _View(self, removed=_without(old))
+        chosen: list[Claim] = []
+        fits = False
+        for c in candidates:
+            if not self._keeps_min(running, c, own_path):
+                continue
+            running.apply(c, self._homes[c.uid], -1)
+            chosen.append(c)
+            if self._evaluate(claim, running):
+                fits = True
+                break
+        if fits:
+            for c in reversed(list(chosen)):
+                trial = [v for v in chosen if v.uid != c.uid]
+                if self._evaluate(claim, _View(self, removed=[*_without(old), *trial])):
+                    chosen = trial
+        return GrowthPlan(claim, tuple(chosen), fits)
 
     def _above_min(self, full_name: str) -> bool:
         node = self._tree.node(full_name)

@@ -40,13 +40,14 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 from common import keys
 from common.gotime import GoTimeError, parse_go
 from common.jsonkind import kind_of as _kind
-from common.quantity import QuantityError, parse_quantity
+from common.quantity import QuantityError, format_quantity, parse_quantity
 from common.resources import Resources
 
 __all__ = [
@@ -59,9 +60,12 @@ __all__ = [
     "SubmissionMode",
     "WorkerGroup",
     "admitted_replicas_value",
+    "compact_size",
     "covered_pods",
+    "current_request",
     "default_submitter_request",
     "desired_replicas",
+    "maximum_request",
     "pod_request",
     "priority_class_name",
     "reservation",
@@ -142,6 +146,13 @@ class WorkerGroup:
     num_of_hosts: int
     pod_request: Resources
     suspended: bool = False
+    max_replicas: int = MAX_INT32  # spec maxReplicas (CRD default math.MaxInt32)
+
+    @property
+    def max_pods(self) -> int:
+        """How many pods the group may ever run when the autoscaler drives it: maxReplicas * numOfHosts
+        (0 when suspended); KubeRay's GetWorkerGroupDesiredReplicas clamps replicas to it."""
+        return 0 if self.suspended else self.max_replicas * self.num_of_hosts
 
     @property
     def pods(self) -> int:
@@ -238,6 +249,7 @@ class JobInfo:
     # checkActiveDeadlineAndUpdateStatusIfNeeded fails the job once it has run this long) and status.endTime.
     active_deadline_seconds: int | None = None
     end_ns: int | None = None
+    autoscaling: bool = False  # rayClusterSpec.enableInTreeAutoscaling: the Ray autoscaler edits replicas
     # What is queued: a RayJob, or a bare RayCluster (one no controller owns: a tenant's interactive cluster),
     # queued as a job of its own (``from_raycluster``). ``cluster_state`` is a bare RayCluster's status.state.
     kind: str = keys.RAYJOB_KIND
@@ -567,6 +579,7 @@ def _worker_group(r: _Reader, value: object, path: str, additions: KubeRayAdditi
         num_of_hosts=hosts,
         pod_request=request,
         suspended=suspended,
+        max_replicas=high,
     )
 
 
@@ -642,6 +655,7 @@ def _job_from_rayjob(
     head_request = Resources()
     groups: list[WorkerGroup] = []
     priority_class_name: str | None = None
+    autoscaling = False
     if not selector:
         cluster = r.as_map(spec.get("rayClusterSpec"), "spec.rayClusterSpec")
         head = r.as_map(cluster.get("headGroupSpec"), "spec.rayClusterSpec.headGroupSpec")
@@ -650,6 +664,7 @@ def _job_from_rayjob(
         head_spec = r.as_map(head_template.get("spec"), head_path)
         injected = [default_submitter] if mode == "SidecarMode" else []
         autoscaler = _autoscaler(r, cluster)
+        autoscaling = autoscaler is not None
         if autoscaler is not None:
             injected.append(autoscaler)
         if additions.head_sidecars:
@@ -732,6 +747,7 @@ def _job_from_rayjob(
         problems=tuple(r.problems),
         active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
         end_ns=_status_time(status.get("endTime")),
+        autoscaling=autoscaling,
     )
 
 
@@ -821,6 +837,7 @@ def _job_from_raycluster(
         problems=tuple(r.problems),
         kind=keys.RAYCLUSTER_KIND,
         cluster_state=state,
+        autoscaling=autoscaler is not None,
     )
 
 
@@ -992,11 +1009,16 @@ def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
     return total.clamp_low()
 
 
-def covered_pods(job: JobInfo, pods: Iterable[PodInfo]) -> frozenset[str]:
-    """The job's pods its reservation covers: per role, the oldest live (non-terminal) pods up to the count
-    it was admitted with. The others are *growth* (a retried job's new pods while its old ones still
-    terminate, more workers than admitted, a pod of no role): each must fit the quota like any other pod.
-    A terminating pod keeps its place until it is gone, as it keeps its node."""
+def covered_pods(job: JobInfo, pods: Iterable[PodInfo], placed: AbstractSet[str] = frozenset()) -> frozenset[str]:
+    """The job's pods its reservation covers: per role, the live (non-terminal) pods up to the count it was
+    admitted with, bound ones first (``node_name``, or a uid in ``placed``: being bound), then the oldest.
+    The others are *growth* (a retried job's new pods while its old ones still terminate, more workers than
+    admitted, a pod of no role): each must fit the quota like any other pod. A terminating pod keeps its
+    place until it is gone, as it keeps its node.
+
+    Bound first: creationTimestamp has whole seconds, so a worker added in the same second as the admitted
+    one ties with it, and the uid would then decide; a pending pod taking the cover from a bound one would
+    bind unchecked (the bound one then charged as growth: the job past its max)."""
     counts = _counts(job)
     by_role: dict[Role, list[PodInfo]] = {}
     for pod in pods:
@@ -1005,6 +1027,71 @@ def covered_pods(job: JobInfo, pods: Iterable[PodInfo]) -> frozenset[str]:
             by_role.setdefault(role, []).append(pod)
     covered: set[str] = set()
     for role, members in by_role.items():
-        members.sort(key=lambda p: (p.created or "~", p.uid))
+        members.sort(key=lambda p: (not (p.node_name or p.uid in placed), p.created or "~", p.uid))
         covered.update(p.uid for p in members[: counts.get(role, 0)])
     return frozenset(covered)
+
+
+def _seen_requests(pods: Iterable[PodInfo]) -> dict[Role, Resources]:
+    seen: dict[Role, Resources] = {}
+    for pod in pods:
+        role = _role(pod)
+        if role is not None:
+            seen[role] = seen[role].max(pod.request) if role in seen else pod.request
+    return seen
+
+
+def maximum_request(job: JobInfo, pods: Iterable[PodInfo] = ()) -> Resources | None:
+    """The most the job could ever take: head + submitter + each worker group at ``maxReplicas`` x
+    numOfHosts pods when ``enableInTreeAutoscaling`` is on (the Ray autoscaler moves ``replicas`` within
+    [minReplicas, maxReplicas], and KubeRay v1.7.0 utils/util.go GetWorkerGroupDesiredReplicas clamps a
+    larger ``replicas`` to maxReplicas), else at its desired replicas (the reservation's counts). Per-pod
+    requests as ``reservation``: the prediction with KubeRay's additions, or the largest real pod of the
+    role. None when it is unbounded (an autoscaled group with maxReplicas left at the CRD default
+    math.MaxInt32). Informative: growth is checked pod by pod whatever this says (the RayCluster itself
+    can be edited, maxReplicas included)."""
+    if not job.autoscaling:
+        return reservation(job, pods)
+    if any(g.max_replicas == MAX_INT32 and not g.suspended for g in job.worker_groups):
+        return None
+    seen = _seen_requests(pods)
+    total = seen.get(("head", ""), job.head_request) if job.head_request else Resources()
+    if job.submitter_request:
+        total = total + seen.get(("submitter", ""), job.submitter_request)
+    for group in job.worker_groups:
+        if group.max_pods:
+            total = total + seen.get(("worker", group.name), group.pod_request).scaled(group.max_pods)
+    return total.clamp_low()
+
+
+def current_request(pods: Iterable[PodInfo]) -> Resources:
+    """What the job's live (non-terminal) pods request now, bound or pending, covered or growth."""
+    total = Resources()
+    for pod in pods:
+        if not pod.terminal:
+            total = total + pod.request
+    return total
+
+
+def compact_size(request: Resources | None) -> str:
+    """A request as a short column value: ``cpu/memory`` (``8500m/17Gi``), other resources after them
+    (``8500m/17Gi/nvidia.com/gpu=2``); ``-`` for nothing, ``unbounded`` for None."""
+    if request is None:
+        return "unbounded"
+    if not request:
+        return "-"
+    parts = [_short(name, request.get(name)) for name in ("cpu", "memory")]
+    parts += [f"{name}={_short(name, request.get(name))}" for name in sorted(request) if name not in ("cpu", "memory")]
+    return "/".join(parts)
+
+
+def _short(resource: str, value: int) -> str:
+    """format_quantity, or for memory with no short exact form, one decimal of the largest binary
+    unit it reaches ("11.4Gi"): a column, not a value to compute with."""
+    exact = format_quantity(resource, value)
+    if resource != "memory" or exact[-1:].isalpha() or value < 1024:
+        return exact
+    for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value >= unit:
+            return f"{value / unit:.1f}{suffix}"
+    return exact  # pragma: no cover - value >= 1024 reaches Ki

@@ -100,7 +100,8 @@ RayCluster (raycluster_controller.go:rayClusterReconcile, reconcilePods, calcula
   on a later pass (1.7: a RayJob's provisioned SidecarMode cluster does not recreate its head,
   shouldSkipHeadPodRestart); a worker group with `suspend` has all its pods deleted; the desired count
   is GetWorkerGroupDesiredReplicas (clamp(replicas, min, max) x numOfHosts; 1.3: min > max -> max);
-  extra workers are deleted (autoscaling off); pods already being deleted still count, and a group
+  extra workers are deleted (autoscaling off; with autoscaling on only the pods the autoscaler names in
+  `scaleStrategy.workersToDelete` are, whatever `replicas` says); pods already being deleted still count, and a group
   whose pods this controller deleted is not reconciled again until they are gone
   (rayClusterScaleExpectation). A failed pass is retried with controller-runtime's per-object
   exponential backoff (5 ms x 2^n), capped by `max_backoff_seconds`; a clean pass resets it.
@@ -1456,15 +1457,30 @@ class KubeRayStandIn:
         if updated is not None:
             self.rayjobs.apply(updated)
 
-    def _replace_status(self, plural: str, meta: Obj, status: Obj) -> Obj | None:
-        """Status().Update: the whole status replaced (a JSON patch `add /status`); None if the object is gone."""
+    def _replace_status(self, plural: str, meta: Obj, status: Obj, *, guarded: bool = False) -> Obj | None:
+        """Status().Update: the whole status replaced (a JSON patch `add /status`); None if the object is gone.
+
+        ``guarded`` (the RayCluster): the patch also carries the resourceVersion this stand-in read, so a
+        stale read is refused with a 409 and retried on a later pass, as Status().Update is (an Update sends
+        the object's resourceVersion). KubeRay v1.7.0 calculateStatus starts from ``instance.DeepCopy()`` and
+        sets only its own condition types (meta.SetStatusCondition / RemoveStatusCondition), and
+        updateRayClusterStatus writes it with r.Status().Update when InconsistentRayClusterStatus
+        (utils/consistency.go) sees a change: a condition another writer added (rayqueue's RayQueueQuota) is
+        kept, never clobbered by a stale copy. Nobody but KubeRay writes a RayJob's status, so that write
+        stays unguarded here."""
+        ops: list[Obj] = [{"op": "add", "path": "/status", "value": status}]
+        if guarded and meta.get("resourceVersion"):
+            ops.append({"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
         try:
             resp = self.custom.patch_namespaced_custom_object_status(
                 keys.RAY_GROUP, keys.RAY_VERSION, meta["namespace"], plural, meta["name"],
-                [{"op": "add", "path": "/status", "value": status}], _preload_content=False,
-                _content_type="application/json-patch+json")
+                ops, _preload_content=False, _content_type="application/json-patch+json")
         except ApiException as exc:
             if exc.status == 404:
+                return None
+            if exc.status == 409 and guarded:
+                log.info("%s %s/%s: status conflict (stale read); retrying on a later pass", plural,
+                         meta["namespace"], meta["name"])
                 return None
             raise
         updated: Obj = json.loads(resp.data)
@@ -1794,6 +1810,17 @@ class KubeRayStandIn:
                 self._event(cluster, "Normal", "DeletedWorkerPod", f"Deleted worker Pod {_key(pod)}")
             if unhealthy:
                 raise PassError("", f"delete {len(unhealthy)} unhealthy worker Pods")
+            # reconcilePods@v1.7.0: "Always remove the specified WorkersToDelete - regardless of the value of
+            # Replicas" (the Ray autoscaler's way to scale down: it lowers replicas and names the idle
+            # workers); a name already gone is ignored, the list is left for the autoscaler to clear, and the
+            # named pods do not count in this pass's diff.
+            named = set((group.get("scaleStrategy") or {}).get("workersToDelete") or [])
+            for pod in [p for p in mine if _meta(p)["name"] in named]:
+                if not _meta(pod).get("deletionTimestamp"):
+                    self._delete_pod(pod)
+                    self._expectations.expect_deleted(uid, name, _meta(pod)["name"])
+                    self._event(cluster, "Normal", "DeletedWorkerPod", f"Deleted pod {_key(pod)}")
+            mine = [p for p in mine if _meta(p)["name"] not in named]
             diff = desired_workers(group, self.model) - len(mine)
             if diff > 0:
                 used = {_int(_labels(p).get(WORKER_REPLICA_INDEX_LABEL), -1) for p in mine}
@@ -2006,7 +2033,7 @@ class KubeRayStandIn:
         if new == old:
             return
         new["lastUpdateTime"] = stamp
-        updated = self._replace_status(keys.RAYCLUSTER_PLURAL, meta, new)
+        updated = self._replace_status(keys.RAYCLUSTER_PLURAL, meta, new, guarded=True)
         if updated is not None:
             self.rayclusters.apply(updated)
 

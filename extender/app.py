@@ -88,8 +88,20 @@ class Service:
         if leaf is None or ledger is None:
             return _Allowed()
         request = self.cache.uncovered_request(pod.uid) if self.cache.pod(pod.uid) is not None else pod.request
-        return ledger.check(Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
-                                  priority=pod.priority))
+        claim = Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
+                      priority=pod.priority)
+        if self.cache.growth_job(pod.uid) is None:
+            decision = ledger.check(claim)
+            if self.cache.pod(pod.uid) is None:  # kube-scheduler ran ahead of the watch: it may be growth
+                self.cache.record_growth_answer(pod.uid, None if decision else decision.reason)
+            return decision
+        # Growth (docs/growth.md): the same guaranteed-first rule as jobs, so a pod KubeRay recreates after
+        # a growth reclaim cannot take back what the claimant waits for; the refusal is recorded for the
+        # controller, which writes it onto the RayCluster (never from this hot path).
+        decision = ledger.check(claim, waiting_guaranteed=self.cache.waiting_guaranteed)
+        if self.cache.record_growth_answer(pod.uid, None if decision else decision.reason) and self.controller:
+            self.controller.poke()
+        return decision
 
     def protected(self, victim: PodInfo, preemptor: PodInfo) -> str | None:
         """Why kube-scheduler may not evict `victim` for `preemptor` (None: it may)."""

@@ -51,6 +51,7 @@ import orjson
 
 from common import keys
 from common.clock import Clock
+from common.gotime import GoTimeError, parse_go
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
 from common.quota_tree import QuotaNode, QuotaTree, TreeError
@@ -67,7 +68,7 @@ from common.rayjob import (
 from common.resources import Resources
 from extender.nodes import NodeInfo, NodeState
 
-__all__ = ["Cache", "JobState", "QueueObject", "QueueUnitObject"]
+__all__ = ["Cache", "ClusterObject", "JobState", "QueueObject", "QueueUnitObject"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -125,6 +126,18 @@ def _pack(obj: Mapping[str, Any]) -> bytes:
 def _unpack(raw: bytes) -> dict[str, Any]:
     obj: dict[str, Any] = orjson.loads(raw)
     return obj
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterObject:
+    """A RayCluster as the watch last showed it: who controls it and its ``RayQueueQuota`` condition
+    (``condition`` is (status, reason, message), or None when it has none)."""
+
+    namespace: str
+    name: str
+    uid: str
+    job_uid: str | None
+    condition: tuple[str, str, str] | None
 
 
 @dataclass(slots=True)
@@ -208,6 +221,13 @@ class Cache:
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
         self._pods_by_gang: dict[tuple[str, str], set[str]] = {}
+        self._clusters: dict[str, ClusterObject] = {}  # RayCluster uid -> what the controller writes to it
+        # Growth pods the verbs' quota check last refused: pod uid -> the refusal (the quota reason). The
+        # controller turns them into the RayCluster's RayQueueQuota condition and a GrowthRefused event.
+        self._growth_refusals: dict[str, str] = {}
+        # The last pass's guaranteed heads waiting in their leaves: a growth pod yields to them at filter
+        # (the guaranteed-first rule, as for jobs). Set by the controller after each plan.
+        self.waiting_guaranteed: tuple[Claim, ...] = ()
         self._kept_queues: dict[str, QueueObject] | None = None  # leaf -> kept Queue, rebuilt on change
         # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
         # which would scan every waiting job for each of thousands of events while the caches fill).
@@ -276,7 +296,11 @@ class Cache:
     def releasing(self, uid: str) -> bool:
         """The job holds a claim that is on its way out: it finished, was deleted or suspended (its claim
         drains until its pods are gone), it is to be requeued, or it was given a preemption notice.
-        Reclaim never picks it again."""
+        Reclaim never picks it again. For a pod claim: the pod is being deleted (a growth pod evicted by
+        reclaim drains like a suspended job)."""
+        pod = self._pods.get(uid)
+        if pod is not None:
+            return pod.deleting and self._ledger is not None and uid in self._ledger
         rec = self._jobs.get(uid)
         if rec is None or self._ledger is None or uid not in self._ledger:
             return False
@@ -298,6 +322,47 @@ class Cache:
     def gang_members(self, namespace: str, gang: str) -> list[PodInfo]:
         """The cached pods carrying gang label `gang` in `namespace` (indexed: no scan of every pod)."""
         return [self._pods[uid] for uid in sorted(self._pods_by_gang.get((namespace, gang), ()))]
+
+    def growth_job(self, pod_uid: str) -> JobInfo | None:
+        """The admitted job this pod is growth of (its pod beyond the job's reservation), or None."""
+        owner = self._pod_owner.get(pod_uid)
+        if owner is None or self._ledger is None or self._covered(pod_uid):
+            return None
+        claim = self._ledger.claim(owner)
+        return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
+
+    def record_growth_answer(self, pod_uid: str, refusal: str | None) -> bool:
+        """The verbs' quota answer for a growth pod: its refusal, or None once it fits. True when that
+        changed what the controller must write (the RayCluster's condition)."""
+        if refusal is None:
+            return self._growth_refusals.pop(pod_uid, None) is not None
+        if self._growth_refusals.get(pod_uid) == refusal:
+            return False
+        self._growth_refusals[pod_uid] = refusal
+        return True
+
+    def growth_refusals(self) -> dict[str, list[tuple[PodInfo, str]]]:
+        """Per RayCluster uid: its pending growth pods the quota refused, with the refusal, oldest pod first.
+        A refusal counts only while its pod is still pending growth (bound, gone or covered: it is over)."""
+        out: dict[str, list[tuple[PodInfo, str]]] = {}
+        for uid in sorted(self._growth_refusals):
+            pod = self._pods.get(uid)
+            if (
+                pod is None or pod.node_name or uid in self._assumed or pod.terminal or pod.deleting
+                or pod.owner is None or self.growth_job(uid) is None
+            ):
+                continue
+            out.setdefault(pod.owner.uid, []).append((pod, self._growth_refusals[uid]))
+        for refused in out.values():
+            refused.sort(key=lambda pr: (pr[0].created or "~", pr[0].uid))
+        return out
+
+    def ray_clusters(self) -> tuple[ClusterObject, ...]:
+        """Every present RayCluster controlled by a RayJob, sorted by namespace, name."""
+        return tuple(sorted(self._clusters.values(), key=lambda c: (c.namespace, c.name, c.uid)))
+
+    def ray_cluster(self, uid: str) -> ClusterObject | None:
+        return self._clusters.get(uid)
 
     def covering_job(self, pod_uid: str) -> JobInfo | None:
         """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None:
@@ -395,8 +460,9 @@ class Cache:
             return
         self._assumed[pod_uid] = node
         self.nodes.add_pod(replace(pod, node_name=node))
-        if pod_uid not in self._pod_owner:
-            self._refresh_pod(pod_uid)
+        # Every pod, a job's too: a growth pod is charged from its bind on, or two growth pods bound before
+        # the watch shows either would both pass the quota (a covered pod gets no claim here).
+        self._refresh_pod(pod_uid)
         self._touch()
 
     def forget_assumed(self, pod_uid: str) -> None:
@@ -490,7 +556,8 @@ class Cache:
         no controller ownerReference at all (a tenant's interactive cluster), is a queued job of its own: its
         uid is both the job's and the parent's, so its pods (controlled by it) are its job's pods. A cluster
         that any controller owns (a RayJob, a RayService, ...) is never bare; one that stops being bare leaves
-        the queue as if deleted (its claim drains with its pods)."""
+        the queue as if deleted (its claim drains with its pods). The controller's RayQueueQuota
+        condition on each is kept too."""
         meta = _meta(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
@@ -500,6 +567,21 @@ class Cache:
         if bare or (rec is not None and rec.info.bare_cluster):
             self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert_cluster)
         self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj, own_job=bare)
+        parent = self._parents.get(uid)
+        if event_type == DELETED or parent is None or not parent.present:
+            if self._clusters.pop(uid, None) is not None:
+                self._touch()
+            return
+        cluster = ClusterObject(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=uid,
+            job_uid=parent.job_uid,
+            condition=_quota_condition(obj),
+        )
+        if self._clusters.get(uid) != cluster:
+            self._clusters[uid] = cluster
+            self._touch()
 
     def on_batch_job(self, event_type: str, obj: dict[str, Any]) -> None:
         """batch/v1 Jobs: a K8sJobMode submitter is a Job controlled by its RayJob."""
@@ -515,6 +597,7 @@ class Cache:
             if old is None:
                 return
             del self._pods[uid]
+            self._growth_refusals.pop(uid, None)
             self._unindex_pod(old, gone=True)
             self._assumed.pop(uid, None)
             self.nodes.remove_pod(uid)
@@ -764,7 +847,7 @@ class Cache:
                 or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
             )
             rec.reservation = reservation(rec.info, pods)
-            rec.covered = covered_pods(rec.info, pods)
+            rec.covered = covered_pods(rec.info, pods, self._assumed.keys())
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
                 self._set_claim(
@@ -807,6 +890,7 @@ class Cache:
         if leaf is None or pod.terminal or covered or not placed:
             self._drop_claim(uid)
             return
+        growth = self.growth_job(uid)
         self._set_claim(
             Claim(
                 uid=uid,
@@ -815,6 +899,8 @@ class Cache:
                 quota=leaf.full_name,
                 request=pod.request,
                 priority=pod.priority,
+                admitted_order=_created_ns(pod),
+                growth_of=growth.uid if growth is not None else "",
             )
         )
 
@@ -971,6 +1057,26 @@ class Cache:
         if rec is None or rec.info.namespace != pod.namespace:
             return None
         return parent.job_uid
+
+
+def _created_ns(pod: PodInfo) -> int:
+    """The pod's creation time in ns (0 when unknown): a pod claim's admitted_order, so growth is evicted
+    newest first."""
+    if not pod.created:
+        return 0
+    try:
+        return parse_go(pod.created)
+    except GoTimeError:
+        return 0
+
+
+def _quota_condition(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for c in conditions if isinstance(conditions, list) else []:
+        if isinstance(c, Mapping) and c.get("type") == keys.RAYQUEUE_QUOTA_CONDITION:
+            return (str(c.get("status") or ""), str(c.get("reason") or ""), str(c.get("message") or ""))
+    return None
 
 
 def _discard(index: dict[Any, set[str]], key: object, uid: str) -> None:

@@ -40,7 +40,9 @@ from extender.reconcile import (
     JobRef,
     Notify,
     Plan,
+    PreemptPod,
     Requeue,
+    SetClusterQuotaCondition,
     SetPriority,
     Suspend,
     UpdateQueueStatus,
@@ -64,6 +66,10 @@ RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
 DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
+CONDITION_INTERVAL = 10.0  # seconds between two message-only rewrites of one RayCluster's RayQueueQuota
+CONDITION_RETRIES = 3  # read-modify-write attempts of a RayCluster's status on a conflict
+PODS = Scope("", "v1", "pods")
+RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 
 Handler = Callable[[str, dict[str, Any]], None]
 _JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
@@ -77,6 +83,10 @@ def _job_path(job: JobRef) -> str:
 
 def chain_key(action: Action) -> str:
     """The object an action writes: actions with one key run in plan order, different keys in parallel."""
+    if isinstance(action, PreemptPod):
+        return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
+    if isinstance(action, SetClusterQuotaCondition):
+        return f"raycluster/{action.cluster.uid}"
     if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice):
         return f"rayjob/{action.job.uid}"
     if isinstance(action, AnnotatePod):
@@ -122,6 +132,7 @@ class Controller:
         self._holding = False
         self._wake_ns: int | None = None  # the next preemption-notice deadline (Plan.wake_ns)
         self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
+        self._condition_written: dict[str, float] = {}  # RayCluster uid -> monotonic time of its last write
 
     def poke(self) -> None:
         """Called by the event handlers: something changed, reconcile soon."""
@@ -178,6 +189,7 @@ class Controller:
         """One decision on one snapshot (no await between reading the cache and choosing)."""
         self.cache.clear_dirty()
         plan = reconcile(self.cache, from_datetime(self.clock.now()))
+        self.cache.waiting_guaranteed = plan.guaranteed
         self.metrics.reconciles.inc()
         self._gauges()
         self._wake_ns = plan.wake_ns
@@ -197,6 +209,7 @@ class Controller:
                     plan: Plan = done.value
                     break
                 await asyncio.sleep(0)
+            self.cache.waiting_guaranteed = plan.guaranteed
             self.metrics.reconciles.inc()
             self._gauges()
             self._wake_ns = plan.wake_ns
@@ -334,6 +347,80 @@ class Controller:
             path = TREES.path(keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME, "status")
             updated = await c.patch(path, {"status": action.status})
             self.cache.on_tree("MODIFIED", updated)
+        elif isinstance(action, PreemptPod):
+            await self._preempt_pod(action)
+        elif isinstance(action, SetClusterQuotaCondition):
+            await self._set_cluster_condition(action)
+
+    async def _preempt_pod(self, action: PreemptPod) -> None:
+        """Delete a growth pod (uid precondition; already gone is fine), then the Preempted events."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": action.pod.uid}}
+        try:
+            await self.client.delete(PODS.path(action.pod.namespace, action.pod.name), body)
+        except ApiError as exc:
+            if exc.not_found or exc.conflict:  # gone, or a namesake: nothing of ours to delete
+                return
+            raise
+        leaf = self.cache.leaf_for(action.pod.namespace)
+        self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
+        log.info("preempted growth pod %s: %s", action.pod.key, action.reason)
+        pod_ref = {"apiVersion": "v1", "kind": "Pod", "name": action.pod.name, "namespace": action.pod.namespace,
+                   "uid": action.pod.uid}
+        await self.events.emit(pod_ref, "Warning", keys.EVENT_PREEMPTED, action.reason)
+        if action.cluster is not None:
+            await self.events.emit(self._cluster_ref(action.cluster.namespace, action.cluster.name, action.cluster.uid),
+                                   "Warning", keys.EVENT_PREEMPTED, action.reason)
+
+    @staticmethod
+    def _cluster_ref(namespace: str, name: str, uid: str) -> dict[str, str]:
+        return {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYCLUSTER_KIND,
+                "name": name, "namespace": namespace, "uid": uid}
+
+    async def _set_cluster_condition(self, action: SetClusterQuotaCondition) -> None:
+        """Read-modify-write of the RayCluster's status.conditions: GET, replace only our condition, PUT on
+        /status carrying the resourceVersion read (a concurrent KubeRay write makes it a 409: read again).
+        A merge patch would replace KubeRay's whole list. A message-only change waits CONDITION_INTERVAL."""
+        ref = action.cluster
+        cached = self.cache.ray_cluster(ref.uid)
+        now = self.clock.monotonic()
+        last = self._condition_written.get(ref.uid)
+        same_status = cached is not None and cached.condition is not None and cached.condition[0] == action.status
+        if same_status and last is not None and now - last < CONDITION_INTERVAL:
+            asyncio.get_running_loop().call_later(CONDITION_INTERVAL - (now - last), self.poke)
+            log.debug("RayCluster %s: %s message change deferred", ref.key, keys.RAYQUEUE_QUOTA_CONDITION)
+            return
+        path = RAYCLUSTERS.path(ref.namespace, ref.name)
+        for attempt in range(CONDITION_RETRIES):
+            current = await self.client.get(path)
+            meta = current.get("metadata") or {}
+            if meta.get("uid") != ref.uid:
+                return  # deleted and recreated under the same name: not the cluster the plan was about
+            status = dict(current.get("status") or {})
+            conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+            old = next((c for c in conditions if c.get("type") == keys.RAYQUEUE_QUOTA_CONDITION), None)
+            stamp = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            transition = old.get("lastTransitionTime") if old and old.get("status") == action.status else stamp
+            new = {"type": keys.RAYQUEUE_QUOTA_CONDITION, "status": action.status, "reason": action.reason,
+                   "message": action.message, "lastTransitionTime": transition or stamp,
+                   "observedGeneration": meta.get("generation", 0)}
+            status["conditions"] = [c if c is not old else new for c in conditions] + ([] if old else [new])
+            current["status"] = status
+            try:
+                updated = await self.client.replace(RAYCLUSTERS.path(ref.namespace, ref.name, "status"), current)
+            except ApiError as exc:
+                if exc.conflict and attempt + 1 < CONDITION_RETRIES:
+                    continue
+                raise
+            self._condition_written[ref.uid] = self.clock.monotonic()
+            for gone in [uid for uid in self._condition_written if self.cache.ray_cluster(uid) is None]:
+                del self._condition_written[gone]  # clusters deleted since: forget them
+            self.cache.on_raycluster("MODIFIED", updated)
+            log.info("RayCluster %s: %s %s (%s): %s", ref.key, keys.RAYQUEUE_QUOTA_CONDITION, action.status,
+                     action.reason, action.message)
+            break
+        if action.event is not None:
+            type_, reason, message = action.event
+            await self.events.emit(self._cluster_ref(ref.namespace, ref.name, ref.uid), type_, reason, message)
 
     async def _ensure_queue_unit(self, action: EnsureQueueUnit) -> None:
         try:

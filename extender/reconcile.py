@@ -57,7 +57,15 @@ from common.ledger import Claim, Ledger
 from common.preemption import Notice, NoticeError, grace_ns, issue, step
 from common.queueing import Queues
 from common.quota_tree import QuotaNode
-from common.rayjob import VALIDATION_FAILED, JobInfo, PodInfo, admitted_replicas_value
+from common.rayjob import (
+    VALIDATION_FAILED,
+    JobInfo,
+    PodInfo,
+    admitted_replicas_value,
+    compact_size,
+    current_request,
+    maximum_request,
+)
 from common.resources import EMPTY, Resources
 from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import (
@@ -74,6 +82,7 @@ __all__ = [
     "SLICE",
     "Action",
     "AnnotatePod",
+    "ClusterRef",
     "DeleteQueue",
     "DeleteQueueUnit",
     "Dequeue",
@@ -83,7 +92,10 @@ __all__ = [
     "JobRef",
     "Notify",
     "Plan",
+    "PodRef",
+    "PreemptPod",
     "Requeue",
+    "SetClusterQuotaCondition",
     "SetPriority",
     "Suspend",
     "UpdateQueueStatus",
@@ -324,6 +336,60 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class PodRef:
+    """A pod an action is about (deleted with a uid precondition: a recreated namesake is never hit)."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRef:
+    """A RayCluster an action is about."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptPod:
+    """Reclaim growth (docs/growth.md): delete a pod beyond its job's reservation at once (no cooperative
+    grace: the pod's own terminationGracePeriodSeconds only), uid precondition; once deleted, a Warning
+    ``Preempted`` event with ``reason`` on the pod and on its RayCluster. Growth victims of one job are
+    deleted in plan order (newest first)."""
+
+    pod: PodRef
+    job: JobRef
+    cluster: ClusterRef | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetClusterQuotaCondition:
+    """Write the RayCluster's ``RayQueueQuota`` condition (``status``, ``reason``, ``message``) by
+    read-modify-write of ``status.conditions`` (PUT on /status with the resourceVersion read, retried on a
+    conflict), so KubeRay's own conditions are kept; then the ``event`` (type, reason, message) if any.
+    The controller writes a message-only change at most every few seconds per cluster."""
+
+    cluster: ClusterRef
+    job: JobRef
+    status: str
+    reason: str
+    message: str
+    event: tuple[EventType, str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateTreeStatus:
     """Merge-patch the ElasticQuotaTree's status: per node ``used`` and ``request`` (Σ waiting)."""
 
@@ -346,6 +412,8 @@ Action = (
     | SetPriority
     | Event
     | UpdateTreeStatus
+    | PreemptPod
+    | SetClusterQuotaCondition
 )
 A = TypeVar("A")
 
@@ -357,6 +425,9 @@ class Plan:
 
     actions: tuple[Action, ...] = ()
     wake_ns: int | None = None
+    # The pass's guaranteed heads waiting in their leaves (common.admission): growth pods yield to them at
+    # filter (Cache.waiting_guaranteed, set by the controller from this).
+    guaranteed: tuple[Claim, ...] = ()
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions)
@@ -463,6 +534,7 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     decide = AdmissionPass(_CacheSource(cache), ledger, now_ns, reserved=claimants)
     yield
     yield from cache.queues.schedule_steps(decide, ledger.generation, SLICE)
+    actions.extend(_growth_preemptions(cache, decide.growth_victims))
     for victim, claimant in decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
@@ -593,7 +665,8 @@ def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     tree_status = yield from _tree_status(cache, ledger, [c for c, _ in decide.admitted])
     if tree_status != dict(cache.tree_status or {}):
         actions.append(UpdateTreeStatus(tree_status))
-    return Plan(tuple(actions), wake)
+    actions.extend(_cluster_conditions(cache))
+    return Plan(tuple(actions), wake, guaranteed=tuple(decide.heads))
 
 
 def _noticed(cache: Cache, job: JobInfo, now_ns: int, actions: list[Action],
@@ -651,6 +724,62 @@ def _awaiting_notice(given: Sequence[tuple[str, Notice]], message: str) -> str:
     listed = ", ".join(f"{victim} until {notice.deadline}" for victim, notice in ordered)
     return (f"waiting for a preemption notice to expire ({listed}, or the victim's {keys.CHECKPOINTED}"
             f" acknowledgement): {message}")
+
+
+def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) -> list[Action]:
+    """A PreemptPod per growth victim, in the pass's order (lowest priority, newest first)."""
+    out: list[Action] = []
+    for victim, claimant in victims:
+        pod, job, claimant_job = cache.pod(victim.uid), cache.job(victim.growth_of), cache.job(claimant.uid)
+        if pod is None or job is None or claimant_job is None:  # pragma: no cover - claims of cached objects
+            continue
+        owner = cache.ray_cluster(pod.owner.uid) if pod.owner is not None else None
+        cluster = ClusterRef(owner.namespace, owner.name, owner.uid) if owner is not None else None
+        reason = (
+            f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} (request "
+            f"{claimant.request}): growth pod {pod.key} of RayJob {job.key}, beyond its admitted size, request "
+            f"{victim.request}; {victim.quota} borrows above its min; growth is reclaimed before whole jobs, "
+            "newest first. KubeRay recreates it while the RayCluster's replicas ask for it; it then waits for "
+            "the quota"
+        )
+        out.append(PreemptPod(PodRef(pod.namespace, pod.name, pod.uid), JobRef.of(job), cluster, reason))
+    return out
+
+
+def _cluster_conditions(cache: Cache) -> list[Action]:
+    """The RayQueueQuota condition of every job's RayCluster: True (QuotaExceeded, the first refused pod's
+    quota message) while growth pods of it are refused, then False (Fits) once none is; a cluster that
+    never had one gets none. A GrowthRefused Warning event goes with each True write."""
+    out: list[Action] = []
+    refusals = cache.growth_refusals()
+    for cluster in cache.ray_clusters():
+        job = cache.job(cluster.job_uid) if cluster.job_uid is not None else None
+        if job is None:
+            continue
+        refused = refusals.get(cluster.uid)
+        if refused:
+            pod, why = refused[0]
+            count = len(refused)
+            message = (
+                f"{count} growth pod{'s' if count != 1 else ''} of RayJob {job.key} beyond its admitted size "
+                f"wait{'' if count != 1 else 's'} for quota: pod {pod.key}: quota: {why}"
+            )
+            want = ("True", keys.REASON_QUOTA_EXCEEDED, message)
+        elif cluster.condition is not None and cluster.condition[0] == "True":
+            want = ("False", keys.REASON_FITS, "no growth pod of this RayCluster is refused by the quota")
+        else:
+            continue
+        if cluster.condition == want:
+            continue
+        event: tuple[EventType, str, str] | None = (
+            ("Warning", keys.EVENT_GROWTH_REFUSED, want[2]) if want[0] == "True" else None
+        )
+        out.append(
+            SetClusterQuotaCondition(
+                ClusterRef(cluster.namespace, cluster.name, cluster.uid), JobRef.of(job), *want, event=event
+            )
+        )
+    return out
 
 
 def _leaf_name(cache: Cache, job: JobInfo) -> str:
@@ -766,7 +895,21 @@ def _unit_status(
             f"running outside the queue: spec.suspend is false but it has no {keys.DEQUEUE_TIMESTAMP}; "
             f"its pods count against {leaf.full_name} one by one"
         )
-    return queue_unit_status(phase, position, message, attempts)
+    return {**queue_unit_status(phase, position, message, attempts), **_sizes(cache, job, state)}
+
+
+def _sizes(cache: Cache, job: JobInfo, state: JobState) -> dict[str, str]:
+    """The QueueUnit's size columns (docs/growth.md): ``admitted``, the reservation its claim holds ("-"
+    while it holds none); ``current``, what its live pods request now (growth and pending pods included);
+    ``maximum``, the most it could ever take (``maximum_request``)."""
+    pods = cache.remaining_pods(job.uid) if state is not JobState.WAITING else ()
+    claim = cache.ledger.claim(job.uid) if cache.ledger is not None else None
+    admitted = claim.request if claim is not None and claim.kind == "job" else Resources()
+    return {
+        "admitted": compact_size(admitted),
+        "current": compact_size(current_request(pods)),
+        "maximum": compact_size(maximum_request(job, pods)),
+    }
 
 
 def _tree_status(cache: Cache, ledger: Ledger, admitted: Sequence[Claim]) -> Generator[None, None, dict[str, Any]]:

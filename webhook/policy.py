@@ -18,7 +18,7 @@ from common.kuberay_config import batch_scheduler_for_pod_scheduler
 from common.kuberay_rules import RAY_CLUSTER_SELECTOR_KEY, FeatureGates, Problem, rayjob_problems
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree, TreeError, validate_tree
-from common.rayjob import JobInfo, ShapeError, priority_class_name
+from common.rayjob import JobInfo, ShapeError, maximum_request, priority_class_name
 from common.resources import Resources
 from webhook.board import Board
 from webhook.jsonpatch import diff
@@ -288,11 +288,37 @@ def mutate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
             template = _read(new, path)
             if template.get("spec", {}).get("schedulerName") in (None, "", keys.DEFAULT_SCHEDULER):
                 draft.child(draft.at(path), "spec")["schedulerName"] = cfg.scheduler_name
+    if snap.tree is not None and not job.cluster_selector:
+        grows = growth_warning(job, leaf, snap.tree, req.display_name)
+        if grows:
+            warnings.append(f"{PREFIX}: {grows}")
     if snap.board is not None and not job.cluster_selector:
         place = snap.board.warning(leaf, job, snap, req.display_name)
         if place:
             warnings.append(f"{PREFIX}: {place}")
     return allow(patch=diff(dict(req.obj), new), warnings=warnings)
+
+
+def growth_warning(job: JobInfo, leaf: QuotaNode, tree: QuotaTree, name: str) -> str | None:
+    """Rule growth-bound (a warning, never a refusal; docs/growth.md): an autoscaled job
+    (``enableInTreeAutoscaling``) whose maximum (``common.rayjob.maximum_request``: worker groups at
+    maxReplicas) is above the max of its leaf or an ancestor, or is unbounded (no maxReplicas). The job is
+    still admitted at its replicas; workers beyond them are growth and wait for quota pod by pod. Refusing
+    would turn away the common autoscaler setup whose maxReplicas is a ceiling the cluster rarely reaches."""
+    if not job.autoscaling:
+        return None
+    most = maximum_request(job)
+    admitted = f"it is admitted at its replicas ({job.request}); workers beyond them are growth, each waiting for quota"
+    if most is None:
+        return (f"RayJob {name} has enableInTreeAutoscaling and a worker group without maxReplicas: it may grow "
+                f"without bound; {admitted}")
+    for node in tree.path_to_root(leaf.full_name):
+        over = [f"{r} {format_quantity(r, most.get(r))} > max {format_quantity(r, node.max[r])}"
+                for r in sorted(node.max) if most.get(r) > node.max[r]]
+        if over:
+            return (f"RayJob {name} could grow to {most} (worker groups at maxReplicas), more than "
+                    f"{node.full_name} may ever hold: {'; '.join(over)}; {admitted}, never past that max")
+    return None
 
 
 def _fresh(stamp: object, now_ns: int, tolerance_ns: int) -> bool:

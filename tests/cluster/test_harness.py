@@ -293,8 +293,9 @@ def test_queue_and_queueunit_crds_print_their_columns(cluster: LocalCluster, nam
     assert tables[0] == [["NAME", "POLICY", "QUOTA", "ACTIVE-HEAD", "BACKOFF-HEAD", "AGE"],
                          [f"queue.scheduling.x-k8s.io/{qname}", "Round", "root/algorithm/video", "b-ray-qu",
                           "a-ray-qu", tables[0][1][-1]]]
-    assert tables[1][0] == ["NAME", "PHASE", "QUEUE", "PRIORITY", "POSITION", "ETA", "MESSAGE", "AGE"]
-    # no estimatedStartTime here: the ETA cell is blank (split away with the spaces around it)
+    assert tables[1][0] == ["NAME", "PHASE", "QUEUE", "PRIORITY", "POSITION", "ETA", "ADMITTED", "CURRENT", "MAX",
+                            "MESSAGE", "AGE"]
+    # no estimatedStartTime nor sizes here: those cells are blank (split away with the spaces around them)
     assert tables[1][1][:-1] == [f"queueunit.scheduling.x-k8s.io/{unit}", "Backoff", qname, "5", "2",
                                  "root/algorithm/video: cpu used 12500m + request 12500m > max 14"]
 

@@ -349,6 +349,53 @@ def test_changing_replicas_adds_and_removes_workers(ray: LocalCluster, model_nam
                  and running_pods_of(ray, ns, rc_name, r + 1), 60, f"{replicas} workers")
 
 
+def test_with_autoscaling_only_the_workers_to_delete_go_and_a_foreign_condition_is_kept(
+        ray: LocalCluster, model_namespace: str) -> None:
+    """reconcilePods@v1.7.0 with enableInTreeAutoscaling: lowering `replicas` deletes nothing (the autoscaler is
+    the sole decision-maker); the pods named in scaleStrategy.workersToDelete are deleted. calculateStatus
+    deep-copies the status and Status().Update carries the resourceVersion: a condition another writer put on
+    the RayCluster survives the stand-in's own status writes."""
+    ns = model_namespace
+    job = small_rayjob("scaler", suspend=False, run_seconds="600")
+    job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] = True
+    ray.create(job, namespace=ns)
+    rc_name = started(ray, ns, "scaler")
+    def add_condition() -> bool:  # read-modify-write, as rayqueue's controller does; a 409: read again
+        rc = as_json(client.CustomObjectsApi(ray.api_client).get_namespaced_custom_object(
+            keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, _preload_content=False))
+        rc["status"]["conditions"].append({"type": keys.RAYQUEUE_QUOTA_CONDITION, "status": "True",
+                                           "reason": keys.REASON_QUOTA_EXCEEDED, "message": "from another writer",
+                                           "lastTransitionTime": "2026-12-02T00:00:00Z"})
+        try:
+            client.CustomObjectsApi(ray.api_client).replace_namespaced_custom_object_status(
+                keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, rc)
+        except client.exceptions.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    wait_for(add_condition, 30, "our condition written beside the stand-in's status writes")
+    ray.kubectl("patch", "raycluster", rc_name, "-n", ns, "--type", "json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1}]))
+    time.sleep(3)
+    workers = live(ray_pods(ray, ns, rc_name, "worker"))
+    assert len(workers) == 2, "autoscaling on: replicas alone deletes no worker"
+    doomed = workers[0]["metadata"]["name"]
+    ray.kubectl("patch", "raycluster", rc_name, "-n", ns, "--type", "json", "-p", json.dumps(
+        [{"op": "add", "path": "/spec/workerGroupSpecs/0/scaleStrategy", "value": {"workersToDelete": [doomed]}}]))
+    wait_for(lambda: [p["metadata"]["name"] for p in live(ray_pods(ray, ns, rc_name, "worker"))]
+             == [workers[1]["metadata"]["name"]], 60, f"{doomed} deleted, the other worker kept")
+    wait_for(lambda: as_json(client.CustomObjectsApi(ray.api_client).get_namespaced_custom_object(
+        keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, _preload_content=False))
+        ["status"].get("readyWorkerReplicas") == 1, 60, "the stand-in's own status write (1 ready worker)")
+    final = as_json(client.CustomObjectsApi(ray.api_client).get_namespaced_custom_object(
+        keys.RAY_GROUP, keys.RAY_VERSION, ns, keys.RAYCLUSTER_PLURAL, rc_name, _preload_content=False))
+    kept = [c for c in final["status"]["conditions"] if c["type"] == keys.RAYQUEUE_QUOTA_CONDITION]
+    assert [c["message"] for c in kept] == ["from another writer"]
+    assert {"HeadPodReady", "RayClusterProvisioned"} <= {c["type"] for c in final["status"]["conditions"]}
+
+
 @pytest.mark.parametrize("kuberay_model", KUBERAY_MODELS, indirect=True)
 def test_suspended_pods_terminate_after_their_grace_and_outlive_suspended(ray: LocalCluster, model_namespace: str,
                                                                           kuberay_model: str) -> None:

@@ -241,3 +241,15 @@ def test_a_borrowing_bare_cluster_is_reclaimed_as_a_whole_and_requeued_at_its_pl
     assert loop.cache.state(uid) is JobState.WAITING
     item = loop.cache.queues.get(uid)
     assert item is not None and item.enqueue_ns == loop.cache.job(uid).enqueue_ns  # type: ignore[union-attr]
+
+
+def test_an_autoscaled_bare_cluster_is_known_as_autoscaling_and_its_maximum_follows_max_replicas() -> None:
+    """enableInTreeAutoscaling on a bare RayCluster: the Ray autoscaler may take it up to maxReplicas, so its
+    maximum size is counted as for a RayJob's cluster (common/rayjob.py maximum_request)."""
+    from common.rayjob import maximum_request
+
+    obj = make_rayjob("nb", "video").head(cpu="1").workers(cpu="2", replicas=1, max_replicas=3).as_raycluster()
+    obj["spec"]["enableInTreeAutoscaling"] = True
+    job = JobInfo.from_raycluster(obj)
+    assert job.autoscaling
+    assert maximum_request(job).get("cpu") > job.request.get("cpu")

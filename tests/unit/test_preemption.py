@@ -149,7 +149,9 @@ def borrowing(grace: str = f"{GRACE}s") -> tuple[Loop, str, list[dict[str, Any]]
     loop = Loop(Cache(FakeClock()))
     with_grace(loop, grace)
     video = loop.submit(video_copy("rayjob-video-aaaaa", at=0))
-    intern = loop.submit(job("big", "intern", cpu="40", at=1).obj())
+    # its head and one worker (small-group): both within its reservation, no growth (docs/growth.md: growth
+    # would be reclaimed pod by pod before any whole job)
+    intern = loop.submit(job("big", "intern", cpu="20", at=1).workers(1, cpu="20", memory="1Gi").obj())
     assert sorted(dequeued(loop.run())) == ["big", "rayjob-video-aaaaa"]
     loop.deliver(video)
     loop.deliver(intern)

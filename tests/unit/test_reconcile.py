@@ -33,7 +33,9 @@ from extender.reconcile import (
     Event,
     Notify,
     Plan,
+    PreemptPod,
     Requeue,
+    SetClusterQuotaCondition,
     Suspend,
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
@@ -96,6 +98,8 @@ class Loop:
         self.pod_objs: dict[str, dict[str, Any]] = {}  # by uid, the pods made by pods()
         self.plans: list[Plan] = []
         self.conflicts: list[str] = []
+        self.clusters: dict[str, dict[str, Any]] = {}  # uid -> the RayCluster as the API holds it
+        self.preempted: list[PreemptPod] = []
         self._serial = 0
         cache.on_tree("ADDED", copy.deepcopy(self.tree))
 
@@ -123,20 +127,24 @@ class Loop:
         """KubeRay creates the job's Ray cluster pods, bound and running."""
         meta = self.jobs[uid]["metadata"]
         cluster = make_raycluster(f"{meta['name']}-x7k2p", meta["namespace"], job_uid=uid)
-        self.cache.on_raycluster("ADDED", cluster)
+        cluster_uid = cluster["metadata"]["uid"]
+        cluster = self.clusters.setdefault(cluster_uid, cluster)
+        self.cache.on_raycluster("ADDED", copy.deepcopy(cluster))
         name = cluster["metadata"]["name"]
         out = []
-        for i, cpu in enumerate(sizes):
+        known = sum(1 for p in self.pod_objs.values() if p["metadata"]["name"].startswith(f"{name}-"))
+        for i, cpu in enumerate(sizes, start=known):
             pod = (
                 make_pod(f"{name}-{i}", meta["namespace"], cpu=cpu)
-                .ray(name, "head" if i == 0 else "worker")
+                .ray(name, "head" if i == 0 else "worker", None if i == 0 else "small-group")
                 .owned_by(cluster)
                 .node("n1")
                 .phase("Running")
+                .set("metadata.creationTimestamp", f"2025-01-10T01:{i:02d}:00Z")
                 .obj()
             )
-            self.cache.on_pod("ADDED", pod)
             self.pod_objs[pod["metadata"]["uid"]] = pod
+            self.cache.on_pod("ADDED", copy.deepcopy(pod))
             out.append(pod)
         return out
 
@@ -209,6 +217,19 @@ class Loop:
         elif isinstance(action, UpdateTreeStatus):
             self.tree["status"] = copy.deepcopy(action.status)
             cache.on_tree("MODIFIED", copy.deepcopy(self.tree))
+        elif isinstance(action, PreemptPod):
+            pod = self.pod_objs[action.pod.uid]
+            pod["metadata"]["deletionTimestamp"] = "2025-01-10T01:40:00Z"
+            self.preempted.append(action)
+            cache.on_pod("MODIFIED", copy.deepcopy(pod))
+        elif isinstance(action, SetClusterQuotaCondition):
+            cluster = self.clusters[action.cluster.uid]
+            conditions = [c for c in cluster.setdefault("status", {}).get("conditions", [])
+                          if c["type"] != keys.RAYQUEUE_QUOTA_CONDITION]
+            conditions.append({"type": keys.RAYQUEUE_QUOTA_CONDITION, "status": action.status,
+                               "reason": action.reason, "message": action.message})
+            cluster["status"]["conditions"] = conditions
+            cache.on_raycluster("MODIFIED", copy.deepcopy(cluster))
         else:  # pragma: no cover
             raise AssertionError(f"unknown action {action!r}")
 
@@ -268,7 +289,11 @@ def test_seed_video_example_second_copy_waits_in_backoff_then_runs() -> None:
         "message": message,
         "attempts": 1,
         "lastUpdateTime": "2025-01-10T01:37:24Z",
+        "admitted": "-",  # waiting: no claim, no pods; its maximum is its request (no autoscaling)
+        "current": "-",
+        "maximum": "12500m/11.4Gi",
     }
+    assert loop.unit("rayjob-video-aaaaa")["status"]["admitted"] == "12500m/11.4Gi"
     assert loop.queue(VIDEO)["status"] == {
         "queueItemDetails": {
             "active": [],
@@ -384,7 +409,7 @@ def test_reclaim_suspends_the_borrowing_intern_job_for_a_guaranteed_text_job() -
     assert sorted(dequeued(loop.run())) == ["big", "rayjob-video-aaaaa"]
     loop.deliver(video)
     loop.deliver(intern)
-    intern_pods = loop.pods(intern, "20", "20")
+    intern_pods = loop.pods(intern, "40")  # its head: no pod beyond its reservation (no growth)
 
     text = loop.submit(job("train", "algorithm-text", cpu="30", at=10).obj())
     plan = loop.run()

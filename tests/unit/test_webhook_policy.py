@@ -507,3 +507,23 @@ def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
     assert validate(pod_review(obj)).allowed is allowed
     _, stamped = mutate(pod_review(pod(ns=namespace)))
     assert validate(pod_review(stamped)).allowed, "what the mutation stamps always validates"
+
+
+def test_an_autoscaled_job_that_could_grow_past_its_quota_is_warned_not_refused() -> None:
+    """Rule growth-bound (docs/growth.md): video's max is 14 CPU; at maxReplicas 4 the seed job could take
+    4 + 0.5 (the autoscaler) + 4 x 4 + 0.5 (the submitter) = 21 CPU. It is queued, with a warning naming the
+    node and the numbers; without maxReplicas the warning says it is unbounded; within the max, none."""
+    job = video_job()
+    job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] = True
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    group.update(minReplicas=1, maxReplicas=4)
+    verdict, out = mutate(review(job))
+    assert out["spec"]["suspend"] is True
+    (warning,) = verdict.warnings
+    assert "could grow to {cpu: 21," in warning, warning
+    assert "more than root/algorithm/video may ever hold: cpu 21 > max 14;" in warning, warning
+    del group["maxReplicas"]
+    (warning,) = mutate(review(job))[0].warnings
+    assert "without maxReplicas: it may grow without bound" in warning, warning
+    group.update(maxReplicas=2)
+    assert mutate(review(job))[0].warnings == ()  # 4.5 + 8 + 0.5 = 13 CPU, memory within 14Gi
