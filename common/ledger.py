@@ -21,7 +21,7 @@ other node; `orphans()` lists them, and re-adding one with a current leaf re-hom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -408,45 +408,12 @@ class Ledger:
         is the policy). None when the claim is not guaranteed or no such set exists; a plan with no
         victims when it already fits. Cost O(claims x depth).
         """
-        if not self._is_leaf(claim.quota):
+        picked = self._pick(claim, lambda c: c.kind == "job" and c.preemptible and c.suspendable)
+        if picked is None or not picked[1]:
             return None
-        base = self._base(claim)
-        if not self._guaranteed_in(claim, base):
-            return None
-        if self._evaluate(claim, base):
+        victims = picked[0]
+        if not victims:
             return ReclaimPlan(claim, (), f"{claim.key} in {claim.quota} fits without reclaim")
-        own_path = {n.full_name for n in self._tree.path_to_root(claim.quota)}
-        candidates = sorted(
-            (
-                c
-                for c in self._claims.values()
-                if c.uid != claim.uid
-                and c.kind == "job"
-                and c.preemptible
-                and c.suspendable
-                and c.quota != claim.quota
-                and self._is_leaf(c.quota)
-                and self._above_min(c.quota)
-            ),
-            key=lambda c: (c.priority, -c.admitted_order, c.uid),
-        )
-        old = self._claims.get(claim.uid)
-        running = _View(self, removed=_without(old))
-        chosen: list[Claim] = []
-        for c in candidates:
-            if not self._keeps_min(running, c, own_path):
-                continue
-            running.apply(c, self._homes[c.uid], -1)
-            chosen.append(c)
-            if self._evaluate(claim, running):
-                break
-        else:
-            return None
-        for c in reversed(list(chosen)):
-            trial = [v for v in chosen if v.uid != c.uid]
-            if self._evaluate(claim, _View(self, removed=[*_without(old), *trial])):
-                chosen = trial
-        victims = tuple(chosen)
         listed = ", ".join(f"{v.key} ({v.quota}, priority {v.priority})" for v in victims)
         message = f"reclaim for {claim.key}, guaranteed in {claim.quota}: preempt {listed}"
         return ReclaimPlan(claim, victims, message)
@@ -464,21 +431,31 @@ class Ledger:
         the ledger without them. None when the claim is not guaranteed; no victims and ``fits`` when it
         already fits. Deterministic: the same ledger gives the same plan (a restarted controller decides
         the same). Cost O(claims x depth)."""
+        picked = self._pick(claim, lambda c: c.kind == "pod" and bool(c.growth_of))
+        if picked is None:
+            return None
+        return GrowthPlan(claim, *picked)
+
+    def _pick(self, claim: Claim, eligible: Callable[[Claim], bool]) -> tuple[tuple[Claim, ...], bool] | None:
+        """The victims of ``plan_reclaim`` and ``plan_growth_reclaim``, among the ``eligible`` claims of other
+        leaves above their min, in their order, with the min protection: None when the claim is not
+        guaranteed; ``((), True)`` when it already fits; else the candidates taken and whether they make it
+        fit (then minimised: each dropped again, last first, if the claim still fits without it)."""
         if not self._is_leaf(claim.quota):
             return None
         base = self._base(claim)
         if not self._guaranteed_in(claim, base):
             return None
         if self._evaluate(claim, base):
-            return GrowthPlan(claim, (), True)
+            return (), True
         own_path = {n.full_name for n in self._tree.path_to_root(claim.quota)}
         candidates = sorted(
             (
                 c
                 for c in self._claims.values()
-                if c.kind == "pod"
-                and c.growth_of
+                if c.uid != claim.uid
                 and c.quota != claim.quota
+                and eligible(c)
                 and self._is_leaf(c.quota)
                 and self._above_min(c.quota)
             ),
@@ -501,7 +478,7 @@ class Ledger:
                 trial = [v for v in chosen if v.uid != c.uid]
                 if self._evaluate(claim, _View(self, removed=[*_without(old), *trial])):
                     chosen = trial
-        return GrowthPlan(claim, tuple(chosen), fits)
+        return tuple(chosen), fits
 
     def _above_min(self, full_name: str) -> bool:
         node = self._tree.node(full_name)

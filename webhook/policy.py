@@ -400,16 +400,7 @@ def validate_rayjob(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verdict:
         if verdict is not None:
             return verdict
     baseline = old.priority if old is not None else 0
-    if new.priority > baseline:
-        return allow(requires=Permission(
-            verb="patch", group=keys.QUEUE_GROUP, resource=keys.QUEUE_UNIT_PLURAL, namespace=req.namespace,
-            denied_message=(
-                f"{PREFIX}: RayJob {req.display_name}: rule priority-raise: raising priority {baseline} -> "
-                f"{new.priority} needs permission to patch queueunits.{keys.QUEUE_GROUP} in namespace "
-                f"{req.namespace!r}, which {req.user} does not have"
-            ),
-        ))
-    return allow()
+    return _priority_raise(req, f"RayJob {req.display_name}", baseline, new.priority)
 
 
 # --- RayJob: what KubeRay would refuse (common/kuberay_rules.py), and what a queue cannot hold ----------
@@ -776,16 +767,20 @@ def validate_raycluster(req: Request, snap: Snapshot, cfg: PolicyConfig) -> Verd
         if verdict is not None:
             return verdict
         baseline = old.priority
-    if new.priority > baseline:
-        return allow(requires=Permission(
-            verb="patch", group=keys.QUEUE_GROUP, resource=keys.QUEUE_UNIT_PLURAL, namespace=req.namespace,
-            denied_message=(
-                f"{PREFIX}: RayCluster {name}: rule priority-raise: raising priority {baseline} -> "
-                f"{new.priority} needs permission to patch queueunits.{keys.QUEUE_GROUP} in namespace "
-                f"{req.namespace!r}, which {req.user} does not have"
-            ),
-        ))
-    return allow()
+    return _priority_raise(req, f"RayCluster {name}", baseline, new.priority)
+
+
+def _priority_raise(req: Request, what: str, baseline: int, priority: int) -> Verdict:
+    """Rule priority-raise: a priority above ``baseline`` needs the right to patch QueueUnits (dynamic priority)."""
+    if priority <= baseline:
+        return allow()
+    return allow(requires=Permission(
+        verb="patch", group=keys.QUEUE_GROUP, resource=keys.QUEUE_UNIT_PLURAL, namespace=req.namespace,
+        denied_message=(
+            f"{PREFIX}: {what}: rule priority-raise: raising priority {baseline} -> {priority} needs permission "
+            f"to patch queueunits.{keys.QUEUE_GROUP} in namespace {req.namespace!r}, which {req.user} does not have"
+        ),
+    ))
 
 
 def _owner_verdict(req: Request, snap: Snapshot, ref: Mapping[str, Any]) -> Verdict | None:
