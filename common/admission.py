@@ -87,6 +87,7 @@ class AdmissionPass:
         self.growth_victims: list[tuple[Claim, Claim]] = []
         self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
         self._added: list[Claim] = []  # admitted and reserved claims, in order
+        self.reclaiming: list[Claim] = []  # claimants refused in this pass that hold capacity for their reclaim
         self._view: Ledger | None = None
         self._reclaim: Ledger | None = None
         self.heads = self._guaranteed_heads()
@@ -142,11 +143,21 @@ class AdmissionPass:
             self._view = copy_ledger(self.real)
         return self._view
 
+    @property
+    def reclaim_view(self) -> Ledger:
+        """The ledger reclaim plans on: without releasing claims and this pass's victims, with what it admitted
+        and reserved (those no victims)."""
+        return self._reclaim_view()
+
     def _reclaim_view(self) -> Ledger:
         if self._reclaim is None:
             gone = self.releasing | {v.uid for v, _ in (*self.victims, *self.growth_victims)}
             self._reclaim = copy_ledger(self.real, without=gone, plus=[_unpickable(c) for c in self._added])
         return self._reclaim
+
+    def _hold(self, claim: Claim) -> None:
+        self._add(claim)
+        self.reclaiming.append(claim)
 
     def _add(self, claim: Claim) -> None:
         self._scratch().add(claim)
@@ -183,7 +194,7 @@ class AdmissionPass:
                 key=lambda c: (c.key, c.uid),
             )
             blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
-            self._add(claim)
+            self._hold(claim)
             return _refusal(decision, f"waiting for reclaim of {named(blocking)}: {decision.reason}")
         # Growth first (docs/growth.md): pods beyond their job's reservation, newest first; whole jobs only
         # when evicting all the growth that may go is not enough.
@@ -193,7 +204,7 @@ class AdmissionPass:
             reclaim.remove(victim.uid)
         if growth is not None and growth.fits and taken:
             self.growth_victims.extend((victim, claim) for victim in taken)
-            self._add(claim)
+            self._hold(claim)
             return _refusal(decision, f"waiting for reclaim of growth {named(taken)}: {decision.reason}")
         plan = reclaim.plan_reclaim(claim)
         if plan is None or not plan.victims:
@@ -209,6 +220,6 @@ class AdmissionPass:
         for victim in plan.victims:
             reclaim.remove(victim.uid)
             self.victims.append((victim, claim))
-        self._add(claim)
+        self._hold(claim)
         listed = named([*growth_victims, *plan.victims])
         return _refusal(decision, f"waiting for reclaim of {listed}: {decision.reason}")

@@ -188,7 +188,8 @@ class Opening:
     at_ns: int
     free: Resources
     slots: int | None = None
-    guaranteed: Resources = EMPTY  # what it could take within the leaf's min (absent: nothing)
+    # What it could take by reclaim: within the leaf's min and the room reclaim can make (absent: nothing).
+    guaranteed: Resources = EMPTY
 
     def fits(self, request: Mapping[str, int]) -> bool:
         return Resources().fits(request, self.free) and (self.slots is None or self.slots >= 1)
@@ -327,7 +328,8 @@ def replay(
     levels = sorted({w.item.priority for w in pending}, reverse=True)[:MAX_BANDS]
     bands: list[int | None] = [*levels, None]  # highest first; None is the tail
     openings: dict[tuple[str, int | None], list[Opening]] = {(leaf, b): [] for leaf in leaves for b in bands}
-    admitted_at_t: list[Claim] = []
+    admitted_at_t: list[Claim] = []  # admitted in the passes at t
+    heads_at_t: set[str] = set()  # the guaranteed heads of the first pass at t (guaranteed-first holds for them)
 
     def refill() -> None:
         while len(queues) < window:
@@ -337,13 +339,18 @@ def replay(
             outside_left[nxt.item.quota] -= 1
             queues.upsert(nxt.item)
 
-    def record(t: int, view: Ledger) -> None:
+    def record(t: int, decide: AdmissionPass) -> None:
         """After the passes at ``t``: what is left for a job behind every waiting one. In a Block leaf only
         once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
         pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
+        view = decide.view
         for leaf in leaves:
             if outside_left.get(leaf):
                 continue
+            within = view.within_min(leaf)
+            if within and not Resources().fits(within, view.headroom(leaf)[0]):
+                room = decide.reclaim_view.reclaim_room(leaf, within)  # what reclaim can free, as far as needed
+                within = Resources({r: min(v, room[r]) if r in room else v for r, v in within.items()})
             waiting_here = (*queues.active(leaf), *queues.backoff(leaf))
             for band in bands:
                 kept = openings[leaf, band]
@@ -351,9 +358,13 @@ def replay(
                     continue
                 if queues.policy(leaf) == "Block" and any(band is None or w.priority > band for w in waiting_here):
                     continue  # a job ahead of it in its own leaf still waits, and blocks it
-                passed = [c for c in admitted_at_t if band is not None and c.priority <= band]
+                # What it passes: the lower jobs admitted at t, but for another leaf's guaranteed head, which
+                # guaranteed-first keeps capacity for (a borrowing job may not take what it needs).
+                passed = [c for c in admitted_at_t
+                          if band is not None and c.priority <= band and (c.uid not in heads_at_t or c.quota == leaf)]
+                passed += [c for c in decide.reclaiming if band is not None and c.priority <= band]
                 free, slots = view.headroom(leaf, without=passed)
-                opening = Opening(t, free, slots, view.within_min(leaf, without=passed))
+                opening = Opening(t, free, slots, within)
                 if not _dominated(opening, kept):
                     kept.append(opening)
 
@@ -385,9 +396,11 @@ def replay(
     releases = 0
     refill()
     while True:
-        for _ in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
+        for attempt in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
             queues.retry_now()
             decide = AdmissionPass(source, sim_ledger, t)
+            if attempt == 0:
+                heads_at_t = {h.uid for h in decide.heads}
             recorded: dict[str, Decision] = {}
 
             def try_admit(item: QueueItem, decide: AdmissionPass = decide,
@@ -440,7 +453,7 @@ def replay(
             refill()
             if len(decide.admitted) + len(decide.victims) == 2 * len(bounced):
                 break  # nothing changed
-        record(t, decide.view)  # the last pass's view: what is admitted, and reserved for reclaim claimants
+        record(t, decide)  # the last pass: what it admitted, what reclaim claimants reserved, what is leaving
         admitted_at_t.clear()
         if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
             break

@@ -449,18 +449,7 @@ class Ledger:
         if self._evaluate(claim, base):
             return (), True
         own_path = {n.full_name for n in self._tree.path_to_root(claim.quota)}
-        candidates = sorted(
-            (
-                c
-                for c in self._claims.values()
-                if c.uid != claim.uid
-                and c.quota != claim.quota
-                and eligible(c)
-                and self._is_leaf(c.quota)
-                and self._above_min(c.quota)
-            ),
-            key=lambda c: (c.priority, -c.admitted_order, c.uid),
-        )
+        candidates = [c for c in self._candidates(claim.quota, eligible) if c.uid != claim.uid]
         old = self._claims.get(claim.uid)
         running = _View(self, removed=_without(old))
         chosen: list[Claim] = []
@@ -479,6 +468,43 @@ class Ledger:
                 if self._evaluate(claim, _View(self, removed=[*_without(old), *trial])):
                     chosen = trial
         return tuple(chosen), fits
+
+    def _candidates(self, quota: str, eligible: Callable[[Claim], bool]) -> list[Claim]:
+        """Reclaim candidates for a claimant in ``quota``, in plan order: eligible claims of other leaves above
+        their min, lowest priority first, then newest, then uid."""
+        return sorted(
+            (
+                c
+                for c in self._claims.values()
+                if c.quota != quota and eligible(c) and self._is_leaf(c.quota) and self._above_min(c.quota)
+            ),
+            key=lambda c: (c.priority, -c.admitted_order, c.uid),
+        )
+
+    def reclaim_room(self, leaf: str, want: Mapping[str, int]) -> Resources:
+        """The max-rule headroom (``headroom``) a guaranteed claimant in ``leaf`` could be given by reclaim,
+        as far as ``want``: growth, then whole jobs, are evicted in the order ``plan_growth_reclaim`` and
+        ``plan_reclaim`` take them, each unless the min protection keeps it, until the room covers ``want``.
+        Those plans take a prefix of this very sequence (the protection depends only on what was taken
+        before), and evicting only adds room, so a request up to ``want`` has a plan exactly when it fits the
+        room returned. Cost O(claims x depth)."""
+        if not self._is_leaf(leaf):
+            return Resources()
+        own_path = {n.full_name for n in self._tree.path_to_root(leaf)}
+        growth = self._candidates(leaf, lambda c: c.kind == "pod" and bool(c.growth_of))
+        jobs = self._candidates(leaf, lambda c: c.kind == "job" and c.preemptible and c.suspendable)
+        running = _View(self)
+        taken: list[Claim] = []
+        room = self.headroom(leaf)[0]
+        for c in (*growth, *jobs):
+            if Resources().fits(want, room):
+                break
+            if not self._keeps_min(running, c, own_path):
+                continue
+            running.apply(c, self._homes[c.uid], -1)
+            taken.append(c)
+            room = self.headroom(leaf, without=taken)[0]
+        return room
 
     def _above_min(self, full_name: str) -> bool:
         node = self._tree.node(full_name)

@@ -226,8 +226,8 @@ def test_the_rayjob_carries_its_deadline_and_end_time() -> None:
 def test_the_forecast_tells_when_a_job_of_any_size_submitted_now_would_start() -> None:
     """x runs a (8 cpu, 8 more minutes); b (4 cpu, 5 min) waits for it. A job submitted now to x waits behind
     b: 6 cpu fit once b has started (8 min), 7 only once b ends too (13 min), 11 never (max 10). In y, whose
-    queue is empty, 2 cpu fit now; 3 or 4 are within y's min, so reclaim takes x's borrowing back for them
-    (they start once it drains); 5 wait for a to end."""
+    queue is empty, 2 cpu fit now; 3 or 4 are within y's min, but reclaim cannot take a back for them (x
+    would fall below its min of 4), so they wait for a to end, as 5 do."""
     a = running("a", X, 8, started_min_ago=2, runtime=declared(10))
     found = replay(world(a), [a], [waiting("b", X, 4, runtime=declared(5))], NOW)
     fx, fy = found.forecasts[X], found.forecasts[Y]
@@ -236,11 +236,25 @@ def test_the_forecast_tells_when_a_job_of_any_size_submitted_now_would_start() -
     assert (fx.start(cpu(2), NOW), fx.start(cpu(6), NOW), fx.start(cpu(7), NOW)) == (NOW, NOW + 8 * MIN, NOW + 13 * MIN)
     assert fx.start(cpu(11), NOW) is None
     assert fx.note == "never, as things stand: it does not fit even when every running job ends"
-    assert fy.start(cpu(2), NOW) == NOW and fy.start(cpu(4), NOW) == NOW + round(DRAIN_SECONDS * NS)
+    assert fy.start(cpu(2), NOW) == NOW and fy.start(cpu(4), NOW) == NOW + 8 * MIN
     assert fy.start(cpu(5), NOW) == NOW + 8 * MIN
-    assert fy.start(cpu(3), NOW, preemptible=False) == NOW + round(DRAIN_SECONDS * NS)
+    assert fy.start(cpu(3), NOW, preemptible=False) == NOW + 8 * MIN
     assert fx.start(cpu(2), NOW, preemptible=False) == NOW + 13 * MIN  # x is above its min until b ends
     assert found.estimates["b"].start_ns == NOW + 8 * MIN  # the estimates are those of `estimate`
+
+
+def test_a_guaranteed_job_is_forecast_to_start_once_reclaim_drains_and_only_as_far_as_reclaim_can_free() -> None:
+    """x holds two 4-cpu borrowers (min 4): reclaim may take one back, not both. In y (min 4, empty, root
+    full) a job of 4 cpu starts once one drains; within y's min but beyond what reclaim frees there is none."""
+    a = running("a", X, 4, started_min_ago=2, runtime=declared(10))
+    b = running("b", X, 4, started_min_ago=1, runtime=declared(20))
+    c = running("c", Y, 2, started_min_ago=1, runtime=declared(30))
+    found = replay(world(a, b, c), [a, b, c], [], NOW)
+    fy = found.forecasts[Y]
+    assert fy.start(cpu(2), NOW) == NOW + round(DRAIN_SECONDS * NS)  # y holds 2 of its min 4: 2 more by reclaim
+    assert fy.start(cpu(2), NOW) == estimate(world(a, b, c), [a, b, c], [waiting("p", Y, 2, enqueued_min_ago=0)],
+                                             NOW)["p"].start_ns  # as the replay of that job itself says
+    assert fy.start(cpu(3), NOW) == NOW + 8 * MIN  # beyond its min: it waits for a to end
 
 
 def test_in_a_block_leaf_the_forecast_waits_for_the_whole_queue() -> None:
@@ -301,3 +315,37 @@ def test_the_forecast_is_the_start_the_replay_gives_a_job_submitted_now(
         assert actual is None or found.forecasts[X].note.startswith("unknown: beyond"), (actual, found.forecasts[X])
     else:
         assert actual == told, (actual, told, found.forecasts[X])
+
+
+_MIN_TREE = make_tree(make_quota("root", make_quota("a", make_quota("x", min={"cpu": 4}, max={"cpu": 10}),
+                                                    make_quota("y", min={"cpu": 4}, max={"cpu": 8}),
+                                                    min={"cpu": 8}, max={"cpu": 12}),
+                                 min={"cpu": 8}, max={"cpu": 12}))
+
+
+@pytest.mark.parametrize(("runs", "waits", "probe"), [
+    # y's guaranteed head (1 cpu) is protected by guaranteed-first: 10 cpu in x still fit beside it.
+    ([(Y, 1, 1)], [(X, 1, 1, 0), (Y, 2, 1, 0)], 10),
+    # guaranteed jobs of the job's own leaf are not protected from it: it passes them.
+    ([], [(X, 1, 1, 0)] * 4, 10),
+    # only the head is protected: y's head (7 cpu) is not guaranteed, so the 1-cpu job behind it is passed.
+    ([(Y, 2, 2)], [(Y, 7, 1, 0), (Y, 1, 1, 0)], 10),
+    # a lower claimant holding capacity for its reclaim (y's 4 cpu) is passed too.
+    ([(X, 1, 10), (X, 5, 10), (X, 1, 10), (X, 2, 20)], [(X, 1, 1, 0), (Y, 4, 1, 0)], 1),
+], ids=["guaranteed-head-kept", "own-leaf-passed", "only-the-head", "reclaim-claimant-passed"])
+def test_a_higher_priority_job_passes_what_the_pass_would_let_it_pass(
+    runs: list[tuple[str, int, int]], waits: list[tuple[str, int, int, int]], probe: int
+) -> None:
+    """Cases hypothesis found with mins (guaranteed-first, reclaim): the band's start is the job's own replay."""
+    ledger = Ledger(_MIN_TREE)
+    held = []
+    for i, (quota, n, minutes) in enumerate(runs):
+        r = running(f"r{i}", quota, n, started_min_ago=0.5 * (i + 1), runtime=declared(minutes))
+        assert ledger.check(r.claim)
+        ledger.add(r.claim)
+        held.append(r)
+    queued = [waiting(f"w{i}", quota, n, runtime=declared(minutes), priority=prio, enqueued_min_ago=5 - i * 0.1)
+              for i, (quota, n, minutes, prio) in enumerate(waits)]
+    told = replay(ledger, held, queued, NOW).forecasts[X].start(cpu(probe), NOW, priority=1)
+    actual = estimate(ledger, held, [*queued, waiting("p", X, probe, priority=1, enqueued_min_ago=0)], NOW)["p"]
+    assert told == actual.start_ns, actual
