@@ -82,7 +82,6 @@ __all__ = [
     "SLICE",
     "Action",
     "AnnotatePod",
-    "ClusterRef",
     "DeleteQueue",
     "DeleteQueueUnit",
     "Dequeue",
@@ -91,8 +90,8 @@ __all__ = [
     "Event",
     "JobRef",
     "Notify",
+    "ObjectRef",
     "Plan",
-    "PodRef",
     "PreemptPod",
     "Requeue",
     "SetClusterQuotaCondition",
@@ -336,8 +335,9 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class PodRef:
-    """A pod an action is about (deleted with a uid precondition: a recreated namesake is never hit)."""
+class ObjectRef:
+    """A pod or RayCluster an action is about, by uid (a pod is deleted with a uid precondition: a recreated
+    namesake is never hit)."""
 
     namespace: str
     name: str
@@ -348,17 +348,6 @@ class PodRef:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterRef:
-    """A RayCluster an action is about."""
-
-    namespace: str
-    name: str
-    uid: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,9 +357,9 @@ class PreemptPod:
     ``Preempted`` event with ``reason`` on the pod and on its RayCluster. Growth victims of one job are
     deleted in plan order (newest first)."""
 
-    pod: PodRef
+    pod: ObjectRef
     job: JobRef
-    cluster: ClusterRef | None
+    cluster: ObjectRef | None
     reason: str
 
 
@@ -381,7 +370,7 @@ class SetClusterQuotaCondition:
     conflict), so KubeRay's own conditions are kept; then the ``event`` (type, reason, message) if any.
     The controller writes a message-only change at most every few seconds per cluster."""
 
-    cluster: ClusterRef
+    cluster: ObjectRef
     job: JobRef
     status: str
     reason: str
@@ -734,7 +723,7 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
         if pod is None or job is None or claimant_job is None:  # pragma: no cover - claims of cached objects
             continue
         owner = cache.ray_cluster(pod.owner.uid) if pod.owner is not None else None
-        cluster = ClusterRef(owner.namespace, owner.name, owner.uid) if owner is not None else None
+        cluster = ObjectRef(owner.namespace, owner.name, owner.uid) if owner is not None else None
         reason = (
             f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} (request "
             f"{claimant.request}): growth pod {pod.key} of RayJob {job.key}, beyond its admitted size, request "
@@ -742,7 +731,7 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
             "newest first. KubeRay recreates it while the RayCluster's replicas ask for it; it then waits for "
             "the quota"
         )
-        out.append(PreemptPod(PodRef(pod.namespace, pod.name, pod.uid), JobRef.of(job), cluster, reason))
+        out.append(PreemptPod(ObjectRef(pod.namespace, pod.name, pod.uid), JobRef.of(job), cluster, reason))
     return out
 
 
@@ -776,7 +765,7 @@ def _cluster_conditions(cache: Cache) -> list[Action]:
         )
         out.append(
             SetClusterQuotaCondition(
-                ClusterRef(cluster.namespace, cluster.name, cluster.uid), JobRef.of(job), *want, event=event
+                ObjectRef(cluster.namespace, cluster.name, cluster.uid), JobRef.of(job), *want, event=event
             )
         )
     return out

@@ -8,7 +8,7 @@ SubjectAccessReview returns a Verdict that `requires` it, and the adapter perfor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -594,18 +594,11 @@ def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -
         return deny(f"{PREFIX}: RayJob {name}: rule shutdown-after-finish: spec.shutdownAfterJobFinishes may not "
                     f"be set to false on a job managed {where}: its Ray cluster must go when it finishes, or the "
                     "quota it was admitted with is never freed")
-    old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
-    for key in keys.CONTROLLER_OWNED_ANNOTATIONS:
-        if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
-            continue  # stamped by this webhook's mutation for this very change (it overwrites any forgery)
-        if old_ann.get(key) != new_ann.get(key):
-            return deny(f"{PREFIX}: RayJob {name}: rule controller-annotations: only the queue controller may "
-                        f"change annotation {key} ({old_ann.get(key)!r} -> {new_ann.get(key)!r}); the job "
-                        f"is managed {where}")
-    old_label, new_label = _labels(req.old).get(keys.QUOTA_NAME), _labels(req.obj).get(keys.QUOTA_NAME)
-    if old_label != new_label:
-        return deny(f"{PREFIX}: RayJob {name}: rule quota-label: the quota label is fixed once the job is "
-                    f"queued ({old_label!r} -> {new_label!r}); the job is managed {where}")
+    old_ann = _annotations(req.old)
+    verdict = _guard_stamps(req, old, new, f"RayJob {name}", keys.CONTROLLER_OWNED_ANNOTATIONS, "job",
+                            f"the job is managed {where}")
+    if verdict is not None:
+        return verdict
     queued = keys.ENQUEUE_TIMESTAMP in old_ann and keys.DEQUEUE_TIMESTAMP not in old_ann
     if queued and old.suspended and not new.suspended:
         return deny(f"{PREFIX}: RayJob {name} is queued {where}: rule resume: only the queue controller may "
@@ -821,24 +814,34 @@ def _guard_cluster_owner(req: Request, queued: bool, where: str) -> Verdict | No
                 f"cluster is {state}")
 
 
+def _guard_stamps(req: Request, old: JobInfo, new: JobInfo, what: str, owned: Iterable[str], noun: str,
+                  state: str) -> Verdict | None:
+    """Rules controller-annotations and quota-label, for a queued RayJob or bare RayCluster (``what``)."""
+    old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
+    for key in owned:
+        if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
+            continue  # stamped by this webhook's mutation for this very change (it overwrites any forgery)
+        if old_ann.get(key) != new_ann.get(key):
+            return deny(f"{PREFIX}: {what}: rule controller-annotations: only the queue controller may change "
+                        f"annotation {key} ({old_ann.get(key)!r} -> {new_ann.get(key)!r}); {state}")
+    old_label, new_label = _labels(req.old).get(keys.QUOTA_NAME), _labels(req.obj).get(keys.QUOTA_NAME)
+    if old_label != new_label:
+        return deny(f"{PREFIX}: {what}: rule quota-label: the quota label is fixed once the {noun} is queued "
+                    f"({old_label!r} -> {new_label!r}); {state}")
+    return None
+
+
 def _guard_queued_cluster(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
     """A queued bare RayCluster's tenant guards, as a RayJob's: controller-annotations (with
     rayqueue.io/admitted-replicas), quota-label, resume; and admitted-cluster-pods: once admitted, the per-pod
     requests of its head and worker groups are fixed (replicas, minReplicas and maxReplicas may change: pods beyond
     the size it was admitted with are growth, each checked against the quota)."""
     name = req.display_name
-    old_ann, new_ann = _annotations(req.old), _annotations(req.obj)
-    for key in keys.CLUSTER_CONTROLLER_OWNED_ANNOTATIONS:
-        if key == keys.PRIORITY_CHANGE_RECORD and old.priority != new.priority:
-            continue  # stamped by this webhook's mutation for this very change
-        if old_ann.get(key) != new_ann.get(key):
-            return deny(f"{PREFIX}: RayCluster {name}: rule controller-annotations: only the queue controller may "
-                        f"change annotation {key} ({old_ann.get(key)!r} -> {new_ann.get(key)!r}); the cluster "
-                        f"is queued {where}")
-    old_label, new_label = _labels(req.old).get(keys.QUOTA_NAME), _labels(req.obj).get(keys.QUOTA_NAME)
-    if old_label != new_label:
-        return deny(f"{PREFIX}: RayCluster {name}: rule quota-label: the quota label is fixed once the cluster is "
-                    f"queued ({old_label!r} -> {new_label!r}); the cluster is queued {where}")
+    old_ann = _annotations(req.old)
+    verdict = _guard_stamps(req, old, new, f"RayCluster {name}", keys.CLUSTER_CONTROLLER_OWNED_ANNOTATIONS,
+                            "cluster", f"the cluster is queued {where}")
+    if verdict is not None:
+        return verdict
     waiting = keys.DEQUEUE_TIMESTAMP not in old_ann
     if waiting and old.suspended and not new.suspended:
         return deny(f"{PREFIX}: RayCluster {name} is queued {where}: rule resume: only the queue controller may "

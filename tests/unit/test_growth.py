@@ -20,10 +20,9 @@ from extender.app import Service
 from extender.cache import Cache
 from extender.controller import Controller
 from extender.reconcile import (
-    ClusterRef,
     JobRef,
+    ObjectRef,
     Plan,
-    PodRef,
     PreemptPod,
     SetClusterQuotaCondition,
     Suspend,
@@ -395,7 +394,7 @@ def controller_for(api: ClusterApi) -> Controller:
 
 def condition_action(status: str = "True", message: str = "1 growth pod ... max 14") -> SetClusterQuotaCondition:
     meta = CLUSTER["metadata"]
-    return SetClusterQuotaCondition(ClusterRef(meta["namespace"], meta["name"], meta["uid"]),
+    return SetClusterQuotaCondition(ObjectRef(meta["namespace"], meta["name"], meta["uid"]),
                                     JobRef("video", "a", "uid-video-a"), status,
                                     "QuotaExceeded" if status == "True" else "Fits", message,
                                     event=("Warning", "GrowthRefused", message) if status == "True" else None)
@@ -428,8 +427,8 @@ def test_a_growth_victim_is_deleted_with_a_uid_precondition_and_preempted_on_the
     api = ClusterApi(race=False)
     controller = controller_for(api)
     meta = CLUSTER["metadata"]
-    action = PreemptPod(PodRef("video", "w3", "uid-video-w3"), JobRef("video", "a", "uid-video-a"),
-                        ClusterRef(meta["namespace"], meta["name"], meta["uid"]), "preempted to reclaim quota for ...")
+    action = PreemptPod(ObjectRef("video", "w3", "uid-video-w3"), JobRef("video", "a", "uid-video-a"),
+                        ObjectRef(meta["namespace"], meta["name"], meta["uid"]), "preempted to reclaim quota for ...")
     asyncio.run(controller.execute(Plan((action,))))
     assert api.deleted == [("/api/v1/namespaces/video/pods/w3",
                             {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": "uid-video-w3"}})]
