@@ -243,10 +243,13 @@ def test_a_whole_job_is_suspended_only_after_all_the_growth_that_may_go(
         nodes(f"gjob-{i}", cpu="16")
     a = create(cluster, sized_job("intern", workers=1, run_seconds=600))
     wait_for(lambda: len(bound(ray_pods(cluster, "intern", a))) == 2, 60.0, f"{a}'s Ray pods bound")
+    admitted = {p["metadata"]["uid"] for p in workers(ray_pods(cluster, "intern", a))}
+    # creationTimestamp has whole seconds, and among pods created in the same second which one the
+    # reservation covers is the uid's choice: grow in a later second, so the new workers are the growth.
+    time.sleep(1.1)
     scale(cluster, "intern", cluster_name(cluster, "intern", a), 3)
     wait_for(lambda: len(bound(ray_pods(cluster, "intern", a))) == 4, 60.0, f"{a} grown by two workers")
-    grown = {p["metadata"]["uid"] for p in sorted(workers(ray_pods(cluster, "intern", a)),
-                                                  key=lambda p: p["metadata"]["creationTimestamp"])[1:]}
+    grown = {p["metadata"]["uid"] for p in workers(ray_pods(cluster, "intern", a))} - admitted
     b = create(cluster, sized_job("intern", workers=2, run_seconds=600))
     wait_for(lambda: len(bound(ray_pods(cluster, "intern", b))) == 3, 60.0, f"{b}'s Ray pods bound")
 
