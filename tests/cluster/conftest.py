@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -29,7 +28,7 @@ from devcluster.services import (
 )
 from devcluster.waiting import wait_for
 from tests.cluster.invariants import QuotaSampler
-from tests.cluster.journey import TREE_NAMESPACES, queues
+from tests.cluster.journey import TREE_NAMESPACES, delete_and_wait, queues
 
 _HERE = Path(__file__).resolve().parent
 _CLUSTERS: list[LocalCluster] = []  # every cluster this session started, for the leak check at the end
@@ -214,15 +213,7 @@ def invariants(cluster: LocalCluster) -> Iterator[QuotaSampler]:
 def cleanup(cluster: LocalCluster) -> Iterator[None]:
     """Delete every RayJob and pod of the tree's namespaces after a test, and wait until they are gone."""
     yield
-    for ns in TREE_NAMESPACES:
-        cluster.kubectl("delete", "rayjob,pod", "--all", "-n", ns, "--wait=false", check=False)
-
-    def empty() -> bool:
-        out = cluster.kubectl("get", "rayjob,pod", "-A", "-o", "json", check=False)
-        items = json.loads(out.stdout)["items"] if out.returncode == 0 else [{}]
-        return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
-
-    wait_for(empty, 60.0, "the test's RayJobs and pods to be gone")
+    delete_and_wait(cluster, "rayjob,pod", "rayjob,pod", "the test's RayJobs and pods to be gone")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import yaml
 
 from common import keys
 from devcluster.cluster import TENANT, LocalCluster
+from devcluster.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 TREE_NAMESPACES = ("video", "algorithm-text", "intern", "infra-devops", "devops")
@@ -121,3 +122,17 @@ def cluster_pods(cluster: LocalCluster, ns: str, name: str) -> list[dict[str, An
     uid = raycluster(cluster, ns, name)["metadata"]["uid"]
     return [p for p in get(cluster, "pod", "-n", ns)["items"]
             if any(r.get("controller") and r["uid"] == uid for r in p["metadata"].get("ownerReferences") or [])]
+
+
+def delete_and_wait(cluster: LocalCluster, delete: str, gone: str, what: str) -> None:
+    """Delete every object of the kinds ``delete`` (kubectl's comma list) in the tree's namespaces, then wait until
+    none of the kinds ``gone`` is left there."""
+    for ns in TREE_NAMESPACES:
+        cluster.kubectl("delete", delete, "--all", "-n", ns, "--wait=false", check=False)
+
+    def empty() -> bool:
+        out = cluster.kubectl("get", gone, "-A", "-o", "json", check=False)
+        items = json.loads(out.stdout)["items"] if out.returncode == 0 else [{}]
+        return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
+
+    wait_for(empty, 60.0, what)

@@ -16,11 +16,11 @@ from devcluster.cluster import TENANT, LocalCluster
 from devcluster.waiting import wait_for
 from tests.cluster.invariants import QuotaSampler
 from tests.cluster.journey import (
-    TREE_NAMESPACES,
     bare_cluster,
     cluster_pods,
     condition,
     create,
+    delete_and_wait,
     dequeued,
     events,
     get,
@@ -38,15 +38,7 @@ def no_clusters(cluster: LocalCluster) -> Iterator[None]:
     clusters are gone (a running RayJob's cluster would be made again). Request it after `cleanup`: it is torn
     down first."""
     yield
-    for ns in TREE_NAMESPACES:
-        cluster.kubectl("delete", "rayjob,raycluster", "--all", "-n", ns, "--wait=false", check=False)
-
-    def gone() -> bool:
-        out = cluster.kubectl("get", "raycluster", "-A", "-o", "json", check=False)
-        items = json.loads(out.stdout)["items"] if out.returncode == 0 else [{}]
-        return not [i for i in items if i["metadata"]["namespace"] in TREE_NAMESPACES]
-
-    wait_for(gone, 60.0, "the test's RayClusters to be gone")
+    delete_and_wait(cluster, "rayjob,raycluster", "raycluster", "the test's RayClusters to be gone")
 
 
 def tenant_cluster(namespace: str, name: str, *, workers: int, cpu: str = "4") -> dict[str, Any]:
