@@ -6,6 +6,7 @@ from typing import Any, Final, Literal, get_args
 
 from common import keys
 from common.gotime import format_rfc3339
+from common.jobkind import kind_of
 from common.queueing import QueueItemDetails, QueuePolicy, Queues
 from common.quota_tree import QuotaNode
 from common.rayjob import JobInfo
@@ -51,8 +52,8 @@ def queue_status(queues: Queues, leaf: QuotaNode | str) -> dict[str, QueueItemDe
 
 
 def queue_unit_name(job: JobInfo) -> str:
-    """`<rayjob>-ray-qu`, or `<raycluster>-rc-qu` for a bare RayCluster."""
-    return keys.cluster_queue_unit_name(job.name) if job.bare_cluster else keys.queue_unit_name(job.name)
+    """`<rayjob>-ray-qu`, or `<raycluster>-rc-qu` for a bare RayCluster: its kind's name (``common.jobkind``)."""
+    return kind_of(job.kind).queue_unit_name(job.name)
 
 
 def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[str, Any]:
