@@ -17,7 +17,7 @@ from typing import Final, Literal
 
 from common import keys
 from common.quantity import format_quantity
-from common.resources import Excess
+from common.resources import Excess, Resources
 
 __all__ = ["MAX_NAMED", "Explain", "Rule", "Why", "listed", "render", "whatif"]
 
@@ -40,6 +40,11 @@ Why = Literal[
     "notice",  # waits for the preemption notices ``notices`` (victim, deadline) to run out
     "waiting",  # no refusal recorded yet: it waits in ``node`` (``backoff``)
     "said",  # a decision that came with words only (``text``)
+    # The other side of a decision, in the events of the jobs it moves:
+    "dequeued",  # admitted: ``request`` fits in ``node``
+    "preempted",  # a victim in ``node`` (``priority``) suspended for ``job``, guaranteed in ``job_quota``
+    "reclaim-notice",  # the same victim given a preemption notice first (the notice's reason)
+    "growth-preempted",  # growth pod ``names[0]`` of job ``names[1]`` (``victim_request``) deleted for ``job``
 ]
 
 
@@ -58,6 +63,9 @@ class Explain:
     notices: tuple[tuple[str, str], ...] = ()  # notice: (victim key, deadline), earliest first
     cause: Explain | None = None  # the refusal a reclaim, block or notice record wraps
     text: str = ""  # said: the words given
+    request: Resources | None = None  # dequeued: the job's request; growth-preempted: the claimant's
+    victim_request: Resources | None = None  # growth-preempted: the pod's request
+    priority: int = 0  # preempted, reclaim-notice: the victim's priority
 
     @property
     def admitted(self) -> bool:
@@ -77,7 +85,7 @@ class Explain:
             return self.job_quota
         if self.cause is not None:
             return self.cause.blocking
-        return None if self.why in ("fits", "capacity", "waiting", "said") else self.node
+        return self.node if self.why in _RULES else None
 
     def __str__(self) -> str:
         return render(self)
@@ -126,6 +134,19 @@ def _notice(e: Explain) -> str:
             f" acknowledgement): {_cause(e)}")
 
 
+def _preempted(e: Explain) -> str:
+    return (f"preempted to reclaim quota for {e.job}, guaranteed in {e.job_quota} ({e.node} borrows above its min; "
+            f"priority {e.priority}); requeued with its original enqueue time")
+
+
+def _growth_preempted(e: Explain) -> str:
+    pod, job = e.names
+    return (f"preempted to reclaim quota for {e.job}, guaranteed in {e.job_quota} (request {e.request}): growth pod "
+            f"{pod} of RayJob {job}, beyond its admitted size, request {e.victim_request}; {e.node} borrows above "
+            "its min; growth is reclaimed before whole jobs, newest first. KubeRay recreates it while the "
+            "RayCluster's replicas ask for it; it then waits for the quota")
+
+
 _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "fits": lambda e: f"{e.node}: fits",
     "no-such-quota": lambda e: f"{e.node}: no such quota in the tree",
@@ -144,6 +165,11 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "notice": _notice,
     "waiting": lambda e: f"waiting in {e.node}{' in backoff' if e.backoff else ''}",
     "said": lambda e: e.text,
+    "dequeued": lambda e: f"dequeued from {e.node}: request {e.request} fits",
+    "preempted": _preempted,
+    "reclaim-notice": lambda e: (f"reclaim for {e.job}, guaranteed in {e.job_quota}; {e.node} borrows above its min "
+                                 f"(priority {e.priority})"),
+    "growth-preempted": _growth_preempted,
 }
 
 

@@ -35,7 +35,7 @@ The loop executes the actions in order (see each action's docstring, ``extender.
 (created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
 watch: a second reconcile on the same state then plans nothing new.
 
-The pass, as numbered phases over one snapshot (``_Pass``; Kueue's ``schedule()``), each a function of its
+The pass, as numbered phases over one snapshot (``Pass``; Kueue's ``schedule()``), each a function of its
 own, in ``PHASES`` order: 1 Queues, 2 requeues and preemption notices, 3 the admission pass, 4 reclaim
 (growth pods, then whole jobs), 5 dequeues, 6 QueueUnits and their statuses (``extender.unit_status``), 7
 QueueUnits no longer queued, 8 Queue statuses, 9 the tree's status, 10 RayCluster quota conditions. Each
@@ -59,6 +59,7 @@ from typing import Any, Final, TypeVar
 
 from common import keys
 from common.admission import AdmissionPass
+from common.explain import Explain, Why, render
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
@@ -96,7 +97,7 @@ from extender.actions import (
 from extender.cache import Cache, JobState, QueueUnitObject
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
 
-__all__ = ["PHASES", "SLICE", "reconcile", "reconcile_steps"]
+__all__ = ["PHASES", "SLICE", "Pass", "reconcile", "reconcile_steps"]
 
 SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of reconcile_steps: about a millisecond
 A = TypeVar("A")
@@ -104,7 +105,7 @@ Steps = Generator[None, None, None]
 
 
 @dataclass(slots=True)
-class _Pass:
+class Pass:
     """One reconcile's snapshot and what its phases hand on to each other, with the plan's parts (in the order
     the loop executes them, ``plan``)."""
 
@@ -128,6 +129,14 @@ class _Pass:
     queue_statuses: list[Action] = field(default_factory=list)
     tree_status: list[Action] = field(default_factory=list)
     conditions: list[Action] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, cache: Cache, now_ns: int) -> Pass | None:
+        """The snapshot a pass decides on; None while there is no valid tree."""
+        tree, live = cache.tree, cache.ledger
+        if tree is None or live is None:
+            return None
+        return cls(cache, now_ns, tree, live.copy(), {leaf.full_name: leaf for leaf in tree.leaves()})
 
     @property
     def stamp(self) -> str:
@@ -158,10 +167,9 @@ def reconcile(cache: Cache, now_ns: int) -> Plan:
 def reconcile_steps(cache: Cache, now_ns: int) -> Generator[None, None, Plan]:
     """``reconcile`` in slices: the phases in order, yielding between slices; returns the Plan. The caller must
     keep the cache unchanged by watch events until it returns (the controller holds them)."""
-    tree, live = cache.tree, cache.ledger
-    if tree is None or live is None:
+    p = Pass.of(cache, now_ns)
+    if p is None:
         return Plan()
-    p = _Pass(cache, now_ns, tree, live.copy(), {leaf.full_name: leaf for leaf in tree.leaves()})
     for _, phase in PHASES:
         yield from phase(p)
     return p.plan()
@@ -175,7 +183,7 @@ def _sliced(items: Sequence[A]) -> Iterator[Sequence[A]]:
 # --- 1. Queues ---------------------------------------------------------------------------------------
 
 
-def queues_phase(p: _Pass) -> Steps:
+def queues_phase(p: Pass) -> Steps:
     """One Queue per leaf; ours of vanished leaves and duplicates go."""
     cache = p.cache
     for queue in cache.queue_objects():
@@ -195,7 +203,7 @@ def queues_phase(p: _Pass) -> Steps:
 # --- 2. requeues and preemption notices ---------------------------------------------------------------
 
 
-def requeues_phase(p: _Pass) -> Steps:
+def requeues_phase(p: Pass) -> Steps:
     """Admitted jobs someone suspended are requeued (before the pass, which cannot admit them anyway); admitted
     jobs with a preemption notice are suspended, withdrawn or waited for (``handle_notice``). Waiting jobs
     missing from their queue are put back first."""
@@ -214,7 +222,7 @@ def requeues_phase(p: _Pass) -> Steps:
         yield
 
 
-def handle_notice(p: _Pass, job: JobInfo) -> None:
+def handle_notice(p: Pass, job: JobInfo) -> None:
     """An admitted job with a preemption notice: suspend it (acknowledged, deadline passed, unreadable
     notice), withdraw the notice (its claimant no longer waits), or wait, mirroring the notice onto its
     pods and recording its deadline as the pass's wake-up."""
@@ -287,7 +295,7 @@ class _CacheSource:
         return job.preemptible if job else True
 
 
-def admission_phase(p: _Pass) -> Steps:
+def admission_phase(p: Pass) -> Steps:
     """``Queues.schedule`` over every leaf with one ``AdmissionPass``; the claimants of live notices are
     reserved from its start."""
     cache = p.cache
@@ -300,7 +308,7 @@ def admission_phase(p: _Pass) -> Steps:
 # --- 4. reclaim -------------------------------------------------------------------------------------
 
 
-def reclaim_phase(p: _Pass) -> Steps:
+def reclaim_phase(p: Pass) -> Steps:
     """The pass's victims: growth pods are deleted; a whole job gets a notice where its leaf grants grace, else
     it is suspended at once."""
     if p.decide is None:  # pragma: no cover - the admission phase runs first
@@ -315,11 +323,7 @@ def reclaim_phase(p: _Pass) -> Steps:
         if grace > 0:
             _give_notice(p, victim, claimant, victim_job, claimant_job, grace)
             continue
-        reason = (
-            f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} "
-            f"({victim.quota} borrows above its min; priority {victim.priority}); "
-            "requeued with its original enqueue time"
-        )
+        reason = render(_reclaimed("preempted", victim, claimant))
         p.admission.append(Suspend(JobRef.of(victim_job), reason, JobRef.of(claimant_job)))
         p.admission.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTED, reason))
         requeued = f"back in {victim.quota}'s queue at its original place; it resumes when capacity frees"
@@ -327,10 +331,9 @@ def reclaim_phase(p: _Pass) -> Steps:
     yield from ()
 
 
-def _give_notice(p: _Pass, victim: Claim, claimant: Claim, victim_job: JobInfo, claimant_job: JobInfo,
+def _give_notice(p: Pass, victim: Claim, claimant: Claim, victim_job: JobInfo, claimant_job: JobInfo,
                  grace: int) -> None:
-    why = (f"reclaim for {claimant.key}, guaranteed in {claimant.quota}; {victim.quota} borrows above "
-           f"its min (priority {victim.priority})")
+    why = render(_reclaimed("reclaim-notice", victim, claimant))
     notice = issue(p.now_ns, grace, victim.key, claimant.key, claimant.uid, why)
     p.admission.append(Notify(JobRef.of(victim_job), notice.text(), JobRef.of(claimant_job)))
     message = (f"preemption notice: suspended at {notice.deadline} (grace {notice.grace}, from "
@@ -339,6 +342,11 @@ def _give_notice(p: _Pass, victim: Claim, claimant: Claim, victim_job: JobInfo, 
     p.admission.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTION_NOTICE, message))
     p.notices.setdefault(claimant.uid, []).append((victim.key, notice))
     p.wake_at(notice.deadline_ns)
+
+
+def _reclaimed(why: Why, victim: Claim, claimant: Claim) -> Explain:
+    """The record of a victim's reclaim: whom for, from where, at what priority."""
+    return Explain(why=why, node=victim.quota, job=claimant.key, job_quota=claimant.quota, priority=victim.priority)
 
 
 def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) -> list[Action]:
@@ -350,13 +358,8 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
             continue
         owner = cache.ray_cluster(pod.owner.uid) if pod.owner is not None else None
         cluster = ObjectRef(owner.namespace, owner.name, owner.uid) if owner is not None else None
-        reason = (
-            f"preempted to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} (request "
-            f"{claimant.request}): growth pod {pod.key} of RayJob {job.key}, beyond its admitted size, request "
-            f"{victim.request}; {victim.quota} borrows above its min; growth is reclaimed before whole jobs, "
-            "newest first. KubeRay recreates it while the RayCluster's replicas ask for it; it then waits for "
-            "the quota"
-        )
+        reason = render(Explain(why="growth-preempted", node=victim.quota, job=claimant.key, job_quota=claimant.quota,
+                                request=claimant.request, names=(pod.key, job.key), victim_request=victim.request))
         out.append(PreemptPod(ObjectRef(pod.namespace, pod.name, pod.uid), JobRef.of(job), cluster, reason))
     return out
 
@@ -364,7 +367,7 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
 # --- 5. dequeues ------------------------------------------------------------------------------------
 
 
-def dequeues_phase(p: _Pass) -> Steps:
+def dequeues_phase(p: Pass) -> Steps:
     """A Dequeue and a Dequeued event per job the pass admitted, in queue order."""
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
@@ -374,7 +377,7 @@ def dequeues_phase(p: _Pass) -> Steps:
             continue
         p.dequeued[claim.uid] = attempts
         p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job)))
-        message = f"dequeued from {claim.quota}: request {claim.request} fits"
+        message = render(Explain(why="dequeued", node=claim.quota, request=claim.request))
         p.admission.append(Event(JobRef.of(job), "Normal", keys.EVENT_DEQUEUED, message))
     yield from ()
 
@@ -382,7 +385,7 @@ def dequeues_phase(p: _Pass) -> Steps:
 # --- 6. QueueUnits and their statuses ---------------------------------------------------------------
 
 
-def queue_units_phase(p: _Pass) -> Steps:
+def queue_units_phase(p: Pass) -> Steps:
     """Every queued job's QueueUnit: created, synced to the job, its priority adopted from it, and its status."""
     for n, job in enumerate(p.jobs):
         if n % SLICE == SLICE - 1:
@@ -397,7 +400,7 @@ def queue_units_phase(p: _Pass) -> Steps:
         _sync_unit(p, job, state, leaf, queue.name)
 
 
-def _sync_unit(p: _Pass, job: JobInfo, state: JobState, leaf: QuotaNode, queue_name: str) -> None:
+def _sync_unit(p: Pass, job: JobInfo, state: JobState, leaf: QuotaNode, queue_name: str) -> None:
     name = queue_unit_name(job)
     desired = queue_unit_object(job, leaf, queue_name)
     cached = p.cache.queue_unit(job.namespace, name)
@@ -454,7 +457,7 @@ def _adopted_priority(job: JobInfo, unit: QueueUnitObject) -> int | None:
 # --- 7. QueueUnits no longer queued -------------------------------------------------------------------
 
 
-def orphan_units_phase(p: _Pass) -> Steps:
+def orphan_units_phase(p: Pass) -> Steps:
     """Delete the QueueUnit of a job whose namespace is no longer bound to a leaf."""
     cache = p.cache
     for n, unit in enumerate(cache.queue_units()):
@@ -472,7 +475,7 @@ def orphan_units_phase(p: _Pass) -> Steps:
 # --- 8. Queue statuses ----------------------------------------------------------------------------------
 
 
-def queue_statuses_phase(p: _Pass) -> Steps:
+def queue_statuses_phase(p: Pass) -> Steps:
     """Each leaf's Queue status (queueItemDetails), when it changed."""
     for n, name in enumerate(p.leaves):
         if n % SLICE == SLICE - 1:
@@ -491,7 +494,7 @@ def queue_statuses_phase(p: _Pass) -> Steps:
 # --- 9. the tree's status ---------------------------------------------------------------------------------
 
 
-def tree_status_phase(p: _Pass) -> Steps:
+def tree_status_phase(p: Pass) -> Steps:
     """Per node: used (the ledger plus this pass's admissions) and request (Σ waiting below it); yields every
     few leaves (a leaf's waiting items are summed one by one)."""
     admitted = [c for c, _ in p.decide.admitted] if p.decide is not None else []
@@ -524,7 +527,7 @@ def tree_status_phase(p: _Pass) -> Steps:
 # --- 10. RayCluster quota conditions ------------------------------------------------------------------
 
 
-def conditions_phase(p: _Pass) -> Steps:
+def conditions_phase(p: Pass) -> Steps:
     """The RayQueueQuota condition of every job's RayCluster: True (QuotaExceeded, the first refused pod's
     quota message) while growth pods of it are refused, then False (Fits) once none is; a cluster that
     never had one gets none. A GrowthRefused Warning event goes with each True write."""
@@ -565,7 +568,7 @@ def _leaf_name(cache: Cache, job: JobInfo) -> str:
     return leaf.full_name if leaf else "(no leaf)"
 
 
-PHASES: Final[tuple[tuple[str, Callable[[_Pass], Steps]], ...]] = (
+PHASES: Final[tuple[tuple[str, Callable[[Pass], Steps]], ...]] = (
     ("1 queues", queues_phase),
     ("2 requeues and notices", requeues_phase),
     ("3 admission", admission_phase),
