@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 from common import keys
 from common.rayjob import DEFAULT_ADDITIONS, JobInfo, KubeRayAdditions, admitted_replicas_value
 
-__all__ = ["KINDS", "RAYCLUSTER", "RAYJOB", "JobKind", "kind_of", "release_patch", "resume_patch"]
+__all__ = ["KINDS", "RAYCLUSTER", "RAYJOB", "JobKind", "annotations_patch", "kind_of", "release_patch", "resume_patch"]
 
 
 class JobKind(Protocol):
@@ -111,16 +111,21 @@ def kind_of(kind: str) -> JobKind:
         raise ValueError(f"not a queued kind: {kind!r} (queued: {', '.join(sorted(KINDS))})") from None
 
 
+def annotations_patch(annotations: Mapping[str, str | None], resource_version: str) -> dict[str, Any]:
+    """A merge patch of a job's annotations (None removes one), guarded by resourceVersion when known."""
+    metadata: dict[str, Any] = {"annotations": dict(annotations)}
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {"metadata": metadata}
+
+
 def resume_patch(stamp: str, admitted_size: str | None, resource_version: str) -> dict[str, Any]:
     """The dequeue: ONE merge patch, ``suspend: false`` with the dequeue stamp (and the admitted size where the
     kind records one), guarded by resourceVersion when known."""
-    annotations: dict[str, Any] = {keys.DEQUEUE_TIMESTAMP: stamp}
+    annotations = {keys.DEQUEUE_TIMESTAMP: stamp}
     if admitted_size is not None:
         annotations[keys.ADMITTED_REPLICAS] = admitted_size
-    metadata: dict[str, Any] = {"annotations": annotations}
-    if resource_version:
-        metadata["resourceVersion"] = resource_version
-    return {"metadata": metadata, "spec": {"suspend": False}}
+    return {**annotations_patch(annotations, resource_version), "spec": {"suspend": False}}
 
 
 def release_patch(kind: JobKind, *, suspend: bool, clear_notice: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from common import keys
-from common.jobkind import kind_of, release_patch, resume_patch
+from common.jobkind import annotations_patch, kind_of, release_patch, resume_patch
 from common.ledger import Claim
 from common.rayjob import JobInfo
 
@@ -130,7 +130,7 @@ class Dequeue:
     job: JobRef
     dequeue_ns: int
     dequeue_stamp: str
-    admitted_replicas: str | None = None  # a bare RayCluster's: the size it is admitted with (keys.ADMITTED_REPLICAS)
+    admitted_replicas: str | None = None  # the size admitted, where the kind records one (JobKind.admitted_size)
 
     def patch(self) -> dict[str, Any]:
         return resume_patch(self.dequeue_stamp, self.admitted_replicas, self.job.resource_version)
@@ -179,10 +179,7 @@ class Notify:
     claimant: JobRef
 
     def patch(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"annotations": {keys.PREEMPTION_NOTICE: self.notice}}
-        if self.job.resource_version:
-            metadata["resourceVersion"] = self.job.resource_version
-        return {"metadata": metadata}
+        return annotations_patch({keys.PREEMPTION_NOTICE: self.notice}, self.job.resource_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +192,7 @@ class WithdrawNotice:
     reason: str
 
     def patch(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"annotations": {keys.PREEMPTION_NOTICE: None}}
-        if self.job.resource_version:
-            metadata["resourceVersion"] = self.job.resource_version
-        return {"metadata": metadata}
+        return annotations_patch({keys.PREEMPTION_NOTICE: None}, self.job.resource_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +221,8 @@ class SetPriority:
     record: str
 
     def patch(self) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"annotations": {keys.PRIORITY_OVERRIDE: str(self.priority),
-                                                    keys.PRIORITY_CHANGE_RECORD: self.record}}
-        if self.job.resource_version:
-            metadata["resourceVersion"] = self.job.resource_version
-        return {"metadata": metadata}
+        annotations = {keys.PRIORITY_OVERRIDE: str(self.priority), keys.PRIORITY_CHANGE_RECORD: self.record}
+        return annotations_patch(annotations, self.job.resource_version)
 
 
 @dataclass(frozen=True, slots=True)
