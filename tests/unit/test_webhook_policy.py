@@ -13,7 +13,7 @@ from common import keys
 from common.gotime import format_go, parse_go
 from common.quota_tree import QuotaTree
 from tests.unit.test_jsonpatch import apply
-from webhook.policy import PolicyConfig, Snapshot, admit
+from webhook.policy import ClusterFacts, PolicyConfig, admit
 from webhook.review import Request, Verdict
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -28,7 +28,7 @@ def _doc(file: str, kind: str) -> dict[str, Any]:
 
 
 TREE_OBJ = _doc("elasticquotatree.yaml", "ElasticQuotaTree")
-SNAP = Snapshot(tree=QuotaTree.parse(TREE_OBJ), now_ns=NOW, priority_classes={"urgent": 1000})
+SNAP = ClusterFacts(tree=QuotaTree.parse(TREE_OBJ), now_ns=NOW, priority_classes={"urgent": 1000})
 CFG = PolicyConfig()
 CFG_SCHED = PolicyConfig(scheduler_name="rayqueue-scheduler")
 
@@ -70,13 +70,13 @@ def review(
     )
 
 
-def mutate(req: Request, cfg: PolicyConfig = CFG, snap: Snapshot = SNAP) -> tuple[Verdict, dict[str, Any]]:
+def mutate(req: Request, cfg: PolicyConfig = CFG, snap: ClusterFacts = SNAP) -> tuple[Verdict, dict[str, Any]]:
     verdict = admit(req, snap, cfg, mutating=True)
     assert verdict.allowed, verdict.message
     return verdict, apply(dict(req.obj), list(verdict.patch))
 
 
-def validate(req: Request, cfg: PolicyConfig = CFG, snap: Snapshot = SNAP) -> Verdict:
+def validate(req: Request, cfg: PolicyConfig = CFG, snap: ClusterFacts = SNAP) -> Verdict:
     return admit(req, snap, cfg, mutating=False)
 
 
@@ -165,7 +165,7 @@ def test_a_job_in_a_namespace_bound_to_no_quota_is_untouched() -> None:
 
 
 def test_without_a_tree_every_job_is_untouched() -> None:
-    verdict = admit(review(video_job()), Snapshot(tree=None, now_ns=NOW), CFG, mutating=True)
+    verdict = admit(review(video_job()), ClusterFacts(tree=None, now_ns=NOW), CFG, mutating=True)
     assert verdict.allowed and verdict.patch == ()
 
 
@@ -478,7 +478,7 @@ def test_shrinking_a_quota_below_its_usage_warns_naming_the_jobs() -> None:
     new = copy.deepcopy(TREE_OBJ)
     new["spec"]["root"]["children"][0]["children"][0]["max"]["cpu"] = 10
     new["spec"]["root"]["children"][0]["children"][0]["min"]["cpu"] = 8
-    snap = Snapshot(
+    snap = ClusterFacts(
         tree=SNAP.tree, now_ns=NOW, admitted_by_namespace={"video": ["video/rayjob-video-g2lvn"]}
     )
     verdict = validate(tree_review(new, op="UPDATE", old=old), snap=snap)
