@@ -1,5 +1,4 @@
-"""What the webhook knows of the queues, by watch: the tree's published usage, each leaf Queue's waiting
-items and forecast, and the ETAs on QueueUnits. Folded into the create warning (common/preview.py) with no API call."""
+"""The queues' published status, by watch (usage, waiting items, forecasts, ETAs), for the create warning."""
 
 from __future__ import annotations
 
@@ -17,6 +16,8 @@ from common.resources import Resources
 
 __all__ = ["QueueStatus"]
 
+# The tree's published usage, each leaf Queue's waiting items and forecast, and the ETAs on QueueUnits: folded into
+# the create warning (common/preview.py) with no API call.
 log = logging.getLogger(__name__)
 
 

@@ -1,5 +1,4 @@
-"""What the webhook watches: the ElasticQuotaTree, PriorityClasses, Queues and QueueUnits, folded into the ClusterFacts
-of each request."""
+"""What the webhook watches (tree, PriorityClasses, Queues, QueueUnits), folded into each request's ClusterFacts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The webhook policy: every mutation and every tenant guard of DESIGN §4, as pure functions."""
+"""The webhook policy: every mutation and every tenant guard (docs/security.md lists them), as pure functions."""
 
 from __future__ import annotations
 
@@ -501,7 +501,7 @@ def test_shrinking_a_quota_below_its_usage_warns_naming_the_jobs() -> None:
 def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
     namespace: str, label: str, allowed: bool
 ) -> None:
-    """Regression: both leaves of the seed named `devops` made the short name ambiguous, so the label the
+    """Regression: both leaves of the guide's tree named `devops` made the short name ambiguous, so the label the
     mutation stamps on pods in namespace devops was refused by validation: no pod could be created there."""
     obj = pod(ns=namespace, labels={keys.QUOTA_NAME: label})
     assert validate(pod_review(obj)).allowed is allowed
@@ -510,7 +510,7 @@ def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
 
 
 def test_an_autoscaled_job_that_could_grow_past_its_quota_is_warned_not_refused() -> None:
-    """Rule growth-bound (docs/growth.md): video's max is 14 CPU; at maxReplicas 4 the seed job could take
+    """Rule growth-bound (docs/growth.md): video's max is 14 CPU; at maxReplicas 4 the guide's job could take
     4 + 0.5 (the autoscaler) + 4 x 4 + 0.5 (the submitter) = 21 CPU. It is queued, with a warning naming the
     node and the numbers; without maxReplicas the warning says it is unbounded; within the max, none."""
     job = video_job()

@@ -73,7 +73,7 @@ FORECAST = {"openings": [{"at": "2025-01-10T01:36:24Z", "free": {"cpu": "1500m",
 
 def test_with_the_queues_forecast_the_warning_tells_the_replayed_start() -> None:
     """The controller's forecast for video: at the tail, 1500m free now, all of it at 01:50:24 (NOW is
-    01:36:24): the seed job (12500m) starts then, in ~14m, and says so with the time and what the replay
+    01:36:24): the guide's video job (12500m) starts then, in ~14m, and says so with the time and what the replay
     assumed. Of priority 5 it passes both waiting jobs (priority 0): the band above 0 has room at 01:40:24."""
     b, snap = board("12500m", [("a", 0, "2025-01-10T01:40:24Z"), ("b", 0, "2025-01-10T01:46:24Z")],
                     forecast=FORECAST)

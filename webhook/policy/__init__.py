@@ -1,11 +1,4 @@
-"""The admission policy, pure: a routing table from (resource, subresource, operation) to one rule module per kind.
-
-Each rule is a function of one request, the ClusterFacts and the PolicyConfig. Mutations write into a copy-on-write
-draft of the object (only the maps and lists on a written path are copied; the request's object is never changed)
-and return the JSON patch from old to new. Every denial names the rule, the object and the numbers or the bound
-leaf. Nothing here does I/O: a rule that needs a SubjectAccessReview returns a Verdict that `requires` it, and the
-adapter performs it. The rules themselves are listed in docs/security.md.
-"""
+"""The admission policy, pure: a routing table from (resource, subresource, operation) to one rule module per kind."""
 
 from __future__ import annotations
 
@@ -25,6 +18,11 @@ from webhook.review import Request, Verdict, allow
 __all__ = ["ROUTES", "ClusterFacts", "ClusterLookup", "PolicyConfig", "Route", "admit", "as_mutated", "owner_target",
            "selector_target"]
 
+# Each rule is a function of one request, the ClusterFacts and the PolicyConfig. Mutations write into a copy-on-write
+# draft of the object (objects.Draft: only the maps and lists on a written path are copied; the request's object is
+# never changed) and return the JSON patch from old to new. Every denial names the rule, the object and the numbers or
+# the bound leaf. Nothing here does I/O: a rule that needs a SubjectAccessReview returns a Verdict that `requires` it,
+# and the adapter performs it. The rules themselves are listed in docs/security.md.
 Rule = Callable[[Request, ClusterFacts, PolicyConfig], Verdict]
 GOVERNED = frozenset({"CREATE", "UPDATE"})
 

@@ -1,5 +1,4 @@
-"""The rules every queued kind shares, written once: quota label, enqueue stamp, gang labels, scheduler name,
-controller stamps, resume, preemption notice, priority raise and its record."""
+"""The rules shared by every kind: quota label, enqueue stamp, gang labels, scheduler name, stamps, priority."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import Draft, FieldPath, annotations_of, labels_of, pod_templates, read_path
 from webhook.review import Permission, Request, Verdict, allow, deny
 
-__all__ = ["QueuedKind", "guard_queued", "job_info", "preemption_notice_denial", "priority_raise", "queue_place",
+__all__ = ["QueuedKind", "guard_queued", "job_info", "labelled_leaf", "preemption_notice_denial", "priority_raise", "queue_place",
            "queue_warnings", "quota_label_problem", "quota_label_value", "record_priority_change",
            "scheduler_name_denial", "stamp_enqueue", "stamp_pod_templates"]
 
@@ -80,6 +79,16 @@ def quota_label_problem(req: Request, facts: ClusterFacts, obj: Mapping[str, Any
     return (f"{PREFIX}: {kind} {req.display_name}: label {keys.QUOTA_NAME}={value!r} names another quota; "
             f"namespace {req.namespace!r} is bound to {leaf.full_name} (use {quota_label_value(leaf)!r}, "
             f"{leaf.full_name!r} or {leaf.dashed_name!r}, or leave the label out)")
+
+
+def labelled_leaf(req: Request, facts: ClusterFacts) -> QuotaNode | Verdict:
+    """The leaf bound to the request's namespace, or the verdict when validation stops here: a quota label that
+    names another leaf is denied (rule quota-label); in an unbound namespace everything else is allowed."""
+    problem = quota_label_problem(req, facts, req.obj)
+    if problem:
+        return deny(problem)
+    leaf = bound_leaf(facts, req.namespace)
+    return allow() if leaf is None else leaf
 
 
 # --- mutation: what a queued object gets at CREATE -------------------------------------------------------

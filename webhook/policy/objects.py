@@ -33,7 +33,7 @@ class Draft:
             value = parent[key]
         else:
             fresh: dict[str, Any] = {}
-            value = parent.setdefault(key, fresh)  # a non-map parent fails here exactly as setdefault did
+            value = parent.setdefault(key, fresh)  # a non-map parent raises here, as setdefault on it would
             if value is fresh:
                 self._owned.add(id(fresh))
                 return fresh

@@ -8,7 +8,7 @@ from typing import Any
 from common import keys
 from common.kuberay_config import batch_scheduler_for_pod_scheduler
 from webhook.jsonpatch import diff
-from webhook.policy.guards import preemption_notice_denial, quota_label_problem, quota_label_value
+from webhook.policy.guards import labelled_leaf, preemption_notice_denial, quota_label_value
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import Draft, labels_of, owner_references
 from webhook.review import Request, Verdict, allow, deny
@@ -38,10 +38,10 @@ def mutate_pod(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
 def validate_pod(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
     """In a bound namespace: the quota label; for a tenant, the preemption notice, no pre-set node, only the
     rayqueue scheduler (with KubeRay's batch-scheduler mode named when it wrote another), fixed gang labels."""
-    problem = quota_label_problem(req, facts, req.obj)
-    if problem:
-        return deny(problem)
-    if bound_leaf(facts, req.namespace) is None or cfg.privileged(req.user):
+    leaf = labelled_leaf(req, facts)
+    if isinstance(leaf, Verdict):
+        return leaf
+    if cfg.privileged(req.user):
         return allow()
     verdict = preemption_notice_denial(req, "Pod")
     if verdict is not None:

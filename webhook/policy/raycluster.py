@@ -8,26 +8,14 @@ from typing import Any
 from common import keys
 from common.rayjob import JobInfo, ShapeError
 from webhook.jsonpatch import diff
-from webhook.policy.guards import (
-    QueuedKind,
-    guard_queued,
-    job_info,
-    priority_raise,
-    queue_place,
-    queue_warnings,
-    quota_label_problem,
-    record_priority_change,
-    scheduler_name_denial,
-    stamp_enqueue,
-    stamp_pod_templates,
-)
+from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import Draft, annotations_of, controller, rayjob_controller
 from webhook.review import Request, Verdict, allow, deny
 
 __all__ = ["RAYCLUSTER", "mutate_raycluster", "owner_target", "validate_raycluster"]
 
-RAYCLUSTER = QueuedKind(kind=keys.RAYCLUSTER_KIND, noun="cluster", cluster_at=("spec",), submitter_at=None,
+RAYCLUSTER = guards.QueuedKind(kind=keys.RAYCLUSTER_KIND, noun="cluster", cluster_at=("spec",), submitter_at=None,
                         convert=JobInfo.from_raycluster, owned_annotations=keys.CLUSTER_CONTROLLER_OWNED_ANNOTATIONS,
                         unit_name=keys.cluster_queue_unit_name)
 
@@ -60,11 +48,11 @@ def mutate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> V
     if leaf is None:
         return allow()
     if req.operation == "UPDATE":
-        return record_priority_change(req, facts, cfg, RAYCLUSTER) if _queued_bare(req.old) else allow()
+        return guards.record_priority_change(req, facts, cfg, RAYCLUSTER) if _queued_bare(req.old) else allow()
     if controller(req.obj) is not None:
         return allow()
     try:
-        job = job_info(RAYCLUSTER, req.obj, facts)
+        job = guards.job_info(RAYCLUSTER, req.obj, facts)
     except ShapeError as exc:
         return deny(f"{PREFIX}: RayCluster {req.display_name}: {exc}", code=400)
     draft = Draft(req.obj)
@@ -72,12 +60,12 @@ def mutate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> V
     meta = draft.child(new, "metadata")
     stamps = draft.child(meta, "annotations")
     draft.child(new, "spec")["suspend"] = True
-    stamp_enqueue(stamps, facts, cfg, (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD, keys.ADMITTED_REPLICAS))
-    stamp_pod_templates(draft, meta, leaf, job, RAYCLUSTER.templates(new), cfg, gang=job.gang)
+    guards.stamp_enqueue(stamps, facts, cfg, (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD, keys.ADMITTED_REPLICAS))
+    guards.stamp_pod_templates(draft, meta, leaf, job, RAYCLUSTER.templates(new), cfg, gang=job.gang)
     warnings = [f"{PREFIX}: RayCluster {req.display_name} is queued in {leaf.full_name}: it starts (spec.suspend "
                 f"false) when its quota allows; see `kubectl get queueunit {keys.cluster_queue_unit_name(req.name)} "
                 f"-n {req.namespace}`"] if req.name else []
-    warnings.extend(queue_warnings(facts, leaf, job, req.display_name))
+    warnings.extend(guards.queue_warnings(facts, leaf, job, req.display_name))
     return allow(patch=diff(dict(req.obj), new), warnings=warnings)
 
 
@@ -85,14 +73,11 @@ def validate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
     """RayClusters in a bound namespace: the quota label; a RayJob controller only when that RayJob exists with
     that uid (rule raycluster-owner); and for a queued bare cluster the RayJob's tenant guards (see
     `_guard_queued_cluster`)."""
-    problem = quota_label_problem(req, facts, req.obj)
-    if problem:
-        return deny(problem)
-    leaf = bound_leaf(facts, req.namespace)
-    if leaf is None:
-        return allow()
+    leaf = guards.labelled_leaf(req, facts)
+    if isinstance(leaf, Verdict):
+        return leaf
     name = req.display_name
-    where = queue_place(leaf)
+    where = guards.queue_place(leaf)
     if req.operation == "CREATE" and controller(req.obj) is not None:
         ref = rayjob_controller(req.obj)
         if ref is None or cfg.privileged(req.user):
@@ -106,12 +91,12 @@ def validate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
     elif not queued:
         return allow()
     try:
-        new = job_info(RAYCLUSTER, req.obj, facts)
-        old = job_info(RAYCLUSTER, req.old, facts) if req.operation == "UPDATE" else None
+        new = guards.job_info(RAYCLUSTER, req.obj, facts)
+        old = guards.job_info(RAYCLUSTER, req.old, facts) if req.operation == "UPDATE" else None
     except ShapeError as exc:
         return deny(f"{PREFIX}: RayCluster {name}: {exc}", code=400)
     if old is None:
-        verdict = scheduler_name_denial(req, keys.RAYCLUSTER_KIND, RAYCLUSTER.templates(req.obj), cfg)
+        verdict = guards.scheduler_name_denial(req, keys.RAYCLUSTER_KIND, RAYCLUSTER.templates(req.obj), cfg)
         if verdict is not None:
             return verdict
     if cfg.privileged(req.user):
@@ -122,7 +107,7 @@ def validate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
         if verdict is not None:
             return verdict
         baseline = old.priority
-    return priority_raise(req, f"RayCluster {name}", baseline, new.priority)
+    return guards.priority_raise(req, f"RayCluster {name}", baseline, new.priority)
 
 
 def _owner_verdict(req: Request, facts: ClusterFacts, ref: Mapping[str, Any]) -> Verdict | None:
@@ -167,7 +152,7 @@ def _guard_queued_cluster(req: Request, old: JobInfo, new: JobInfo, where: str) 
     rayqueue.io/admitted-replicas), quota-label, resume; and admitted-cluster-pods: once admitted, the per-pod
     requests of its head and worker groups are fixed (replicas, minReplicas and maxReplicas may change: pods beyond
     the size it was admitted with are growth, each checked against the quota)."""
-    verdict = guard_queued(req, old, new, RAYCLUSTER, where, f"the cluster is queued {where}")
+    verdict = guards.guard_queued(req, old, new, RAYCLUSTER, where, f"the cluster is queued {where}")
     if verdict is not None:
         return verdict
     admitted = keys.DEQUEUE_TIMESTAMP in annotations_of(req.old)

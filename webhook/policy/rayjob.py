@@ -7,20 +7,7 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo, ShapeError, maximum_request
 from webhook.jsonpatch import diff
-from webhook.policy.guards import (
-    QueuedKind,
-    guard_queued,
-    job_info,
-    preemption_notice_denial,
-    priority_raise,
-    queue_place,
-    queue_warnings,
-    quota_label_problem,
-    record_priority_change,
-    scheduler_name_denial,
-    stamp_enqueue,
-    stamp_pod_templates,
-)
+from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.kuberay import kuberay_verdict, shape_denial
 from webhook.policy.objects import Draft, annotations_of, read_path
@@ -28,7 +15,7 @@ from webhook.review import Request, Verdict, allow, deny
 
 __all__ = ["RAYJOB", "growth_warning", "mutate_rayjob", "validate_rayjob"]
 
-RAYJOB = QueuedKind(kind=keys.RAYJOB_KIND, noun="job", cluster_at=("spec", "rayClusterSpec"),
+RAYJOB = guards.QueuedKind(kind=keys.RAYJOB_KIND, noun="job", cluster_at=("spec", "rayClusterSpec"),
                     submitter_at=("spec", "submitterPodTemplate"), convert=JobInfo.from_rayjob,
                     owned_annotations=keys.CONTROLLER_OWNED_ANNOTATIONS)
 
@@ -41,9 +28,9 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
     if leaf is None:
         return allow()  # unbound namespace: untouched (a quota label there is refused by validation)
     if req.operation == "UPDATE":
-        return record_priority_change(req, facts, cfg, RAYJOB)
+        return guards.record_priority_change(req, facts, cfg, RAYJOB)
     try:
-        job = job_info(RAYJOB, req.obj, facts)
+        job = guards.job_info(RAYJOB, req.obj, facts)
     except ShapeError as exc:
         return shape_denial(req, cfg, exc)
     draft = Draft(req.obj)
@@ -67,16 +54,16 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
                 f"{PREFIX}: set spec.shutdownAfterJobFinishes=true on RayJob {req.display_name}: a queued job "
                 "must release its Ray cluster when it finishes, or its quota is never freed"
             )
-        stamp_enqueue(draft.child(meta, "annotations"), facts, cfg,
+        guards.stamp_enqueue(draft.child(meta, "annotations"), facts, cfg,
                       (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD))
-    stamp_pod_templates(draft, meta, leaf, job, RAYJOB.templates(new), cfg,
+    guards.stamp_pod_templates(draft, meta, leaf, job, RAYJOB.templates(new), cfg,
                         gang=job.gang and not job.cluster_selector)
     if not job.cluster_selector:
         if facts.tree is not None:
             grows = growth_warning(job, leaf, facts.tree, req.display_name)
             if grows:
                 warnings.append(f"{PREFIX}: {grows}")
-        warnings.extend(queue_warnings(facts, leaf, job, req.display_name))
+        warnings.extend(guards.queue_warnings(facts, leaf, job, req.display_name))
     return allow(patch=diff(dict(req.obj), new), warnings=warnings)
 
 
@@ -105,31 +92,28 @@ def growth_warning(job: JobInfo, leaf: QuotaNode, tree: QuotaTree, name: str) ->
 def validate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
     """In a bound namespace: the quota label, the scheduler name, what KubeRay would refuse; for a tenant, the
     preemption notice and, on UPDATE, the queued job's guards; a raised priority needs its permission."""
-    problem = quota_label_problem(req, facts, req.obj)
-    if problem:
-        return deny(problem)
-    leaf = bound_leaf(facts, req.namespace)
-    if leaf is None:
-        return allow()
+    leaf = guards.labelled_leaf(req, facts)
+    if isinstance(leaf, Verdict):
+        return leaf
     try:
-        new = job_info(RAYJOB, req.obj, facts)
-        old = job_info(RAYJOB, req.old, facts) if req.operation == "UPDATE" else None
+        new = guards.job_info(RAYJOB, req.obj, facts)
+        old = guards.job_info(RAYJOB, req.old, facts) if req.operation == "UPDATE" else None
     except ShapeError as exc:
         return shape_denial(req, cfg, exc)
-    verdict = scheduler_name_denial(req, keys.RAYJOB_KIND, RAYJOB.templates(req.obj), cfg)
+    verdict = guards.scheduler_name_denial(req, keys.RAYJOB_KIND, RAYJOB.templates(req.obj), cfg)
     if verdict is None:
         verdict = kuberay_verdict(req, facts, cfg)
     if verdict is not None:
         return verdict
     if cfg.privileged(req.user):
         return allow()
-    verdict = preemption_notice_denial(req, keys.RAYJOB_KIND) or _template_notice_denial(req)
+    verdict = guards.preemption_notice_denial(req, keys.RAYJOB_KIND) or _template_notice_denial(req)
     if verdict is None and old is not None:
-        verdict = _guard_queued_update(req, old, new, queue_place(leaf))
+        verdict = _guard_queued_update(req, old, new, guards.queue_place(leaf))
     if verdict is not None:
         return verdict
     baseline = old.priority if old is not None else 0
-    return priority_raise(req, f"RayJob {req.display_name}", baseline, new.priority)
+    return guards.priority_raise(req, f"RayJob {req.display_name}", baseline, new.priority)
 
 
 def _template_notice_denial(req: Request) -> Verdict | None:
@@ -167,7 +151,7 @@ def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -
         return deny(f"{PREFIX}: RayJob {name}: rule shutdown-after-finish: spec.shutdownAfterJobFinishes may not "
                     f"be set to false on a job managed {where}: its Ray cluster must go when it finishes, or the "
                     "quota it was admitted with is never freed")
-    verdict = guard_queued(req, old, new, RAYJOB, where, f"the job is managed {where}")
+    verdict = guards.guard_queued(req, old, new, RAYJOB, where, f"the job is managed {where}")
     if verdict is not None:
         return verdict
     admitted = keys.DEQUEUE_TIMESTAMP in old_ann and not old.suspended and not new.suspended
