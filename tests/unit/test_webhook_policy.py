@@ -527,3 +527,33 @@ def test_an_autoscaled_job_that_could_grow_past_its_quota_is_warned_not_refused(
     assert "without maxReplicas: it may grow without bound" in warning, warning
     group.update(maxReplicas=2)
     assert mutate(review(job))[0].warnings == ()  # 4.5 + 8 + 0.5 = 13 CPU, memory within 14Gi
+
+
+# --- routing -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("resource", "sub", "op", "mutating", "governed"),
+    [
+        pytest.param("pods", "", "CREATE", False, True, id="a pod create is validated"),
+        pytest.param("pods", "", "UPDATE", False, True, id="a pod update is validated"),
+        pytest.param("pods", "binding", "CREATE", False, True, id="pods/binding is validated"),
+        pytest.param("bindings", "", "CREATE", False, True, id="bindings are validated as pods/binding is"),
+        pytest.param("pods", "binding", "CREATE", True, False, id="a binding has no mutation"),
+        pytest.param("pods", "status", "UPDATE", False, False, id="a pod's status subresource is not governed"),
+        pytest.param("pods", "", "DELETE", False, False, id="a delete is never governed"),
+        pytest.param("pods", "", "CONNECT", False, False, id="a connect is never governed"),
+        pytest.param("configmaps", "", "CREATE", False, False, id="a resource the table does not name is allowed"),
+    ],
+)
+def test_the_routing_table_sends_only_governed_requests_to_a_rule(
+    resource: str, sub: str, op: str, mutating: bool, governed: bool
+) -> None:
+    """The same tenant request (a pod placed on a node by hand, with a changed quota label) is refused where a
+    rule governs it and allowed untouched, with no patch, everywhere else."""
+    before = pod(labels={keys.QUOTA_NAME: "algorithm-text"})
+    after = pod(labels={keys.QUOTA_NAME: "root/algorithm/text", "extra": "x"}, nodeName="node-1")
+    after["target"] = {"name": "node-1"}
+    verdict = admit(review(after, op=op, old=before, resource=resource, sub=sub, kind="Pod", name="p"), SNAP, CFG,
+                    mutating=mutating)
+    assert verdict.allowed is not governed, verdict.message
+    if not governed:
+        assert not verdict.patch and not verdict.warnings
