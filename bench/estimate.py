@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import math
 import random
 import statistics
@@ -31,9 +30,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.queues import tree_dict
 from bench.webhook import machine
 from common import keys
@@ -337,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scenario", action="append", choices=("exact-fifo", "exact", "noisy", "half", "none"),
                    help="only these accuracy scenarios (repeatable)")
     p.add_argument("--no-cost", action="store_true", help="skip the cost part")
+    p.add_argument("--out", type=Path, default=RESULTS, help="the JSON report (default bench/results/estimate.json)")
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
+    started = time.monotonic()
     n = args.jobs or (120 if args.quick else 400)
     seeds = (1,) if args.quick else (1, 2, 3)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "accuracy": [],
@@ -365,9 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"estimate {row['estimate_s'] * 1000:.0f} ms ({row['ratio']:.1f}x), {row['with_a_time']} with a time; "
               f"with the leaves' forecasts {row['replay_with_forecasts_s'] * 1000:.0f} ms ({row['forecast_ratio']:.2f}x "
               "the estimate)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"results in {RESULTS.relative_to(ROOT)}")
+    finish_report(report, args.out, started)
+    print(f"written: {report['written_to']}  ({report['duration_s']:.0f} s)")
     return 0
 
 

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import gc
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from bench.extender import ROOT, bound_pod, node_dict, seed_tree
+from bench.loadgen import finish_report
 from bench.queues import rayjob_dict, tree_dict
 from bench.webhook import machine
 from common.clock import FakeClock
@@ -142,12 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "benchmark": "memory", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
         "counts": {"nodes": NODES, "pods": PODS, "rayjobs": RAYJOBS}, "baseline": base, "rows": rows,
-        "duration_s": round(time.monotonic() - started, 1),
     }
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
     print(f"\nmemory benchmark, {report['date']}: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}")
     print(f"resident size the Cache keeps (RSS after - before feeding, minus an empty Cache's "
@@ -167,13 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "ratio_to_whole_stores": round(big["rss_after"] / before["rss_after"], 2),
                              "growth_kb_per_job": round(per_job / 1024, 1), "goal_mb": GOAL_MB,
                              "met": big["rss_after"] <= GOAL_MB * 2**20}
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
         p = report["process"]
         print(f"whole process (Cache + Reflector stores + QueueUnits + modules), {NODES} nodes, {PODS} pods: "
               f"{p['rss_mb_1k_jobs']} MB with 1,000 jobs, {p['rss_mb_10k_jobs']} MB with 10,000 "
               f"({p['growth_kb_per_job']} KB per job); goal <= {GOAL_MB} MB: {'met' if p['met'] else 'NOT met'}; "
               f"stores keeping whole objects (same run): {p['rss_mb_10k_jobs_whole_stores']} MB, "
               f"ratio {p['ratio_to_whole_stores']}")
+    finish_report(report, args.out, started)
     print(f"written: {report['written_to']}  ({report['duration_s']:.0f} s)")
     return 0
 

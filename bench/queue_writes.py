@@ -25,7 +25,6 @@ import collections
 import contextlib
 import copy
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry
 
 from bench.extender import ROOT
+from bench.loadgen import finish_report
 from bench.queues import leaf_namespaces, rayjob_dict, tree_dict
 from bench.verbs_load import MemoryApi
 from bench.webhook import machine
@@ -197,6 +197,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
     scale = 10 if args.quick else 1
     sizes = {"fits": (0, 1_000 // scale), "queued": (10_000 // scale, 1_000 // scale)}
     report: dict[str, Any] = {"benchmark": "queue_writes", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -211,7 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 row = asyncio.run(_arm(shape, policy, waiting, arriving, args.max_seconds))
             report["rows"].append(row)
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
     print(f"\nqueue controller writes per burst, {report['date']}: load {report['machine']['loadavg']}")
     base: dict[str, int] = {}
     for r in report["rows"]:
@@ -225,9 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f"; ratio {r['ratio_to_every_change']}" if "ratio_to_every_change" in r else ""))
         print(f"          by kind: {r['by_kind']}")
         print(f"          QueueUnit status fields changed: {r['unit_status_fields']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print(f"written: {report['written_to']}")
     return 0
 

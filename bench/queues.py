@@ -52,7 +52,7 @@ from extender.actions import (
 )
 from extender.cache import Cache
 from extender.reconcile import reconcile
-from tests.unit.builders import make_rayjob
+from tests.unit.builders import apply_merge_patch, make_rayjob
 
 __all__ = ["DEPARTMENTS", "TEAMS", "leaf_namespaces", "main", "rayjob_dict", "tree_dict"]
 
@@ -209,19 +209,6 @@ def pure(n: int, tree: QuotaTree, rounds: int) -> dict[str, Any]:
 
 
 # --- the controller: Cache + reconcile ---------------------------------------------------------------
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict):
-            child = target.get(key)
-            if not isinstance(child, dict):
-                child = target[key] = {}
-            _merge(child, value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
 class Applier:
     """The I/O loop's effect on the cache, without I/O: what the API would answer, fed back through the handlers."""
 
@@ -255,7 +242,7 @@ class Applier:
             elif isinstance(action, UpdateQueueUnitStatus):
                 unit = self.units[(action.namespace, action.name)] = copy.deepcopy(
                     self.units[(action.namespace, action.name)])
-                _merge(unit.setdefault("status", {}), action.status)
+                apply_merge_patch(unit.setdefault("status", {}), action.status)
                 cache.on_queue_unit("MODIFIED", unit)
             elif isinstance(action, UpdateTreeStatus):
                 self.tree = {**self.tree, "status": action.status}

@@ -25,7 +25,6 @@ import copy
 import datetime as dt
 import gc
 import http.client
-import json
 import multiprocessing
 import os
 import sys
@@ -50,8 +49,8 @@ from bench.extender import (
     request_body,
     settings,
 )
-from bench.loadgen import percentile
-from bench.queues import _merge, rayjob_dict, tree_dict  # a merge patch applied to a dict
+from bench.loadgen import finish_report, percentile
+from bench.queues import rayjob_dict, tree_dict
 from bench.webhook import machine
 from common import keys
 from common.clock import SystemClock
@@ -60,6 +59,7 @@ from extender.app import settle_memory
 from extender.controller import TREES, Controller
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
+from tests.unit.builders import apply_merge_patch
 
 __all__ = ["MemoryApi", "main"]
 
@@ -111,7 +111,7 @@ class MemoryApi:
             raise ApiError(409, "Conflict", "the object has been modified", "PATCH", path)
         patch = copy.deepcopy(body)
         patch.get("metadata", {}).pop("resourceVersion", None)
-        _merge(obj, patch)
+        apply_merge_patch(obj, patch)
         obj["metadata"]["resourceVersion"] = self._rv()
         if "/rayjobs/" in key and self.controller is not None:  # the watch shows the patched RayJob
             cache = self.controller.cache
@@ -348,6 +348,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
     nodes, waiting, arriving = (1000, 2000, 200) if args.quick else (5000, 10_000, 1000)
     ctx = multiprocessing.get_context("spawn")
     conn, child = ctx.Pipe()
@@ -369,7 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if client.is_alive():
             client.terminate()
     report["arms"] = arms
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
     verdicts = []
     for r in arms:
         b = r["burst"]
@@ -377,9 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdicts.append(f"{r['arm']}: burst p99 {b['p99_ms']} ms (goal < {GOAL_P99_MS}), max {b['max_ms']} ms "
                         f"(goal < {GOAL_MAX_MS}): {'met' if met else 'NOT met'}")
     report["verdicts"] = verdicts
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 

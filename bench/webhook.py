@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import copy
 import datetime as dt
-import json
 import logging
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bench.loadgen import LoadGenerator, LoadResult, LoadSpec
+from bench.loadgen import LoadGenerator, LoadResult, LoadSpec, finish_report
 from certs.authority import create_ca, create_serving
 from common import keys
 from common.clock import SystemClock
@@ -618,14 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   f"other {_fmt(run.other_cpu_share, '.2f')}"
                                   f"{'  (capped at --max-seconds)' if run.capped else ''}", flush=True)
     report["tls"] = runs[0].tls if runs else "?"
-    report["machine"]["loadavg_at_end"] = os.getloadavg()
     report["summary"] = summarize(runs, cases, args.concurrency)
     report["verdicts"] = verdicts(report["summary"])
     report["runs"] = [asdict(r) for r in runs]
-    report["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["written_to"] = str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finish_report(report, args.out, started)
     print_report(report)
     return 0
 

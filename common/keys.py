@@ -140,6 +140,15 @@ EXPECTED_RUNTIME: Final = "rayqueue.io/expected-runtime"
 # Cooperative preemption (docs/preemption.md). In a quota node's `attributes`: how long a reclaim victim of that
 # node (or of a node below it, which inherits it) may run on after its notice (a Go duration; default 0: at once).
 PREEMPTION_GRACE: Final = "rayqueue.io/preemption-grace"
+# Liveness (common/liveness.py). In a quota node's `attributes`, inherited like the grace: how long an admitted job
+# may take to start before it is suspended and requeued (a Go duration; default 10m; 0 turns it off), and after how
+# many such timeouts in a row it is parked (an integer; default 3).
+ADMISSION_TIMEOUT: Final = "rayqueue.io/admission-timeout"
+ADMISSION_RETRIES: Final = "rayqueue.io/admission-retries"
+# On a queued job, written only by the controller: its admission timeouts in a row (removed once it starts). At
+# the node's retries it is parked; removing the annotation (`kubectl rayqueue retry`) retries it.
+ADMISSION_TIMEOUTS: Final = "rayqueue.io/admission-timeouts"
+EVENT_ADMISSION_TIMEOUT: Final = "AdmissionTimeout"
 # On a reclaim victim's RayJob and on every pod of it, written only by the controller: when it will be
 # suspended, for whom and why (JSON; common/preemption.py). Pods read it through a downward-API volume.
 PREEMPTION_NOTICE: Final = "rayqueue.io/preemption-notice"

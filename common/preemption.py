@@ -71,16 +71,13 @@ def grace_problem(value: str) -> str | None:
 def grace_ns(tree: QuotaTree, quota: str) -> int:
     """The grace of a quota node: its own attribute, else the nearest ancestor's, else 0. An unknown node
     (a claim whose leaf left the tree) has none. The tree was validated, so every value parses."""
-    if tree.get(quota) is None:
+    value = tree.inherited_attribute(quota, keys.PREEMPTION_GRACE)
+    if value is None:
         return 0
-    for node in tree.path_to_root(quota):
-        value = dict(node.attributes).get(keys.PREEMPTION_GRACE)
-        if value is not None:
-            try:
-                return max(0, round(parse_duration(value) * NS))
-            except ValueError:  # pragma: no cover - refused when the tree is validated
-                return 0
-    return 0
+    try:
+        return max(0, round(parse_duration(value) * NS))
+    except ValueError:  # pragma: no cover - refused when the tree is validated
+        return 0
 
 
 def _rfc3339(ns: int) -> str:

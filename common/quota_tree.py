@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
 from common import keys
+from common.liveness import retries_problem, timeout_problem
 from common.preemption import grace_problem
 from common.quantity import QuantityError, format_quantity, parse_exact, parse_quantity
 from common.resources import Resources
@@ -17,6 +18,12 @@ from common.resources import Resources
 __all__ = ["MAX_DEPTH", "FieldError", "QuotaNode", "QuotaTree", "TreeError", "validate_tree"]
 
 MAX_DEPTH = 16
+# The node attributes rayqueue reads, each with the check that refuses a bad value when the tree is validated.
+ATTRIBUTE_CHECKS: dict[str, Callable[[str], str | None]] = {
+    keys.PREEMPTION_GRACE: grace_problem,
+    keys.ADMISSION_TIMEOUT: timeout_problem,
+    keys.ADMISSION_RETRIES: retries_problem,
+}
 """Levels below the root a tree may have; deeper nesting is an error, not a recursion."""
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -167,6 +174,17 @@ class QuotaTree:
 
     def get(self, full_name: str) -> QuotaNode | None:
         return self._nodes.get(full_name)
+
+    def inherited_attribute(self, full_name: str, key: str) -> str | None:
+        """The value of attribute ``key`` for a node: its own, else the nearest ancestor's; None when no node on
+        the path sets it, or the node is unknown (a claim whose leaf left the tree)."""
+        if full_name not in self._nodes:
+            return None
+        for node in self._paths[full_name]:
+            for k, v in node.attributes:
+                if k == key:
+                    return v
+        return None
 
     def nodes(self) -> tuple[QuotaNode, ...]:
         """Every node, sorted by full name (so a parent comes before its children)."""
@@ -366,11 +384,11 @@ class _Walker:
                     f"{path}.{k}", f"must be a string, got {_type_name(v if isinstance(k, str) else k)}"
                 )
                 continue
-            if k == keys.PREEMPTION_GRACE:
-                problem = grace_problem(v)
-                if problem:
-                    self.error(f"{path}.{k}", f"quota node {node or '(unnamed)'}: {problem}")
-                    continue
+            check = ATTRIBUTE_CHECKS.get(k)
+            problem = check(v) if check is not None else None
+            if problem:
+                self.error(f"{path}.{k}", f"quota node {node or '(unnamed)'}: {problem}")
+                continue
             out[k] = v
         return out
 

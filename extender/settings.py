@@ -10,14 +10,21 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from common.cli_settings import (
+    SettingsError,
+    add_kubeconfig,
+    add_log_level,
+    add_seconds,
+    check_files,
+    check_positive,
+    load_file,
+    raise_problems,
+    split_host_port,
+)
 from common.kuberay_config import OperatorConfig, additions, checked
 from common.rayjob import DEFAULT_ADDITIONS, KubeRayAdditions, ShapeError
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
-
-
-class SettingsError(ValueError):
-    """Bad command line: every problem, one per line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,7 @@ class Settings:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayqueue-extender",
                                 description="rayqueue scheduler extender and queue controller (one process, one cache)")
-    p.add_argument("--kubeconfig", help="kubeconfig file; the in-cluster configuration when absent")
+    add_kubeconfig(p)
     p.add_argument("--listen", default="0.0.0.0:8888", help="HOST:PORT for the extender verbs (default %(default)s)")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", help="... and this key (PEM)")
@@ -54,16 +61,13 @@ def parser() -> argparse.ArgumentParser:
                    help="elect one active replica through a Lease (default on)")
     p.add_argument("--lease-name", default="rayqueue-extender")
     p.add_argument("--identity", default=None, help="this replica's name in the Lease (default: the hostname)")
-    p.add_argument("--gang-timeout", type=float, default=25.0, metavar="SECONDS",
-                   help="how long a gang member waits at the bind barrier for the rest of its gang; must stay "
-                        "below the scheduler's extender httpTimeout (default %(default)s)")
-    p.add_argument("--reservation-ttl", type=float, default=60.0, metavar="SECONDS",
-                   help="how long a gang's planned placement is held (default %(default)s)")
-    p.add_argument("--backoff-base", type=float, default=5.0, metavar="SECONDS")
-    p.add_argument("--backoff-max", type=float, default=300.0, metavar="SECONDS")
-    p.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
-                   help="reconcile at least this often even without changes (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_seconds(p, "--gang-timeout", 25.0, "how long a gang member waits at the bind barrier for the rest of its "
+                "gang; must stay below the scheduler's extender httpTimeout (default %(default)s)")
+    add_seconds(p, "--reservation-ttl", 60.0, "how long a gang's planned placement is held (default %(default)s)")
+    add_seconds(p, "--backoff-base", 5.0)
+    add_seconds(p, "--backoff-max", 300.0)
+    add_seconds(p, "--resync", 30.0, "reconcile at least this often even without changes (default %(default)s)")
+    add_log_level(p)
     p.add_argument("--kuberay-config", default=None, metavar="PATH",
                    help="the KubeRay operator's Configuration file (config.ray.io/v1alpha1, the file it reads with "
                         "--config): its head/worker sidecars are counted in every job's request; its "
@@ -78,13 +82,10 @@ def _kuberay(path: str | None, injection: bool, problems: list[str]) -> KubeRayA
     """The operator's additions; a batch-scheduler mode or an unreadable file is a problem."""
     config: OperatorConfig | None = OperatorConfig(enable_init_container_injection=injection)
     if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                doc = yaml.safe_load(handle)
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
+        found = load_file("--kuberay-config", path, yaml.safe_load, (yaml.YAMLError,), problems)
+        if found is None:
             return DEFAULT_ADDITIONS
-        config = checked(doc, f"--kuberay-config {path!r}", problems, enable_init_container_injection=injection)
+        config = checked(found[0], f"--kuberay-config {path!r}", problems, enable_init_container_injection=injection)
     if config is None:
         return DEFAULT_ADDITIONS
     try:
@@ -97,28 +98,21 @@ def _kuberay(path: str | None, injection: bool, problems: list[str]) -> KubeRayA
 def parse_settings(argv: Sequence[str]) -> Settings:
     args = parser().parse_args(list(argv))
     problems: list[str] = []
-    host, sep, port = args.listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        problems.append(f"--listen {args.listen!r}: expected HOST:PORT with a port in 1..65535")
+    host, port = split_host_port(args.listen, problems)
     if bool(args.tls_cert) != bool(args.tls_key):
         problems.append("--tls-cert and --tls-key go together")
-    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig)):
-        if path and not os.path.isfile(path):
-            problems.append(f"{flag} {path!r}: no such file")
-    for flag, value in (("--gang-timeout", args.gang_timeout), ("--reservation-ttl", args.reservation_ttl),
-                        ("--backoff-base", args.backoff_base), ("--resync", args.resync)):
-        if value <= 0:
-            problems.append(f"{flag} must be positive, got {value}")
+    check_files(problems, ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig))
+    check_positive(problems, ("--gang-timeout", args.gang_timeout), ("--reservation-ttl", args.reservation_ttl),
+                   ("--backoff-base", args.backoff_base), ("--resync", args.resync))
     if args.backoff_max < args.backoff_base:
         problems.append(f"--backoff-max {args.backoff_max} is below --backoff-base {args.backoff_base}")
     if args.reservation_ttl <= args.gang_timeout:
         problems.append(f"--reservation-ttl {args.reservation_ttl} must exceed --gang-timeout {args.gang_timeout}: "
                         "a gang's placement must outlive its wait at the bind barrier")
     kuberay = _kuberay(args.kuberay_config, args.kuberay_init_container_injection, problems)
-    if problems:
-        raise SettingsError("\n".join(problems))
+    raise_problems(problems)
     return Settings(
-        kubeconfig=args.kubeconfig, host=host.strip("[]") or "0.0.0.0", port=int(port), tls_cert=args.tls_cert,
+        kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,
         tls_key=args.tls_key, namespace=args.namespace, leader_elect=args.leader_elect, lease_name=args.lease_name,
         identity=args.identity or f"{socket.gethostname()}_{os.getpid()}", gang_timeout=args.gang_timeout,
         reservation_ttl=args.reservation_ttl, backoff_base=args.backoff_base, backoff_max=args.backoff_max,

@@ -54,14 +54,14 @@ class Admission:
         admitted: dict[str, list[str]] | None = None
         if not self.mutating and req.resource == keys.QUOTA_TREE_PLURAL and req.operation == "UPDATE":
             admitted = await self._admitted_jobs()
-        snapshot = self.view.snapshot(admitted)
-        target = None if self.mutating else selector_target(req, snapshot)
+        facts = self.view.snapshot(admitted)
+        target = None if self.mutating else selector_target(req, facts)
         if target is not None:  # a clusterSelector RayJob's CREATE: read the RayCluster it selects, once
-            snapshot = replace(snapshot, selected_clusters={target: await self._read_cluster(target)})
-        owner = None if self.mutating else owner_target(req, snapshot)
+            facts = replace(facts, selected_clusters={target: await self._read_cluster(target)})
+        owner = None if self.mutating else owner_target(req, facts)
         if owner is not None:  # a RayCluster's CREATE naming a RayJob as its controller: read that RayJob, once
-            snapshot = replace(snapshot, owner_jobs={owner: await self._read_cluster(owner, RAYJOBS)})
-        verdict = admit(req, snapshot, self.cfg, mutating=self.mutating)
+            facts = replace(facts, owner_jobs={owner: await self._read_cluster(owner, RAYJOBS)})
+        verdict = admit(req, facts, self.cfg, mutating=self.mutating)
         if verdict.allowed and verdict.requires is not None:
             verdict = await self._check(req.user, verdict)
         for line in verdict.audit:
@@ -147,14 +147,14 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
         trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees")
         classes = Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses")
-        queue_list = Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.board.on_queue, name="queues")
-        unit_list = Reflector(client, QUEUE_UNITS.path(), view.board.on_queue_unit, name="queueunits")
+        queue_list = Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.queues.on_queue, name="queues")
+        unit_list = Reflector(client, QUEUE_UNITS.path(), view.queues.on_queue_unit, name="queueunits")
 
-        async def board_synced() -> None:  # the create warning waits for these; readiness does not
+        async def queue_status_synced() -> None:  # the create warning waits for these; readiness does not
             await queue_list.synced.wait()
-            view.board.queues_synced = True
+            view.queues.queues_synced = True
             await unit_list.synced.wait()
-            view.board.units_synced = True
+            view.queues.units_synced = True
 
         async def mark_synced() -> None:
             await trees.synced.wait()
@@ -172,7 +172,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         )
         tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
                  asyncio.create_task(mark_synced()), asyncio.create_task(queue_list.run(stop)),
-                 asyncio.create_task(unit_list.run(stop)), asyncio.create_task(board_synced())]
+                 asyncio.create_task(unit_list.run(stop)), asyncio.create_task(queue_status_synced())]
         try:
             await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))

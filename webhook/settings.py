@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import yaml
 
+from common.cli_settings import (
+    SettingsError,
+    add_kubeconfig,
+    add_log_level,
+    add_repeated,
+    add_seconds,
+    check_files,
+    load_file,
+    raise_problems,
+    split_host_port,
+)
 from common.kuberay_config import OperatorConfig, checked
 from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
-
-
-class SettingsError(ValueError):
-    """Bad command line: every problem, one per line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +39,6 @@ class Settings:
     log_level: str
     access_log: bool = False  # aiohttp's line per request; off unless --access-log
     kuberay: OperatorConfig | None = None  # the KubeRay operator's Configuration, with --kuberay-config
-
-
-def _split_host_port(value: str, problems: list[str]) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        problems.append(f"--listen {value!r}: expected HOST:PORT with a port in 1..65535")
-        return "", 0
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 # KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
@@ -64,36 +62,29 @@ def _feature_gates(text: str, problems: list[str]) -> FeatureGates:
 def read_kuberay_config(path: str, problems: list[str]) -> OperatorConfig | None:
     """Read and check KubeRay's Configuration file. Batch-scheduler mode is a problem: KubeRay then writes a
     batch scheduler's name into every Ray and submitter pod, which rayqueue refuses, so no job would start."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            doc = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
-        problems.append(f"--kuberay-config {path!r}: cannot read it: {exc}")
-        return None
-    return checked(doc, f"--kuberay-config {path!r}", problems)
+    found = load_file("--kuberay-config", path, yaml.safe_load, (yaml.YAMLError,), problems)
+    return checked(found[0], f"--kuberay-config {path!r}", problems) if found is not None else None
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayqueue-webhook", description="rayqueue admission webhook (HTTPS)")
-    p.add_argument("--kubeconfig", help="kubeconfig file; the in-cluster configuration when absent")
+    add_kubeconfig(p)
     p.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT to serve on (default %(default)s)")
     p.add_argument("--tls-cert", required=True, help="serving certificate (PEM); reloaded when it changes")
     p.add_argument("--tls-key", required=True, help="serving key (PEM); reloaded when it changes")
     p.add_argument("--namespace", default="rayqueue", help="rayqueue's own namespace (default %(default)s)")
-    p.add_argument("--controller-user", action="append", default=None, metavar="USER",
-                   help="identity allowed to resume queued jobs and write the queue annotations; repeatable "
-                        "(default: the extender's service account in --namespace)")
-    p.add_argument("--binder-user", action="append", default=None, metavar="USER",
-                   help="identity allowed to bind pods in quota namespaces; repeatable (default: "
-                        "system:kube-scheduler and rayqueue's extender and scheduler service accounts)")
-    p.add_argument("--admin-group", action="append", default=None, metavar="GROUP",
-                   help="group trusted like the controller; repeatable (default: system:masters)")
+    add_repeated(p, "--controller-user", "USER",
+                 "identity allowed to resume queued jobs and write the queue annotations; repeatable "
+                 "(default: the extender's service account in --namespace)")
+    add_repeated(p, "--binder-user", "USER",
+                 "identity allowed to bind pods in quota namespaces; repeatable (default: "
+                 "system:kube-scheduler and rayqueue's extender and scheduler service accounts)")
+    add_repeated(p, "--admin-group", "GROUP", "group trusted like the controller; repeatable (default: system:masters)")
     p.add_argument("--scheduler-name", default=None,
                    help="the rayqueue scheduler's name, stamped into pods of quota namespaces")
-    p.add_argument("--enqueue-tolerance", type=float, default=10.0, metavar="SECONDS",
-                   help="a client's enqueue stamp closer to now than this is kept (default %(default)s)")
+    add_seconds(p, "--enqueue-tolerance", 10.0, "a client's enqueue stamp closer to now than this is kept (default %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=3 * 1024 * 1024, help="request body limit")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p)
     p.add_argument("--kuberay-config", default=None, metavar="PATH",
                    help="the KubeRay operator's Configuration file (config.ray.io/v1alpha1, the file it reads with "
                         "--config); checked at start: KubeRay's batch-scheduler mode is refused")
@@ -109,18 +100,15 @@ def parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str]) -> Settings:
     args = parser().parse_args(list(argv))
     problems: list[str] = []
-    host, port = _split_host_port(args.listen, problems)
-    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig)):
-        if path and not os.path.isfile(path):
-            problems.append(f"{flag} {path!r}: no such file")
+    host, port = split_host_port(args.listen, problems)
+    check_files(problems, ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig))
     if args.enqueue_tolerance < 0:
         problems.append("--enqueue-tolerance must not be negative")
     if args.max_body_bytes < 1024:
         problems.append("--max-body-bytes must be at least 1024")
     gates = _feature_gates(args.kuberay_feature_gates, problems)
     kuberay = read_kuberay_config(args.kuberay_config, problems) if args.kuberay_config else None
-    if problems:
-        raise SettingsError("\n".join(problems))
+    raise_problems(problems)
     ns = args.namespace
     policy = PolicyConfig(
         controller_users=frozenset(args.controller_user or [f"system:serviceaccount:{ns}:rayqueue-extender"]),

@@ -1,5 +1,4 @@
-"""What the webhook watches: the ElasticQuotaTree, PriorityClasses, Queues and QueueUnits, folded into a Snapshot per
-request."""
+"""What the webhook watches (tree, PriorityClasses, Queues, QueueUnits), folded into each request's ClusterFacts."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ from typing import Any
 
 from common import keys
 from common.quota_tree import QuotaTree, TreeError
-from webhook.board import Board
-from webhook.policy import Snapshot
+from webhook.policy import ClusterFacts
+from webhook.queue_status import QueueStatus
 
 __all__ = ["ClusterView"]
 
@@ -27,7 +26,7 @@ class ClusterView:
         self.priority_classes: dict[str, int] = {}
         self.tree_synced = False
         self.classes_synced = False
-        self.board = Board()  # for the create warning; not needed for readiness
+        self.queues = QueueStatus()  # for the create warning; not needed for readiness
 
     @property
     def ready(self) -> bool:
@@ -37,7 +36,7 @@ class ClusterView:
         meta = obj.get("metadata") or {}
         if (meta.get("namespace"), meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
             return
-        self.board.on_tree(kind, obj)
+        self.queues.on_tree(kind, obj)
         if kind == "DELETED":
             self.tree, self.tree_problem = None, None
             log.warning("ElasticQuotaTree deleted: every namespace is now unbound")
@@ -56,7 +55,8 @@ class ClusterView:
         elif isinstance(obj.get("value"), int):
             self.priority_classes[name] = int(obj["value"])
 
-    def snapshot(self, admitted_by_namespace: dict[str, list[str]] | None = None) -> Snapshot:
-        return Snapshot(tree=self.tree, now_ns=self._now_ns(), priority_classes=dict(self.priority_classes),
-                        admitted_by_namespace=admitted_by_namespace or {},
-                        board=self.board if self.board.ready else None)
+    def snapshot(self, admitted_by_namespace: dict[str, list[str]] | None = None) -> ClusterFacts:
+        """What the webhook knows now, for one request."""
+        return ClusterFacts(tree=self.tree, now_ns=self._now_ns(), priority_classes=dict(self.priority_classes),
+                            admitted_by_namespace=admitted_by_namespace or {},
+                            queues=self.queues if self.queues.ready else None)

@@ -26,7 +26,7 @@ from tests.unit.test_webhook_policy import (
     validate,
 )
 from tests.unit.test_webhook_policy import video_job as video_job
-from webhook.policy import ClusterLookup, PolicyConfig, Snapshot, admit, as_mutated
+from webhook.policy import ClusterFacts, ClusterLookup, PolicyConfig, admit, as_mutated
 from webhook.review import Verdict
 
 SELECTOR = {keys.RAY_CLUSTER: "shared"}
@@ -54,11 +54,11 @@ def raycluster(*, suspend: bool | None = None, owner: str | None = None,
     return {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": meta, "spec": spec}
 
 
-def with_cluster(lookup: ClusterLookup | None) -> Snapshot:
+def with_cluster(lookup: ClusterLookup | None) -> ClusterFacts:
     return replace(SNAP, selected_clusters={"video/shared": lookup} if lookup is not None else {})
 
 
-def created(job: dict[str, Any], cfg: PolicyConfig = CFG, snap: Snapshot = SNAP,
+def created(job: dict[str, Any], cfg: PolicyConfig = CFG, snap: ClusterFacts = SNAP,
             user: dict[str, Any] = ALICE) -> tuple[dict[str, Any], Verdict]:
     """Mutate, then validate the mutated object, as the apiserver does (the name is generated in between)."""
     _, out = mutate(review(job), cfg, snap)

@@ -1,4 +1,4 @@
-"""The webhook policy: every mutation and every tenant guard of DESIGN §4, as pure functions."""
+"""The webhook policy: every mutation and every tenant guard (docs/security.md lists them), as pure functions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from common import keys
 from common.gotime import format_go, parse_go
 from common.quota_tree import QuotaTree
 from tests.unit.test_jsonpatch import apply
-from webhook.policy import PolicyConfig, Snapshot, admit
+from webhook.policy import ClusterFacts, PolicyConfig, admit
 from webhook.review import Request, Verdict
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -28,7 +28,7 @@ def _doc(file: str, kind: str) -> dict[str, Any]:
 
 
 TREE_OBJ = _doc("elasticquotatree.yaml", "ElasticQuotaTree")
-SNAP = Snapshot(tree=QuotaTree.parse(TREE_OBJ), now_ns=NOW, priority_classes={"urgent": 1000})
+SNAP = ClusterFacts(tree=QuotaTree.parse(TREE_OBJ), now_ns=NOW, priority_classes={"urgent": 1000})
 CFG = PolicyConfig()
 CFG_SCHED = PolicyConfig(scheduler_name="rayqueue-scheduler")
 
@@ -70,13 +70,13 @@ def review(
     )
 
 
-def mutate(req: Request, cfg: PolicyConfig = CFG, snap: Snapshot = SNAP) -> tuple[Verdict, dict[str, Any]]:
+def mutate(req: Request, cfg: PolicyConfig = CFG, snap: ClusterFacts = SNAP) -> tuple[Verdict, dict[str, Any]]:
     verdict = admit(req, snap, cfg, mutating=True)
     assert verdict.allowed, verdict.message
     return verdict, apply(dict(req.obj), list(verdict.patch))
 
 
-def validate(req: Request, cfg: PolicyConfig = CFG, snap: Snapshot = SNAP) -> Verdict:
+def validate(req: Request, cfg: PolicyConfig = CFG, snap: ClusterFacts = SNAP) -> Verdict:
     return admit(req, snap, cfg, mutating=False)
 
 
@@ -165,7 +165,7 @@ def test_a_job_in_a_namespace_bound_to_no_quota_is_untouched() -> None:
 
 
 def test_without_a_tree_every_job_is_untouched() -> None:
-    verdict = admit(review(video_job()), Snapshot(tree=None, now_ns=NOW), CFG, mutating=True)
+    verdict = admit(review(video_job()), ClusterFacts(tree=None, now_ns=NOW), CFG, mutating=True)
     assert verdict.allowed and verdict.patch == ()
 
 
@@ -478,7 +478,7 @@ def test_shrinking_a_quota_below_its_usage_warns_naming_the_jobs() -> None:
     new = copy.deepcopy(TREE_OBJ)
     new["spec"]["root"]["children"][0]["children"][0]["max"]["cpu"] = 10
     new["spec"]["root"]["children"][0]["children"][0]["min"]["cpu"] = 8
-    snap = Snapshot(
+    snap = ClusterFacts(
         tree=SNAP.tree, now_ns=NOW, admitted_by_namespace={"video": ["video/rayjob-video-g2lvn"]}
     )
     verdict = validate(tree_review(new, op="UPDATE", old=old), snap=snap)
@@ -501,7 +501,7 @@ def test_shrinking_a_quota_below_its_usage_warns_naming_the_jobs() -> None:
 def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
     namespace: str, label: str, allowed: bool
 ) -> None:
-    """Regression: both leaves of the seed named `devops` made the short name ambiguous, so the label the
+    """Regression: both leaves of the guide's tree named `devops` made the short name ambiguous, so the label the
     mutation stamps on pods in namespace devops was refused by validation: no pod could be created there."""
     obj = pod(ns=namespace, labels={keys.QUOTA_NAME: label})
     assert validate(pod_review(obj)).allowed is allowed
@@ -510,7 +510,7 @@ def test_a_short_name_shared_by_two_leaves_names_the_namespace_own_leaf(
 
 
 def test_an_autoscaled_job_that_could_grow_past_its_quota_is_warned_not_refused() -> None:
-    """Rule growth-bound (docs/growth.md): video's max is 14 CPU; at maxReplicas 4 the seed job could take
+    """Rule growth-bound (docs/growth.md): video's max is 14 CPU; at maxReplicas 4 the guide's job could take
     4 + 0.5 (the autoscaler) + 4 x 4 + 0.5 (the submitter) = 21 CPU. It is queued, with a warning naming the
     node and the numbers; without maxReplicas the warning says it is unbounded; within the max, none."""
     job = video_job()
@@ -527,3 +527,33 @@ def test_an_autoscaled_job_that_could_grow_past_its_quota_is_warned_not_refused(
     assert "without maxReplicas: it may grow without bound" in warning, warning
     group.update(maxReplicas=2)
     assert mutate(review(job))[0].warnings == ()  # 4.5 + 8 + 0.5 = 13 CPU, memory within 14Gi
+
+
+# --- routing -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("resource", "sub", "op", "mutating", "governed"),
+    [
+        pytest.param("pods", "", "CREATE", False, True, id="a pod create is validated"),
+        pytest.param("pods", "", "UPDATE", False, True, id="a pod update is validated"),
+        pytest.param("pods", "binding", "CREATE", False, True, id="pods/binding is validated"),
+        pytest.param("bindings", "", "CREATE", False, True, id="bindings are validated as pods/binding is"),
+        pytest.param("pods", "binding", "CREATE", True, False, id="a binding has no mutation"),
+        pytest.param("pods", "status", "UPDATE", False, False, id="a pod's status subresource is not governed"),
+        pytest.param("pods", "", "DELETE", False, False, id="a delete is never governed"),
+        pytest.param("pods", "", "CONNECT", False, False, id="a connect is never governed"),
+        pytest.param("configmaps", "", "CREATE", False, False, id="a resource the table does not name is allowed"),
+    ],
+)
+def test_the_routing_table_sends_only_governed_requests_to_a_rule(
+    resource: str, sub: str, op: str, mutating: bool, governed: bool
+) -> None:
+    """The same tenant request (a pod placed on a node by hand, with a changed quota label) is refused where a
+    rule governs it and allowed untouched, with no patch, everywhere else."""
+    before = pod(labels={keys.QUOTA_NAME: "algorithm-text"})
+    after = pod(labels={keys.QUOTA_NAME: "root/algorithm/text", "extra": "x"}, nodeName="node-1")
+    after["target"] = {"name": "node-1"}
+    verdict = admit(review(after, op=op, old=before, resource=resource, sub=sub, kind="Pod", name="p"), SNAP, CFG,
+                    mutating=mutating)
+    assert verdict.allowed is not governed, verdict.message
+    if not governed:
+        assert not verdict.patch and not verdict.warnings

@@ -21,7 +21,7 @@ from tests.unit.test_webhook_policy import (
     review,
     validate,
 )
-from webhook.policy import ClusterLookup, Snapshot, owner_target
+from webhook.policy import ClusterFacts, ClusterLookup, owner_target
 
 CLUSTER = {"resource": "rayclusters", "kind": "RayCluster"}
 
@@ -102,8 +102,8 @@ def test_a_cluster_in_an_unbound_namespace_is_untouched() -> None:
 # --- rule raycluster-owner -------------------------------------------------------------------------------------
 
 
-def with_owner(lookup: ClusterLookup) -> Snapshot:
-    return Snapshot(tree=SNAP.tree, now_ns=NOW, priority_classes=SNAP.priority_classes,
+def with_owner(lookup: ClusterLookup) -> ClusterFacts:
+    return ClusterFacts(tree=SNAP.tree, now_ns=NOW, priority_classes=SNAP.priority_classes,
                     owner_jobs={"video/j": lookup})
 
 

@@ -12,8 +12,8 @@ import yaml
 from common import keys
 from common.quota_tree import QuotaTree
 from common.rayjob import JobInfo
-from webhook.board import Board
-from webhook.policy import Snapshot
+from webhook.policy import ClusterFacts
+from webhook.queue_status import QueueStatus
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 NOW = 1_736_472_984 * 10**9
@@ -36,8 +36,8 @@ def seed_job() -> JobInfo:
 
 
 def board(video_cpu: str, waiting: list[tuple[str, int, str | None]], video_memory: str = "12Gi",
-          forecast: dict[str, Any] | None = None) -> tuple[Board, Snapshot]:
-    b = Board()
+          forecast: dict[str, Any] | None = None) -> tuple[QueueStatus, ClusterFacts]:
+    b = QueueStatus()
     tree = tree_obj(video_cpu, video_memory)
     b.on_tree("ADDED", tree)
     items = [{"name": f"{n}-ray-qu", "namespace": "video", "priority": p, "position": i + 1}
@@ -50,7 +50,7 @@ def board(video_cpu: str, waiting: list[tuple[str, int, str | None]], video_memo
         status = {"estimatedStartTime": eta} if eta else {}
         b.on_queue_unit("ADDED", {"metadata": {"namespace": "video", "name": f"{n}-ray-qu"}, "status": status})
     b.queues_synced = b.units_synced = True
-    return b, Snapshot(tree=QuotaTree.parse(tree), now_ns=NOW)
+    return b, ClusterFacts(tree=QuotaTree.parse(tree), now_ns=NOW)
 
 
 def test_the_warning_says_position_free_quota_and_the_estimate_of_the_job_ahead() -> None:
@@ -73,7 +73,7 @@ FORECAST = {"openings": [{"at": "2025-01-10T01:36:24Z", "free": {"cpu": "1500m",
 
 def test_with_the_queues_forecast_the_warning_tells_the_replayed_start() -> None:
     """The controller's forecast for video: at the tail, 1500m free now, all of it at 01:50:24 (NOW is
-    01:36:24): the seed job (12500m) starts then, in ~14m, and says so with the time and what the replay
+    01:36:24): the guide's video job (12500m) starts then, in ~14m, and says so with the time and what the replay
     assumed. Of priority 5 it passes both waiting jobs (priority 0): the band above 0 has room at 01:40:24."""
     b, snap = board("12500m", [("a", 0, "2025-01-10T01:40:24Z"), ("b", 0, "2025-01-10T01:46:24Z")],
                     forecast=FORECAST)
@@ -135,7 +135,7 @@ def test_a_queue_unit_priority_patch_is_stamped_with_its_author_and_the_controll
     from tests.unit.test_webhook_policy import review
     from webhook.policy import PolicyConfig, admit
 
-    snap = Snapshot(tree=None, now_ns=NOW)
+    snap = ClusterFacts(tree=None, now_ns=NOW)
     admin = {"username": "operator-bob", "groups": ["ops"]}
     verdict = admit(review(_unit(50, "0"), op="UPDATE", old=_unit(0, "0"), resource="queueunits", kind="QueueUnit",
                            user=admin), snap, PolicyConfig(), mutating=True)
@@ -152,7 +152,7 @@ def test_the_controller_relaying_a_queue_unit_change_keeps_the_authors_record() 
     from webhook.policy import PolicyConfig, admit
 
     tree = QuotaTree.parse(tree_obj("0", "0"))
-    snap = Snapshot(tree=tree, now_ns=NOW)
+    snap = ClusterFacts(tree=tree, now_ns=NOW)
     cfg = PolicyConfig(controller_users=frozenset({CONTROLLER["username"]}))
     old = make_rayjob("j", "video").head(cpu="1").obj()
     record = "operator-bob changed priority 0 -> 50 at now (QueueUnit video/j-ray-qu spec.priority)"

@@ -1,5 +1,4 @@
-"""What the webhook knows of the queues, by watch: the tree's published usage, each leaf Queue's waiting
-items and forecast, and the ETAs on QueueUnits. Folded into the create warning (common/preview.py) with no API call."""
+"""The queues' published status, by watch (usage, waiting items, forecasts, ETAs), for the create warning."""
 
 from __future__ import annotations
 
@@ -15,12 +14,14 @@ from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
 from common.resources import Resources
 
-__all__ = ["Board"]
+__all__ = ["QueueStatus"]
 
+# The tree's published usage, each leaf Queue's waiting items and forecast, and the ETAs on QueueUnits: folded into
+# the create warning (common/preview.py) with no API call.
 log = logging.getLogger(__name__)
 
 
-class _Snap(Protocol):
+class _Facts(Protocol):
     @property
     def tree(self) -> QuotaTree | None: ...
 
@@ -28,8 +29,9 @@ class _Snap(Protocol):
     def now_ns(self) -> int: ...
 
 
-class Board:
-    """Event handlers keep it current; ``warning`` reads it within one decision (no await in between)."""
+class QueueStatus:
+    """The queues' published status: usage per node, waiting items per leaf, ETAs, forecasts. Event handlers keep
+    it current; ``warning`` reads it within one decision (no await in between)."""
 
     def __init__(self) -> None:
         self.used: dict[str, Resources] = {}
@@ -81,7 +83,7 @@ class Board:
         except GoTimeError:
             self.etas.pop(key, None)
 
-    def warning(self, leaf: QuotaNode, job: JobInfo, snap: _Snap, name: str) -> str | None:
+    def warning(self, leaf: QuotaNode, job: JobInfo, snap: _Facts, name: str) -> str | None:
         """The create warning for a job about to be queued in ``leaf``, or None when it cannot be told."""
         if not self.ready or snap.tree is None or leaf.full_name not in self.waiting:
             return None  # no Queue for the leaf: no controller has made one, so nothing to tell
