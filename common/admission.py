@@ -1,5 +1,5 @@
 """One admission pass over the queues, as a pure ``try_admit`` for ``Queues.schedule``: scratch ledgers,
-guaranteed-first, and reclaim (DESIGN §3). Shared by the controller's reconcile and the start-time estimator.
+guaranteed-first, and reclaim. Shared by the controller's reconcile and the start-time estimator.
 
 The pass reads the jobs through a small ``PassSource`` (the queues, which claims are releasing, how many
 pods a requeued job still has, and whether a job is preemptible), so the controller feeds it its Cache

@@ -9,7 +9,7 @@ after admission. The design says "its leaf and ancestors"; the ancestors' condit
 claimant's own branch: an ancestor's usage also holds what sibling subtrees borrow, and that part is
 reclaimable, so it must not disqualify the claimant (otherwise an intern leaf with `min: 0` that
 borrows the algorithm node's capacity would make every video job "not guaranteed" and reclaim could
-never take the capacity back, the seed's own example). Counting each off-branch subtree at most at its
+never take the capacity back, the guide's own example). Counting each off-branch subtree at most at its
 min, the ancestors' condition follows from the leaf's, because the tree rules make the children's mins
 add up within the parent's min. The same reading applies to the rule that a non-preemptible claim may
 only use guaranteed capacity.

@@ -1,4 +1,4 @@
-"""Pure builders of the queue controller's API objects: Queue, QueueUnit and their statuses (seed shapes)."""
+"""Pure builders of the queue controller's API objects: Queue, QueueUnit and their statuses (the guide's shapes)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ RAY_API_VERSION: Final = f"{keys.RAY_GROUP}/{keys.RAY_VERSION}"
 
 
 def queue_object(leaf: QuotaNode, policy: QueuePolicy = "Round") -> dict[str, Any]:
-    """The Queue of a leaf, as the seed shows it (`root-algorithm-video-k42kq`; the API fills the suffix)."""
+    """The Queue of a leaf, as the guide shows it (`root-algorithm-video-k42kq`; the API fills the suffix)."""
     return {
         "apiVersion": API_VERSION,
         "kind": keys.QUEUE_KIND,
@@ -60,7 +60,7 @@ def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[st
     """The QueueUnit of a managed RayJob: `<rayjob>-ray-qu` in its namespace, owned by the RayJob (a bare
     RayCluster's: `<raycluster>-rc-qu`, its consumerRef and owner the RayCluster; the same spec and status).
 
-    Beyond the seed's shape it carries the label create-by-kubequeue (so a watch can select ours), the
+    Beyond the guide's shape it carries the label create-by-kubequeue (so a watch can select ours), the
     leaf in kube-queue/quota-fullname, and the last priority change the controller reported as an event
     (the webhook's record), so that a restarted controller does not report it again, and the priority it
     wrote to the spec (rayqueue.io/synced-priority): a spec.priority that differs was set by someone else.

@@ -11,7 +11,7 @@ ledger learns of an admission when the loop calls ``mark_dequeued`` after its pa
 failed patch therefore needs no undo: the job is still WAITING in the cache and the next reconcile puts
 it back in its queue.
 
-Reclaim (DESIGN §3): a refused job that is guaranteed (``Ledger.is_guaranteed``) is checked against a
+Reclaim (README, "How it works", step 4): a refused job that is guaranteed (``Ledger.is_guaranteed``) is checked against a
 second scratch ledger from which every *releasing* claim (jobs finished, deleted, suspended or to be
 requeued, whose claims drain until their pods are gone) is taken out. If it fits there, it is already
 waiting for those releases: no new reclaim (so a claimant never gets a second reclaim while its
