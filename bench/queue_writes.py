@@ -12,7 +12,7 @@ event of every RayJob patch delivered back), counting every write by what it wri
 
 Each shape runs twice in the same run: ``every-change`` (the QueueUnit status policy before issue 13's
 write work: a waiting job's status was rewritten whenever its position, the size of its queue or its
-refusal's numbers changed, ``_every_change`` below) and ``shipped`` (extender.reconcile as it is). The
+refusal's numbers changed, ``_every_change`` below) and ``shipped`` (extender.unit_status as it is). The
 figure is writes per arriving job and the ratio shipped / every-change. Bounded: every arm stops at its
 deadline. Results: stdout and bench/results/queue_writes.json.
 """
@@ -40,8 +40,8 @@ from bench.verbs_load import MemoryApi
 from bench.webhook import machine
 from common import keys
 from common.clock import SystemClock
-from extender import reconcile
-from extender.cache import Cache
+from extender import unit_status as shipped_module
+from extender.cache import Cache, JobState
 from extender.controller import TREES, Controller
 from kubeio.events import EventRecorder
 
@@ -79,13 +79,13 @@ class CountingApi(MemoryApi):
 def _every_change() -> Iterator[None]:
     """The status policy before: a waiting job's message named its position and its queue's size, and any
     difference in any field was written."""
-    saved = reconcile._unit_status, reconcile._status_due
+    saved = shipped_module.unit_status, shipped_module.status_due
     shipped_status = saved[0]
 
     def unit_status(cache: Cache, job: Any, state: Any, leaf: Any, dequeued: Any, stamp: str,
-                    cached: Any) -> dict[str, Any]:
-        status: dict[str, Any] = shipped_status(cache, job, state, leaf, dequeued, stamp, cached)
-        if status["phase"] in ("Enqueued", "Backoff") and state is reconcile.JobState.WAITING:
+                    cached: Any, notices: Any = ()) -> dict[str, Any]:
+        status: dict[str, Any] = shipped_status(cache, job, state, leaf, dequeued, stamp, cached, notices)
+        if status["phase"] in ("Enqueued", "Backoff") and state is JobState.WAITING:
             queues = cache.queues
             backoff = queues.in_backoff(job.uid)
             listed = queues.backoff(leaf.full_name) if backoff else queues.active(leaf.full_name)
@@ -98,11 +98,11 @@ def _every_change() -> Iterator[None]:
     def status_differs(desired: Any, cached: Any) -> bool:
         return any(cached.get(k) != v for k, v in desired.items())
 
-    reconcile._unit_status, reconcile._status_due = unit_status, status_differs
+    shipped_module.unit_status, shipped_module.status_due = unit_status, status_differs
     try:
         yield
     finally:
-        reconcile._unit_status, reconcile._status_due = saved
+        shipped_module.unit_status, shipped_module.status_due = saved
 
 
 def _fits_tree() -> dict[str, Any]:

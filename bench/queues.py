@@ -39,8 +39,7 @@ from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem, Queues
 from common.quota_tree import QuotaTree
 from common.resources import Resources
-from extender.cache import Cache
-from extender.reconcile import (
+from extender.actions import (
     Dequeue,
     EnsureQueue,
     EnsureQueueUnit,
@@ -50,8 +49,9 @@ from extender.reconcile import (
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
-    reconcile,
 )
+from extender.cache import Cache
+from extender.reconcile import reconcile
 from tests.unit.builders import apply_merge_patch, make_rayjob
 
 __all__ = ["DEPARTMENTS", "TEAMS", "leaf_namespaces", "main", "rayjob_dict", "tree_dict"]

@@ -54,9 +54,9 @@ from bench.queues import rayjob_dict, tree_dict
 from bench.webhook import machine
 from common import keys
 from common.clock import SystemClock
+from extender.actions import Plan
 from extender.app import settle_memory
 from extender.controller import TREES, Controller
-from extender.reconcile import Plan
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
 from tests.unit.builders import apply_merge_patch

@@ -1,5 +1,5 @@
 """One admission pass over the queues, as a pure ``try_admit`` for ``Queues.schedule``: scratch ledgers,
-guaranteed-first, and reclaim (DESIGN §3). Shared by the controller's reconcile and the start-time estimator.
+guaranteed-first, and reclaim. Shared by the controller's reconcile and the start-time estimator.
 
 The pass reads the jobs through a small ``PassSource`` (the queues, which claims are releasing, how many
 pods a requeued job still has, and whether a job is preemptible), so the controller feeds it its Cache
@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import Final, Protocol
+from typing import Protocol
 
+from common.explain import Explain, Why
 from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem, Queues
 
-__all__ = ["MAX_NAMED", "AdmissionPass", "PassSource", "copy_ledger", "named"]
-
-MAX_NAMED: Final = 5  # victims named in a message before "and N more"
+__all__ = ["AdmissionPass", "PassSource", "copy_ledger"]
 
 
 class PassSource(Protocol):
@@ -49,15 +48,10 @@ def copy_ledger(ledger: Ledger, without: AbstractSet[str] = frozenset(), plus: S
     return scratch
 
 
-def _refusal(decision: Decision, reason: str) -> Decision:
-    return Decision(False, reason, decision.blocking, decision.excess, decision.rule)
-
-
-def named(claims: Sequence[Claim]) -> str:
-    listed = [f"{c.key} ({c.quota})" for c in claims[:MAX_NAMED]]
-    if len(claims) > MAX_NAMED:
-        listed.append(f"and {len(claims) - MAX_NAMED} more")
-    return ", ".join(listed)
+def _awaiting(decision: Decision, why: Why, claims: Sequence[Claim]) -> Decision:
+    """The refusal of a guaranteed claimant that waits for the reclaim of ``claims``."""
+    names = tuple(f"{c.key} ({c.quota})" for c in claims)
+    return Decision.of(Explain(why=why, names=names, excess=decision.excess, cause=decision.why()))
 
 
 def _under(quota: str, node: str | None) -> bool:
@@ -169,13 +163,7 @@ class AdmissionPass:
         claim = self.claim(item)
         if item.uid in self.real:  # requeued: the claim of its previous run drains with its pods
             pods = self.source.terminating_pods(item.uid)
-            return Decision(
-                False,
-                f"{item.quota}: {item.key} waits until its previous run releases its quota "
-                f"({pods} pod{'s' if pods != 1 else ''} still terminating)",
-                item.quota,
-                rule="quota",
-            )
+            return Decision.of(Explain(why="draining", node=item.quota, job=item.key, count=pods))
         others = [h for h in self.heads if h.quota != item.quota]
         decision = self.view.check(claim, waiting_guaranteed=others)
         if decision:
@@ -195,7 +183,7 @@ class AdmissionPass:
             )
             blocking = [c for c in releasing if _under(c.quota, decision.blocking)] or releasing
             self._hold(claim)
-            return _refusal(decision, f"waiting for reclaim of {named(blocking)}: {decision.reason}")
+            return _awaiting(decision, "reclaim", blocking)
         # Growth first (docs/growth.md): pods beyond their job's reservation, newest first; whole jobs only
         # when evicting all the growth that may go is not enough.
         growth = reclaim.plan_growth_reclaim(claim)
@@ -205,7 +193,7 @@ class AdmissionPass:
         if growth is not None and growth.fits and taken:
             self.growth_victims.extend((victim, claim) for victim in taken)
             self._hold(claim)
-            return _refusal(decision, f"waiting for reclaim of growth {named(taken)}: {decision.reason}")
+            return _awaiting(decision, "growth-reclaim", taken)
         plan = reclaim.plan_reclaim(claim)
         if plan is None or not plan.victims:
             for victim in taken:  # not enough even with whole jobs: nothing is evicted
@@ -221,5 +209,4 @@ class AdmissionPass:
             reclaim.remove(victim.uid)
             self.victims.append((victim, claim))
         self._hold(claim)
-        listed = named([*growth_victims, *plan.victims])
-        return _refusal(decision, f"waiting for reclaim of {listed}: {decision.reason}")
+        return _awaiting(decision, "reclaim", [*growth_victims, *plan.victims])

@@ -9,7 +9,7 @@ after admission. The design says "its leaf and ancestors"; the ancestors' condit
 claimant's own branch: an ancestor's usage also holds what sibling subtrees borrow, and that part is
 reclaimable, so it must not disqualify the claimant (otherwise an intern leaf with `min: 0` that
 borrows the algorithm node's capacity would make every video job "not guaranteed" and reclaim could
-never take the capacity back, the seed's own example). Counting each off-branch subtree at most at its
+never take the capacity back, the guide's own example). Counting each off-branch subtree at most at its
 min, the ancestors' condition follows from the leaf's, because the tree rules make the children's mins
 add up within the parent's min. The same reading applies to the rule that a non-preemptible claim may
 only use guaranteed capacity.
@@ -22,18 +22,17 @@ other node; `orphans()` lists them, and re-adding one with a current leaf re-hom
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from common import keys
-from common.quantity import format_quantity
+from common.explain import Explain, Rule, render
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import EMPTY, Excess, Resources
 
 __all__ = ["Claim", "ClaimKind", "Decision", "GrowthPlan", "Ledger", "ReclaimPlan", "Rule"]
 
 ClaimKind = Literal["job", "pod"]
-Rule = Literal["", "quota", "max", "max-jobs", "capacity", "preemptible", "guaranteed-first"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +62,24 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer to "may this claim be admitted now?": truthy when admitted; else the rule, node and numbers."""
+    """The answer to "may this claim be admitted now?": truthy when admitted; else the rule, node and numbers.
+    ``explain`` is the record it was made from (``Decision.of``); ``reason`` its words."""
 
     admitted: bool
     reason: str
     blocking: str | None = None  # the quota node that refused (None: cluster capacity, or admitted)
     excess: tuple[Excess, ...] = ()
     rule: Rule = ""
+    explain: Explain | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, explain: Explain) -> Decision:
+        """The decision a record states, its reason rendered from it."""
+        return cls(explain.admitted, render(explain), explain.blocking, explain.excess, explain.rule, explain)
+
+    def why(self) -> Explain:
+        """The record: the one it was made from, or its words as given."""
+        return self.explain if self.explain is not None else Explain(why="said", text=self.reason)
 
     def __bool__(self) -> bool:
         return self.admitted
@@ -92,15 +102,6 @@ class GrowthPlan:
     claimant: Claim
     victims: tuple[Claim, ...]
     fits: bool
-
-
-def _describe(excess: Iterable[Excess], limit_word: str) -> str:
-    """`cpu used 2 + request 4 > min 5; ...` (Excess.__str__ with another word for the limit)."""
-    parts = []
-    for e in excess:
-        f, r = format_quantity, e.resource
-        parts.append(f"{r} used {f(r, e.used)} + request {f(r, e.requested)} > {limit_word} {f(r, e.limit)}")
-    return "; ".join(parts)
 
 
 def _min_limit(node: QuotaNode, request: Mapping[str, int]) -> dict[str, int]:
@@ -293,16 +294,8 @@ class Ledger:
                 continue
             blocked = self._evaluate(w, after)
             if not blocked:
-                return Decision(
-                    admitted=False,
-                    reason=(
-                        f"{claim.quota}: guaranteed first: this claim would borrow above min, and "
-                        f"{w.key} waiting within the min of {w.quota} would then not fit ({blocked.reason})"
-                    ),
-                    blocking=w.quota,
-                    excess=blocked.excess,
-                    rule="guaranteed-first",
-                )
+                return Decision.of(Explain(why="guaranteed-first", node=claim.quota, excess=blocked.excess,
+                                           job=w.key, job_quota=w.quota, cause=blocked.why()))
         return decision
 
     def headroom(self, leaf: str, without: Iterable[Claim] = ()) -> tuple[Resources, int | None]:
@@ -354,44 +347,30 @@ class Ledger:
         """Every rule of `check` except the guaranteed-first guard, against usage `view`."""
         leaf = self._tree.get(claim.quota)
         if leaf is None:
-            return Decision(False, f"{claim.quota}: no such quota in the tree", claim.quota, rule="quota")
+            return Decision.of(Explain(why="no-such-quota", node=claim.quota))
         if not leaf.is_leaf:
-            children = ", ".join(leaf.children)
-            return Decision(
-                False,
-                f"{claim.quota}: not a leaf quota (its children: {children})",
-                claim.quota,
-                rule="quota",
-            )
+            return Decision.of(Explain(why="not-a-leaf", node=claim.quota, names=tuple(leaf.children)))
         for node in self._tree.path_to_root(leaf.full_name):
             used = view.usage(node.full_name)
             excess = used.exceeding(claim.request, node.max)
             if excess:
-                reason = f"{node.full_name}: " + "; ".join(map(str, excess))
-                return Decision(False, reason, node.full_name, excess, rule="max")
+                return Decision.of(Explain(why="max", node=node.full_name, excess=excess))
             if claim.kind == "job" and node.max_jobs is not None:
                 jobs = view.jobs(node.full_name)
                 if jobs + 1 > node.max_jobs:
-                    reason = f"{node.full_name}: jobs {jobs} + 1 > max-jobs {node.max_jobs}"
                     jobs_excess = (Excess(keys.MAX_JOBS, jobs, 1, node.max_jobs),)
-                    return Decision(False, reason, node.full_name, jobs_excess, rule="max-jobs")
+                    return Decision.of(Explain(why="max-jobs", node=node.full_name, excess=jobs_excess))
         if self._capacity is not None:
             total = view.usage(self._tree.root.full_name)
             limit = {r: self._capacity.get(r, 0) for r in sorted(set(self._capacity) | set(claim.request))}
             excess = total.exceeding(claim.request, limit)
             if excess:
-                return Decision(
-                    False, "cluster: " + _describe(excess, "capacity"), None, excess, rule="capacity"
-                )
+                return Decision.of(Explain(why="capacity", excess=excess))
         if not claim.preemptible:
             excess = view.usage(leaf.full_name).exceeding(claim.request, _min_limit(leaf, claim.request))
             if excess:
-                reason = (
-                    f"{leaf.full_name}: not preemptible, so it may only use guaranteed capacity: "
-                    + _describe(excess, "min")
-                )
-                return Decision(False, reason, leaf.full_name, excess, rule="preemptible")
-        return Decision(True, f"{leaf.full_name}: fits")
+                return Decision.of(Explain(why="preemptible", node=leaf.full_name, excess=excess))
+        return Decision.of(Explain(why="fits", node=leaf.full_name))
 
     # --- reclaim -----------------------------------------------------------------------------
 

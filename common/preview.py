@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from common.estimate import Band, Forecast, Opening, in_about
+from common.explain import render
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
@@ -200,7 +201,7 @@ def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, 
     if p.fits_now:
         return text + "; it fits now: estimated start at the next admission pass"
     if not p.decision:
-        text += f" ({p.decision.reason})"
+        text += f" ({render(p.decision.why())})"
     if p.start_ns is None:
         return text + f"; estimated start {p.start_note}"
     if p.start_note.startswith("replayed"):

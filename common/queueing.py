@@ -27,6 +27,7 @@ from typing import Final, Literal, Protocol, TypedDict, get_args
 
 from common import keys
 from common.clock import Clock
+from common.explain import Explain, render
 from common.resources import Resources
 
 __all__ = [
@@ -76,12 +77,20 @@ class QueueItem:
 
 
 class DecisionLike(Protocol):
-    """What ``try_admit`` returns: truthy when admitted, with a reason (why not, when refused)."""
+    """What ``try_admit`` returns: truthy when admitted, with a reason (why not, when refused); a decision that
+    carries its record (``common.ledger.Decision``) also has ``why() -> Explain``, which the queues keep."""
 
     def __bool__(self) -> bool: ...
 
     @property
     def reason(self) -> str: ...
+
+
+def _record(decision: DecisionLike) -> Explain:
+    """The refusal's record: the decision's own, or its words as given."""
+    why = getattr(decision, "why", None)
+    found = why() if callable(why) else None
+    return found if isinstance(found, Explain) else Explain(why="said", text=str(decision.reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +163,23 @@ class QueueItemDetails(TypedDict):
 
 @dataclass(slots=True)
 class _State:
-    """Per item: refusals in a row, when its backoff ends (None: active) and the last refusal's reason."""
+    """Per item: refusals in a row, when its backoff ends (None: active) and the last refusal's record."""
 
     attempts: int = 0
     until: float | None = None
-    reason: str | None = None
+    explain: Explain | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Block:
     uid: str
     item: QueueItem
-    reason: str
+    explain: Explain
     generation: int
+
+    @property
+    def reason(self) -> str:
+        return render(self.explain)
 
 
 @dataclass(slots=True)
@@ -239,7 +252,7 @@ class Queues:
             if not in_backoff:
                 _discard(old_leaf.active, _entry(old))
             if old.priority != item.priority or old.quota != item.quota:
-                state.attempts, state.until, state.reason = 0, None, None
+                state.attempts, state.until, state.explain = 0, None, None
                 in_backoff = False
         self._items[item.uid] = item
         leaf = self._leaf(item.quota)
@@ -310,16 +323,21 @@ class Queues:
         state = self._states.get(uid)
         return state.attempts if state else 0
 
-    def reason(self, uid: str) -> str | None:
+    def explain(self, uid: str) -> Explain | None:
         """Why the item waits: its last refusal, or the block of its leaf when it waits behind the head."""
         item = self._items.get(uid)
         if item is None:
             return None
-        own = self._states[uid].reason
+        own = self._states[uid].explain
         block = self._leaves[item.quota].blocked
         if block is not None and block.uid != uid and self._states[uid].until is None:
-            return f"{item.quota}: Block policy: waiting behind {block.item.key}: {block.reason}"
+            return Explain(why="behind", node=item.quota, job=block.item.key, cause=block.explain)
         return own
+
+    def reason(self, uid: str) -> str | None:
+        """The words of ``explain``."""
+        found = self.explain(uid)
+        return render(found) if found is not None else None
 
     def blocked(self, leaf: str) -> str | None:
         """The reason a Block-policy leaf is stopped, or None."""
@@ -413,13 +431,14 @@ class Queues:
                 self.remove(uid)
                 admitted.append(item)
                 continue
-            reason = str(decision.reason)
+            explain = _record(decision)
+            reason = render(explain)
             state = self._states[uid]
             state.attempts += 1
-            state.reason = reason
+            state.explain = explain
             leaf = self._leaves[item.quota]
             if leaf.policy == "Block":
-                leaf.blocked = _Block(uid, item, reason, usage_generation)
+                leaf.blocked = _Block(uid, item, explain, usage_generation)
                 stopped.add(item.quota)
                 blocked.append(
                     Blocked(

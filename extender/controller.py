@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -26,9 +26,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from common import keys
 from common.clock import Clock
 from common.gotime import from_datetime
+from common.jobkind import KINDS, RAYCLUSTER, RAYJOB
 from extender import estimates
-from extender.cache import Cache
-from extender.reconcile import (
+from extender.actions import (
     Action,
     AnnotatePod,
     DeleteQueue,
@@ -49,36 +49,36 @@ from extender.reconcile import (
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
     WithdrawNotice,
-    reconcile,
-    reconcile_steps,
 )
+from extender.cache import Cache
+from extender.reconcile import reconcile, reconcile_steps
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient, Scope
 from kubeio.events import EventRecorder
 
-__all__ = ["PARALLEL_WRITES", "QUEUES", "QUEUE_UNITS", "RAYJOBS", "TREES", "Controller", "chain_key"]
+__all__ = ["JOB_SCOPES", "PARALLEL_WRITES", "QUEUES", "QUEUE_UNITS", "RAYCLUSTERS", "RAYJOBS", "TREES", "Controller",
+           "chain_key"]
 
 log = logging.getLogger("rayqueue.extender.controller")
 
 QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
 QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
-RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
-RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
+JOB_SCOPES: Mapping[str, Scope] = {k.kind: Scope(keys.RAY_GROUP, keys.RAY_VERSION, k.plural) for k in KINDS.values()}
+RAYJOBS = JOB_SCOPES[RAYJOB.kind]
+RAYCLUSTERS = JOB_SCOPES[RAYCLUSTER.kind]
 TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
 DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
 CONDITION_INTERVAL = 10.0  # seconds between two message-only rewrites of one RayCluster's RayQueueQuota
 CONDITION_RETRIES = 3  # read-modify-write attempts of a RayCluster's status on a conflict
 PODS = Scope("", "v1", "pods")
-RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
 
 Handler = Callable[[str, dict[str, Any]], None]
 _JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
 
 
 def _job_path(job: JobRef) -> str:
-    """The queued object's path: a RayJob's, or a bare RayCluster's (dequeued and suspended the same way)."""
-    scope = RAYCLUSTERS if job.kind == keys.RAYCLUSTER_KIND else RAYJOBS
-    return scope.path(job.namespace, job.name)
+    """The queued object's path, by its kind (``common.jobkind``): dequeued and suspended the same way."""
+    return JOB_SCOPES[job.kind].path(job.namespace, job.name)
 
 
 def chain_key(action: Action) -> str:
@@ -122,6 +122,8 @@ class Controller:
         if parallel < 1:
             raise ValueError(f"parallel writes must be at least 1, got {parallel}")
         self.cache, self.client, self.events, self.clock = cache, client, events, clock
+        # The cache's watch handler of each queued kind, fed what a job patch returns.
+        self._job_handlers: Mapping[str, Handler] = {RAYJOB.kind: cache.on_rayjob, RAYCLUSTER.kind: cache.on_raycluster}
         self.metrics = _Metrics(registry)
         self.resync_seconds = resync_seconds
         self.parallel = parallel
@@ -319,8 +321,7 @@ class Controller:
                      action.reason)
         elif isinstance(action, Notify | WithdrawNotice):
             updated = await c.patch(_job_path(action.job), action.patch())
-            bare = action.job.kind == keys.RAYCLUSTER_KIND
-            (self.cache.on_raycluster if bare else self.cache.on_rayjob)("MODIFIED", updated)
+            self._job_handlers[action.job.kind]("MODIFIED", updated)
             if isinstance(action, Notify):
                 log.info("preemption notice to RayJob %s/%s for %s: %s", action.job.namespace, action.job.name,
                          action.claimant.key, action.notice)

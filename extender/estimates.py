@@ -46,9 +46,9 @@ from common.ledger import Ledger
 from common.preemption import Notice, NoticeError
 from common.preview import forecast_from_status, forecast_status
 from common.queueing import QueuePolicy
+from extender.actions import UpdateQueueStatus, UpdateQueueUnitStatus
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_unit_name, rfc3339
-from extender.reconcile import UpdateQueueStatus, UpdateQueueUnitStatus
 
 __all__ = ["Snapshot", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
 

@@ -1,4 +1,4 @@
-"""Pure builders of the queue controller's API objects: Queue, QueueUnit and their statuses (seed shapes)."""
+"""Pure builders of the queue controller's API objects: Queue, QueueUnit and their statuses (the guide's shapes)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Final, Literal, get_args
 
 from common import keys
 from common.gotime import format_rfc3339
+from common.jobkind import kind_of
 from common.queueing import QueueItemDetails, QueuePolicy, Queues
 from common.quota_tree import QuotaNode
 from common.rayjob import JobInfo
@@ -27,7 +28,7 @@ RAY_API_VERSION: Final = f"{keys.RAY_GROUP}/{keys.RAY_VERSION}"
 
 
 def queue_object(leaf: QuotaNode, policy: QueuePolicy = "Round") -> dict[str, Any]:
-    """The Queue of a leaf, as the seed shows it (`root-algorithm-video-k42kq`; the API fills the suffix)."""
+    """The Queue of a leaf, as the guide shows it (`root-algorithm-video-k42kq`; the API fills the suffix)."""
     return {
         "apiVersion": API_VERSION,
         "kind": keys.QUEUE_KIND,
@@ -51,15 +52,15 @@ def queue_status(queues: Queues, leaf: QuotaNode | str) -> dict[str, QueueItemDe
 
 
 def queue_unit_name(job: JobInfo) -> str:
-    """`<rayjob>-ray-qu`, or `<raycluster>-rc-qu` for a bare RayCluster."""
-    return keys.cluster_queue_unit_name(job.name) if job.bare_cluster else keys.queue_unit_name(job.name)
+    """`<rayjob>-ray-qu`, or `<raycluster>-rc-qu` for a bare RayCluster: its kind's name (``common.jobkind``)."""
+    return kind_of(job.kind).queue_unit_name(job.name)
 
 
 def queue_unit_object(job: JobInfo, leaf: QuotaNode, queue_name: str) -> dict[str, Any]:
     """The QueueUnit of a managed RayJob: `<rayjob>-ray-qu` in its namespace, owned by the RayJob (a bare
     RayCluster's: `<raycluster>-rc-qu`, its consumerRef and owner the RayCluster; the same spec and status).
 
-    Beyond the seed's shape it carries the label create-by-kubequeue (so a watch can select ours), the
+    Beyond the guide's shape it carries the label create-by-kubequeue (so a watch can select ours), the
     leaf in kube-queue/quota-fullname, and the last priority change the controller reported as an event
     (the webhook's record), so that a restarted controller does not report it again, and the priority it
     wrote to the spec (rayqueue.io/synced-priority): a spec.priority that differs was set by someone else.

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from common import keys
 from common.estimate import in_about
+from common.explain import whatif
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.preview import Ahead, forecast_from_status, preview, usage_from_status
 from common.quantity import format_quantity
@@ -201,10 +202,7 @@ def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace:
     report.update(queued=True, admitted=found.fits_now, position=found.position,
                   waitingAhead=len(ahead), rule=decision.rule or None, blocking=decision.blocking,
                   guaranteed=found.guaranteed,
-                  message=(decision.reason if not decision else
-                           (f"fits now: {decision.reason}" if not ahead else
-                            f"fits the quota now ({decision.reason}), but {len(ahead)} waiting job(s) of "
-                            f"priority >= {job.priority} are ahead of it")),
+                  message=whatif(decision.why(), len(ahead), job.priority),
                   estimatedStartTime=format_rfc3339(found.start_ns) if found.start_ns is not None else None,
                   estimate=found.start_note,
                   notes=["usage is the tree's published status (the controller's last pass); job counts "

@@ -12,9 +12,9 @@ from common import keys
 from common.clock import FakeClock
 from common.rayjob import JobInfo, KubeRayAdditions
 from common.resources import Resources
+from extender.actions import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, Suspend, UpdateQueueUnitStatus
 from extender.cache import Cache, JobState
 from extender.controller import _job_path
-from extender.reconcile import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, Suspend, UpdateQueueUnitStatus
 from tests.unit.builders import RayJobBuilder, container, make_pod, make_raycluster, make_rayjob
 from tests.unit.test_reconcile import Loop, dequeued, job, stamp
 

@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from common import keys
 from common.clock import FakeClock
+from extender.actions import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, UpdateQueueUnitStatus
 from extender.cache import Cache
 from extender.controller import Controller
-from extender.reconcile import SLICE, Dequeue, EnsureQueueUnit, Event, JobRef, Plan, UpdateQueueUnitStatus
+from extender.reconcile import SLICE
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
 from tests.unit.test_reconcile import Loop, job

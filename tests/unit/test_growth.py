@@ -16,18 +16,11 @@ from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, Queues
 from common.rayjob import JobInfo, PodInfo, compact_size, current_request, maximum_request
 from common.resources import Resources
+from extender.actions import JobRef, ObjectRef, Plan, PreemptPod, SetClusterQuotaCondition, Suspend
 from extender.app import Service
 from extender.cache import Cache
 from extender.controller import Controller
-from extender.reconcile import (
-    JobRef,
-    ObjectRef,
-    Plan,
-    PreemptPod,
-    SetClusterQuotaCondition,
-    Suspend,
-    reconcile,
-)
+from extender.reconcile import reconcile
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
 from tests.unit.builders import make_pod, make_raycluster, make_rayjob

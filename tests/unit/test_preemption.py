@@ -23,10 +23,10 @@ from common.preemption import MAX_GRACE_SECONDS, Notice, NoticeError, grace_ns, 
 from common.queueing import QueueItem
 from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
+from extender.actions import AnnotatePod, Event, Notify, Requeue, Suspend, WithdrawNotice
 from extender.cache import Cache, JobState
 from extender.controller import Controller
 from extender.estimates import compute, snapshot
-from extender.reconcile import AnnotatePod, Event, Notify, Requeue, Suspend, WithdrawNotice
 from kubeio.events import EventRecorder
 from tests.unit.builders import make_quota, make_tree
 from tests.unit.test_controller import RecordingClient

@@ -11,8 +11,9 @@ from typing import Any
 
 from common import keys
 from common.clock import FakeClock
+from extender.actions import EnsureQueueUnit, Event, SetPriority
 from extender.cache import Cache
-from extender.reconcile import EnsureQueueUnit, Event, SetPriority, reconcile
+from extender.reconcile import reconcile
 from tests.unit.test_reconcile import NOW, Loop, _merge, job
 
 

@@ -20,10 +20,7 @@ from common.clock import FakeClock
 from common.gotime import format_go
 from common.quota_tree import QuotaTree
 from common.resources import Resources
-from extender.cache import Cache, JobState
-from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
-from extender.reconcile import (
-    SLICE,
+from extender.actions import (
     AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
@@ -41,9 +38,10 @@ from extender.reconcile import (
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
     WithdrawNotice,
-    reconcile,
-    reconcile_steps,
 )
+from extender.cache import Cache, JobState
+from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
+from extender.reconcile import SLICE, reconcile, reconcile_steps
 from tests.unit.builders import RayJobBuilder, make_pod, make_raycluster, make_rayjob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from common.clock import FakeClock
+from extender.actions import UpdateQueueUnitStatus
 from extender.cache import Cache
-from extender.reconcile import POSITION_EXACT, UpdateQueueUnitStatus, _status_due
+from extender.unit_status import POSITION_EXACT
+from extender.unit_status import status_due as _status_due
 from tests.unit.test_reconcile import Loop, job
 
 BASE = {"phase": "Backoff", "position": 40, "message": "root/algorithm/video: cpu used 0 + request 20 > max 14",

@@ -1,0 +1,328 @@
+"""The queue controller's typed actions: what one reconcile decided, for the loop to carry out (``Plan``).
+
+Each action says in its docstring how the loop executes it; the patch bodies of the queued job come from
+its kind's seam (``common.jobkind``), so no action asks which kind it is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from common import keys
+from common.jobkind import annotations_patch, kind_of, release_patch, resume_patch
+from common.ledger import Claim
+from common.rayjob import JobInfo
+
+__all__ = [
+    "Action",
+    "AnnotatePod",
+    "DeleteQueue",
+    "DeleteQueueUnit",
+    "Dequeue",
+    "EnsureQueue",
+    "EnsureQueueUnit",
+    "Event",
+    "EventType",
+    "JobRef",
+    "Notify",
+    "ObjectRef",
+    "Plan",
+    "PreemptPod",
+    "Requeue",
+    "SetClusterQuotaCondition",
+    "SetPriority",
+    "Suspend",
+    "UpdateQueueStatus",
+    "UpdateQueueUnitStatus",
+    "UpdateTreeStatus",
+    "WithdrawNotice",
+]
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """The RayJob (or bare RayCluster, ``kind``) an action is about; ``resource_version`` as the cache last
+    saw it."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str = ""
+    kind: str = keys.RAYJOB_KIND
+
+    @classmethod
+    def of(cls, job: JobInfo) -> JobRef:
+        return cls(job.namespace, job.name, job.uid, job.resource_version, job.kind)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureQueue:
+    """Create the leaf's Queue (generateName); feed the created object back through ``on_queue``."""
+
+    leaf: str
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueue:
+    """Delete one of our Queues: its leaf is gone from the tree, or another Queue is kept for the leaf."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateQueueStatus:
+    """Merge-patch the Queue's status subresource with ``status``."""
+
+    name: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureQueueUnit:
+    """Create the QueueUnit, or on AlreadyExists merge-patch its metadata (labels, annotations,
+    ownerReferences) and spec to match ``object``."""
+
+    object: dict[str, Any]
+
+    @property
+    def namespace(self) -> str:
+        return str(self.object["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.object["metadata"]["name"])
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateQueueUnitStatus:
+    """Merge-patch the QueueUnit's status subresource with ``status`` (a None value removes a field)."""
+
+    namespace: str
+    name: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueueUnit:
+    """Delete a QueueUnit whose RayJob is no longer queued (its namespace is not bound to a leaf).
+    QueueUnits of deleted RayJobs are left to the ownerReference garbage collector."""
+
+    namespace: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    """Admit a waiting job: ONE merge patch (``patch()``) guarded by resourceVersion; on success call
+    ``cache.mark_dequeued(job.uid, dequeue_ns)``; on a conflict do nothing (the next reconcile retries)."""
+
+    job: JobRef
+    dequeue_ns: int
+    dequeue_stamp: str
+    admitted_replicas: str | None = None  # the size admitted, where the kind records one (JobKind.admitted_size)
+
+    def patch(self) -> dict[str, Any]:
+        return resume_patch(self.dequeue_stamp, self.admitted_replicas, self.job.resource_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """Reclaim: suspend the victim and remove its dequeue stamp in one merge patch (``patch()``; the
+    enqueue stamp stays, so it requeues at its original place); then ``cache.mark_requeued(job.uid)``.
+    ``clear_notice``: the victim had a preemption notice, which the same patch removes (with its
+    acknowledgement), so the job runs again later without one."""
+
+    job: JobRef
+    reason: str
+    claimant: JobRef
+    clear_notice: bool = False
+
+    def patch(self) -> dict[str, Any]:
+        return release_patch(kind_of(self.job.kind), suspend=True, clear_notice=self.clear_notice)
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """An admitted job someone suspended: remove its dequeue stamp (``patch()``, and a preemption notice if
+    it had one: ``clear_notice``), then ``cache.mark_requeued(job.uid)``. It waits again with its original
+    enqueue time."""
+
+    job: JobRef
+    reason: str
+    clear_notice: bool = False
+
+    def patch(self) -> dict[str, Any]:
+        return release_patch(kind_of(self.job.kind), suspend=False, clear_notice=self.clear_notice)
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Cooperative preemption (docs/preemption.md): give a reclaim victim its notice, the annotation
+    ``rayqueue.io/preemption-notice`` = ``notice``, in ONE merge patch guarded by resourceVersion (a
+    conflict does nothing: the next pass decides again, and a deadline already given is never
+    overwritten); feed the returned RayJob back through ``cache.on_rayjob``. Its pods get the notice from
+    the next pass (``AnnotatePod``), which mirrors the RayJob's annotation."""
+
+    job: JobRef
+    notice: str
+    claimant: JobRef
+
+    def patch(self) -> dict[str, Any]:
+        return annotations_patch({keys.PREEMPTION_NOTICE: self.notice}, self.job.resource_version)
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawNotice:
+    """The notice's claimant no longer waits: remove the notice (merge patch guarded by resourceVersion,
+    so an acknowledgement written meanwhile wins: the next pass suspends); feed the RayJob back through
+    ``cache.on_rayjob``. The job runs on."""
+
+    job: JobRef
+    reason: str
+
+    def patch(self) -> dict[str, Any]:
+        return annotations_patch({keys.PREEMPTION_NOTICE: None}, self.job.resource_version)
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotatePod:
+    """Mirror a noticed job's ``rayqueue.io/preemption-notice`` onto one of its pods (``notice`` None removes
+    it), so the Ray processes read it through a downward-API volume; feed the pod back through
+    ``cache.on_pod``. A pod already gone is no error."""
+
+    namespace: str
+    name: str
+    uid: str
+    notice: str | None
+
+    def patch(self) -> dict[str, Any]:
+        return {"metadata": {"annotations": {keys.PREEMPTION_NOTICE: self.notice}}}
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriority:
+    """Someone patched the QueueUnit's spec.priority (kube-queue's way to reprioritise): carry it to the
+    RayJob's priority annotation with a record of the change, in one merge patch guarded by
+    resourceVersion; the watch then reorders the queue and the QueueUnit is synced to it."""
+
+    job: JobRef
+    priority: int
+    record: str
+
+    def patch(self) -> dict[str, Any]:
+        annotations = {keys.PRIORITY_OVERRIDE: str(self.priority), keys.PRIORITY_CHANGE_RECORD: self.record}
+        return annotations_patch(annotations, self.job.resource_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event on the RayJob."""
+
+    job: JobRef
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A pod or RayCluster an action is about, by uid (a pod is deleted with a uid precondition: a recreated
+    namesake is never hit)."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptPod:
+    """Reclaim growth (docs/growth.md): delete a pod beyond its job's reservation at once (no cooperative
+    grace: the pod's own terminationGracePeriodSeconds only), uid precondition; once deleted, a Warning
+    ``Preempted`` event with ``reason`` on the pod and on its RayCluster. Growth victims of one job are
+    deleted in plan order (newest first)."""
+
+    pod: ObjectRef
+    job: JobRef
+    cluster: ObjectRef | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetClusterQuotaCondition:
+    """Write the RayCluster's ``RayQueueQuota`` condition (``status``, ``reason``, ``message``) by
+    read-modify-write of ``status.conditions`` (PUT on /status with the resourceVersion read, retried on a
+    conflict), so KubeRay's own conditions are kept; then the ``event`` (type, reason, message) if any.
+    The controller writes a message-only change at most every few seconds per cluster."""
+
+    cluster: ObjectRef
+    job: JobRef
+    status: str
+    reason: str
+    message: str
+    event: tuple[EventType, str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTreeStatus:
+    """Merge-patch the ElasticQuotaTree's status: per node ``used`` and ``request`` (Σ waiting)."""
+
+    status: dict[str, Any]
+
+
+Action = (
+    EnsureQueue
+    | DeleteQueue
+    | UpdateQueueStatus
+    | EnsureQueueUnit
+    | UpdateQueueUnitStatus
+    | DeleteQueueUnit
+    | Dequeue
+    | Suspend
+    | Requeue
+    | Notify
+    | WithdrawNotice
+    | AnnotatePod
+    | SetPriority
+    | Event
+    | UpdateTreeStatus
+    | PreemptPod
+    | SetClusterQuotaCondition
+)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The actions of one reconcile, in the order the loop must execute them; ``wake_ns``: the earliest
+    preemption-notice deadline still ahead (the loop reconciles again then, with or without events)."""
+
+    actions: tuple[Action, ...] = ()
+    wake_ns: int | None = None
+    # The pass's guaranteed heads waiting in their leaves (common.admission): growth pods yield to them at
+    # filter (Cache.waiting_guaranteed, set by the controller from this).
+    guaranteed: tuple[Claim, ...] = ()
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self.actions)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def of(self, kind: type[A]) -> tuple[A, ...]:
+        """The actions of one type, in plan order."""
+        return tuple(a for a in self.actions if isinstance(a, kind))
