@@ -42,7 +42,7 @@ from extender.actions import (
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
 from extender.reconcile import SLICE, reconcile, reconcile_steps
-from tests.unit.builders import RayJobBuilder, make_pod, make_raycluster, make_rayjob
+from tests.unit.builders import RayJobBuilder, apply_merge_patch, make_pod, make_raycluster, make_rayjob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 T0 = 1_736_472_984_000_000_000  # 2025-01-10 01:36:24 UTC
@@ -165,7 +165,7 @@ class Loop:
                     action.job.name
                 )  # 409: the next reconcile after the watch event retries
                 return
-            _merge(obj, action.patch())
+            apply_merge_patch(obj, action.patch())
             obj["metadata"]["resourceVersion"] = self._rv()
             if isinstance(action, Dequeue):
                 cache.mark_dequeued(action.job.uid, action.dequeue_ns)
@@ -178,13 +178,13 @@ class Loop:
             if obj["metadata"]["resourceVersion"] != action.job.resource_version:
                 self.conflicts.append(action.job.name)
                 return
-            _merge(obj, action.patch())
+            apply_merge_patch(obj, action.patch())
             obj["metadata"]["resourceVersion"] = self._rv()
             self.deliver(action.job.uid)
         elif isinstance(action, AnnotatePod):
             pod = self.pod_objs.get(action.uid)
             if pod is not None:
-                _merge(pod, action.patch())
+                apply_merge_patch(pod, action.patch())
                 cache.on_pod("MODIFIED", copy.deepcopy(pod))
         elif isinstance(action, Event):
             self.events.append(action)
@@ -208,7 +208,7 @@ class Loop:
             cache.on_queue_unit("MODIFIED", copy.deepcopy(obj))
         elif isinstance(action, UpdateQueueUnitStatus):
             unit = self.units[(action.namespace, action.name)]
-            _merge(unit.setdefault("status", {}), action.status)
+            apply_merge_patch(unit.setdefault("status", {}), action.status)
             cache.on_queue_unit("MODIFIED", copy.deepcopy(unit))
         elif isinstance(action, DeleteQueueUnit):
             cache.on_queue_unit("DELETED", self.units.pop((action.namespace, action.name)))
@@ -238,20 +238,6 @@ class Loop:
         kept = self.cache.queue_for(leaf)
         assert kept is not None
         return self.queues[kept.name]
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    """JSON merge patch (RFC 7386)."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict):
-            child = target.get(key)
-            if not isinstance(child, dict):
-                child = target[key] = {}
-            _merge(child, value)
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 def dequeued(plan: Plan) -> list[str]:
