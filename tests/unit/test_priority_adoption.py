@@ -14,7 +14,8 @@ from common.clock import FakeClock
 from extender.actions import EnsureQueueUnit, Event, SetPriority
 from extender.cache import Cache
 from extender.reconcile import reconcile
-from tests.unit.test_reconcile import NOW, Loop, _merge, job
+from tests.unit.builders import apply_merge_patch
+from tests.unit.test_reconcile import NOW, Loop, job
 
 
 class PriorityLoop(Loop):
@@ -26,7 +27,7 @@ class PriorityLoop(Loop):
             if obj["metadata"]["resourceVersion"] != action.job.resource_version:
                 self.conflicts.append(action.job.name)
                 return
-            _merge(obj, action.patch())
+            apply_merge_patch(obj, action.patch())
             obj["metadata"]["resourceVersion"] = self._rv()
             if deliver:
                 self.deliver(action.job.uid)
