@@ -7,7 +7,7 @@ Run it with `python -m bench.estimate` (`--quick` for a smoke run). Two parts:
   through the pure core (``Queues.schedule`` with ``common.admission.AdmissionPass`` on a ``Ledger``,
   releases at the jobs' true ends, reclaim victims requeued and restarted): that is the simulated
   actual start of every job. The same trace is played again and, at each job's submission and halfway
-  through its actual wait, ``common.estimate.estimate`` is asked for its start, from what the cluster
+  through its actual wait, ``common.start_times.estimate`` is asked for its start, from what the cluster
   would know then (declared runtimes, or the leaf's runtime history for undeclared ones). The error is
   ``|estimated - actual start| / actual wait``; median and p90 are reported per scenario (runtimes
   declared exactly, declared within ±20 %, declared by half the jobs, undeclared), with how many
@@ -40,7 +40,11 @@ from bench.webhook import machine
 from common import keys
 from common.admission import AdmissionPass
 from common.clock import FakeClock
-from common.estimate import (
+from common.ledger import Claim, Ledger
+from common.queueing import QueueItem, Queues
+from common.quota_tree import QuotaTree
+from common.resources import Resources
+from common.start_times import (
     DRAIN_SECONDS,
     HISTORY_SIZE,
     NS,
@@ -53,10 +57,6 @@ from common.estimate import (
     replay,
     runtime_of,
 )
-from common.ledger import Claim, Ledger
-from common.queueing import QueueItem, Queues
-from common.quota_tree import QuotaTree
-from common.resources import Resources
 
 RESULTS: Final = ROOT / "bench" / "results" / "estimate.json"
 T0: Final = 1_736_472_984 * NS
@@ -151,7 +151,7 @@ class Cluster:
             decide = AdmissionPass(_Source(self.queues, self.draining), self.ledger, t)
             self.queues.schedule(decide, self.ledger.generation)
             admitted_now = {c.uid for c, _ in decide.admitted}
-            bounced = {v.uid for v, _ in decide.victims if v.uid in admitted_now}  # see common/estimate.py
+            bounced = {v.uid for v, _ in decide.victims if v.uid in admitted_now}  # see common/start_times.py
             for uid in sorted(bounced):
                 self.queues.upsert(self.jobs[uid].item)
             for victim, _ in decide.victims:

@@ -9,7 +9,7 @@ job would be enqueued last among equal priorities, so its position is one more t
 equal or higher priority.
 
 Its start: now if it fits and no one is ahead; otherwise the leaf's Forecast, which the controller's
-estimator replays with the admission rules (``common.estimate.replay``): the first opening at the tail of
+estimator replays with the admission rules (``common.start_times.replay``): the first opening at the tail of
 the leaf's queue that its request fits. Without a forecast (none published yet), the estimate of the job
 just ahead of it is told as a lower bound.
 """
@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from common.estimate import Band, Forecast, Opening, in_about
 from common.explain import render
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import Resources
+from common.start_times import Band, Forecast, Opening, in_about
 
 __all__ = ["Ahead", "Preview", "forecast_from_status", "forecast_status", "ledger_from_usage", "preview",
            "usage_from_status"]

@@ -269,7 +269,7 @@ class Controller:
             log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
 
     async def refresh_estimates(self, *, force: bool = False) -> None:
-        """Runtime history, then the start-time estimate of every waiting QueueUnit (common/estimate.py),
+        """Runtime history, then the start-time estimate of every waiting QueueUnit (common/start_times.py),
         at most every ``estimate_seconds``: the snapshot is taken here, the replay runs in a worker thread
         so the extender's verbs keep being answered, and the patches are made against the cache as it is
         then."""

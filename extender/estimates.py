@@ -1,6 +1,6 @@
 """Start-time estimates for the QueueUnits and runtime history for the Queues, from one Cache snapshot.
 
-Pure except for nothing: ``snapshot(cache, now)`` copies what ``common.estimate.estimate`` needs (a
+Pure except for nothing: ``snapshot(cache, now)`` copies what ``common.start_times.estimate`` needs (a
 Ledger copy and frozen values, cheap, in the event loop), the estimate itself may then run in a worker
 thread on that snapshot, and ``unit_patches`` / ``history_patches`` turn the result into the
 controller's ordinary status actions against the cache as it is then.
@@ -10,7 +10,7 @@ estimate assumes) are set on waiting QueueUnits and removed once a job is admitt
 written only when its message changes or its time moves by more than ``max(30 s, 10 % of the wait)``,
 so a steady queue is not re-patched on every refresh.
 
-A leaf's Queue ``status.forecast`` (``common.estimate.Forecast``: when a job submitted now, of any size,
+A leaf's Queue ``status.forecast`` (``common.start_times.Forecast``: when a job submitted now, of any size,
 would start at the tail of its queue) comes from the same replay; it is written when its note or its
 openings' free quota change, or an opening's time moves by the same tolerance.
 
@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from common import keys
-from common.estimate import (
+from common.gotime import GoTimeError, parse_go
+from common.ledger import Ledger
+from common.preemption import Notice, NoticeError
+from common.preview import forecast_from_status, forecast_status
+from common.queueing import QueuePolicy
+from common.start_times import (
     DRAIN_SECONDS,
     HISTORY_SIZE,
     NS,
@@ -41,23 +46,20 @@ from common.estimate import (
     replay,
     runtime_of,
 )
-from common.gotime import GoTimeError, parse_go
-from common.ledger import Ledger
-from common.preemption import Notice, NoticeError
-from common.preview import forecast_from_status, forecast_status
-from common.queueing import QueuePolicy
 from extender.actions import UpdateQueueStatus, UpdateQueueUnitStatus
 from extender.cache import Cache, JobState
 from extender.queue_objects import queue_unit_name, rfc3339
 
-__all__ = ["Snapshot", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
+__all__ = ["EstimateInputs", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
 
 MIN_MOVE_SECONDS: Final = 30.0
 MOVE_FRACTION: Final = 0.10
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
+class EstimateInputs:
+    """What one replay needs, copied out of the Cache at one instant: the replay then runs without it."""
+
     ledger: Ledger
     running: tuple[Running, ...]
     waiting: tuple[Waiting, ...]
@@ -82,7 +84,7 @@ def _seconds(cache: Cache, leaf: str) -> list[float]:
     return [float(r["seconds"]) for r in history(queue.status if queue else None)]
 
 
-def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
+def snapshot(cache: Cache, now_ns: int) -> EstimateInputs | None:
     """What the estimate needs, copied from the cache (None without a valid tree)."""
     tree, ledger = cache.tree, cache.ledger
     if tree is None or ledger is None:
@@ -116,7 +118,7 @@ def snapshot(cache: Cache, now_ns: int) -> Snapshot | None:
             runtime = runtime_of(job.annotations, job.active_deadline_seconds, seconds[leaf.full_name], leaf.full_name)
             waiting.append(Waiting(item, runtime, job.preemptible))
     policies = {leaf.full_name: queues.policy(leaf.full_name) for leaf in tree.leaves()}
-    return Snapshot(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
+    return EstimateInputs(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
 
 
 def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
@@ -131,7 +133,7 @@ def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
     return notice.deadline_ns, notice.deadline
 
 
-def compute(snap: Snapshot) -> Replay:
+def compute(snap: EstimateInputs) -> Replay:
     """The estimates and forecasts (may run in a worker thread: it touches nothing but the snapshot)."""
     return replay(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from common import keys
-from common.estimate import in_about
 from common.explain import whatif
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.preview import Ahead, forecast_from_status, preview, usage_from_status
@@ -19,6 +18,7 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
 from common.resources import Resources
+from common.start_times import in_about
 
 __all__ = ["queue_report", "render", "top_report", "whatif_report", "why_report"]
 

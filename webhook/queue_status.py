@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from common import keys
-from common.estimate import Forecast
 from common.gotime import GoTimeError, parse_go
 from common.preview import Ahead, forecast_from_status, preview, usage_from_status, warning
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo
 from common.resources import Resources
+from common.start_times import Forecast
 
 __all__ = ["QueueStatus"]
 

@@ -6,7 +6,7 @@ from common.admission import AdmissionPass
 from common.clock import FakeClock
 from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, Queues
-from tests.unit.test_estimate import cpu, tree
+from tests.unit.test_start_times import cpu, tree
 
 
 class _Source:

@@ -16,13 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from common import keys
 from common.clock import FakeClock
-from common.estimate import DRAIN_SECONDS, Running, Runtime, Waiting, estimate
 from common.gotime import to_datetime
 from common.ledger import Claim, Ledger
 from common.preemption import MAX_GRACE_SECONDS, Notice, NoticeError, grace_ns, issue, step
 from common.queueing import QueueItem
 from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
+from common.start_times import DRAIN_SECONDS, Running, Runtime, Waiting, estimate
 from extender.actions import AnnotatePod, Event, Notify, Requeue, Suspend, WithdrawNotice
 from extender.cache import Cache, JobState
 from extender.controller import Controller

@@ -7,7 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import keys
-from common.estimate import (
+from common.ledger import Claim, Ledger
+from common.queueing import QueueItem
+from common.resources import Resources
+from common.start_times import (
     DRAIN_SECONDS,
     NS,
     Running,
@@ -20,9 +23,6 @@ from common.estimate import (
     replay,
     runtime_of,
 )
-from common.ledger import Claim, Ledger
-from common.queueing import QueueItem
-from common.resources import Resources
 from tests.unit.builders import make_quota, make_tree
 
 NOW = 1_700_000_000 * NS
@@ -198,7 +198,7 @@ def test_not_go_durations(text: str) -> None:
 
 
 def test_in_about() -> None:
-    from common.estimate import in_about
+    from common.start_times import in_about
 
     assert [in_about(None, NOW), in_about(NOW - 1, NOW), in_about(NOW + 4 * MIN, NOW)] == ["unknown", "now", "~4m0s"]
 
