@@ -300,6 +300,35 @@ def _victims_map(errors: list[str], value: object, path: str) -> Mapping[str, ob
     return value
 
 
+def _victims(errors: list[str], victims: object, where: str, what: str, full: bool) -> Victims | None:
+    """One node's victims: UIDs only (MetaVictims) or whole pods (``full``: Victims); None when malformed."""
+    if victims is None:
+        return Victims(uids=())
+    if not isinstance(victims, Mapping):
+        errors.append(f"{where}: expected {what} (a map), got {_kind(victims)}")
+        return None
+    pods = victims.get("Pods")
+    if pods is not None and not isinstance(pods, list):
+        errors.append(f"{where}.Pods: expected a list, got {_kind(pods)}")
+    uids: list[str] = []
+    infos: dict[str, PodInfo] = {}
+    for i, item in enumerate(pods if isinstance(pods, list) else ()):
+        if full:
+            info = _pod(errors, item, f"{where}.Pods[{i}]")
+            if info is not None and info.uid:
+                infos[info.uid] = info
+            continue
+        uid = item.get("UID") if isinstance(item, Mapping) else None
+        if isinstance(uid, str) and uid:
+            uids.append(uid)
+        else:
+            errors.append(f"{where}.Pods[{i}].UID: expected a pod UID, got {_kind(uid)}")
+    pdb = _count(errors, victims.get("NumPDBViolations"), f"{where}.NumPDBViolations")
+    if full:
+        return Victims(uids=tuple(infos), pods=tuple(infos.values()), num_pdb_violations=pdb)
+    return Victims(uids=_unique(uids), num_pdb_violations=pdb)
+
+
 def parse_preempt_args(body: object) -> PreemptArgs:
     """ExtenderPreemptionArgs -> PreemptArgs (victims by node, sorted by node name). Raises ProtocolError.
 
@@ -308,47 +337,13 @@ def parse_preempt_args(body: object) -> PreemptArgs:
     errors: list[str] = []
     pod = _pod(errors, args.get("Pod"), "Pod")
     out: dict[str, Victims] = {}
-    meta = _victims_map(errors, args.get("NodeNameToMetaVictims"), "NodeNameToMetaVictims")
-    for node, victims in meta.items():
-        where = f"NodeNameToMetaVictims[{node}]"
-        if victims is None:
-            out[node] = Victims(uids=())
-            continue
-        if not isinstance(victims, Mapping):
-            errors.append(f"{where}: expected MetaVictims (a map), got {_kind(victims)}")
-            continue
-        uids: list[str] = []
-        pods = victims.get("Pods")
-        if pods is not None and not isinstance(pods, list):
-            errors.append(f"{where}.Pods: expected a list, got {_kind(pods)}")
-        for i, item in enumerate(pods if isinstance(pods, list) else ()):
-            uid = item.get("UID") if isinstance(item, Mapping) else None
-            if isinstance(uid, str) and uid:
-                uids.append(uid)
-            else:
-                errors.append(f"{where}.Pods[{i}].UID: expected a pod UID, got {_kind(uid)}")
-        pdb = _count(errors, victims.get("NumPDBViolations"), f"{where}.NumPDBViolations")
-        out[node] = Victims(uids=_unique(uids), num_pdb_violations=pdb)
-    full = _victims_map(errors, args.get("NodeNameToVictims"), "NodeNameToVictims")
-    for node, victims in full.items():
-        where = f"NodeNameToVictims[{node}]"
-        if victims is None:
-            out[node] = Victims(uids=())
-            continue
-        if not isinstance(victims, Mapping):
-            errors.append(f"{where}: expected Victims (a map), got {_kind(victims)}")
-            continue
-        infos: list[PodInfo] = []
-        pods = victims.get("Pods")
-        if pods is not None and not isinstance(pods, list):
-            errors.append(f"{where}.Pods: expected a list, got {_kind(pods)}")
-        for i, item in enumerate(pods if isinstance(pods, list) else ()):
-            info = _pod(errors, item, f"{where}.Pods[{i}]")
-            if info is not None and info.uid:
-                infos.append(info)
-        pdb = _count(errors, victims.get("NumPDBViolations"), f"{where}.NumPDBViolations")
-        by_uid = {p.uid: p for p in infos}
-        out[node] = Victims(uids=tuple(by_uid), pods=tuple(by_uid.values()), num_pdb_violations=pdb)
+    # NodeNameToMetaVictims names victims by UID; NodeNameToVictims sends the whole pods. One reader for both,
+    # the full pods read second so they win for a node named in both.
+    for key, what, full in (("NodeNameToMetaVictims", "MetaVictims", False), ("NodeNameToVictims", "Victims", True)):
+        for node, victims in _victims_map(errors, args.get(key), key).items():
+            parsed = _victims(errors, victims, f"{key}[{node}]", what, full)
+            if parsed is not None:
+                out[node] = parsed
     if errors or pod is None:
         raise ProtocolError(errors)
     return PreemptArgs(pod=pod, victims={n: out[n] for n in sorted(out)})
