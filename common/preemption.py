@@ -10,7 +10,7 @@ to do with a noticed victim now (docs/preemption.md).
   the deadline in RFC 3339 (UTC, whole seconds, rounded *up*, so the job never gets less than its grace).
   The deadline lives only there: a restarted controller reads it back and neither suspends early nor
   forgets.
-* **Now.** ``step`` says what a noticed, still admitted victim needs, in this order: ``suspend`` when the
+* **Now.** ``victim_step`` says what a noticed, still admitted victim needs, in this order: ``suspend`` when the
   job acknowledged (it set ``rayqueue.io/checkpointed`` on its RayJob: it may have stopped working and
   waits for the end it asked for) or the notice cannot be read (only the controller writes it; one that
   does not parse gives no deadline to keep, and waiting forever would hold the claimant's capacity);
@@ -42,7 +42,7 @@ __all__ = [
     "grace_ns",
     "grace_problem",
     "issue",
-    "step",
+    "victim_step",
 ]
 
 NS: Final = 10**9
@@ -140,7 +140,7 @@ def issue(now_ns: int, grace: int, job: str, claimant: str, claimant_uid: str, r
     return Notice(deadline, job, claimant, claimant_uid, format_duration(grace / NS), reason)
 
 
-def step(notice: Notice | None, now_ns: int, *, acknowledged: bool, claimant_waiting: bool) -> Step:
+def victim_step(notice: Notice | None, now_ns: int, *, acknowledged: bool, claimant_waiting: bool) -> Step:
     """What a noticed victim that is still admitted needs now (see the module docstring). ``notice`` None:
     the annotation could not be read."""
     if notice is None or acknowledged:

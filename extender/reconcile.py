@@ -63,8 +63,7 @@ from common.explain import Explain, Why, render
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
-from common.preemption import Notice, NoticeError, grace_ns, issue
-from common.preemption import step as notice_step
+from common.preemption import Notice, NoticeError, grace_ns, issue, victim_step
 from common.queueing import Queues
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo, PodInfo
@@ -236,7 +235,7 @@ def handle_notice(p: Pass, job: JobInfo) -> None:
         notice, problem = None, str(exc)
     acknowledged = keys.CHECKPOINTED in job.annotations
     waiting = notice is not None and cache.state(notice.claimant_uid) is JobState.WAITING
-    what = notice_step(notice, p.now_ns, acknowledged=acknowledged, claimant_waiting=waiting)
+    what = victim_step(notice, p.now_ns, acknowledged=acknowledged, claimant_waiting=waiting)
     if what == "wait" and notice is not None:
         out.extend(_mirror(cache.remaining_pods(job.uid), text))
         p.notices.setdefault(notice.claimant_uid, []).append((job.key, notice))

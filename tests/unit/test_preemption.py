@@ -18,7 +18,7 @@ from common import keys
 from common.clock import FakeClock
 from common.gotime import to_datetime
 from common.ledger import Claim, Ledger
-from common.preemption import MAX_GRACE_SECONDS, Notice, NoticeError, grace_ns, issue, step
+from common.preemption import MAX_GRACE_SECONDS, Notice, NoticeError, grace_ns, issue, victim_step
 from common.queueing import QueueItem
 from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
@@ -113,8 +113,8 @@ def test_the_decision_depends_only_on_the_annotation_and_the_clock(
     claimant went (then the notice is withdrawn)."""
     text = issue(now, grace, "intern/big", "text/train", "uid-train", "reclaim").text()
     at = now + later
-    first = step(Notice.parse(text), at, acknowledged=acknowledged, claimant_waiting=waiting)
-    restarted = step(Notice.parse(copy.copy(text)), at, acknowledged=acknowledged, claimant_waiting=waiting)
+    first = victim_step(Notice.parse(text), at, acknowledged=acknowledged, claimant_waiting=waiting)
+    restarted = victim_step(Notice.parse(copy.copy(text)), at, acknowledged=acknowledged, claimant_waiting=waiting)
     assert first == restarted
     deadline = Notice.parse(text).deadline_ns
     if acknowledged:
@@ -130,7 +130,7 @@ def test_the_decision_depends_only_on_the_annotation_and_the_clock(
 def test_a_notice_that_is_not_the_controllers_is_refused(text: str) -> None:
     with pytest.raises(NoticeError):
         Notice.parse(text)
-    assert step(None, T0, acknowledged=False, claimant_waiting=True) == "suspend"
+    assert victim_step(None, T0, acknowledged=False, claimant_waiting=True) == "suspend"
 
 
 # --- the controller ------------------------------------------------------------------------------------------
