@@ -29,7 +29,8 @@ from common.kuberay_rules.names import MAX_RAYJOB_NAME_LENGTH, name_problems
 
 YamlDecoder = Callable[[str], object]
 """Decodes the *first* YAML document of a text into plain Python values (None for an empty one), as go-yaml's
-``Unmarshal`` reads only the first; raises ``ValueError`` carrying the parser's message when the text is not YAML.
+``Unmarshal`` reads only the first; raises ``ValueError`` carrying the parser's message (one line: it is shown in a
+webhook denial) when the text is not YAML.
 ``common`` imports only the standard library, so the caller (an adapter) brings the YAML parser."""
 
 _SPEC: Final = "The RayJob spec is invalid: "
