@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from common.kuberay_rules.base import as_str
+from common.kuberay_rules.base import Out, as_str
 
 MAX_RAYCLUSTER_NAME_LENGTH: Final = 53  # utils/constant.go MaxRayClusterNameLength
 MAX_RAYJOB_NAME_LENGTH: Final = MAX_RAYCLUSTER_NAME_LENGTH - 6  # MaxRayJobNameLength = 47
@@ -132,15 +132,14 @@ def generated_name_sample(meta: Mapping[str, Any]) -> str:
     return prefix[:GENERATE_NAME_MAX_PREFIX] + "xxxxx" if prefix else ""
 
 
-def name_problems(meta: Mapping[str, Any], kind: str, limit: int, prefix: str) -> list[tuple[str, str]]:
-    """ValidateRayJobMetadata / ValidateRayClusterMetadata: (path, sentence) for the length and the DNS-1035
-    rule, judged on the name the apiserver will give the object."""
+def name_problems(out: Out, meta: Mapping[str, Any], kind: str, limit: int, prefix: str) -> None:
+    """ValidateRayJobMetadata / ValidateRayClusterMetadata: the length and the DNS-1035 rule, judged on the name
+    the apiserver will give the object."""
     name = generated_name_sample(meta)
     path = "metadata.name" if as_str(meta.get("name")) else "metadata.generateName"
-    out = []
+    function = f"Validate{kind}Metadata"
     if len(name) > limit:
-        out.append((path, f"{prefix}{kind} name should be no more than {limit} characters"))
+        out.add(function, path, f"{prefix}{kind} name should be no more than {limit} characters")
     errs = dns1035_label_errors(name)
     if errs:
-        out.append((path, f"{prefix}{kind} name should be a valid DNS1035 label: {go_list(errs)}"))
-    return out
+        out.add(function, path, f"{prefix}{kind} name should be a valid DNS1035 label: {go_list(errs)}")

@@ -23,14 +23,12 @@ def raycluster_problems(obj: Mapping[str, Any], gates: FeatureGates | None = Non
     ("The RayCluster UpgradeStrategy is invalid <ns>/<name>: <error>"). Each ``message`` is the ``<error>``,
     exactly. Not judged: the cert-manager check for ``tlsOptions`` (the operator's environment) and
     ``ValidateRayClusterStatus`` (status, which a create or a spec update does not set)."""
-    gates = gates or FeatureGates()
-    spec = as_map(obj.get("spec"))
+    spec, meta = as_map(obj.get("spec")), as_map(obj.get("metadata"))
     if foreign_manager(spec) is not None:
         return []
     out = Out()
-    meta = as_map(obj.get("metadata"))
-    for path, message in name_problems(meta, "RayCluster", MAX_RAYCLUSTER_NAME_LENGTH, ""):
-        out.add("ValidateRayClusterMetadata", path, message)
-    cluster_spec_problems(out, spec, str_map(meta.get("annotations")), gates, base="spec", prefix="")
+    name_problems(out, meta, "RayCluster", MAX_RAYCLUSTER_NAME_LENGTH, "")
+    cluster_spec_problems(out, spec, str_map(meta.get("annotations")), gates or FeatureGates(), base="spec",
+                          prefix="")
     upgrade_strategy_problems(out, spec, str_map(meta.get("labels")), base="spec")
     return out.problems

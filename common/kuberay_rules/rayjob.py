@@ -47,15 +47,12 @@ def rayjob_problems(obj: Mapping[str, Any], gates: FeatureGates | None = None, *
     or obeys (``constructRayClusterForRayJob`` copies the spec whole) and a submitter template the batch/v1 Job
     cannot be made from. ``runtimeEnvYAML`` is judged only when ``decode_yaml`` is given. A RayJob managed by
     another controller (``managed_by_foreign_controller``) is skipped by KubeRay before any rule: no problems."""
-    gates = gates or FeatureGates()
-    spec = as_map(obj.get("spec"))
+    spec, meta = as_map(obj.get("spec")), as_map(obj.get("metadata"))
     if foreign_manager(spec) is not None:
         return []
     out = Out()
-    meta = as_map(obj.get("metadata"))
-    for path, message in name_problems(meta, "RayJob", MAX_RAYJOB_NAME_LENGTH, _META):
-        out.add("ValidateRayJobMetadata", path, message)  # the `The RayJob metadata is invalid:` prefix since v1.5
-    _spec(out, spec, str_map(meta.get("annotations")), gates, decode_yaml)
+    name_problems(out, meta, "RayJob", MAX_RAYJOB_NAME_LENGTH, _META)  # the `_META` prefix since v1.5
+    _spec(out, spec, str_map(meta.get("annotations")), gates or FeatureGates(), decode_yaml)
     cluster = spec.get("rayClusterSpec")
     if isinstance(cluster, Mapping) and not str_map(spec.get("clusterSelector")):
         _copied_into_cluster(out, cluster, str_map(meta.get("labels")))
