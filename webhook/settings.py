@@ -43,7 +43,8 @@ class Settings:
 
 # KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
 _GATES = {"RayJobDeletionPolicy": "ray_job_deletion_policy", "RayClusterNetworkPolicy": "ray_cluster_network_policy",
-          "RayClusterMTLS": "ray_cluster_mtls", "RayClusterHistoryServer": "ray_cluster_history_server"}
+          "RayClusterMTLS": "ray_cluster_mtls", "RayClusterHistoryServer": "ray_cluster_history_server",
+          "GCSFaultToleranceEmbeddedStorage": "gcs_fault_tolerance_embedded_storage"}
 assert set(_GATES.values()) == {f.name for f in fields(FeatureGates)}
 
 

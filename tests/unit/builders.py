@@ -153,8 +153,9 @@ class RayJobBuilder:
         return self
 
     def submitter(self, *containers: Obj) -> Self:
-        """A custom `spec.submitterPodTemplate` with these containers."""
-        self._spec["submitterPodTemplate"] = {"spec": _pod_spec(list(containers))}
+        """A custom `spec.submitterPodTemplate` with these containers (and `restartPolicy: Never`, which a batch/v1
+        Job needs: KubeRay copies the template into its submitter Job as it is)."""
+        self._spec["submitterPodTemplate"] = {"spec": {**_pod_spec(list(containers)), "restartPolicy": "Never"}}
         return self
 
     def cluster_selector(self, **labels: str) -> Self:
