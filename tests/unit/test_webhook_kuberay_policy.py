@@ -128,7 +128,9 @@ def test_a_job_with_deletion_rules_cannot_be_queued_and_is_told_what_to_use() ->
     assert not verdict.allowed
     assert verdict.message.startswith("rayqueue: RayJob video/rayjob-video-h4x2q: rule queued-deletion-rules: a RayJob "
                                       "with spec.deletionStrategy.deletionRules cannot be queued")
-    assert "Use shutdownAfterJobFinishes: true with ttlSecondsAfterFinished instead" in verdict.message
+    assert ("Leave deletionStrategy out and use shutdownAfterJobFinishes: true with ttlSecondsAfterFinished"
+            in verdict.message)
+    assert "DeleteCluster or DeleteSelf" not in verdict.message, "the legacy policy leaves clusters after a deadline"
     assert "spec.shutdownAfterJobFinishes and spec.deletionStrategy.deletionRules are mutually exclusive" in verdict.message
 
 
@@ -143,7 +145,8 @@ def test_a_legacy_deletion_policy_must_free_the_cluster(success: str, failure: s
     _, verdict = created(job)
     assert verdict.allowed is allowed, verdict.message
     if not allowed:
-        assert "rule queued-cleanup" in verdict.message and "use DeleteCluster or DeleteSelf" in verdict.message
+        assert "rule queued-cleanup" in verdict.message and "leave deletionStrategy out" in verdict.message
+        assert "not after a deadline, a submission failure or STOPPED" in verdict.message
 
 
 # --- clusterSelector jobs -----------------------------------------------------------------------------------
@@ -350,3 +353,56 @@ def test_the_mutated_job_passes_kuberays_rules_or_the_request_is_denied(job: dic
             assert out["spec"]["suspend"] is True and out["spec"]["shutdownAfterJobFinishes"] is True
     else:
         assert verdict.message.startswith(f"rayqueue: RayJob video/{job['metadata']['name']}: rule ")
+
+
+# --- liveness: refusals KubeRay makes after admission, caught at the webhook (issue 23) ---------------------
+@pytest.mark.parametrize("runtime_env", [
+    pytest.param("- pip\n- numpy\n", id="a YAML list"),
+    pytest.param("just a string\n", id="a YAML scalar"),
+])
+def test_a_running_job_edited_to_a_runtime_env_that_is_not_a_map_is_refused(runtime_env: str) -> None:
+    """KubeRay runs validateRayJob on every reconcile (UnmarshalRuntimeEnvYAML decodes into a map): an edit of a
+    running job to a list would end it ValidationFailed with its cluster, and its claim, left behind."""
+    old = queued()
+    old["metadata"]["annotations"][keys.DEQUEUE_TIMESTAMP] = "2025-01-10 01:40:00 +0000 UTC"
+    old["spec"]["suspend"] = False
+    new = copy.deepcopy(old)
+    new["spec"]["runtimeEnvYAML"] = runtime_env
+    verdict = validate(review(new, op="UPDATE", old=old))
+    assert not verdict.allowed
+    assert "rule kuberay-validation: this change would make KubeRay refuse the job" in verdict.message
+    assert "spec.runtimeEnvYAML" in verdict.message and "failed to unmarshal RuntimeEnvYAML" in verdict.message
+    good = copy.deepcopy(old)
+    good["spec"]["runtimeEnvYAML"] = "pip:\n- numpy\n"
+    assert validate(review(good, op="UPDATE", old=old)).allowed
+
+
+def test_a_job_another_controller_manages_is_not_queued() -> None:
+    job = video_job()
+    job["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
+    job["spec"].pop("suspend")
+    job["metadata"]["annotations"] = {keys.ENQUEUE_TIMESTAMP: "2025-01-10 01:36:20 +0000 UTC"}
+    verdict, out = mutate(review(job))
+    assert verdict.allowed
+    assert "suspend" not in out["spec"], "the other controller runs it: rayqueue would never lift a suspend"
+    assert keys.ENQUEUE_TIMESTAMP not in (out["metadata"].get("annotations") or {}), \
+        "without the enqueue stamp the controller makes no QueueUnit and holds no claim"
+    assert any("rayqueue does not queue it" in w and "multikueue" in w for w in verdict.warnings)
+    assert validate(review(out)).allowed
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    pytest.param(None, "kueue.x-k8s.io/multikueue", id="added"),
+    pytest.param("ray.io/kuberay-operator", "someone/else", id="changed from KubeRay's own value"),
+])
+def test_managed_by_may_not_be_added_or_changed_on_a_queued_job(before: str | None, after: str) -> None:
+    old = queued()
+    if before is not None:
+        old["spec"]["managedBy"] = before
+    new = copy.deepcopy(old)
+    new["spec"]["managedBy"] = after
+    for user in (ALICE, CONTROLLER):
+        verdict = validate(review(new, op="UPDATE", old=old, user=user))
+        assert not verdict.allowed
+        assert verdict.message.startswith("rayqueue: RayJob video/") and "rule managed-by" in verdict.message
+        assert f"{before!r} -> {after!r}" in verdict.message

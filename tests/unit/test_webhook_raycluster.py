@@ -227,3 +227,36 @@ def test_a_rayjob_s_cluster_is_left_to_kuberay_and_the_autoscaler() -> None:
     new["spec"]["workerGroupSpecs"][0]["replicas"] = 4
     new["spec"]["suspend"] = False
     assert validate(review(new, op="UPDATE", old=old, user=ALICE, **CLUSTER), CFG).allowed
+
+
+# --- liveness: KubeRay's refusals of a bare cluster, and clusters of other controllers (issue 23) -------------
+def test_a_bare_cluster_kuberay_would_refuse_is_refused_at_create_in_its_words() -> None:
+    """ValidateRayClusterMetadata: a name over 53 characters gets no pods from KubeRay, ever; admitted, it would
+    hold its claim with zero pods until someone deletes it."""
+    obj = notebook()
+    obj["metadata"]["name"] = "n" * 60
+    _, out = mutate(review(obj, **CLUSTER))
+    verdict = validate(review(out, **CLUSTER))
+    assert not verdict.allowed
+    assert verdict.message.startswith(f"rayqueue: RayCluster video/{'n' * 60}: rule kuberay-validation: KubeRay "
+                                      "would refuse this cluster after admission (it would never get a pod")
+    assert "53" in verdict.message
+    assert validate(review(mutate(review(notebook(), **CLUSTER))[1], **CLUSTER)).allowed
+
+
+def test_a_bare_cluster_another_controller_manages_is_not_queued() -> None:
+    obj = notebook()
+    obj["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
+    verdict, out = mutate(review(obj, **CLUSTER))
+    assert verdict.allowed and "suspend" not in out["spec"]
+    assert keys.ENQUEUE_TIMESTAMP not in (out["metadata"].get("annotations") or {})
+    assert any("rayqueue does not queue it" in w for w in verdict.warnings)
+
+
+def test_managed_by_may_not_be_added_to_a_queued_cluster() -> None:
+    old = queued_cluster()
+    new = copy.deepcopy(old)
+    new["spec"]["managedBy"] = "kueue.x-k8s.io/multikueue"
+    for user in (ALICE, CONTROLLER):
+        verdict = validate(review(new, op="UPDATE", old=old, user=user, **CLUSTER))
+        assert not verdict.allowed and "rule managed-by" in verdict.message

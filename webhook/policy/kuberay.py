@@ -5,20 +5,49 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 from common import keys
-from common.kuberay_rules import RAY_CLUSTER_SELECTOR_KEY, Problem, rayjob_problems
+from common.kuberay_rules import (
+    RAY_CLUSTER_SELECTOR_KEY,
+    Problem,
+    managed_by_foreign_controller,
+    raycluster_problems,
+    rayjob_problems,
+)
 from common.rayjob import ShapeError
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import annotations_of, owner_references
 from webhook.review import Request, Verdict, deny
 
-__all__ = ["as_mutated", "kuberay_verdict", "selector_target", "shape_denial"]
+__all__ = [
+    "as_mutated",
+    "decode_yaml",
+    "kuberay_verdict",
+    "managed_by_verdict",
+    "raycluster_kuberay_verdict",
+    "selector_target",
+    "shape_denial",
+]
 
 _KUBERAY_SUSPEND_NEEDS_SHUTDOWN = ("The RayJob spec is invalid: a RayJob with shutdownAfterJobFinishes set to false "
                                    "is not allowed to be suspended")
 _KUBERAY_RULES_EXCLUDE_SHUTDOWN = ("The RayJob spec is invalid: spec.shutdownAfterJobFinishes and "
                                    "spec.deletionStrategy.deletionRules are mutually exclusive")
 _KUBERAY_SELECTOR_NO_SUSPEND = "The RayJob spec is invalid: the ClusterSelector mode doesn't support the suspend operation"
+
+
+def decode_yaml(text: str) -> object:
+    """The first YAML document of ``text`` (None when empty), as sigs.k8s.io/yaml reads ``runtimeEnvYAML`` for
+    KubeRay's ``UnmarshalRuntimeEnvYAML``; a text that is not YAML raises ValueError with the parser's words."""
+    try:
+        return next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError as exc:
+        raise ValueError(" ".join(str(exc).split())) from exc
+
+
+def _problems(obj: Mapping[str, Any], cfg: PolicyConfig) -> list[Problem]:
+    return rayjob_problems(obj, cfg.kuberay_gates, decode_yaml=decode_yaml)
 
 
 def _selector(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,13 +76,15 @@ def selector_target(req: Request, facts: ClusterFacts) -> str | None:
     return f"{req.namespace}/{name}"
 
 
-def _kuberay_denial(req: Request, problems: Sequence[Problem], *, update: bool) -> str:
-    what = ("this change would make KubeRay refuse the job" if update else
-            "KubeRay would refuse this job after admission")
+def _kuberay_denial(req: Request, problems: Sequence[Problem], *, update: bool, kind: str = keys.RAYJOB_KIND) -> str:
+    noun = "job" if kind == keys.RAYJOB_KIND else "cluster"
+    what = (f"this change would make KubeRay refuse the {noun}" if update else
+            f"KubeRay would refuse this {noun} after admission")
+    fate = ("JobDeploymentStatus ValidationFailed, and a refused job would hold its quota" if kind == keys.RAYJOB_KIND
+            else "it would never get a pod, and a refused cluster would hold its quota")
     listed = "; ".join(f"{p.path}: {p.message} [KubeRay {p.function}, {p.since}+]" for p in problems)
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-    return (f"{PREFIX}: RayJob {req.display_name}: rule kuberay-validation: {what} (JobDeploymentStatus "
-            f"ValidationFailed, and a refused job would hold its quota), {count}: {listed}")
+    return f"{PREFIX}: {kind} {req.display_name}: rule kuberay-validation: {what} ({fate}), {count}: {listed}"
 
 
 def _queue_problem(req: Request, obj: Mapping[str, Any], cfg: PolicyConfig) -> str | None:
@@ -76,9 +107,9 @@ def _queue_problem(req: Request, obj: Mapping[str, Any], cfg: PolicyConfig) -> s
         return (f"{PREFIX}: RayJob {name}: rule queued-deletion-rules: a RayJob with "
                 "spec.deletionStrategy.deletionRules cannot be queued: rayqueue queues a job by suspending it, "
                 f"KubeRay suspends only a job with shutdownAfterJobFinishes true (\"{_KUBERAY_SUSPEND_NEEDS_SHUTDOWN}\"), "
-                f"and since v1.5 refuses deletionRules with it (\"{_KUBERAY_RULES_EXCLUDE_SHUTDOWN}\"). Use "
-                "shutdownAfterJobFinishes: true with ttlSecondsAfterFinished instead (or deletionStrategy.onSuccess "
-                "and onFailure with policy DeleteCluster or DeleteSelf)")
+                f"and since v1.5 refuses deletionRules with it (\"{_KUBERAY_RULES_EXCLUDE_SHUTDOWN}\"). Leave "
+                "deletionStrategy out and use shutdownAfterJobFinishes: true with ttlSecondsAfterFinished: KubeRay "
+                "then deletes the cluster after every end, Complete or Failed")
     if not cfg.kuberay_gates.ray_job_deletion_policy:
         return None  # KubeRay refuses any deletionStrategy then; kuberay-validation says so in its words
     for when in ("onSuccess", "onFailure"):
@@ -88,9 +119,10 @@ def _queue_problem(req: Request, obj: Mapping[str, Any], cfg: PolicyConfig) -> s
             kept = "its Ray head" if value == "DeleteWorkers" else "its whole Ray cluster"
             return (f"{PREFIX}: RayJob {name}: rule queued-cleanup: spec.deletionStrategy.{when}.policy {value} "
                     f"keeps {kept} after the job ends (KubeRay's legacy deletion policy takes precedence over "
-                    "shutdownAfterJobFinishes), so the quota the job was admitted with would never be freed; use "
-                    "DeleteCluster or DeleteSelf, or leave deletionStrategy out (shutdownAfterJobFinishes: true "
-                    "deletes the cluster)")
+                    "shutdownAfterJobFinishes), so the quota the job was admitted with would never be freed; leave "
+                    "deletionStrategy out: shutdownAfterJobFinishes: true deletes the cluster after every end, "
+                    "Complete or Failed (the legacy DeleteCluster and DeleteSelf act only on SUCCEEDED or FAILED, "
+                    "not after a deadline, a submission failure or STOPPED)")
     return None
 
 
@@ -98,7 +130,7 @@ def shape_denial(req: Request, cfg: PolicyConfig, exc: ShapeError) -> Verdict:
     """A RayJob rayqueue cannot read (400). When KubeRay would refuse it too (a negative minReplicas is both), the
     tenant hears KubeRay's words first, as for any other job KubeRay refuses."""
     obj = as_mutated(req.obj) if req.operation == "CREATE" else req.obj
-    problems = rayjob_problems(obj, cfg.kuberay_gates)
+    problems = _problems(obj, cfg)
     if problems:
         return deny(_kuberay_denial(req, problems, update=req.operation == "UPDATE") + f" (and: {exc})")
     return deny(f"{PREFIX}: RayJob {req.display_name}: {exc}", code=400)
@@ -110,20 +142,57 @@ def kuberay_verdict(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Ver
     old object already had are tolerated, so the controller's, KubeRay's and the garbage collector's own
     updates of a job that predates the webhook still go through). Applies to every user: an admin's job that
     KubeRay refuses holds its quota just the same."""
-    gates = cfg.kuberay_gates
     if req.operation == "CREATE":
         obj = as_mutated(req.obj)
         problem = _queue_problem(req, obj, cfg)
         if problem:
             return deny(problem)
-        problems = rayjob_problems(obj, gates)
+        problems = _problems(obj, cfg)
     else:
-        known = {(p.path, p.message) for p in rayjob_problems(req.old, gates)}
-        problems = [p for p in rayjob_problems(req.obj, gates) if (p.path, p.message) not in known]
+        problems = _new_problems(_problems(req.old, cfg), _problems(req.obj, cfg))
     if problems:
         return deny(_kuberay_denial(req, problems, update=req.operation == "UPDATE"))
     target = selector_target(req, facts)
     return _selected_cluster_verdict(req, facts, target) if target is not None else None
+
+
+def _new_problems(before: Sequence[Problem], after: Sequence[Problem]) -> list[Problem]:
+    """UPDATE: only the problems the old object did not already have."""
+    known = {(p.path, p.message) for p in before}
+    return [p for p in after if (p.path, p.message) not in known]
+
+
+def raycluster_kuberay_verdict(req: Request, cfg: PolicyConfig) -> Verdict | None:
+    """Rule kuberay-validation for a bare RayCluster rayqueue queues (``raycluster_problems``: metadata, spec,
+    upgrade options, GCS fault tolerance). CREATE: the cluster as rayqueue's mutation leaves it (suspended; the
+    suspend changes no verdict). UPDATE: a change may not add a problem, as for a RayJob."""
+    gates = cfg.kuberay_gates
+    if req.operation == "CREATE":
+        problems = raycluster_problems(req.obj, gates)
+    else:
+        problems = _new_problems(raycluster_problems(req.old, gates), raycluster_problems(req.obj, gates))
+    if not problems:
+        return None
+    return deny(_kuberay_denial(req, problems, update=req.operation == "UPDATE", kind=keys.RAYCLUSTER_KIND))
+
+
+def managed_by_verdict(req: Request, kind: str, queued: bool) -> Verdict | None:
+    """Rule managed-by: an object with a foreign ``spec.managedBy`` belongs to another controller (KubeRay skips
+    it, ``ManagedByExternalController``) and is not queued; so ``managedBy`` may not be added to or changed on an
+    object rayqueue queues, by anyone (KubeRay's CRD makes it immutable through a CEL rule, which apiservers
+    before 1.25 do not run)."""
+    if req.operation != "UPDATE" or not queued:
+        return None
+    before, after = managed_by_foreign_controller(req.old), managed_by_foreign_controller(req.obj)
+    if before == after:
+        return None
+    def raw(obj: Mapping[str, Any]) -> object:
+        spec = obj.get("spec")
+        return spec.get("managedBy") if isinstance(spec, Mapping) else None
+
+    return deny(f"{PREFIX}: {kind} {req.display_name}: rule managed-by: spec.managedBy may not change "
+                f"({raw(req.old)!r} -> {raw(req.obj)!r}) on a {kind} rayqueue queues: it would leave the queue holding a claim "
+                "that KubeRay no longer serves; create a new object managed by the other controller instead")
 
 
 def _selected_cluster_verdict(req: Request, facts: ClusterFacts, target: str) -> Verdict | None:

@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from common import keys
+from common.kuberay_rules import managed_by_foreign_controller
 from common.rayjob import JobInfo, ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
+from webhook.policy.kuberay import managed_by_verdict, raycluster_kuberay_verdict
 from webhook.policy.objects import Draft, annotations_of, controller, rayjob_controller
 from webhook.review import Request, Verdict, allow, deny
 
@@ -51,6 +53,11 @@ def mutate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> V
         return guards.record_priority_change(req, facts, cfg, RAYCLUSTER) if _queued_bare(req.old) else allow()
     if controller(req.obj) is not None:
         return allow()
+    manager = managed_by_foreign_controller(req.obj)
+    if manager is not None:  # rule managed-by: another controller's cluster, not queued; its pods charged one by one
+        return allow(warnings=[f"{PREFIX}: RayCluster {req.display_name} has spec.managedBy {manager!r}: KubeRay "
+                               "leaves it to that controller, so rayqueue does not queue it (no QueueUnit, no "
+                               "claim); any pods it gets here are checked against the quota one by one"])
     try:
         job = guards.job_info(RAYCLUSTER, req.obj, facts)
     except ShapeError as exc:
@@ -83,7 +90,15 @@ def validate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
         if ref is None or cfg.privileged(req.user):
             return allow()  # another controller's cluster (a RayService's): not queued, its pods charged one by one
         return _owner_verdict(req, facts, ref) or allow()
-    queued = req.operation == "CREATE" or _queued_bare(req.old)
+    if req.operation == "CREATE":
+        queued = managed_by_foreign_controller(req.obj) is None
+    else:
+        queued = _queued_bare(req.old)
+    verdict = managed_by_verdict(req, keys.RAYCLUSTER_KIND, queued) if queued else None
+    if verdict is None and queued:
+        verdict = raycluster_kuberay_verdict(req, cfg)
+    if verdict is not None:
+        return verdict
     if req.operation == "UPDATE" and not cfg.privileged(req.user):
         verdict = _guard_cluster_owner(req, queued, where)
         if verdict is not None or not queued:  # a RayJob's (or unqueued) cluster: KubeRay and the autoscaler edit it

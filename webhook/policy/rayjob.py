@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from common import keys
+from common.kuberay_rules import managed_by_foreign_controller
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo, ShapeError, maximum_request
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
-from webhook.policy.kuberay import kuberay_verdict, shape_denial
+from webhook.policy.kuberay import kuberay_verdict, managed_by_verdict, shape_denial
 from webhook.policy.objects import Draft, annotations_of, read_path
 from webhook.review import Request, Verdict, allow, deny
 
@@ -38,10 +39,17 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
     warnings: list[str] = []
     spec = draft.child(new, "spec")
     meta = draft.child(new, "metadata")
-    if job.cluster_selector:
-        # Rule cluster-selector: a job on an existing RayCluster is not queued (KubeRay refuses suspend with a
-        # clusterSelector, ValidateRayJobSpec); only its submitter pod is its own, charged by the pod-level quota
-        # check. Without the enqueue stamp the controller leaves it alone; a client stamp would make it "queued".
+    manager = managed_by_foreign_controller(req.obj)
+    queued = not job.cluster_selector and manager is None
+    if manager is not None:
+        warnings.append(f"{PREFIX}: RayJob {req.display_name} has spec.managedBy {manager!r}: KubeRay leaves it to "
+                        "that controller, so rayqueue does not queue it (no QueueUnit, no claim); any pods it gets "
+                        f"in {leaf.full_name} are checked against the quota one by one (rule managed-by)")
+    if not queued:
+        # Rules cluster-selector and managed-by: a job on an existing RayCluster (KubeRay refuses suspend with a
+        # clusterSelector, ValidateRayJobSpec) or one another controller manages is not queued; its own pods are
+        # charged by the pod-level quota check. Without the enqueue stamp the controller leaves it alone; a client
+        # stamp would make it "queued".
         if any(k in annotations_of(new) for k in keys.CONTROLLER_OWNED_ANNOTATIONS):
             owned = draft.child(meta, "annotations")
             for key in keys.CONTROLLER_OWNED_ANNOTATIONS:
@@ -56,9 +64,8 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
             )
         guards.stamp_enqueue(draft.child(meta, "annotations"), facts, cfg,
                       (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD))
-    guards.stamp_pod_templates(draft, meta, leaf, job, RAYJOB.templates(new), cfg,
-                        gang=job.gang and not job.cluster_selector)
-    if not job.cluster_selector:
+    guards.stamp_pod_templates(draft, meta, leaf, job, RAYJOB.templates(new), cfg, gang=job.gang and queued)
+    if queued:
         if facts.tree is not None:
             grows = growth_warning(job, leaf, facts.tree, req.display_name)
             if grows:
@@ -101,6 +108,8 @@ def validate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Ver
     except ShapeError as exc:
         return shape_denial(req, cfg, exc)
     verdict = guards.scheduler_name_denial(req, keys.RAYJOB_KIND, RAYJOB.templates(req.obj), cfg)
+    if verdict is None and old is not None:
+        verdict = managed_by_verdict(req, keys.RAYJOB_KIND, keys.ENQUEUE_TIMESTAMP in annotations_of(req.old))
     if verdict is None:
         verdict = kuberay_verdict(req, facts, cfg)
     if verdict is not None:
