@@ -29,7 +29,7 @@ class SystemClock:
 
 
 class Api:
-    """Typed Any: the stand-in speaks plain dicts to the API (bodies in, `_preload_content=False` JSON out)."""
+    """The clients, typed Any (the stand-in speaks plain dicts: bodies in, `_preload_content=False` JSON out)."""
 
     def __init__(self, api_client: Any, clock: Clock) -> None:
         self.core: Any = client.CoreV1Api(api_client)
