@@ -108,7 +108,7 @@ def wait_standin_synced(proc: ManagedProcess) -> ManagedProcess:
 
 @pytest.fixture(scope="session")
 def standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
-    """The KubeRay stand-in (devcluster/kuberay_standin.py) modelling KubeRay 1.7, in a subprocess, synced
+    """The KubeRay stand-in (devcluster/kuberay_standin/) modelling KubeRay 1.7, in a subprocess, synced
     before use; it serves every namespace without a `rayqueue.test/kuberay-standin` label."""
     proc = wait_standin_synced(cluster.start_standin())
     yield proc

@@ -14,16 +14,11 @@ from kubernetes import client
 
 from common import keys
 from devcluster.cluster import MANIFESTS, STANDIN_USER, TENANT, LocalCluster, load_manifests
-from devcluster.kuberay_standin import (
-    MODEL_13,
-    MODEL_17,
-    MODELS,
-    WORKER_REPLICA_INDEX_LABEL,
-    Informer,
-    KubeRayStandIn,
-    Store,
-    desired_workers,
-)
+from devcluster.kuberay_standin import MODEL_13, MODEL_17, MODELS, KubeRayStandIn
+from devcluster.kuberay_standin.caches import Store
+from devcluster.kuberay_standin.informers import Informer
+from devcluster.kuberay_standin.model import desired_workers
+from devcluster.kuberay_standin.names import WORKER_REPLICA_INDEX_LABEL
 from devcluster.procs import ManagedProcess
 from devcluster.waiting import WaitTimeout, wait_for
 

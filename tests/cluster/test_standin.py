@@ -16,19 +16,10 @@ from kubernetes import client
 
 from common import keys
 from devcluster.cluster import LocalCluster
-from devcluster.kuberay_standin import (
-    CLUSTER_SUSPENDED,
-    CLUSTER_SUSPENDING,
-    MODEL_13,
-    MODEL_17,
-    MODELS,
-    KubeRayStandIn,
-    OperatorConfig,
-    generate_cluster_name,
-    managed_elsewhere,
-    validate_rayjob,
-    with_crd_defaults,
-)
+from devcluster.kuberay_standin import MODEL_13, MODEL_17, MODELS, KubeRayStandIn, OperatorConfig
+from devcluster.kuberay_standin.model import generate_cluster_name, managed_elsewhere, with_crd_defaults
+from devcluster.kuberay_standin.names import CLUSTER_SUSPENDED, CLUSTER_SUSPENDING
+from devcluster.kuberay_standin.validation import validate_rayjob
 from devcluster.procs import ManagedProcess
 from devcluster.waiting import wait_for
 from tests.cluster import journey
