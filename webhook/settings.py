@@ -44,7 +44,17 @@ class Settings:
 # KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
 _GATES = {"RayJobDeletionPolicy": "ray_job_deletion_policy", "RayClusterNetworkPolicy": "ray_cluster_network_policy",
           "RayClusterMTLS": "ray_cluster_mtls", "RayClusterHistoryServer": "ray_cluster_history_server",
-          "GCSFaultToleranceEmbeddedStorage": "gcs_fault_tolerance_embedded_storage"}
+          "GCSFaultToleranceEmbeddedStorage": "gcs_fault_tolerance_embedded_storage", "KubernetesWAS": "kubernetes_was"}
+# KubeRay v1.7 batchscheduler/kubernetes-was AddMetadataToChildResource: with the gate on, every pod of a RayCluster
+# labelled ray.io/gang-scheduling-enabled (rayqueue's gang opt-in too) gets schedulerName default-scheduler and
+# spec.schedulingGroup naming a scheduling.k8s.io/v1alpha2 PodGroup the operator creates: a second gang mechanism
+# that rayqueue's pod mutation would point at another scheduler. Refused at start, like the batch-scheduler modes
+# (config_utils.go ValidateBatchSchedulerConfig makes the gate exclusive with --batch-scheduler too).
+KUBERNETES_WAS_PROBLEM = (
+    "--kuberay-feature-gates KubernetesWAS=true: KubeRay's Kubernetes WAS batch scheduler then gang-schedules every "
+    "RayCluster labelled ray.io/gang-scheduling-enabled through its own PodGroup (spec.schedulingGroup, "
+    "schedulerName default-scheduler), which rayqueue's gang placement and scheduler cannot share; run the operator "
+    "without that gate (it is alpha and off by default in KubeRay v1.7)")
 assert set(_GATES.values()) == {f.name for f in fields(FeatureGates)}
 
 
@@ -108,6 +118,8 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     if args.max_body_bytes < 1024:
         problems.append("--max-body-bytes must be at least 1024")
     gates = _feature_gates(args.kuberay_feature_gates, problems)
+    if gates.kubernetes_was:
+        problems.append(KUBERNETES_WAS_PROBLEM)
     kuberay = read_kuberay_config(args.kuberay_config, problems) if args.kuberay_config else None
     raise_problems(problems)
     ns = args.namespace

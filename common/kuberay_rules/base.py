@@ -20,6 +20,9 @@ class FeatureGates:
     ray_cluster_mtls: bool = False  # RayClusterMTLS: alpha, v1.7
     ray_cluster_history_server: bool = False  # RayClusterHistoryServer: alpha, v1.7
     gcs_fault_tolerance_embedded_storage: bool = False  # GCSFaultToleranceEmbeddedStorage: alpha, v1.7
+    # KubernetesWAS: alpha, v1.7. Not a validation gate: a batch-scheduler mode rayqueue cannot run beside
+    # (KUBERNETES_WAS_PROBLEM); read so that the webhook can refuse it at start.
+    kubernetes_was: bool = False
 
 
 @dataclass(frozen=True, slots=True)

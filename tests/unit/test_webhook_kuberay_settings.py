@@ -106,3 +106,19 @@ def test_unreadable_kuberay_settings_are_listed(tmp_path: Path) -> None:
     lines = str(err.value).splitlines()
     assert lines[0] == "--kuberay-feature-gates 'RayJobDeletionPolicy': expected GATE=true or GATE=false"
     assert lines[1].startswith(f"--kuberay-config {str(tmp_path / 'missing.yaml')!r}: cannot read it: ")
+
+
+def test_the_webhook_refuses_to_start_beside_kuberays_kubernetes_was_gate(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """KubeRay v1.7's KubernetesWAS gate gang-schedules every RayCluster with rayqueue's own gang label through a
+    PodGroup of its own (AddMetadataToChildResource sets spec.schedulingGroup and default-scheduler): refused at
+    start, like the batch-scheduler modes; the gate off is KubeRay's default and is taken."""
+    with pytest.raises(SettingsError) as err:
+        parse_settings(argv(tmp_path, "--kuberay-feature-gates", "KubernetesWAS=true"))
+    assert str(err.value).startswith("--kuberay-feature-gates KubernetesWAS=true: KubeRay's Kubernetes WAS batch "
+                                     "scheduler then gang-schedules every RayCluster labelled "
+                                     "ray.io/gang-scheduling-enabled")
+    assert main(argv(tmp_path, "--kuberay-feature-gates", "KubernetesWAS=true")) == 2
+    assert "run the operator without that gate" in capsys.readouterr().err
+    assert parse_settings(argv(tmp_path, "--kuberay-feature-gates", "KubernetesWAS=false")).policy.kuberay_gates \
+        == FeatureGates()
