@@ -58,6 +58,9 @@ GANG_ENABLED_LABEL: Final = "ray.io/gang-scheduling-enabled"  # upstream KubeRay
 # --- KubeRay labels ----------------------------------------------------------------------------
 RAY_CLUSTER: Final = "ray.io/cluster"
 RAY_NODE_TYPE: Final = "ray.io/node-type"
+# The node type KubeRay gives the pod of its Redis-cleanup Job (raycluster_controller.go buildRedisCleanupJob: built
+# from the head template, so it inherits the gang labels stamped there, but runs alone while the cluster is deleted).
+RAY_NODE_TYPE_REDIS_CLEANUP: Final = "redis-cleanup"
 RAY_GROUP_LABEL: Final = "ray.io/group"
 RAY_IS_RAY_NODE: Final = "ray.io/is-ray-node"
 RAY_IDENTIFIER: Final = "ray.io/identifier"

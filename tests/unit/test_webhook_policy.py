@@ -373,6 +373,19 @@ def test_a_gang_pod_gets_its_pod_group_from_the_ray_cluster_label() -> None:
     assert validate(pod_review(out), CFG_SCHED).allowed
 
 
+def test_kuberays_redis_cleanup_pod_is_left_outside_the_gang() -> None:
+    """buildRedisCleanupJob (KubeRay v1.7.0) builds the cleanup pod from the head template, gang labels included,
+    and runs it alone while the cluster is deleted: as a member it would wait for a quorum that never comes."""
+    labels = {keys.RAY_CLUSTER: "c", keys.POD_GROUP_MIN_AVAILABLE: "3", keys.POD_GROUP_NAME: "c", keys.POD_GROUP_X: "c",
+              keys.RAY_NODE_TYPE: keys.RAY_NODE_TYPE_REDIS_CLEANUP}
+    _, out = mutate(pod_review(pod(labels=labels)), CFG_SCHED)
+    assert out["metadata"]["labels"] == {keys.RAY_CLUSTER: "c", keys.RAY_NODE_TYPE: "redis-cleanup",
+                                         keys.QUOTA_NAME: "algorithm-text"}
+    assert out["spec"]["schedulerName"] == "rayqueue-scheduler"
+    head = {**labels, keys.RAY_NODE_TYPE: "head"}
+    assert mutate(pod_review(pod(labels=head)), CFG_SCHED)[1]["metadata"]["labels"][keys.POD_GROUP_NAME] == "c"
+
+
 def test_a_pod_outside_a_gang_gets_only_the_quota_label() -> None:
     _, out = mutate(pod_review(pod(labels={keys.RAY_CLUSTER: "c"})))
     assert out["metadata"]["labels"] == {keys.RAY_CLUSTER: "c", keys.QUOTA_NAME: "algorithm-text"}

@@ -26,7 +26,13 @@ def mutate_pod(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
     pod_labels = draft.metadata_map(new, "labels")
     pod_labels.setdefault(keys.QUOTA_NAME, quota_label_value(leaf))
     cluster = pod_labels.get(keys.RAY_CLUSTER)
-    if cluster and keys.POD_GROUP_MIN_AVAILABLE in pod_labels:  # stamped into the gang's templates at enqueue
+    if pod_labels.get(keys.RAY_NODE_TYPE) == keys.RAY_NODE_TYPE_REDIS_CLEANUP:
+        # Outside the gang: KubeRay builds its Redis-cleanup pod from the head template (buildRedisCleanupJob), so it
+        # inherits the min-available stamped there, but it runs alone once the cluster is being deleted: as a
+        # member it would wait at the bind barrier for a quorum that never comes (and stall the deletion ~300 s).
+        for key in (keys.POD_GROUP_NAME, keys.POD_GROUP_X, keys.POD_GROUP_MIN_AVAILABLE):
+            pod_labels.pop(key, None)
+    elif cluster and keys.POD_GROUP_MIN_AVAILABLE in pod_labels:  # stamped into the gang's templates at enqueue
         pod_labels[keys.POD_GROUP_NAME] = cluster
         pod_labels[keys.POD_GROUP_X] = cluster
     spec = draft.child(new, "spec")
