@@ -45,6 +45,7 @@ class FakeApiserver:
         self.history: list[tuple[int, bytes]] = []  # every event, by resourceVersion, replayed to a later watch
         self._streams: list[asyncio.Queue[bytes | None]] = []
         self.port = 0
+        self._changed = asyncio.Event()  # set on every request and every watch that opens
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -72,10 +73,19 @@ class FakeApiserver:
     def open_watches(self) -> int:
         return len(self._streams)
 
+    async def until(self, condition: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait (at most `within` seconds) until `condition` holds, looking after each request or opened watch."""
+        async def wait() -> None:
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+        await asyncio.wait_for(wait(), within)
+
     # --- the HTTP side ---------------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         watching = request.query.get("watch") == "1"
         faults = self.watch_faults if watching else self.list_faults
+        self._changed.set()
         if watching:
             self.watches.append(request.query.get("resourceVersion", ""))
         else:
@@ -111,6 +121,7 @@ class FakeApiserver:
             return resp
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._streams.append(queue)
+        self._changed.set()
         try:
             while (line := await queue.get()) is not None:
                 await resp.write(line)

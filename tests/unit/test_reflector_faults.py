@@ -219,8 +219,7 @@ async def test_410_again_from_a_fresh_list_backs_off_instead_of_spinning() -> No
         stop = asyncio.Event()
         task = asyncio.create_task(r.run(stop))
         await rec.seen(("ADDED", "a"))
-        while server.open_watches == 0:  # the third watch, after both 410s
-            await asyncio.sleep(0.01)
+        await server.until(lambda: len(server.watches) >= 3)  # the third watch, after both 410s
         server.put("b")
         await rec.seen(("ADDED", "b"))
         await stopped(r, task, stop)
@@ -243,8 +242,7 @@ async def test_a_watch_the_server_closes_is_opened_again_from_the_last_resource_
         stop = asyncio.Event()
         task = asyncio.create_task(r.run(stop))
         await asyncio.wait_for(r.synced.wait(), WAIT)
-        while server.open_watches == 0:
-            await asyncio.sleep(0.01)
+        await server.until(lambda: server.open_watches > 0)
         server.put("b")  # delivered on the first watch, which then ends
         await rec.seen(("ADDED", "b"))
         server.put("c")
@@ -269,8 +267,7 @@ async def test_a_watch_closed_at_once_with_nothing_delivered_is_a_failure() -> N
         stop = asyncio.Event()
         task = asyncio.create_task(r.run(stop))
         await rec.seen(("ADDED", "a"))
-        while len(server.watches) < 3:
-            await asyncio.sleep(0.01)
+        await server.until(lambda: len(server.watches) >= 3)
         server.put("b")
         await rec.seen(("ADDED", "b"))
         await stopped(r, task, stop)
@@ -357,8 +354,7 @@ async def test_cancelling_a_reflector_cancels_it(where: str) -> None:
         r = reflector(server.port, rec)
         task = asyncio.create_task(r.run(asyncio.Event()))
         if where == "watching":
-            while server.open_watches == 0:
-                await asyncio.sleep(0.01)
+            await server.until(lambda: server.open_watches > 0)
         else:
             await asyncio.wait_for(parked.wait(), WAIT)
         task.cancel()
