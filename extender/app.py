@@ -218,7 +218,9 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         service = Service(settings, client, clock)
         if settings.leader_elect:
             service.elector = LeaderElector(client, settings.namespace, settings.lease_name, settings.identity, clock,
-                                            on_lost=tasks.fail)
+                                            lease_duration=settings.lease_duration,
+                                            renew_deadline=settings.renew_deadline,
+                                            retry_period=settings.retry_period, on_lost=tasks.fail)
         for r in service.build_reflectors():
             tasks.start(f"reflector {r.name}", r.run(stop))
         if service.elector is not None:
