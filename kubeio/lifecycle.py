@@ -40,11 +40,17 @@ class Tasks:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
 
-    def start(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def start(self, name: str, coro: Coroutine[Any, Any, Any], *, once: bool = False) -> asyncio.Task[Any]:
+        """Run `coro` until `stop`; with `once`, a job that may end when done (a failure is still logged)."""
         task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._ended)
+        task.add_done_callback(self._ended_once if once else self._ended)
         self._tasks.append(task)
         return task
+
+    def _ended_once(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed", self.service, task.get_name(), exc_info=task.exception())
 
     def fail(self, reason: str) -> None:
         """Take the service down for `reason` (the first reason given is the one reported)."""

@@ -48,6 +48,19 @@ async def test_a_task_that_ends_early(task: Any, reason: str, caplog: pytest.Log
 
 
 @pytest.mark.asyncio
+async def test_a_one_shot_job_may_end() -> None:
+    stop = asyncio.Event()
+    tasks = Tasks("extender", stop)
+    job = tasks.start("wake", finish(), once=True)
+    await asyncio.wait_for(job, WAIT)
+    await asyncio.sleep(0)
+    assert not stop.is_set() and tasks.failure is None
+    stop.set()
+    await tasks.close()
+    tasks.check()
+
+
+@pytest.mark.asyncio
 async def test_a_stopped_service_is_not_a_failure() -> None:
     stop = asyncio.Event()
     tasks = Tasks("webhook", stop)
