@@ -78,6 +78,19 @@ async def stopped(r: Reflector, task: asyncio.Task[None], stop: asyncio.Event) -
     await r.client.close()
 
 
+async def resumes(server: FakeApiserver, rec: Recorder, until: Callable[[], bool], **kw: Any) -> Reflector:
+    """Run a reflector until it has listed `a`, the server shows `until`, and `b`, put then, has come through."""
+    r = reflector(server.port, rec, **kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await rec.seen(("ADDED", "a"))
+    await server.until(until)
+    server.put("b")
+    await rec.seen(("ADDED", "b"))
+    await stopped(r, task, stop)
+    return r
+
+
 # --- the faults, each as the server plays it --------------------------------------------------------------------
 
 
@@ -133,14 +146,7 @@ async def test_a_reflector_relists_and_resumes_after(phase: str, fault: list[Any
     async with running() as server:
         server.put("a")
         (server.list_faults if phase == "list" else server.watch_faults).extend(fault)
-        r = reflector(server.port, rec, timeout=1.0)
-        stop = asyncio.Event()
-        task = asyncio.create_task(r.run(stop))
-        await rec.seen(("ADDED", "a"))
-        await asyncio.wait_for(r.synced.wait(), WAIT)
-        server.put("b")
-        await rec.seen(("ADDED", "b"))
-        await stopped(r, task, stop)
+        r = await resumes(server, rec, lambda: True, timeout=1.0)
 
     assert len(rec.pauses) == 1, "one fault, one backoff"
     assert rec.pauses[0].seconds == pytest.approx(0.75), "the first backoff: base with its jitter"
@@ -196,13 +202,7 @@ async def test_410_gone_relists_at_once_without_a_backoff(caplog: pytest.LogCapt
     async with running() as server:
         server.put("a")
         server.watch_faults.append(gone)
-        r = reflector(server.port, rec)
-        stop = asyncio.Event()
-        task = asyncio.create_task(r.run(stop))
-        await rec.seen(("ADDED", "a"))
-        server.put("b")
-        await rec.seen(("ADDED", "b"))
-        await stopped(r, task, stop)
+        r = await resumes(server, rec, lambda: True)
     assert rec.pauses == [] and r.failures == 0
     assert server.lists == 2 and r.relists == 2
     assert rec.events.count(("ADDED", "a")) == 1 and ("MODIFIED", "a") in rec.events, "a re-list replays as MODIFIED"
@@ -215,14 +215,7 @@ async def test_410_again_from_a_fresh_list_backs_off_instead_of_spinning() -> No
     async with running() as server:
         server.put("a")
         server.watch_faults += [gone, gone]
-        r = reflector(server.port, rec)
-        stop = asyncio.Event()
-        task = asyncio.create_task(r.run(stop))
-        await rec.seen(("ADDED", "a"))
-        await server.until(lambda: len(server.watches) >= 3)  # the third watch, after both 410s
-        server.put("b")
-        await rec.seen(("ADDED", "b"))
-        await stopped(r, task, stop)
+        await resumes(server, rec, lambda: len(server.watches) >= 3)  # the third watch, after both 410s
     assert len(rec.pauses) == 1 and (rec.pauses[0].failure or "").startswith("ApiError: WATCH")
     assert server.lists == 3
 
@@ -263,14 +256,7 @@ async def test_a_watch_closed_at_once_with_nothing_delivered_is_a_failure() -> N
     async with running() as server:
         server.put("a")
         server.watch_faults += [close_at_once, close_at_once]
-        r = reflector(server.port, rec)
-        stop = asyncio.Event()
-        task = asyncio.create_task(r.run(stop))
-        await rec.seen(("ADDED", "a"))
-        await server.until(lambda: len(server.watches) >= 3)
-        server.put("b")
-        await rec.seen(("ADDED", "b"))
-        await stopped(r, task, stop)
+        await resumes(server, rec, lambda: len(server.watches) >= 3)
     assert [p.seconds for p in rec.pauses] == [0.75, 1.5]
     assert all((p.failure or "").startswith("VeryShortWatch") for p in rec.pauses)
 
