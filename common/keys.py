@@ -132,6 +132,9 @@ ADMITTED_REPLICAS: Final = "rayqueue.io/admitted-replicas"
 # unschedulable pod back to its active queue when the pod's metadata changes, so members that were refused
 # before the gang was complete are retried at once instead of after the scheduler's periodic flush.
 GANG_PLACED: Final = "rayqueue.io/gang-placed"
+# Stamped on pending pods when the extender's watches are live again, so kube-scheduler retries at once the pods it
+# answered "not synced" meanwhile (an annotation change moves a pod out of the unschedulable queue).
+RESYNCED: Final = "rayqueue.io/extender-resynced"
 # On a QueueUnit: the priority the controller last wrote to its spec. A spec.priority that differs from it was
 # set by someone else (kube-queue's way to reprioritise): the controller adopts it onto the RayJob.
 SYNCED_PRIORITY: Final = "rayqueue.io/synced-priority"

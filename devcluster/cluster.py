@@ -438,6 +438,23 @@ class LocalCluster:
         post("/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
 
+    def restart_apiserver(self, down: float = 0.0) -> float:
+        """Stop kube-apiserver (SIGTERM, waited for) and start it again on the same port with the same flags,
+        etcd kept: every client's connections and watches are cut, and for a few seconds after it serves RBAC
+        may answer 403, as a freshly started apiserver does. `down` seconds pass between stop and start.
+        Returns the seconds from stop until /readyz answers again."""
+        began = time.monotonic()
+        self.close_client()
+        proc = self.processes["kube-apiserver"]
+        argv = list(proc.argv)
+        procs.stop(proc)
+        del self.processes["kube-apiserver"]
+        if down:
+            time.sleep(down)
+        self.start_process("kube-apiserver", argv)
+        self._wait_apiserver_ready()
+        return time.monotonic() - began
+
     def _start_apiserver(self, etcd_port: int, port: int) -> None:
         pki = self.pki_dir
         self.start_process(
@@ -462,7 +479,10 @@ class LocalCluster:
                 "--allow-privileged=true", "--profiling=false", "--event-ttl=1h", "--v=1",
             ],
         )
-        ca = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self._wait_apiserver_ready()
+
+    def _wait_apiserver_ready(self) -> None:
+        ca = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
 
         def ready() -> bool:
             self._require_alive("kube-apiserver")

@@ -30,7 +30,7 @@ from extender.verbs import SchedulerView
 from kubeio.client import KubeClient, Scope, load_configuration
 from kubeio.events import EventRecorder
 from kubeio.leader import LeaderElector
-from kubeio.lifecycle import stop_on_signals
+from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector, tombstone
 
 __all__ = ["Service", "run", "settle_memory"]
@@ -127,7 +127,14 @@ class Service:
 
     @property
     def synced(self) -> bool:
+        """Every watch is live: listed, and not failed since (kubeio.reflector.Reflector.synced)."""
         return bool(self.reflectors) and all(r.synced.is_set() for r in self.reflectors)
+
+    def not_live(self) -> list[str]:
+        """The watches that are not live, each with why: `pods (ServerDisconnectedError: ... for 3s)`."""
+        now = self.clock.monotonic()
+        return [f"{r.name} ({r.failure} for {now - r.failed_at:.0f}s)" if r.failure and r.failed_at is not None
+                else f"{r.name} (not listed yet)" for r in self.reflectors if not r.synced.is_set()]
 
     @property
     def leading(self) -> bool:
@@ -161,7 +168,7 @@ class Service:
         ]
         # The Cache keeps its own record of each object and reads only the identity of a DELETED one
         # (tests/unit/test_cache.py: a tombstone deletes what the whole object deletes): the stores keep no copy.
-        self.reflectors = [Reflector(self.client, path, self.handler(fn), name=name, keep=tombstone)
+        self.reflectors = [Reflector(self.client, path, self.handler(fn), name=name, keep=tombstone, clock=self.clock)
                            for path, fn, name in specs]
         return self.reflectors
 
@@ -175,7 +182,7 @@ class Service:
         async def readyz(_: web.Request) -> web.Response:
             if self.ready:
                 return web.Response(text="ready\n")
-            why = "cache not synced" if not self.synced else "not the leader"
+            why = f"cache not synced: {', '.join(self.not_live())}" if not self.synced else "not the leader"
             return web.Response(status=503, text=f"not ready: {why}\n")
 
         async def metrics(_: web.Request) -> web.Response:
@@ -198,28 +205,69 @@ def settle_memory() -> None:
 
 
 async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop`): cache everything, lead, reconcile, answer the scheduler."""
+    """Serve until SIGTERM/SIGINT (or `stop`): cache everything, lead, reconcile, answer the scheduler.
+
+    Nothing here ends for good on an error: the reflectors re-list for ever; any task that ends anyway, or a lost
+    Lease, or watches that stay down longer than the renew deadline while leading, take the process down
+    (ServiceFailed, exit status 1) so that Kubernetes restarts it and it rebuilds from the API."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
+    tasks = Tasks("extender", stop)
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
         service = Service(settings, client, clock)
         if settings.leader_elect:
             service.elector = LeaderElector(client, settings.namespace, settings.lease_name, settings.identity, clock,
-                                            on_lost=stop.set)
-        tasks = [asyncio.create_task(r.run(stop)) for r in service.build_reflectors()]
+                                            lease_duration=settings.lease_duration,
+                                            renew_deadline=settings.renew_deadline,
+                                            retry_period=settings.retry_period, on_lost=tasks.fail)
+        for r in service.build_reflectors():
+            tasks.start(f"reflector {r.name}", r.run(stop))
         if service.elector is not None:
-            tasks.append(asyncio.create_task(service.elector.run(stop)))
+            tasks.start("leader election", service.elector.run(stop))
+        admitting = asyncio.Event()  # the controller runs while this is set: leading, every watch live
 
         async def control() -> None:
-            await asyncio.gather(*(r.synced.wait() for r in service.reflectors))
-            log.info("cache synced: %d nodes, %d pods, %d RayJobs", len(service.cache.nodes.nodes()),
-                     len(service.cache.pods()), len(service.cache.jobs()))
-            settle_memory()
-            if service.elector is not None:
-                await service.elector.became_leader.wait()
-            assert service.controller is not None
-            await service.controller.run(stop)
+            first = True
+            while not stop.is_set():
+                await _until(lambda: service.synced and service.leading, stop)
+                if stop.is_set():
+                    return
+                if first:
+                    log.info("cache synced: %d nodes, %d pods, %d RayJobs", len(service.cache.nodes.nodes()),
+                             len(service.cache.pods()), len(service.cache.jobs()))
+                    settle_memory()
+                    first = False
+                else:
+                    log.warning("every watch is live again: the queue controller resumes")
+                    tasks.start("wake pending pods", _wake_pending(client, service, clock), once=True)
+                assert service.controller is not None
+                admitting.set()
+                halt = asyncio.Event()
+                guard = asyncio.create_task(_halt_when(lambda: stop.is_set() or not admitting.is_set(), halt))
+                try:
+                    await service.controller.run(halt)
+                finally:
+                    guard.cancel()
+                    await asyncio.gather(guard, return_exceptions=True)
+
+        async def guard_watches() -> None:
+            """Stop admitting at once when a watch is not live; step down when that lasts the renew deadline."""
+            deadline = service.elector.renew_deadline if service.elector is not None else None
+            while not stop.is_set():
+                down = [r for r in service.reflectors if not r.synced.is_set() and r.failed_at is not None]
+                if down and admitting.is_set():
+                    admitting.clear()
+                    log.warning("the queue controller pauses: watches not live: %s", ", ".join(service.not_live()))
+                elif not service.leading and admitting.is_set():
+                    admitting.clear()
+                longest = max((clock.monotonic() - r.failed_at for r in down if r.failed_at is not None), default=0.0)
+                if deadline is not None and service.elector is not None and service.elector.is_leader and \
+                        longest > deadline:
+                    await service.elector.step_down(f"watches not live for over {deadline:.0f}s: "
+                                                    f"{', '.join(service.not_live())}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=_GUARD_PERIOD)
 
         async def expire_barrier() -> None:
             while not stop.is_set():
@@ -227,7 +275,9 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
 
-        tasks += [asyncio.create_task(control()), asyncio.create_task(expire_barrier())]
+        tasks.start("queue controller", control())
+        tasks.start("watch guard", guard_watches())
+        tasks.start("bind barrier expiry", expire_barrier())
         runner = web.AppRunner(service.app(), handle_signals=False, shutdown_timeout=5.0, access_log=None)
         await runner.setup()
         context = None
@@ -242,6 +292,38 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         finally:
             await service.scheduling.close()
             await runner.cleanup()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await tasks.close()
+    tasks.check()
+
+
+_GUARD_PERIOD = 0.25  # seconds between the watch guard's looks: how soon admitting pauses after a watch fails
+
+
+async def _until(condition: Callable[[], bool], stop: asyncio.Event) -> None:
+    """Wait until `condition` holds or `stop` is set, looking every guard period."""
+    while not condition() and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=_GUARD_PERIOD)
+
+
+async def _halt_when(condition: Callable[[], bool], halt: asyncio.Event) -> None:
+    """Set `halt` once `condition` holds."""
+    await _until(condition, halt)
+    halt.set()
+
+
+async def _wake_pending(client: KubeClient, service: Service, clock: Clock) -> None:
+    """Annotate every pending, unbound pod (rayqueue.io/extender-resynced) so that kube-scheduler retries now the
+    pods it tried while the cache was not live: it parks a pod the extender answered with an Error in its
+    unschedulable queue, for up to 60 s (1.20) to 5 min, and moves it back when the pod's metadata changes."""
+    pending = [p for p in service.cache.pods() if not p.node_name and p.phase in ("", "Pending")]
+    patch = {"metadata": {"annotations": {keys.RESYNCED: clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")}}}
+    for pod in pending:
+        try:
+            await client.patch(PODS.path(pod.namespace, pod.name), patch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # gone meanwhile, or the apiserver is down again: the next resume retries
+            log.info("could not wake pending pod %s/%s: %s: %s", pod.namespace, pod.name, type(exc).__name__, exc)
+    if pending:
+        log.info("woke %d pending pod(s) for kube-scheduler to retry now that every watch is live", len(pending))

@@ -47,6 +47,10 @@ class Settings:
     # what the KubeRay operator adds to the pods it builds (from --kuberay-config and
     # --kuberay-init-container-injection): counted in every job's request
     kuberay_additions: KubeRayAdditions = field(default=DEFAULT_ADDITIONS)
+    # leader election, as client-go's LeaseDuration / RenewDeadline / RetryPeriod (kubeio.leader)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +64,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--leader-elect", default=True, action=argparse.BooleanOptionalAction,
                    help="elect one active replica through a Lease (default on)")
     p.add_argument("--lease-name", default="rayqueue-extender")
+    p.add_argument("--lease-duration", type=float, default=15.0, metavar="SECONDS",
+                   help="how long a standby waits before taking an unrenewed Lease (default %(default)s)")
+    p.add_argument("--renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="the leader steps down when it has not renewed its Lease, or its watches have not been "
+                        "live, for this long (default %(default)s)")
+    p.add_argument("--retry-period", type=float, default=2.0, metavar="SECONDS",
+                   help="how often the Lease is tried (default %(default)s)")
     p.add_argument("--identity", default=None, help="this replica's name in the Lease (default: the hostname)")
     add_seconds(p, "--gang-timeout", 25.0, "how long a gang member waits at the bind barrier for the rest of its "
                 "gang; must stay below the scheduler's extender httpTimeout (default %(default)s)")
@@ -109,6 +120,9 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     if args.reservation_ttl <= args.gang_timeout:
         problems.append(f"--reservation-ttl {args.reservation_ttl} must exceed --gang-timeout {args.gang_timeout}: "
                         "a gang's placement must outlive its wait at the bind barrier")
+    if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
+        problems.append(f"leader election needs 0 < --retry-period ({args.retry_period}) < --renew-deadline "
+                        f"({args.renew_deadline}) < --lease-duration ({args.lease_duration})")
     kuberay = _kuberay(args.kuberay_config, args.kuberay_init_container_injection, problems)
     raise_problems(problems)
     return Settings(
@@ -117,4 +131,5 @@ def parse_settings(argv: Sequence[str]) -> Settings:
         identity=args.identity or f"{socket.gethostname()}_{os.getpid()}", gang_timeout=args.gang_timeout,
         reservation_ttl=args.reservation_ttl, backoff_base=args.backoff_base, backoff_max=args.backoff_max,
         resync_seconds=args.resync, log_level=args.log_level, kuberay_additions=kuberay,
+        lease_duration=args.lease_duration, renew_deadline=args.renew_deadline, retry_period=args.retry_period,
     )

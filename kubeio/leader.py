@@ -34,46 +34,84 @@ def _parse_micro(text: str | None) -> dt.datetime | None:
 class LeaderElector:
     """`run(stop)` campaigns until `stop`; `is_leader` is true while the lease is ours and fresh.
 
-    Losing the lease (a renewal not done within `renew_deadline`) calls `on_lost` once: the process should
-    stop, and restart to rebuild from the API, as client-go's callers do.
+    As client-go's ``LeaderElector.renew`` (tools/leaderelection/leaderelection.go): the leader retries its
+    renewal every `retry_period`, each attempt bounded by what is left of `renew_deadline`; a renewal not done
+    within `renew_deadline` of the last one steps down at once. `is_leader` turns false the moment the deadline
+    passes (even while an attempt still hangs), so the caller stops admitting and stops answering ready before a
+    standby can take the lease (`lease_duration` > `renew_deadline`). Stepping down -- for that or because the
+    caller asks (`step_down`, e.g. its watches are lost) -- calls `on_lost` once with the reason, releases the lease
+    if it can (client-go's ReleaseOnCancel) and ends `run`: the process should stop, and restart to rebuild from
+    the API, as client-go's callers do.
     """
 
     def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, clock: Clock, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 on_lost: Callable[[], None] | None = None) -> None:
+                 on_lost: Callable[[str], None] | None = None) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
         self.client, self.namespace, self.name, self.identity, self.clock = client, namespace, name, identity, clock
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
         self.on_lost = on_lost
-        self.is_leader = False
         self.became_leader = asyncio.Event()
+        self.lost: str | None = None  # why this replica stepped down, once it has
+        self._leading = False
         self._renewed_at = 0.0
+        self._failing: str | None = None  # the class of the error the last attempt failed with
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading and self.clock.monotonic() - self._renewed_at <= self.renew_deadline
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                ok = await self._try_acquire_or_renew()
-            except (ApiError, OSError, TimeoutError) as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                ok = False
+        while not stop.is_set() and self.lost is None:
+            ok = await self._attempt()
             now = self.clock.monotonic()
             if ok:
                 self._renewed_at = now
-                if not self.is_leader:
-                    self.is_leader = True
+                if not self._leading:
+                    self._leading = True
                     self.became_leader.set()
                     log.info("became the leader (lease %s/%s, identity %s)", self.namespace, self.name, self.identity)
-            elif self.is_leader and now - self._renewed_at > self.renew_deadline:
-                self.is_leader = False
-                log.error("lost the lease %s/%s: not renewed within %.0fs", self.namespace, self.name,
-                          self.renew_deadline)
-                if self.on_lost is not None:
-                    self.on_lost()
+            elif self._leading and now - self._renewed_at > self.renew_deadline:
+                await self.step_down(f"the lease {self.namespace}/{self.name} was not renewed within "
+                                     f"{self.renew_deadline:.0f}s (last error: {self._failing or 'taken by another'})")
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
-        if self.is_leader:
+        if self._leading:
+            await self._release()
+
+    async def _attempt(self) -> bool:
+        """One try, bounded by the renew deadline; any failure (never a cancellation) is logged once and is False."""
+        budget = self.renew_deadline
+        if self._leading:
+            budget = max(0.1, self.renew_deadline - (self.clock.monotonic() - self._renewed_at))
+        try:
+            ok = await asyncio.wait_for(self._try_acquire_or_renew(), timeout=budget)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            what = "TimeoutError: no answer within the renew deadline" if isinstance(exc, TimeoutError) else \
+                f"{type(exc).__name__}: {exc}"
+            log.warning("lease %s/%s: %s attempt failed (%s)", self.namespace, self.name,
+                        "renew" if self._leading else "acquire", what)
+            self._failing = what
+            return False
+        if self._failing is not None and ok:
+            log.info("lease %s/%s: %s again after %s", self.namespace, self.name,
+                     "renewed" if self._leading else "reachable", self._failing)
+        self._failing = None
+        return ok
+
+    async def step_down(self, reason: str) -> None:
+        """Stop leading at once for `reason`: `on_lost(reason)`, then release the lease if it can."""
+        if self.lost is not None:
+            return
+        was_leading, self._leading, self.lost = self._leading, False, reason
+        log.error("stepping down as the leader (identity %s): %s", self.identity, reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+        if was_leading:
             await self._release()
 
     async def _try_acquire_or_renew(self) -> bool:
@@ -117,14 +155,19 @@ class LeaderElector:
                 "acquireTime": _micro(acquired), "renewTime": _micro(renewed), "leaseTransitions": transitions}
 
     async def _release(self) -> None:
-        """Step down at shutdown so a standby takes over at once instead of waiting out the lease."""
+        """Step down so a standby takes over at once instead of waiting out the lease; bounded by the renew
+        deadline, and only if the lease is still ours."""
         path = LEASES.path(self.namespace, self.name)
+        self._leading = False
         try:
-            lease = await self.client.get(path)
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = None
-                lease["spec"]["leaseDurationSeconds"] = 1
-                await self.client.replace(path, lease)
-        except (ApiError, OSError, TimeoutError) as exc:
-            log.warning("could not release the lease: %s", exc)
-        self.is_leader = False
+            async with asyncio.timeout(self.renew_deadline):
+                lease = await self.client.get(path)
+                if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                    lease["spec"]["holderIdentity"] = None
+                    lease["spec"]["leaseDurationSeconds"] = 1
+                    await self.client.replace(path, lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not release the lease %s/%s (%s: %s)", self.namespace, self.name,
+                        type(exc).__name__, exc)

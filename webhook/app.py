@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from common import keys
 from common.clock import Clock, SystemClock
 from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
-from kubeio.lifecycle import stop_on_signals
+from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector
+from webhook.freshness import stale_tree_refusal
 from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
 from webhook.server import build_app, serve
@@ -40,17 +42,24 @@ SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 class Admission:
     """One admission path (mutating or validating). No API call unless the verdict requires one."""
 
-    def __init__(self, view: ClusterView, cfg: PolicyConfig, client: KubeClient | None, *, mutating: bool) -> None:
+    def __init__(self, view: ClusterView, cfg: PolicyConfig, client: KubeClient | None, *, mutating: bool,
+                 tree_stale: Callable[[], str | None] = lambda: None) -> None:
         self.view = view
         self.cfg = cfg
         self.client = client
         self.mutating = mutating
+        self.tree_stale = tree_stale  # why the tree watch is not live, None while it is (webhook.freshness)
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
             req = Request.parse(request)
         except BadReview as exc:
             return render(deny(f"rayqueue: {exc}", code=400))
+        stale = self.tree_stale()
+        refusal = stale_tree_refusal(req, self.view.tree, stale) if stale is not None else None
+        if refusal is not None:
+            log.warning("refused %s %s %s: %s", req.operation, req.kind, req.display_name, refusal.message)
+            return render(refusal)
         admitted: dict[str, list[str]] | None = None
         if not self.mutating and req.resource == keys.QUOTA_TREE_PLURAL and req.operation == "UPDATE":
             admitted = await self._admitted_jobs()
@@ -132,10 +141,15 @@ async def subject_access(client: KubeClient, user: User, need: Permission) -> bo
 
 
 async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop`): watch the tree and priority classes, answer reviews."""
+    """Serve until SIGTERM/SIGINT (or `stop`): watch the tree and priority classes, answer reviews.
+
+    The watches re-list for ever (kubeio.reflector); readiness is "the tree and priority class watches are live";
+    while the tree watch is not, creates it cannot judge are refused (webhook.freshness). A task that ends anyway
+    takes the process down (ServiceFailed) so that Kubernetes restarts it."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
+    tasks = Tasks("webhook", stop)
     view = ClusterView(lambda: from_datetime(clock.now()))
     log.info("judging RayJobs by KubeRay v1.7's validation with feature gates %s", settings.policy.kuberay_gates)
     if settings.kuberay is not None:  # parse_settings has refused batch-scheduler mode already
@@ -144,40 +158,67 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     cert, key = Path(settings.tls_cert), Path(settings.tls_key)
     context = server_context(cert, key)
     CertReloader(context, cert, key, clock=clock).install()
+
+    def live(flag: Callable[[bool], None], what: str) -> Callable[[bool], None]:
+        def changed(is_live: bool) -> None:
+            flag(is_live)
+            if is_live and view.ready:
+                log.info("ready: tree %s, %d priority classes",
+                         "loaded" if view.tree else "absent (every namespace unbound)", len(view.priority_classes))
+            elif not is_live:
+                log.warning("not ready: the %s watch is not live", what)
+        return changed
+
+    def tree_live(on: bool) -> None:
+        view.tree_synced = on
+
+    def classes_live(on: bool) -> None:
+        view.classes_synced = on
+
+    def queues_live(on: bool) -> None:  # the create warning waits for these; readiness does not
+        view.queues.queues_synced = on
+
+    def units_live(on: bool) -> None:
+        view.queues.units_synced = on
+
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
-        trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees")
-        classes = Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses")
-        queue_list = Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.queues.on_queue, name="queues")
-        unit_list = Reflector(client, QUEUE_UNITS.path(), view.queues.on_queue_unit, name="queueunits")
+        trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees",
+                          clock=clock, on_live=live(tree_live, "ElasticQuotaTree"))
+        reflectors = [
+            trees,
+            Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses", clock=clock,
+                      on_live=live(classes_live, "PriorityClass")),
+            Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.queues.on_queue, name="queues", clock=clock,
+                      on_live=queues_live),
+            Reflector(client, QUEUE_UNITS.path(), view.queues.on_queue_unit, name="queueunits", clock=clock,
+                      on_live=units_live),
+        ]
 
-        async def queue_status_synced() -> None:  # the create warning waits for these; readiness does not
-            await queue_list.synced.wait()
-            view.queues.queues_synced = True
-            await unit_list.synced.wait()
-            view.queues.units_synced = True
-
-        async def mark_synced() -> None:
-            await trees.synced.wait()
-            view.tree_synced = True
-            await classes.synced.wait()
-            view.classes_synced = True
-            log.info("ready: tree %s, %d priority classes",
-                     "loaded" if view.tree else "absent (every namespace unbound)", len(view.priority_classes))
+        def tree_stale() -> str | None:
+            if trees.synced.is_set():
+                return None
+            return trees.failure or "not listed yet"
 
         app = build_app(
-            {"/mutate": Admission(view, settings.policy, client, mutating=True),
-             "/validate": Admission(view, settings.policy, client, mutating=False)},
+            {"/mutate": Admission(view, settings.policy, client, mutating=True, tree_stale=tree_stale),
+             "/validate": Admission(view, settings.policy, client, mutating=False, tree_stale=tree_stale)},
             readiness=lambda: view.ready, metrics_registry=CollectorRegistry(), max_body_bytes=settings.max_body_bytes,
-            clock=clock,
+            clock=clock, why_not_ready=lambda: not_live(reflectors[:2], clock),
         )
-        tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
-                 asyncio.create_task(mark_synced()), asyncio.create_task(queue_list.run(stop)),
-                 asyncio.create_task(unit_list.run(stop)), asyncio.create_task(queue_status_synced())]
+        for r in reflectors:
+            tasks.start(f"reflector {r.name}", r.run(stop))
         try:
             await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))
         finally:
             stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await tasks.close()
+    tasks.check()
+
+
+def not_live(reflectors: list[Reflector], clock: Clock) -> str:
+    """The readiness watches that are not live, each with why and for how long."""
+    now = clock.monotonic()
+    return ", ".join(f"the {r.name} watch is not live ({r.failure} for {now - r.failed_at:.0f}s)"
+                     if r.failure and r.failed_at is not None else f"the {r.name} watch has not listed yet"
+                     for r in reflectors if not r.synced.is_set())

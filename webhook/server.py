@@ -263,6 +263,7 @@ def build_app(
     metrics_registry: CollectorRegistry,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock: Clock | None = None,
+    why_not_ready: Callable[[], str] | None = None,
 ) -> web.Application:
     """An aiohttp app serving each handler at its path, plus /healthz, /readyz and /metrics.
 
@@ -270,7 +271,8 @@ def build_app(
     and answers an AdmissionReview whose response is the handler's, with `uid` set from the request.
     Malformed HTTP or envelope: 405/415/413/400 with a text message. A handler that raises or
     returns garbage: an answer with allowed=false and status code 500 naming the failure (never an
-    HTTP 500). The metrics are registered in `metrics_registry` (one app per registry).
+    HTTP 500). The metrics are registered in `metrics_registry` (one app per registry). `/readyz` answers 503
+    with `why_not_ready()` (when given) while `readiness()` is false.
     """
     bad = sorted(p for p in handlers if not p.startswith("/") or p in RESERVED_PATHS)
     if bad:
@@ -299,7 +301,8 @@ def build_app(
             return web.Response(status=503, text=f"not ready: readiness check raised {type(exc).__name__}\n")
         if ready:
             return web.Response(text="ready\n", content_type=_TEXT)
-        return web.Response(status=503, text="not ready\n", content_type=_TEXT)
+        why = f": {why_not_ready()}" if why_not_ready is not None else ""
+        return web.Response(status=503, text=f"not ready{why}\n", content_type=_TEXT)
 
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(
