@@ -7,7 +7,7 @@ from typing import Any
 
 from common import keys
 from common.kuberay_rules import RAY_CLUSTER_SELECTOR_KEY, Problem, rayjob_problems
-from common.rayjob import ShapeError
+from common.wire import ShapeError
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import annotations_of, owner_references
 from webhook.review import Request, Verdict, deny

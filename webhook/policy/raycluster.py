@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from common import keys
-from common.rayjob import JobInfo, ShapeError
+from common.rayjob import JobInfo
+from common.wire import ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf

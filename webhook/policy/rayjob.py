@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from common import keys
+from common.accounting import maximum_request
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
-from common.rayjob import JobInfo, ShapeError, maximum_request
+from common.rayjob import JobInfo
+from common.wire import ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
