@@ -52,6 +52,7 @@ __all__ = [
     "maximum_request",
     "owner_of",
     "pod_claim",
+    "releasing",
     "reservation",
     "role_of",
     "uncovered_request",
@@ -103,6 +104,14 @@ def holds_claim(state: JobState, *, managed: bool, claimed: bool, dequeued: bool
     return (state in (JobState.ADMITTED, JobState.REQUEUE) and (managed or claimed)) or (
         pods_remain and (claimed or (managed and dequeued))
     )
+
+
+def releasing(job: JobInfo, state: JobState) -> bool:
+    """Whether a job that holds a claim holds it on its way out: it finished, was deleted or suspended (its claim
+    drains until its pods are gone), it is to be requeued, or it was given a preemption notice (docs/preemption.md:
+    a victim already chosen, whose claim goes at its deadline). Reclaim never picks it again. ``state`` is its
+    ``lifecycle``."""
+    return state is not JobState.ADMITTED or keys.PREEMPTION_NOTICE in job.annotations
 
 
 def job_claim(job: JobInfo, *, quota: str, request: Resources, admitted_order: int) -> Claim:

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from common import keys
@@ -53,6 +52,7 @@ from common.accounting import (
     managed,
     owner_of,
     pod_claim,
+    releasing,
     reservation,
     uncovered_request,
 )
@@ -60,23 +60,25 @@ from common.clock import Clock
 from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, Queues
-from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import JobInfo, PodInfo, priority_class_name
+from common.quota_tree import QuotaNode, QuotaTree
+from common.rayjob import JobInfo, PodInfo
 from common.resources import Resources
 from common.wire import ShapeError
+from extender.cache_books import CacheBooks
 from extender.growth_refusals import GrowthRefusalLog
+from extender.job_records import JobConverter, JobRecord, queue_item_for, sync_queue
 from extender.nodes import NodeInfo, NodeState
 from extender.ownership_index import OwnershipIndex, parent_from
+from extender.tree_state import TreeState
 from extender.watched_objects import (
     ClusterObject,
+    ClusterObjectStore,
     QueueObject,
     QueueObjectStore,
     QueueUnitObject,
     controller_ref,
     meta_of,
     pack,
-    quota_condition,
-    unpack,
 )
 
 __all__ = ["Cache"]
@@ -85,29 +87,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DELETED: Final = "DELETED"
-
-
-@dataclass(slots=True)
-class _JobRecord:
-    raw: bytes  # the RayJob as the watch showed it, pack'ed
-    info: JobInfo
-    present: bool = True  # False once DELETED (kept while its claim drains)
-    provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
-    provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
-    reservation: Resources = field(default_factory=Resources)  # see common.accounting.reservation
-    covered: frozenset[str] = frozenset()  # its pods the reservation covers (common.accounting.covered_pods)
-
-    @property
-    def dequeue_ns(self) -> int | None:
-        if self.provisional_dequeue_ns is not None:
-            return self.provisional_dequeue_ns
-        return None if self.provisional_requeued else self.info.dequeue_ns
-
-    @property
-    def suspended(self) -> bool:
-        if self.provisional_dequeue_ns is not None:
-            return False
-        return self.provisional_requeued or self.info.suspended
 
 
 class Cache:
@@ -122,28 +101,24 @@ class Cache:
 
     def __init__(self, clock: Clock, backoff: Backoff | None = None, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> None:
         self.clock = clock
-        self.additions = additions  # what the KubeRay operator adds to pods: in every job's request
+        self._convert = JobConverter(additions)
         self.queues = Queues(clock, backoff)
         self.nodes = NodeState()
-        self._tree: QuotaTree | None = None
-        self._tree_status: Mapping[str, Any] | None = None
-        self.tree_problem: str | None = None
-        self._ledger: Ledger | None = None
-        self._jobs: dict[str, _JobRecord] = {}
+        self._quota = TreeState()  # the tree, its status and problem, the ledger on it
+        self._jobs: dict[str, JobRecord] = {}
         self._owners = OwnershipIndex()  # parents and the jobs controlling them, their pods, gangs
         self._pods: dict[str, PodInfo] = {}
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
-        self._clusters: dict[str, ClusterObject] = {}  # RayCluster uid -> what the controller writes to it
+        self._clusters = ClusterObjectStore()  # RayCluster uid -> what the controller writes to it
         self._growth_log = GrowthRefusalLog()  # the verbs' refusals of growth pods, for the controller
-        self._books = _Books(self)  # what common.accounting reads of this store
+        self._books = CacheBooks(self._owners, self._jobs, self._assumed, lambda: self._quota.ledger, self.leaf_for)
         # The last pass's guaranteed heads waiting in their leaves: a growth pod yields to them at filter
         # (the guaranteed-first rule, as for jobs). Set by the controller after each plan.
         self.waiting_guaranteed: tuple[Claim, ...] = ()
         # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
         # which would scan every waiting job for each of thousands of events while the caches fill).
         self._retry_due = False
-        self._priority_classes: dict[str, int] = {}
         self._queue_objects = QueueObjectStore()  # our Queues and every QueueUnit
         self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored
         self._generation = 0
@@ -153,17 +128,26 @@ class Cache:
 
     @property
     def tree(self) -> QuotaTree | None:
-        return self._tree
+        return self._quota.tree
 
     @property
     def tree_status(self) -> Mapping[str, Any] | None:
         """The ElasticQuotaTree's ``status`` as the watch last showed it."""
-        return self._tree_status
+        return self._quota.status
+
+    @property
+    def tree_problem(self) -> str | None:
+        """Why the last ElasticQuotaTree event was not taken (invalid, or deleted), None once a valid one is."""
+        return self._quota.problem
 
     @property
     def ledger(self) -> Ledger | None:
         """Usage per quota node; None until a valid tree arrives."""
-        return self._ledger
+        return self._quota.ledger
+
+    @property
+    def _ledger(self) -> Ledger | None:
+        return self._quota.ledger
 
     @property
     def generation(self) -> int:
@@ -178,7 +162,8 @@ class Cache:
         self._dirty = False
 
     def leaf_for(self, namespace: str) -> QuotaNode | None:
-        return self._tree.leaf_for_namespace(namespace) if self._tree else None
+        tree = self._quota.tree
+        return tree.leaf_for_namespace(namespace) if tree else None
 
     def job(self, uid: str) -> JobInfo | None:
         rec = self._jobs.get(uid)
@@ -208,15 +193,12 @@ class Cache:
         drains until its pods are gone), it is to be requeued, or it was given a preemption notice.
         Reclaim never picks it again. For a pod claim: the pod is being deleted (a growth pod evicted by
         reclaim drains like a suspended job)."""
+        claimed = self._ledger is not None and uid in self._ledger
         pod = self._pods.get(uid)
         if pod is not None:
-            return pod.deleting and self._ledger is not None and uid in self._ledger
+            return claimed and pod.deleting
         rec = self._jobs.get(uid)
-        if rec is None or self._ledger is None or uid not in self._ledger:
-            return False
-        # An admitted job with a preemption notice (docs/preemption.md) is a victim already chosen: its claim
-        # goes at its deadline, so a claimant waits for it and no second reclaim picks it.
-        return self._lifecycle(rec) is not JobState.ADMITTED or keys.PREEMPTION_NOTICE in rec.info.annotations
+        return rec is not None and claimed and releasing(rec.info, self._lifecycle(rec))
 
     def remaining_pods(self, uid: str) -> tuple[PodInfo, ...]:
         """The job's non-terminal pods, sorted by uid."""
@@ -252,22 +234,17 @@ class Cache:
     def growth_refusals(self) -> dict[str, list[tuple[PodInfo, str]]]:
         """Per RayCluster uid: its pending growth pods the quota refused, with the refusal, oldest pod first.
         A refusal counts only while its pod is still pending growth (bound, gone or covered: it is over)."""
-        out: dict[str, list[tuple[PodInfo, str]]] = {}
-        for uid, refusal in self._growth_log.items():
-            pod = self._pods.get(uid)
-            account = self.account(uid)
-            if pod is None or account is None or account.growth_of is None or pod.owner is None:
-                continue
-            if pod.node_name or uid in self._assumed or pod.terminal or pod.deleting:
-                continue
-            out.setdefault(pod.owner.uid, []).append((pod, refusal))
-        for refused in out.values():
-            refused.sort(key=lambda pr: (pr[0].created or "~", pr[0].uid))
-        return out
+        def pending_growth(uid: str) -> PodInfo | None:
+            pod, account = self._pods.get(uid), self.account(uid)
+            if pod is None or account is None or account.growth_of is None:
+                return None
+            return None if pod.node_name or uid in self._assumed or pod.terminal or pod.deleting else pod
+
+        return self._growth_log.pending(pending_growth)
 
     def ray_clusters(self) -> tuple[ClusterObject, ...]:
         """Every present RayCluster controlled by a RayJob, sorted by namespace, name."""
-        return tuple(sorted(self._clusters.values(), key=lambda c: (c.namespace, c.name, c.uid)))
+        return self._clusters.all()
 
     def ray_cluster(self, uid: str) -> ClusterObject | None:
         return self._clusters.get(uid)
@@ -297,21 +274,7 @@ class Cache:
     def queue_item(self, uid: str) -> QueueItem | None:
         """The QueueItem a WAITING job should have (None otherwise)."""
         rec = self._jobs.get(uid)
-        if rec is None or self._state(rec) is not JobState.WAITING:
-            return None
-        leaf = self.leaf_for(rec.info.namespace)
-        info = rec.info
-        if leaf is None or info.enqueue_ns is None:  # pragma: no cover - WAITING implies both
-            return None
-        return QueueItem(
-            uid=info.uid,
-            namespace=info.namespace,
-            name=info.name,
-            quota=leaf.full_name,
-            priority=info.priority,
-            enqueue_ns=info.enqueue_ns,
-            request=info.request,
-        )
+        return queue_item_for(rec.info, self._state(rec), self.leaf_for(rec.info.namespace)) if rec else None
 
     def ensure_waiting_queued(self, uids: Iterable[str] | None = None, *, end_backoffs: bool = True) -> None:
         """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
@@ -322,12 +285,7 @@ class Cache:
             self._retry_due = False
             self.queues.retry_now()
         for uid in sorted(self._jobs) if uids is None else uids:
-            item = self.queue_item(uid)
-            if item is not None:
-                if self.queues.get(uid) != item:
-                    self.queues.upsert(item)
-            elif uid in self.queues:
-                self.queues.remove(uid)
+            sync_queue(self.queues, uid, self.queue_item(uid))
 
     # --- provisional marks ------------------------------------------------------------------------
 
@@ -377,49 +335,15 @@ class Cache:
         self._changed()
 
     def on_tree(self, event_type: str, obj: dict[str, Any]) -> None:
-        """The ElasticQuotaTree: only kube-system/elasticquotatree counts; an invalid one keeps the last valid."""
-        meta = meta_of(obj)
-        if (meta.get("namespace"), meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
-            return
-        if event_type == DELETED:
-            if self._tree is None and self._tree_status is None:
-                return
-            self._tree, self._tree_status, self._ledger = None, None, None
-            self.tree_problem = (
-                f"{keys.QUOTA_TREE_KIND} {keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME} was deleted: "
-                "no namespace is bound, nothing is admitted until it is created again"
-            )
-            log.warning("%s", self.tree_problem)
+        """The ElasticQuotaTree (``extender.tree_state``): a new or deleted tree derives every claim again."""
+        change = self._quota.on_tree(event_type, obj, self._capacity)
+        if change == "tree":
             self._refresh_all()
+        if change != "none":
             self._changed()
-            return
-        status = obj.get("status")
-        new_status = status if isinstance(status, Mapping) else {}
-        try:
-            tree = QuotaTree.parse(obj)
-        except TreeError as exc:
-            problem = f"{exc}; keeping the last valid tree"
-            if problem != self.tree_problem:
-                self.tree_problem = problem
-                log.error("%s", problem)
-                self._changed()
-            return
-        changed = tree != self._tree or self.tree_problem is not None
-        if not changed and new_status == self._tree_status:
-            return
-        self.tree_problem = None
-        self._tree_status = new_status
-        if changed:
-            self._tree = tree
-            if self._ledger is None:
-                self._ledger = Ledger(tree, self._capacity())
-            else:
-                self._ledger.set_tree(tree)
-            self._refresh_all()
-        self._changed()
 
     def on_rayjob(self, event_type: str, obj: dict[str, Any]) -> None:
-        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._job_from_rayjob)
+        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._convert.rayjob)
 
     def _on_job(self, event_type: str, obj: dict[str, Any], kind: str, convert: Callable[[dict[str, Any]], JobInfo]) -> None:
         """A queued object (a RayJob, or a bare RayCluster queued as a job of its own) was added, changed or went."""
@@ -442,7 +366,7 @@ class Cache:
         if rec is not None and rec.present and rec.info == info:
             return
         if rec is None:
-            rec = self._jobs[uid] = _JobRecord(raw=pack(obj), info=info)
+            rec = self._jobs[uid] = JobRecord(raw=pack(obj), info=info)
         else:
             rec.raw, rec.info, rec.present = pack(obj), info, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
@@ -466,22 +390,11 @@ class Cache:
         bare = controller_ref(meta) is None
         rec = self._jobs.get(uid)
         if bare or (rec is not None and rec.info.bare_cluster):
-            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._job_from_raycluster)
+            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert.raycluster)
         self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj, own_job=bare)
         parent = self._owners.parent(uid)
-        if event_type == DELETED or parent is None or not parent.present:
-            if self._clusters.pop(uid, None) is not None:
-                self._changed()
-            return
-        cluster = ClusterObject(
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=uid,
-            job_uid=parent.job_uid,
-            condition=quota_condition(obj),
-        )
-        if self._clusters.get(uid) != cluster:
-            self._clusters[uid] = cluster
+        live = event_type != DELETED and parent is not None and parent.present
+        if self._clusters.record(uid, obj, parent.job_uid if live and parent is not None else None, live=live):
             self._changed()
 
     def on_batch_job(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -562,26 +475,14 @@ class Cache:
         self._changed()
 
     def on_priority_class(self, event_type: str, obj: dict[str, Any]) -> None:
-        name = str(meta_of(obj).get("name") or "")
-        if not name:
-            return
-        value = obj.get("value")
-        old = self._priority_classes.get(name)
-        if event_type == DELETED:
-            if old is None:
-                return
-            del self._priority_classes[name]
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if old == value:
-                return
-            self._priority_classes[name] = value
-        else:
+        name = self._convert.on_priority_class(event_type, obj)
+        if name is None:
             return
         for uid in sorted(self._jobs):
             rec = self._jobs[uid]
             if rec.info.priority_class_name == name:
                 try:
-                    rec.info = (self._job_from_raycluster if rec.info.bare_cluster else self._job_from_rayjob)(unpack(rec.raw))
+                    rec.info = self._convert.again(rec)
                 except ShapeError:  # pragma: no cover - it converted before
                     continue
                 self._refresh_job(uid)
@@ -620,32 +521,22 @@ class Cache:
         """Σ allocatable of schedulable nodes; None (no limit) while no node is known at all."""
         return self.nodes.capacity() if len(self.nodes) else None
 
-    def _job_from_rayjob(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj)
-        value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
-
-    def _job_from_raycluster(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj, keys.RAYCLUSTER_KIND)
-        value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_raycluster(obj, priority_class_value=value, additions=self.additions)
-
     def _apply_policies(self) -> None:
-        if self._tree is None:
+        if self._quota.tree is None:
             return
-        for leaf in self._tree.leaves():
+        for leaf in self._quota.tree.leaves():
             kept = self.queue_for(leaf.full_name)
             policy = kept.policy if kept else "Round"
             if self.queues.policy(leaf.full_name) != policy:
                 self.queues.set_policy(leaf.full_name, policy)
 
-    def _managed(self, rec: _JobRecord) -> bool:
+    def _managed(self, rec: JobRecord) -> bool:
         return managed(rec.info, bound=self.leaf_for(rec.info.namespace) is not None)
 
-    def _lifecycle(self, rec: _JobRecord) -> JobState:
+    def _lifecycle(self, rec: JobRecord) -> JobState:
         return lifecycle(rec.info, present=rec.present, dequeued=rec.dequeue_ns is not None, suspended=rec.suspended)
 
-    def _state(self, rec: _JobRecord) -> JobState:
+    def _state(self, rec: JobRecord) -> JobState:
         return self._lifecycle(rec) if self._managed(rec) else JobState.UNMANAGED
 
     def _refresh_all(self) -> None:
@@ -685,11 +576,7 @@ class Cache:
                 self._set_claim(job_claim(rec.info, quota=quota, request=rec.reservation, admitted_order=order))
             else:
                 self._drop_claim(uid)
-        item = self.queue_item(uid)
-        if item is not None:
-            self.queues.upsert(item)
-        elif uid in self.queues:
-            self.queues.remove(uid)
+        sync_queue(self.queues, uid, self.queue_item(uid))
         for pod in pods:
             self._refresh_pod(pod.uid)
         if not rec.present and (ledger is None or uid not in ledger):
@@ -800,7 +687,7 @@ class Cache:
         if gone and orphaned is not None:
             self._set_parent(orphaned, None)
 
-    def _pods_of(self, uid: str, rec: _JobRecord) -> tuple[PodInfo, ...]:
+    def _pods_of(self, uid: str, rec: JobRecord) -> tuple[PodInfo, ...]:
         return tuple(
             self._pods[p] for p in sorted(self._owners.job_pods(rec.info.uid)) if self._pod_owner.get(p) == uid
         )
@@ -808,33 +695,3 @@ class Cache:
     def _owner(self, pod: PodInfo) -> str | None:
         """The job a pod belongs to (``common.accounting.owner_of``: by ownerReference UIDs only)."""
         return owner_of(pod, self._books)[0]
-
-
-class _Books:
-    """The cache's indexes as ``common.accounting.Books``."""
-
-    __slots__ = ("_cache",)
-
-    def __init__(self, cache: Cache) -> None:
-        self._cache = cache
-
-    def parent(self, uid: str) -> Parent | None:
-        return self._cache._owners.parent(uid)
-
-    def job_namespace(self, job_uid: str) -> str | None:
-        rec = self._cache._jobs.get(job_uid)
-        return rec.info.namespace if rec is not None else None
-
-    def claim_held(self, job_uid: str) -> bool:
-        ledger = self._cache._ledger
-        return ledger is not None and job_uid in ledger and job_uid in self._cache._jobs
-
-    def covered(self, job_uid: str) -> AbstractSet[str]:
-        rec = self._cache._jobs.get(job_uid)
-        return rec.covered if rec is not None else frozenset()
-
-    def bound(self, namespace: str) -> bool:
-        return self._cache.leaf_for(namespace) is not None
-
-    def placed(self, pod: PodInfo) -> bool:
-        return bool(pod.node_name) or pod.uid in self._cache._assumed

@@ -3,6 +3,10 @@ onto the pod's RayCluster (its RayQueueQuota condition and a GrowthRefused event
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from common.rayjob import PodInfo
+
 __all__ = ["GrowthRefusalLog"]
 
 
@@ -26,6 +30,15 @@ class GrowthRefusalLog:
         """The pod is gone."""
         self._refusals.pop(pod_uid, None)
 
-    def items(self) -> list[tuple[str, str]]:
-        """Every (pod uid, refusal), sorted by pod uid."""
-        return sorted(self._refusals.items())
+    def pending(self, pending_growth: Callable[[str], PodInfo | None]) -> dict[str, list[tuple[PodInfo, str]]]:
+        """Per RayCluster uid: its pending growth pods the quota refused, with the refusal, oldest pod first.
+        ``pending_growth`` gives a pod that is still pending growth (None once it is bound, gone or covered:
+        its refusal is over)."""
+        out: dict[str, list[tuple[PodInfo, str]]] = {}
+        for uid in sorted(self._refusals):
+            pod = pending_growth(uid)
+            if pod is not None and pod.owner is not None:
+                out.setdefault(pod.owner.uid, []).append((pod, self._refusals[uid]))
+        for refused in out.values():
+            refused.sort(key=lambda pr: (pr[0].created or "~", pr[0].uid))
+        return out

@@ -14,6 +14,7 @@ from common.queueing import QueuePolicy
 
 __all__ = [
     "ClusterObject",
+    "ClusterObjectStore",
     "QueueObject",
     "QueueObjectStore",
     "QueueUnitObject",
@@ -223,4 +224,37 @@ class QueueObjectStore:
         if self._units.get(key) == unit:
             return False
         self._units[key] = unit
+        return True
+
+
+class ClusterObjectStore:
+    """Each present RayCluster with the job controlling it and its ``RayQueueQuota`` condition (what the
+    controller writes to it), by uid."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[str, ClusterObject] = {}
+
+    def get(self, uid: str) -> ClusterObject | None:
+        return self._clusters.get(uid)
+
+    def all(self) -> tuple[ClusterObject, ...]:
+        """Sorted by namespace, name, uid."""
+        return tuple(sorted(self._clusters.values(), key=lambda c: (c.namespace, c.name, c.uid)))
+
+    def record(self, uid: str, obj: Mapping[str, Any], job_uid: str | None, *, live: bool) -> bool:
+        """The RayCluster as the watch shows it now (``live`` False: deleted, or no parent any more); True
+        when that changed what is kept."""
+        if not live:
+            return self._clusters.pop(uid, None) is not None
+        meta = meta_of(obj)
+        cluster = ClusterObject(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=uid,
+            job_uid=job_uid,
+            condition=quota_condition(obj),
+        )
+        if self._clusters.get(uid) == cluster:
+            return False
+        self._clusters[uid] = cluster
         return True
