@@ -39,9 +39,10 @@ from bench.queues import leaf_namespaces, rayjob_dict, tree_dict
 from bench.verbs_load import MemoryApi
 from bench.webhook import machine
 from common import keys
+from common.accounting import JobState
 from common.clock import SystemClock
 from extender import unit_status as shipped_module
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.controller import TREES, Controller
 from kubeio.events import EventRecorder
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from common import keys
-from common.rayjob import DEFAULT_ADDITIONS, JobInfo, KubeRayAdditions, admitted_replicas_value
+from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
+from common.rayjob import JobInfo, admitted_replicas_value
 
 __all__ = ["KINDS", "RAYCLUSTER", "RAYJOB", "JobKind", "annotations_patch", "kind_of", "release_patch", "resume_patch"]
 

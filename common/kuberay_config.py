@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from common.rayjob import KubeRayAdditions
+from common.kuberay_additions import KubeRayAdditions
 
 __all__ = [
     "BATCH_SCHEDULER_POD_NAMES",

@@ -9,7 +9,6 @@ import gc
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -17,13 +16,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from common import keys
 from common.clock import Clock, SystemClock
-from common.ledger import Claim
+from common.pod_quota import QuotaVerdict
 from common.queueing import Backoff
 from common.rayjob import PodInfo
 from extender.barrier import BindBarrier
 from extender.cache import Cache
 from extender.controller import QUEUE_UNITS, QUEUES, RAYJOBS, TREES, Controller
 from extender.gang import Reservations
+from extender.quota_gate import QuotaGate
 from extender.scheduling import SchedulingEndpoints
 from extender.settings import Settings
 from extender.verbs import SchedulerView
@@ -44,14 +44,6 @@ BATCH_JOBS = Scope(keys.BATCH_GROUP, keys.BATCH_VERSION, keys.BATCH_JOB_PLURAL)
 PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Allowed:
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return True
-
-
 class Service:
     """Everything of one extender process except the sockets; tests drive it directly."""
 
@@ -68,6 +60,7 @@ class Service:
                                               forget=self.cache.forget_assumed)
         self.controller = Controller(self.cache, client, self.events, clock, self.registry,
                                      resync_seconds=settings.resync_seconds) if client and self.events else None
+        self.quota_gate = QuotaGate(self.cache, self._poke_controller)
         self.reflectors: list[Reflector] = []
         self.elector: LeaderElector | None = None
 
@@ -78,47 +71,17 @@ class Service:
             pod=self.cache.pod, quota_check=self.quota_check, protected=self.protected, synced=self.synced,
         )
 
-    def quota_check(self, pod: PodInfo) -> Any:
-        """Pods an admitted job's reservation covers are in; any other pod in a bound namespace (growth of a
-        job included: more pods than admitted, a retried job's new pods while the old ones terminate) must
-        fit its quota, a gang member together with its gang's other pending uncovered members."""
-        if self.cache.covering_job(pod.uid) is not None:
-            return _Allowed()
-        leaf, ledger = self.cache.leaf_for(pod.namespace), self.cache.ledger
-        if leaf is None or ledger is None:
-            return _Allowed()
-        request = self.cache.uncovered_request(pod.uid) if self.cache.pod(pod.uid) is not None else pod.request
-        claim = Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request,
-                      priority=pod.priority)
-        if self.cache.growth_job(pod.uid) is None:
-            decision = ledger.check(claim)
-            if self.cache.pod(pod.uid) is None:  # kube-scheduler ran ahead of the watch: it may be growth
-                self.cache.record_growth_answer(pod.uid, None if decision else decision.reason)
-            return decision
-        # Growth (docs/growth.md): the same guaranteed-first rule as jobs, so a pod KubeRay recreates after
-        # a growth reclaim cannot take back what the claimant waits for; the refusal is recorded for the
-        # controller, which writes it onto the RayCluster (never from this hot path).
-        decision = ledger.check(claim, waiting_guaranteed=self.cache.waiting_guaranteed)
-        if self.cache.record_growth_answer(pod.uid, None if decision else decision.reason) and self.controller:
-            self.controller.poke()
-        return decision
+    def quota_check(self, pod: PodInfo) -> QuotaVerdict:
+        """The pod-level quota verdict (``extender.quota_gate``)."""
+        return self.quota_gate.check(pod)
 
     def protected(self, victim: PodInfo, preemptor: PodInfo) -> str | None:
         """Why kube-scheduler may not evict `victim` for `preemptor` (None: it may)."""
-        job = self.cache.covering_job(victim.uid)
-        if job is not None:
-            return (f"pod {victim.key} belongs to admitted RayJob {job.key}: RayJobs are reclaimed whole by the "
-                    "queue controller, never pod by pod")
-        leaf, ledger = self.cache.leaf_for(victim.namespace), self.cache.ledger
-        if leaf is None or ledger is None:
-            return None
-        used = ledger.usage(leaf.full_name)
-        if used.le(leaf.min):
-            same = self.cache.leaf_for(preemptor.namespace)
-            if same is not None and same.full_name == leaf.full_name and victim.priority < preemptor.priority:
-                return None
-            return f"pod {victim.key}'s quota {leaf.full_name} is within its min ({used} <= {leaf.min})"
-        return None
+        return self.quota_gate.protected(victim, preemptor)
+
+    def _poke_controller(self) -> None:
+        if self.controller is not None:
+            self.controller.poke()
 
     # --- events and readiness --------------------------------------------------------------------
     async def _emit(self, ref: dict[str, str], type_: str, reason: str, message: str) -> None:

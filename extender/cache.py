@@ -5,27 +5,20 @@ Every handler is a plain synchronous method ``on_<kind>(event_type, obj)`` (``AD
 changes nothing (objects are compared after conversion, claims are keyed by UID); ``DELETED`` of an
 unknown UID is a no-op.
 
-What the cache derives (DESIGN §3, §5):
+The cache stores and indexes; every quota answer is ``common.accounting``'s (DESIGN §3, §5): the job
+lifecycle (``JobState``), when a job holds its claim (``holds_claim``), its reservation and the pods it covers,
+and for each pod its job (by ownerReference UIDs), role and charge (``account_pod``). What it keeps:
 
-* a *bare* RayCluster (no controller ownerReference: a tenant's interactive cluster) is a queued job of its own
-  (``JobInfo.from_raycluster``, kind RayCluster): its uid is the job's and the parent's, so the pods it controls
-  are its job's, covered up to the size it was admitted with (``rayqueue.io/admitted-replicas``). It never
-  finishes. A RayCluster any controller owns (a RayJob's) is never one.
-* a *managed* RayJob: its namespace is bound to a leaf and it carries the enqueue stamp. A managed job is
-  ``WAITING`` (suspended, no dequeue stamp: a QueueItem in its leaf's queue), ``ADMITTED`` (dequeue
-  stamp, not suspended), ``REQUEUE`` (dequeue stamp but suspended by someone: the controller must remove
-  the stamp), ``RUNNING_UNQUEUED`` (not suspended and no dequeue stamp: it bypassed the queue; its pods
-  count as pod claims), ``FINISHED`` or ``DELETING``.
-* a job *claim* (ledger kind ``job``, uid = the RayJob's): held while the job is ADMITTED or REQUEUE and,
-  once it finishes, is suspended or is deleted, until none of its non-terminal pods remain ("draining").
-* *ownership* (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
-  batch/v1 Job (the submitter) of its namespace that the RayJob controls; a deleted parent is remembered
-  until its last pod is gone. Names and labels never count.
-* the job claim's request is its reservation (``common.rayjob.reservation``: the spec's counts at each
-  role's real pod request); it covers, per role, the job's oldest live pods up to those counts
-  (``covered_pods``). Its other pods are *growth*: pod claims once bound, checked like any pod.
-* *pod claims*: non-terminal pods in bound namespaces that no job claim covers.
-* node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included.
+* RayJobs, and *bare* RayClusters (no controller ownerReference: a tenant's interactive cluster) queued as jobs
+  of their own (``JobInfo.from_raycluster``, kind RayCluster): its uid is the job's and the parent's, so the
+  pods it controls are its job's, covered up to the size it was admitted with (``rayqueue.io/admitted-replicas``).
+  A RayCluster any controller owns (a RayJob's) is never one.
+* the parents (RayClusters, submitter Jobs) with the job controlling each, kept after deletion until their last
+  pod is gone, and pods indexed by parent and by gang;
+* the ledger: job claims, and pod claims (non-terminal bound pods in bound namespaces that no job claim covers);
+* node usage and cluster capacity (extender.nodes.NodeState), pods of every namespace included;
+* the queues (``Queues``: one QueueItem per WAITING job), our Queue and QueueUnit objects, and the growth
+  refusals the verbs recorded (``extender.growth_refusals``).
 
 ``mark_dequeued`` / ``mark_requeued`` are the loop's provisional updates after a successful patch: the
 job is treated as dequeued (requeued) until a watch event confirms it, so a stale event that arrives in
@@ -41,200 +34,92 @@ binding is the rule.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Final, TypeVar, get_args
-
-import orjson
+from dataclasses import replace
+from typing import Any, Final, TypeVar
 
 from common import keys
-from common.clock import Clock
-from common.gotime import GoTimeError, parse_go
-from common.ledger import Claim, Ledger
-from common.queueing import Backoff, QueueItem, QueuePolicy, Queues
-from common.quota_tree import QuotaNode, QuotaTree, TreeError
-from common.rayjob import (
-    DEFAULT_ADDITIONS,
-    JobInfo,
-    KubeRayAdditions,
-    PodInfo,
-    ShapeError,
+from common.accounting import (
+    JobState,
+    Parent,
+    PodAccount,
+    account_pod,
     covered_pods,
-    priority_class_name,
+    holds_claim,
+    job_claim,
+    lifecycle,
+    managed,
+    owner_of,
+    pod_claim,
+    releasing,
     reservation,
+    uncovered_request,
 )
+from common.clock import Clock
+from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
+from common.ledger import Claim, Ledger
+from common.queueing import Backoff, QueueItem, Queues
+from common.quota_tree import QuotaNode, QuotaTree
+from common.rayjob import JobInfo, PodInfo
 from common.resources import Resources
+from common.wire import ShapeError
+from extender.cache_books import CacheBooks
+from extender.growth_refusals import GrowthRefusalLog
+from extender.job_records import JobConverter, JobRecord, queue_item_for, sync_queue
 from extender.nodes import NodeInfo, NodeState
+from extender.ownership_index import OwnershipIndex, parent_from
+from extender.tree_state import TreeState
+from extender.watched_objects import (
+    ClusterObject,
+    ClusterObjectStore,
+    QueueObject,
+    QueueObjectStore,
+    QueueUnitObject,
+    controller_ref,
+    meta_of,
+    pack,
+)
 
-__all__ = ["Cache", "ClusterObject", "JobState", "QueueObject", "QueueUnitObject"]
+__all__ = ["Cache"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DELETED: Final = "DELETED"
-_POLICIES: Final[tuple[str, ...]] = get_args(QueuePolicy)
-# KubeRay moves a suspended RayJob to Suspending only from Initializing or Running
-# (rayjob_controller.go updateStatusToSuspendingIfNeeded, v1.1-v1.7): a Waiting (InteractiveMode) job keeps
-# its cluster whatever spec.suspend says.
-UNSUSPENDABLE_DEPLOYMENT_STATUSES: Final = frozenset({"Waiting"})
-
-
-class JobState(enum.Enum):
-    """Where a RayJob is in the queue's lifecycle (see the module docstring)."""
-
-    UNMANAGED = "Unmanaged"
-    WAITING = "Waiting"
-    ADMITTED = "Admitted"
-    REQUEUE = "Requeue"
-    RUNNING_UNQUEUED = "RunningUnqueued"
-    FINISHED = "Finished"
-    DELETING = "Deleting"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueObject:
-    """A Queue in kube-queue created by us (label create-by-kubequeue: "true"), as the watch last showed it."""
-
-    name: str
-    uid: str
-    quota: str  # kube-queue/quota-fullname
-    policy: QueuePolicy
-    created: str  # metadata.creationTimestamp (RFC 3339 sorts as text), "" when unknown
-    status: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueUnitObject:
-    """A QueueUnit as the watch last showed it."""
-
-    namespace: str
-    name: str
-    owner_uid: str | None  # the controlling RayJob's (or bare RayCluster's) uid
-    spec: Mapping[str, Any]
-    annotations: Mapping[str, str]
-    status: Mapping[str, Any]
-
-
-def _pack(obj: Mapping[str, Any]) -> bytes:
-    """A RayJob as compact JSON, kept only to convert it again when a PriorityClass changes: ~1 KB where the
-    dict is ~4 KB (bench/memory.py). Copied out of orjson's output, which keeps a buffer of at least 4 KB."""
-    return memoryview(orjson.dumps(obj)).tobytes()
-
-
-def _unpack(raw: bytes) -> dict[str, Any]:
-    obj: dict[str, Any] = orjson.loads(raw)
-    return obj
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterObject:
-    """A RayCluster as the watch last showed it: who controls it and its ``RayQueueQuota`` condition
-    (``condition`` is (status, reason, message), or None when it has none)."""
-
-    namespace: str
-    name: str
-    uid: str
-    job_uid: str | None
-    condition: tuple[str, str, str] | None
-
-
-@dataclass(slots=True)
-class _JobRecord:
-    raw: bytes  # the RayJob as the watch showed it, _pack'ed
-    info: JobInfo
-    present: bool = True  # False once DELETED (kept while its claim drains)
-    provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
-    provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
-    reservation: Resources = field(default_factory=Resources)  # see common.rayjob.reservation
-    covered: frozenset[str] = frozenset()  # its pods the reservation covers (common.rayjob.covered_pods)
-
-    @property
-    def dequeue_ns(self) -> int | None:
-        if self.provisional_dequeue_ns is not None:
-            return self.provisional_dequeue_ns
-        return None if self.provisional_requeued else self.info.dequeue_ns
-
-    @property
-    def suspended(self) -> bool:
-        if self.provisional_dequeue_ns is not None:
-            return False
-        return self.provisional_requeued or self.info.suspended
-
-
-@dataclass(frozen=True, slots=True)
-class _Parent:
-    """A RayCluster or a submitter Job (``kind``): its namespace and the RayJob its controller
-    ownerReference names; ``present`` is False once it is deleted (kept while its pods remain)."""
-
-    kind: str
-    namespace: str
-    job_uid: str | None
-    present: bool = True
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _controller_ref(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The object's controller ownerReference (``controller: true``), or None."""
-    refs = meta.get("ownerReferences")
-    for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return ref
-    return None
-
-
-def _str_map(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k): v for k, v in value.items() if isinstance(v, str)}
 
 
 class Cache:
     """The controller's state: tree, ledger, queues, jobs, pods, nodes, Queue and QueueUnit objects.
 
-    Not thread-safe: one owner (the asyncio loop) calls the handlers and ``reconcile`` without awaiting in
-    between. ``generation`` grows on every change; ``dirty`` says a reconcile is due (``clear_dirty``).
+    Not thread-safe: one owner (the asyncio loop) calls every method, and each runs to its end without
+    awaiting. A reconcile pass may yield between its slices (the verbs read the cache and assume binds
+    meanwhile); the controller holds watch events until the pass has made its plan (``Controller.deliver``).
+    ``generation`` grows on every change; ``dirty`` says a reconcile is due (``clear_dirty``).
     The loop must list every kind before the first reconcile (a restart rebuilds from the API).
     """
 
     def __init__(self, clock: Clock, backoff: Backoff | None = None, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> None:
         self.clock = clock
-        self.additions = additions  # what the KubeRay operator adds to pods: in every job's request
+        self._convert = JobConverter(additions)
         self.queues = Queues(clock, backoff)
         self.nodes = NodeState()
-        self._tree: QuotaTree | None = None
-        self._tree_status: Mapping[str, Any] | None = None
-        self.tree_problem: str | None = None
-        self._ledger: Ledger | None = None
-        self._jobs: dict[str, _JobRecord] = {}
-        # RayClusters and submitter Jobs by uid -> the RayJob controlling them; a deleted one stays while its
-        # pods remain (a suspended or retrying job's terminating pods are still its own).
-        self._parents: dict[str, _Parent] = {}
-        self._parents_by_job: dict[str, set[str]] = {}  # job uid -> parent uids
-        self._children: dict[str, set[str]] = {}  # controller ownerReference uid -> pod uids
+        self._quota = TreeState()  # the tree, its status and problem, the ledger on it
+        self._jobs: dict[str, JobRecord] = {}
+        self._owners = OwnershipIndex()  # parents and the jobs controlling them, their pods, gangs
         self._pods: dict[str, PodInfo] = {}
         self._pod_owner: dict[str, str] = {}  # pod uid -> job uid, as last computed
         self._assumed: dict[str, str] = {}  # pod uid -> node: bound by the extender, not yet seen bound
-        self._pods_by_gang: dict[tuple[str, str], set[str]] = {}
-        self._clusters: dict[str, ClusterObject] = {}  # RayCluster uid -> what the controller writes to it
-        # Growth pods the verbs' quota check last refused: pod uid -> the refusal (the quota reason). The
-        # controller turns them into the RayCluster's RayQueueQuota condition and a GrowthRefused event.
-        self._growth_refusals: dict[str, str] = {}
+        self._clusters = ClusterObjectStore()  # RayCluster uid -> what the controller writes to it
+        self._growth_log = GrowthRefusalLog()  # the verbs' refusals of growth pods, for the controller
+        self._books = CacheBooks(self._owners, self._jobs, self._assumed, lambda: self._quota.ledger, self.leaf_for)
         # The last pass's guaranteed heads waiting in their leaves: a growth pod yields to them at filter
         # (the guaranteed-first rule, as for jobs). Set by the controller after each plan.
         self.waiting_guaranteed: tuple[Claim, ...] = ()
-        self._kept_queues: dict[str, QueueObject] | None = None  # leaf -> kept Queue, rebuilt on change
         # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
         # which would scan every waiting job for each of thousands of events while the caches fill).
         self._retry_due = False
-        self._priority_classes: dict[str, int] = {}
-        self._queue_objects: dict[str, QueueObject] = {}
-        self._queue_units: dict[tuple[str, str], QueueUnitObject] = {}
+        self._queue_objects = QueueObjectStore()  # our Queues and every QueueUnit
         self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored
         self._generation = 0
         self._dirty = False
@@ -243,17 +128,26 @@ class Cache:
 
     @property
     def tree(self) -> QuotaTree | None:
-        return self._tree
+        return self._quota.tree
 
     @property
     def tree_status(self) -> Mapping[str, Any] | None:
         """The ElasticQuotaTree's ``status`` as the watch last showed it."""
-        return self._tree_status
+        return self._quota.status
+
+    @property
+    def tree_problem(self) -> str | None:
+        """Why the last ElasticQuotaTree event was not taken (invalid, or deleted), None once a valid one is."""
+        return self._quota.problem
 
     @property
     def ledger(self) -> Ledger | None:
         """Usage per quota node; None until a valid tree arrives."""
-        return self._ledger
+        return self._quota.ledger
+
+    @property
+    def _ledger(self) -> Ledger | None:
+        return self._quota.ledger
 
     @property
     def generation(self) -> int:
@@ -268,7 +162,8 @@ class Cache:
         self._dirty = False
 
     def leaf_for(self, namespace: str) -> QuotaNode | None:
-        return self._tree.leaf_for_namespace(namespace) if self._tree else None
+        tree = self._quota.tree
+        return tree.leaf_for_namespace(namespace) if tree else None
 
     def job(self, uid: str) -> JobInfo | None:
         rec = self._jobs.get(uid)
@@ -298,15 +193,12 @@ class Cache:
         drains until its pods are gone), it is to be requeued, or it was given a preemption notice.
         Reclaim never picks it again. For a pod claim: the pod is being deleted (a growth pod evicted by
         reclaim drains like a suspended job)."""
+        claimed = self._ledger is not None and uid in self._ledger
         pod = self._pods.get(uid)
         if pod is not None:
-            return pod.deleting and self._ledger is not None and uid in self._ledger
+            return claimed and pod.deleting
         rec = self._jobs.get(uid)
-        if rec is None or self._ledger is None or uid not in self._ledger:
-            return False
-        # An admitted job with a preemption notice (docs/preemption.md) is a victim already chosen: its claim
-        # goes at its deadline, so a claimant waits for it and no second reclaim picks it.
-        return self._lifecycle(rec) is not JobState.ADMITTED or keys.PREEMPTION_NOTICE in rec.info.annotations
+        return rec is not None and claimed and releasing(rec.info, self._lifecycle(rec))
 
     def remaining_pods(self, uid: str) -> tuple[PodInfo, ...]:
         """The job's non-terminal pods, sorted by uid."""
@@ -321,45 +213,38 @@ class Cache:
 
     def gang_members(self, namespace: str, gang: str) -> list[PodInfo]:
         """The cached pods carrying gang label `gang` in `namespace` (indexed: no scan of every pod)."""
-        return [self._pods[uid] for uid in sorted(self._pods_by_gang.get((namespace, gang), ()))]
+        return [self._pods[uid] for uid in self._owners.gang(namespace, gang)]
+
+    def account(self, pod_uid: str) -> PodAccount | None:
+        """The cached pod's account (``common.accounting.account_pod``): its job, role and charge, with the
+        reason; None for a pod the cache does not know."""
+        pod = self._pods.get(pod_uid)
+        return account_pod(pod, self._books) if pod is not None else None
 
     def growth_job(self, pod_uid: str) -> JobInfo | None:
         """The admitted job this pod is growth of (its pod beyond the job's reservation), or None."""
-        owner = self._pod_owner.get(pod_uid)
-        if owner is None or self._ledger is None or self._covered(pod_uid):
-            return None
-        claim = self._ledger.claim(owner)
-        return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
+        account = self.account(pod_uid)
+        return self._jobs[account.growth_of].info if account is not None and account.growth_of else None
 
     def record_growth_answer(self, pod_uid: str, refusal: str | None) -> bool:
-        """The verbs' quota answer for a growth pod: its refusal, or None once it fits. True when that
-        changed what the controller must write (the RayCluster's condition)."""
-        if refusal is None:
-            return self._growth_refusals.pop(pod_uid, None) is not None
-        if self._growth_refusals.get(pod_uid) == refusal:
-            return False
-        self._growth_refusals[pod_uid] = refusal
-        return True
+        """The verbs' quota answer for a growth pod (``extender.quota_gate``): its refusal, or None once it
+        fits. True when that changed what the controller must write (the RayCluster's condition)."""
+        return self._growth_log.record(pod_uid, refusal)
 
     def growth_refusals(self) -> dict[str, list[tuple[PodInfo, str]]]:
         """Per RayCluster uid: its pending growth pods the quota refused, with the refusal, oldest pod first.
         A refusal counts only while its pod is still pending growth (bound, gone or covered: it is over)."""
-        out: dict[str, list[tuple[PodInfo, str]]] = {}
-        for uid in sorted(self._growth_refusals):
-            pod = self._pods.get(uid)
-            if (
-                pod is None or pod.node_name or uid in self._assumed or pod.terminal or pod.deleting
-                or pod.owner is None or self.growth_job(uid) is None
-            ):
-                continue
-            out.setdefault(pod.owner.uid, []).append((pod, self._growth_refusals[uid]))
-        for refused in out.values():
-            refused.sort(key=lambda pr: (pr[0].created or "~", pr[0].uid))
-        return out
+        def pending_growth(uid: str) -> PodInfo | None:
+            pod, account = self._pods.get(uid), self.account(uid)
+            if pod is None or account is None or account.growth_of is None:
+                return None
+            return None if pod.node_name or uid in self._assumed or pod.terminal or pod.deleting else pod
+
+        return self._growth_log.pending(pending_growth)
 
     def ray_clusters(self) -> tuple[ClusterObject, ...]:
         """Every present RayCluster controlled by a RayJob, sorted by namespace, name."""
-        return tuple(sorted(self._clusters.values(), key=lambda c: (c.namespace, c.name, c.uid)))
+        return self._clusters.all()
 
     def ray_cluster(self, uid: str) -> ClusterObject | None:
         return self._clusters.get(uid)
@@ -367,50 +252,29 @@ class Cache:
     def covering_job(self, pod_uid: str) -> JobInfo | None:
         """The job whose claim covers this pod (the pod's quota is held by the job's reservation), or None:
         also None for a job's pod beyond its reservation (growth)."""
-        owner = self._pod_owner.get(pod_uid)
-        if owner is None or self._ledger is None or owner not in self._ledger or not self._covered(pod_uid):
+        account = self.account(pod_uid)
+        if account is None or account.charge != "covered" or account.job_uid is None:
             return None
-        claim = self._ledger.claim(owner)
-        return self._jobs[owner].info if claim is not None and claim.kind == "job" else None
+        return self._jobs[account.job_uid].info
 
     def queue_objects(self) -> tuple[QueueObject, ...]:
         """Our Queue objects, sorted by name."""
-        return tuple(self._queue_objects[n] for n in sorted(self._queue_objects))
+        return self._queue_objects.queues()
 
     def queue_for(self, leaf: str) -> QueueObject | None:
-        """The Queue kept for a leaf: the oldest of ours naming it (then by name). Memoized until a Queue
-        object changes: reconcile asks once per job."""
-        if self._kept_queues is None:
-            kept: dict[str, QueueObject] = {}
-            for q in sorted(self._queue_objects.values(), key=lambda q: (q.created or "~", q.name)):
-                kept.setdefault(q.quota, q)
-            self._kept_queues = kept
-        return self._kept_queues.get(leaf)
+        """The Queue kept for a leaf: the oldest of ours naming it (then by name)."""
+        return self._queue_objects.kept(leaf)
 
     def queue_unit(self, namespace: str, name: str) -> QueueUnitObject | None:
-        return self._queue_units.get((namespace, name))
+        return self._queue_objects.unit(namespace, name)
 
     def queue_units(self) -> tuple[QueueUnitObject, ...]:
-        return tuple(self._queue_units[k] for k in sorted(self._queue_units))
+        return self._queue_objects.units()
 
     def queue_item(self, uid: str) -> QueueItem | None:
         """The QueueItem a WAITING job should have (None otherwise)."""
         rec = self._jobs.get(uid)
-        if rec is None or self._state(rec) is not JobState.WAITING:
-            return None
-        leaf = self.leaf_for(rec.info.namespace)
-        info = rec.info
-        if leaf is None or info.enqueue_ns is None:  # pragma: no cover - WAITING implies both
-            return None
-        return QueueItem(
-            uid=info.uid,
-            namespace=info.namespace,
-            name=info.name,
-            quota=leaf.full_name,
-            priority=info.priority,
-            enqueue_ns=info.enqueue_ns,
-            request=info.request,
-        )
+        return queue_item_for(rec.info, self._state(rec), self.leaf_for(rec.info.namespace)) if rec else None
 
     def ensure_waiting_queued(self, uids: Iterable[str] | None = None, *, end_backoffs: bool = True) -> None:
         """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
@@ -421,12 +285,7 @@ class Cache:
             self._retry_due = False
             self.queues.retry_now()
         for uid in sorted(self._jobs) if uids is None else uids:
-            item = self.queue_item(uid)
-            if item is not None:
-                if self.queues.get(uid) != item:
-                    self.queues.upsert(item)
-            elif uid in self.queues:
-                self.queues.remove(uid)
+            sync_queue(self.queues, uid, self.queue_item(uid))
 
     # --- provisional marks ------------------------------------------------------------------------
 
@@ -438,7 +297,7 @@ class Cache:
         rec.provisional_dequeue_ns = dequeue_ns
         rec.provisional_requeued = False
         self._refresh_job(job_uid)
-        self._touch()
+        self._changed()
 
     def mark_requeued(self, job_uid: str) -> None:
         """The loop removed the job's dequeue stamp (and suspended it): treat it as waiting from now on."""
@@ -448,7 +307,7 @@ class Cache:
         rec.provisional_requeued = True
         rec.provisional_dequeue_ns = None
         self._refresh_job(job_uid)
-        self._touch()
+        self._changed()
 
     # --- handlers ---------------------------------------------------------------------------------
 
@@ -463,7 +322,7 @@ class Cache:
         # Every pod, a job's too: a growth pod is charged from its bind on, or two growth pods bound before
         # the watch shows either would both pass the quota (a covered pod gets no claim here).
         self._refresh_pod(pod_uid)
-        self._touch()
+        self._changed()
 
     def forget_assumed(self, pod_uid: str) -> None:
         """The binding failed: undo assume_bound."""
@@ -473,56 +332,22 @@ class Cache:
         if pod is not None and not pod.node_name:
             self.nodes.add_pod(pod)  # unbound again: NodeState drops it
             self._refresh_pod(pod_uid)
-        self._touch()
+        self._changed()
 
     def on_tree(self, event_type: str, obj: dict[str, Any]) -> None:
-        """The ElasticQuotaTree: only kube-system/elasticquotatree counts; an invalid one keeps the last valid."""
-        meta = _meta(obj)
-        if (meta.get("namespace"), meta.get("name")) != (keys.QUOTA_TREE_NAMESPACE, keys.QUOTA_TREE_NAME):
-            return
-        if event_type == DELETED:
-            if self._tree is None and self._tree_status is None:
-                return
-            self._tree, self._tree_status, self._ledger = None, None, None
-            self.tree_problem = (
-                f"{keys.QUOTA_TREE_KIND} {keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME} was deleted: "
-                "no namespace is bound, nothing is admitted until it is created again"
-            )
-            log.warning("%s", self.tree_problem)
+        """The ElasticQuotaTree (``extender.tree_state``): a new or deleted tree derives every claim again."""
+        change = self._quota.on_tree(event_type, obj, self._capacity)
+        if change == "tree":
             self._refresh_all()
-            self._touch()
-            return
-        status = obj.get("status")
-        new_status = status if isinstance(status, Mapping) else {}
-        try:
-            tree = QuotaTree.parse(obj)
-        except TreeError as exc:
-            problem = f"{exc}; keeping the last valid tree"
-            if problem != self.tree_problem:
-                self.tree_problem = problem
-                log.error("%s", problem)
-                self._touch()
-            return
-        changed = tree != self._tree or self.tree_problem is not None
-        if not changed and new_status == self._tree_status:
-            return
-        self.tree_problem = None
-        self._tree_status = new_status
-        if changed:
-            self._tree = tree
-            if self._ledger is None:
-                self._ledger = Ledger(tree, self._capacity())
-            else:
-                self._ledger.set_tree(tree)
-            self._refresh_all()
-        self._touch()
+        if change != "none":
+            self._changed()
 
     def on_rayjob(self, event_type: str, obj: dict[str, Any]) -> None:
-        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._convert)
+        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._convert.rayjob)
 
     def _on_job(self, event_type: str, obj: dict[str, Any], kind: str, convert: Callable[[dict[str, Any]], JobInfo]) -> None:
         """A queued object (a RayJob, or a bare RayCluster queued as a job of its own) was added, changed or went."""
-        meta = _meta(obj)
+        meta = meta_of(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
             return
@@ -533,23 +358,23 @@ class Cache:
             rec.present = False
             rec.provisional_dequeue_ns, rec.provisional_requeued = None, False
             self._refresh_job(uid)
-            self._touch()
+            self._changed()
             return
-        info = self._shape(f"{kind} {meta.get('namespace')}/{meta.get('name')}", convert, obj)
+        info = self._converted(f"{kind} {meta.get('namespace')}/{meta.get('name')}", convert, obj)
         if info is None:
             return
         if rec is not None and rec.present and rec.info == info:
             return
         if rec is None:
-            rec = self._jobs[uid] = _JobRecord(raw=_pack(obj), info=info)
+            rec = self._jobs[uid] = JobRecord(raw=pack(obj), info=info)
         else:
-            rec.raw, rec.info, rec.present = _pack(obj), info, True
+            rec.raw, rec.info, rec.present = pack(obj), info, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
             rec.provisional_dequeue_ns = None  # the watch caught up with our patch
         if rec.provisional_requeued and info.dequeue_ns is None:
             rec.provisional_requeued = False
-        self._rematch(self._candidate_pods(rec), also=uid)  # its pods, if they arrived before it
-        self._touch()
+        self._reassign(self._owners.job_pods(uid), also=uid)  # its pods, if they arrived before it
+        self._changed()
 
     def on_raycluster(self, event_type: str, obj: dict[str, Any]) -> None:
         """RayClusters: which RayJob controls each (its pods belong to that job). A *bare* RayCluster, one with
@@ -558,37 +383,26 @@ class Cache:
         that any controller owns (a RayJob, a RayService, ...) is never bare; one that stops being bare leaves
         the queue as if deleted (its claim drains with its pods). The controller's RayQueueQuota
         condition on each is kept too."""
-        meta = _meta(obj)
+        meta = meta_of(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
             return
-        bare = _controller_ref(meta) is None
+        bare = controller_ref(meta) is None
         rec = self._jobs.get(uid)
         if bare or (rec is not None and rec.info.bare_cluster):
-            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert_cluster)
+            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert.raycluster)
         self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj, own_job=bare)
-        parent = self._parents.get(uid)
-        if event_type == DELETED or parent is None or not parent.present:
-            if self._clusters.pop(uid, None) is not None:
-                self._touch()
-            return
-        cluster = ClusterObject(
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=uid,
-            job_uid=parent.job_uid,
-            condition=_quota_condition(obj),
-        )
-        if self._clusters.get(uid) != cluster:
-            self._clusters[uid] = cluster
-            self._touch()
+        parent = self._owners.parent(uid)
+        live = event_type != DELETED and parent is not None and parent.present
+        if self._clusters.record(uid, obj, parent.job_uid if live and parent is not None else None, live=live):
+            self._changed()
 
     def on_batch_job(self, event_type: str, obj: dict[str, Any]) -> None:
         """batch/v1 Jobs: a K8sJobMode submitter is a Job controlled by its RayJob."""
         self._on_parent(keys.BATCH_JOB_KIND, event_type, obj)
 
     def on_pod(self, event_type: str, obj: dict[str, Any]) -> None:
-        meta = _meta(obj)
+        meta = meta_of(obj)
         uid = str(meta.get("uid") or "")
         if not uid:
             return
@@ -597,7 +411,7 @@ class Cache:
             if old is None:
                 return
             del self._pods[uid]
-            self._growth_refusals.pop(uid, None)
+            self._growth_log.forget(uid)
             self._unindex_pod(old, gone=True)
             self._assumed.pop(uid, None)
             self.nodes.remove_pod(uid)
@@ -605,9 +419,9 @@ class Cache:
             owner = self._pod_owner.pop(uid, None)
             if owner is not None:
                 self._refresh_job(owner)
-            self._touch()
+            self._changed()
             return
-        info = self._shape(f"Pod {meta.get('namespace')}/{meta.get('name')}", PodInfo.from_pod, obj)
+        info = self._converted(f"Pod {meta.get('namespace')}/{meta.get('name')}", PodInfo.from_pod, obj)
         if info is None:
             return
         if old == info:
@@ -615,7 +429,7 @@ class Cache:
         if old is not None:
             self._unindex_pod(old)
         self._pods[uid] = info
-        self._index_pod(info)
+        self._owners.add_pod(info)
         if info.node_name or info.terminal:
             self._assumed.pop(uid, None)  # the watch caught up with the binding
         assumed = self._assumed.get(uid)
@@ -632,10 +446,10 @@ class Cache:
             self._refresh_job(owner)
         else:
             self._refresh_pod(uid)
-        self._touch()
+        self._changed()
 
     def on_node(self, event_type: str, obj: dict[str, Any]) -> None:
-        name = str(_meta(obj).get("name") or "")
+        name = str(meta_of(obj).get("name") or "")
         if not name:
             return
         if event_type == DELETED:
@@ -658,110 +472,35 @@ class Cache:
             self._ledger.set_capacity(after)
             if after != before:
                 self._retry_due = True
-        self._touch()
+        self._changed()
 
     def on_priority_class(self, event_type: str, obj: dict[str, Any]) -> None:
-        name = str(_meta(obj).get("name") or "")
-        if not name:
-            return
-        value = obj.get("value")
-        old = self._priority_classes.get(name)
-        if event_type == DELETED:
-            if old is None:
-                return
-            del self._priority_classes[name]
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if old == value:
-                return
-            self._priority_classes[name] = value
-        else:
+        name = self._convert.on_priority_class(event_type, obj)
+        if name is None:
             return
         for uid in sorted(self._jobs):
             rec = self._jobs[uid]
             if rec.info.priority_class_name == name:
                 try:
-                    rec.info = (self._convert_cluster if rec.info.bare_cluster else self._convert)(_unpack(rec.raw))
+                    rec.info = self._convert.again(rec)
                 except ShapeError:  # pragma: no cover - it converted before
                     continue
                 self._refresh_job(uid)
-        self._touch()
+        self._changed()
 
     def on_queue(self, event_type: str, obj: dict[str, Any]) -> None:
         """Queue objects: only ours (namespace kube-queue, label create-by-kubequeue: "true") count."""
-        meta = _meta(obj)
-        name = str(meta.get("name") or "")
-        if not name or meta.get("namespace") != keys.QUEUE_NAMESPACE:
-            return
-        if event_type == DELETED or _str_map(meta.get("labels")).get(keys.CREATED_BY_KUBEQUEUE) != "true":
-            if self._queue_objects.pop(name, None) is not None:
-                self._kept_queues = None
-                self._apply_policies()
-                self._touch()
-            return
-        spec = obj.get("spec")
-        raw_policy = (spec.get("queuePolicy") if isinstance(spec, Mapping) else None) or "Round"
-        policy: QueuePolicy = "Round"
-        if raw_policy == "Priority":
-            policy = "Priority"
-        elif raw_policy == "Block":
-            policy = "Block"
-        if raw_policy in _POLICIES:
-            self.problems.pop(f"Queue {keys.QUEUE_NAMESPACE}/{name}", None)
-        else:
-            self.problems[f"Queue {keys.QUEUE_NAMESPACE}/{name}"] = (
-                f"spec.queuePolicy {raw_policy!r} is not one of {', '.join(_POLICIES)}; using Round"
-            )
-        status = obj.get("status")
-        queue = QueueObject(
-            name=name,
-            uid=str(meta.get("uid") or ""),
-            quota=_str_map(meta.get("annotations")).get(keys.QUOTA_FULLNAME, ""),
-            policy=policy,
-            created=str(meta.get("creationTimestamp") or ""),
-            status=status if isinstance(status, Mapping) else {},
-        )
-        if self._queue_objects.get(name) == queue:
-            return
-        self._queue_objects[name] = queue
-        self._kept_queues = None
-        self._apply_policies()
-        self._touch()
+        if self._queue_objects.on_queue(event_type, obj, self.problems):
+            self._apply_policies()
+            self._changed()
 
     def on_queue_unit(self, event_type: str, obj: dict[str, Any]) -> None:
-        meta = _meta(obj)
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if not all(key):
-            return
-        if event_type == DELETED:
-            if self._queue_units.pop(key, None) is not None:
-                self._touch()
-            return
-        owner_uid = None
-        refs = meta.get("ownerReferences")
-        for ref in refs if isinstance(refs, list) else []:
-            if (
-                isinstance(ref, Mapping)
-                and ref.get("controller") is True
-                and ref.get("kind") in (keys.RAYJOB_KIND, keys.RAYCLUSTER_KIND)
-            ):
-                owner_uid = str(ref.get("uid") or "") or None
-        spec, status = obj.get("spec"), obj.get("status")
-        unit = QueueUnitObject(
-            namespace=key[0],
-            name=key[1],
-            owner_uid=owner_uid,
-            spec=spec if isinstance(spec, Mapping) else {},
-            annotations=_str_map(meta.get("annotations")),
-            status=status if isinstance(status, Mapping) else {},
-        )
-        if self._queue_units.get(key) == unit:
-            return
-        self._queue_units[key] = unit
-        self._touch()
+        if self._queue_objects.on_queue_unit(event_type, obj):
+            self._changed()
 
     # --- derivation -------------------------------------------------------------------------------
 
-    def _shape(self, ref: str, convert: Callable[[dict[str, Any]], T], obj: dict[str, Any]) -> T | None:
+    def _converted(self, ref: str, convert: Callable[[dict[str, Any]], T], obj: dict[str, Any]) -> T | None:
         """Convert an object once at the edge; a malformed one is ignored, its problem recorded (and logged
         once per distinct problem) until a valid version of it arrives."""
         try:
@@ -774,7 +513,7 @@ class Cache:
         self.problems.pop(ref, None)
         return value
 
-    def _touch(self) -> None:
+    def _changed(self) -> None:
         self._generation += 1
         self._dirty = True
 
@@ -782,38 +521,22 @@ class Cache:
         """Σ allocatable of schedulable nodes; None (no limit) while no node is known at all."""
         return self.nodes.capacity() if len(self.nodes) else None
 
-    def _convert(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj)
-        value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
-
-    def _convert_cluster(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj, keys.RAYCLUSTER_KIND)
-        value = self._priority_classes.get(klass) if klass else None
-        return JobInfo.from_raycluster(obj, priority_class_value=value, additions=self.additions)
-
     def _apply_policies(self) -> None:
-        if self._tree is None:
+        if self._quota.tree is None:
             return
-        for leaf in self._tree.leaves():
+        for leaf in self._quota.tree.leaves():
             kept = self.queue_for(leaf.full_name)
             policy = kept.policy if kept else "Round"
             if self.queues.policy(leaf.full_name) != policy:
                 self.queues.set_policy(leaf.full_name, policy)
 
-    def _managed(self, rec: _JobRecord) -> bool:
-        return self.leaf_for(rec.info.namespace) is not None and rec.info.enqueue_ns is not None
+    def _managed(self, rec: JobRecord) -> bool:
+        return managed(rec.info, bound=self.leaf_for(rec.info.namespace) is not None)
 
-    def _lifecycle(self, rec: _JobRecord) -> JobState:
-        if not rec.present or rec.info.deleting:
-            return JobState.DELETING
-        if rec.info.finished:
-            return JobState.FINISHED
-        if rec.dequeue_ns is None:
-            return JobState.WAITING if rec.suspended else JobState.RUNNING_UNQUEUED
-        return JobState.REQUEUE if rec.suspended else JobState.ADMITTED
+    def _lifecycle(self, rec: JobRecord) -> JobState:
+        return lifecycle(rec.info, present=rec.present, dequeued=rec.dequeue_ns is not None, suspended=rec.suspended)
 
-    def _state(self, rec: _JobRecord) -> JobState:
+    def _state(self, rec: JobRecord) -> JobState:
         return self._lifecycle(rec) if self._managed(rec) else JobState.UNMANAGED
 
     def _refresh_all(self) -> None:
@@ -839,90 +562,50 @@ class Cache:
             existing = ledger.claim(uid)
             leaf = self.leaf_for(rec.info.namespace)
             quota = leaf.full_name if leaf else (existing.quota if existing else None)
-            lifecycle = self._lifecycle(rec)
-            managed = self._managed(rec)
-            remaining = any(not p.terminal for p in pods)
-            hold = quota is not None and (
-                (lifecycle in (JobState.ADMITTED, JobState.REQUEUE) and (managed or existing is not None))
-                or (remaining and (existing is not None or (managed and rec.dequeue_ns is not None)))
+            hold = quota is not None and holds_claim(
+                self._lifecycle(rec),
+                managed=self._managed(rec),
+                claimed=existing is not None,
+                dequeued=rec.dequeue_ns is not None,
+                pods_remain=any(not p.terminal for p in pods),
             )
             rec.reservation = reservation(rec.info, pods)
             rec.covered = covered_pods(rec.info, pods, self._assumed.keys())
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)
-                self._set_claim(
-                    Claim(
-                        uid=uid,
-                        key=rec.info.key,
-                        kind="job",
-                        quota=quota,
-                        request=rec.reservation,
-                        priority=rec.info.priority,
-                        preemptible=rec.info.preemptible,
-                        admitted_order=order,
-                        suspendable=rec.info.job_deployment_status not in UNSUSPENDABLE_DEPLOYMENT_STATUSES,
-                    )
-                )
+                self._set_claim(job_claim(rec.info, quota=quota, request=rec.reservation, admitted_order=order))
             else:
                 self._drop_claim(uid)
-        item = self.queue_item(uid)
-        if item is not None:
-            self.queues.upsert(item)
-        elif uid in self.queues:
-            self.queues.remove(uid)
+        sync_queue(self.queues, uid, self.queue_item(uid))
         for pod in pods:
             self._refresh_pod(pod.uid)
         if not rec.present and (ledger is None or uid not in ledger):
             del self._jobs[uid]
-            self._rematch(p.uid for p in pods)
+            self._reassign(p.uid for p in pods)
 
     def _refresh_pod(self, uid: str) -> None:
-        """A pod claim for a bound (or assumed), non-terminal pod in a bound namespace that no job claim covers.
+        """The pod's own claim, when its account says it has one (``PodAccount.claimed``: a bound or assumed,
+        non-terminal pod in a bound namespace that no job claim covers, growth included).
 
         A pending pod is not charged: it is checked when the extender filters and binds it. Charging pending
         pods would let a tenant push every ancestor quota over its max with pods that can never run."""
         pod = self._pods.get(uid)
         if self._ledger is None or pod is None:
             return
+        account = account_pod(pod, self._books)
         leaf = self.leaf_for(pod.namespace)
-        covered = self._covered(uid)
-        placed = bool(pod.node_name) or uid in self._assumed
-        if leaf is None or pod.terminal or covered or not placed:
+        if leaf is None or not account.claimed:
             self._drop_claim(uid)
             return
-        growth = self.growth_job(uid)
-        self._set_claim(
-            Claim(
-                uid=uid,
-                key=pod.key,
-                kind="pod",
-                quota=leaf.full_name,
-                request=pod.request,
-                priority=pod.priority,
-                admitted_order=_created_ns(pod),
-                growth_of=growth.uid if growth is not None else "",
-            )
-        )
+        self._set_claim(pod_claim(pod, quota=leaf.full_name, growth_of=account.growth_of))
 
     def uncovered_request(self, pod_uid: str) -> Resources:
-        """What placing this pod, which no reservation covers, adds to its quota: its request; for a gang
-        member, the requests of every pending uncovered member of its gang, which bind together."""
+        """What placing this pod, which no reservation covers, adds to its quota (``common.accounting``)."""
         pod = self._pods.get(pod_uid)
         if pod is None:
             return Resources()
-        if not pod.gang_name:
-            return pod.request
-        total = Resources()
-        for other in self.gang_members(pod.namespace, pod.gang_name):
-            placed = bool(other.node_name) or other.uid in self._assumed
-            if other.uid == pod_uid or not (placed or other.terminal or other.deleting or self._covered(other.uid)):
-                total = total + other.request
-        return total
-
-    def _covered(self, pod_uid: str) -> bool:
-        owner = self._pod_owner.get(pod_uid)
-        rec = self._jobs.get(owner) if owner is not None else None
-        return rec is not None and self._ledger is not None and owner in self._ledger and pod_uid in rec.covered
+        gang = self.gang_members(pod.namespace, pod.gang_name) if pod.gang_name else ()
+        return uncovered_request(pod, gang, self._books)
 
     def _set_claim(self, claim: Claim) -> None:
         assert self._ledger is not None
@@ -940,54 +623,40 @@ class Cache:
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
 
-    def _set_parent(self, uid: str, parent: _Parent | None) -> None:
+    def _set_parent(self, uid: str, parent: Parent | None) -> None:
         """Record (or forget, with None) a RayCluster / submitter Job and the RayJob controlling it; then
         recompute the owner of its pods. A deleted parent is kept while any of its pods remains."""
-        old = self._parents.get(uid)
+        old = self._owners.parent(uid)
         if old == parent:
             return
-        if old is not None and old.job_uid is not None:
-            _discard(self._parents_by_job, old.job_uid, uid)
-        if parent is None or (not parent.present and not self._children.get(uid)):
-            self._parents.pop(uid, None)
-        else:
-            self._parents[uid] = parent
-            if parent.job_uid is not None:
-                self._parents_by_job.setdefault(parent.job_uid, set()).add(uid)
+        self._owners.set_parent(uid, parent)
         jobs = {j for j in (old.job_uid if old else None, parent.job_uid if parent else None) if j is not None}
-        pods = set(self._children.get(uid, ()))
+        pods = self._owners.children(uid)
         for job_uid in sorted(jobs):
-            rec = self._jobs.get(job_uid)
-            if rec is not None:
-                pods |= self._candidate_pods(rec)
-        self._rematch(pods, also=None)
+            if job_uid in self._jobs:
+                pods |= self._owners.job_pods(job_uid)
+        self._reassign(pods, also=None)
         for job_uid in sorted(jobs):
             self._refresh_job(job_uid)
 
     def _on_parent(self, kind: str, event_type: str, obj: dict[str, Any], *, own_job: bool = False) -> None:
-        meta = _meta(obj)
-        uid = str(meta.get("uid") or "")
+        uid = str(meta_of(obj).get("uid") or "")
         if not uid:
             return
-        old = self._parents.get(uid)
+        old = self._owners.parent(uid)
         if event_type == DELETED:
             if old is None or not old.present:
                 return
             self._set_parent(uid, replace(old, present=False))
-            self._touch()
+            self._changed()
             return
-        job_uid = uid if own_job else None  # a bare RayCluster is its own job
-        refs = meta.get("ownerReferences")
-        for ref in refs if isinstance(refs, list) and not own_job else []:
-            if isinstance(ref, Mapping) and ref.get("controller") is True and ref.get("kind") == keys.RAYJOB_KIND:
-                job_uid = str(ref.get("uid") or "") or None
-        parent = _Parent(kind=kind, namespace=str(meta.get("namespace") or ""), job_uid=job_uid)
+        parent = parent_from(kind, obj, own_job=own_job)
         if old == parent:
             return
         self._set_parent(uid, parent)
-        self._touch()
+        self._changed()
 
-    def _rematch(self, pod_uids: Iterable[str], also: str | None = None) -> None:
+    def _reassign(self, pod_uids: Iterable[str], also: str | None = None) -> None:
         """Recompute the owner of these pods (a job or a parent appeared, changed or went), then refresh every
         job that gained or lost one (and ``also``), and the claims of the pods left without an owner."""
         jobs: set[str] = {also} if also is not None else set()
@@ -1011,78 +680,18 @@ class Cache:
         for uid in orphans:
             self._refresh_pod(uid)
 
-    def _index_pod(self, pod: PodInfo) -> None:
-        if pod.gang_name:
-            self._pods_by_gang.setdefault((pod.namespace, pod.gang_name), set()).add(pod.uid)
-        if pod.owner is not None and pod.owner.uid:
-            self._children.setdefault(pod.owner.uid, set()).add(pod.uid)
-
     def _unindex_pod(self, pod: PodInfo, *, gone: bool = False) -> None:
         """Take the pod out of the indexes; when it is ``gone`` (deleted) and was the last pod of a deleted
         parent, forget that parent too."""
-        if pod.gang_name:
-            _discard(self._pods_by_gang, (pod.namespace, pod.gang_name), pod.uid)
-        if pod.owner is not None and pod.owner.uid:
-            parent_uid = pod.owner.uid
-            _discard(self._children, parent_uid, pod.uid)
-            parent = self._parents.get(parent_uid)
-            if gone and parent is not None and not parent.present and parent_uid not in self._children:
-                self._set_parent(parent_uid, None)
+        orphaned = self._owners.remove_pod(pod)
+        if gone and orphaned is not None:
+            self._set_parent(orphaned, None)
 
-    def _candidate_pods(self, rec: _JobRecord) -> set[str]:
-        """The pods of every parent (RayCluster, submitter Job) this job controls or controlled."""
-        out: set[str] = set()
-        for parent_uid in self._parents_by_job.get(rec.info.uid, ()):
-            out |= self._children.get(parent_uid, set())
-        return out
-
-    def _pods_of(self, uid: str, rec: _JobRecord) -> tuple[PodInfo, ...]:
+    def _pods_of(self, uid: str, rec: JobRecord) -> tuple[PodInfo, ...]:
         return tuple(
-            self._pods[p] for p in sorted(self._candidate_pods(rec)) if self._pod_owner.get(p) == uid
+            self._pods[p] for p in sorted(self._owners.job_pods(rec.info.uid)) if self._pod_owner.get(p) == uid
         )
 
     def _owner(self, pod: PodInfo) -> str | None:
-        """The RayJob a pod belongs to: its controller ownerReference names a RayCluster (KubeRay's Ray pods)
-        or a batch/v1 Job (the K8sJobMode submitter's pod) of the same namespace, and that parent's
-        controller ownerReference names the RayJob, also of that namespace. Labels (``ray.io/cluster``,
-        ``job-name``) and names never count: a pod that merely carries someone's cluster label is its own
-        namespace's pod claim."""
-        ref = pod.owner
-        if ref is None:
-            return None
-        parent = self._parents.get(ref.uid)
-        if parent is None or parent.kind != ref.kind or parent.namespace != pod.namespace or parent.job_uid is None:
-            return None
-        rec = self._jobs.get(parent.job_uid)
-        if rec is None or rec.info.namespace != pod.namespace:
-            return None
-        return parent.job_uid
-
-
-def _created_ns(pod: PodInfo) -> int:
-    """The pod's creation time in ns (0 when unknown): a pod claim's admitted_order, so growth is evicted
-    newest first."""
-    if not pod.created:
-        return 0
-    try:
-        return parse_go(pod.created)
-    except GoTimeError:
-        return 0
-
-
-def _quota_condition(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    status = obj.get("status")
-    conditions = status.get("conditions") if isinstance(status, Mapping) else None
-    for c in conditions if isinstance(conditions, list) else []:
-        if isinstance(c, Mapping) and c.get("type") == keys.RAYQUEUE_QUOTA_CONDITION:
-            return (str(c.get("status") or ""), str(c.get("reason") or ""), str(c.get("message") or ""))
-    return None
-
-
-def _discard(index: dict[Any, set[str]], key: object, uid: str) -> None:
-    uids = index.get(key)
-    if uids is not None:
-        uids.discard(uid)
-        if not uids:
-            del index[key]
-
+        """The job a pod belongs to (``common.accounting.owner_of``: by ownerReference UIDs only)."""
+        return owner_of(pod, self._books)[0]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from common import keys
+from common.accounting import JobState
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
 from common.preemption import Notice, NoticeError
@@ -47,7 +48,7 @@ from common.start_times import (
     runtime_of,
 )
 from extender.actions import UpdateQueueStatus, UpdateQueueUnitStatus
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.queue_objects import queue_unit_name, rfc3339
 
 __all__ = ["EstimateInputs", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]

@@ -21,8 +21,8 @@ from fractions import Fraction
 
 from common.clock import Clock
 from common.quantity import format_quantity
-from common.rayjob import FrozenMap
 from common.resources import Resources
+from common.wire import FrozenMap
 from extender.nodes import POD_SLOT, PODS, NodeState
 
 __all__ = [

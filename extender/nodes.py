@@ -16,8 +16,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from common.quantity import QuantityError, parse_quantity
-from common.rayjob import FrozenMap, PodInfo, ShapeError
+from common.rayjob import PodInfo
 from common.resources import Resources
+from common.wire import FrozenMap, ShapeError
 
 __all__ = ["PODS", "POD_SLOT", "NodeInfo", "NodeState", "Taint", "pod_usage"]
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Final, NotRequired, TypedDict
 
 from common.jsonkind import kind_of as _kind
-from common.rayjob import PodInfo, ShapeError
+from common.rayjob import PodInfo
+from common.wire import ShapeError
 
 __all__ = [
     "MAX_EXTENDER_PRIORITY",

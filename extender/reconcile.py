@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from common import keys
+from common.accounting import JobState
 from common.admission import AdmissionPass
 from common.explain import Explain, Why, render
 from common.gotime import format_go
@@ -93,8 +94,9 @@ from extender.actions import (
     UpdateTreeStatus,
     WithdrawNotice,
 )
-from extender.cache import Cache, JobState, QueueUnitObject
+from extender.cache import Cache
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
+from extender.watched_objects import QueueUnitObject
 
 __all__ = ["PHASES", "SLICE", "Pass", "reconcile", "reconcile_steps"]
 

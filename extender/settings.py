@@ -21,8 +21,9 @@ from common.cli_settings import (
     raise_problems,
     split_host_port,
 )
+from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
 from common.kuberay_config import OperatorConfig, additions, checked
-from common.rayjob import DEFAULT_ADDITIONS, KubeRayAdditions, ShapeError
+from common.wire import ShapeError
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
 

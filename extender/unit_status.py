@@ -17,14 +17,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeGuard
 
 from common import keys
+from common.accounting import JobState, current_request, maximum_request
+from common.columns import compact_size
 from common.explain import Explain, render
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.preemption import Notice
 from common.quota_tree import QuotaNode
-from common.rayjob import VALIDATION_FAILED, JobInfo, compact_size, current_request, maximum_request
+from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import Resources
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.queue_objects import QueueUnitPhase, queue_unit_status
 
 __all__ = ["POSITION_EXACT", "POSITION_SLACK", "sizes", "status_due", "unit_status", "waiting_explain"]

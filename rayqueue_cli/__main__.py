@@ -35,7 +35,8 @@ from common import keys
 from common.clock import SystemClock
 from common.gotime import from_datetime
 from common.quota_tree import QuotaTree, TreeError
-from common.rayjob import ShapeError, priority_class_name
+from common.rayjob import priority_class_name
+from common.wire import ShapeError
 from rayqueue_cli import views
 
 _kube: Any = kubernetes  # the official client, untyped for mypy's purposes

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Self
 
 from common import keys
+from common.accounting import Parent, covered_pods
 from common.quota_tree import QuotaTree
+from common.rayjob import JobInfo, PodInfo
 
-__all__ = ["PodBuilder", "RayJobBuilder", "apply_merge_patch", "container", "make_pod", "make_quota", "make_rayjob", "make_tree"]
+__all__ = [
+    "BooksBuilder",
+    "PodBuilder",
+    "RayJobBuilder",
+    "apply_merge_patch",
+    "container",
+    "make_books",
+    "make_pod",
+    "make_quota",
+    "make_ray_pod",
+    "make_rayjob",
+    "make_tree",
+]
 
 Obj = dict[str, Any]
 
@@ -409,6 +425,14 @@ def make_pod(
     return pod
 
 
+def make_ray_pod(name: str, cluster: Obj, node_type: str = "worker", group: str | None = None, *,
+                 cpu: str = "4") -> PodBuilder:
+    """A Ray pod as KubeRay makes it for ``cluster`` (a ``make_raycluster`` dict): the cluster's labels, its worker
+    group's, and a controller ownerReference to the cluster."""
+    meta = cluster["metadata"]
+    return make_pod(name, meta["namespace"], cpu=cpu).ray(meta["name"], node_type, group).owned_by(cluster)
+
+
 def make_quota(name: str, *children: Obj, min: Any = None, max: Any = None,
                attributes: dict[str, str] | None = None) -> Obj:
     """One node of an ElasticQuotaTree spec; a leaf (no children) binds the namespace of its own name."""
@@ -441,3 +465,68 @@ def apply_merge_patch(target: Obj, patch: Obj) -> None:
             apply_merge_patch(child, value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+class BooksBuilder:
+    """What ``common.accounting.account_pod`` reads, as plain data (``common.accounting.Books``):
+    `make_books("video").add_parent(cluster).job(job, pods, claimed=True)`. Coverage is derived by
+    ``covered_pods`` from the pods given to ``job``, as the cache derives it."""
+
+    def __init__(self, *bound: str) -> None:
+        self._bound = set(bound)
+        self._parents: dict[str, Parent] = {}
+        self._jobs: dict[str, JobInfo] = {}
+        self._claimed: set[str] = set()
+        self._covered: dict[str, frozenset[str]] = {}
+        self._assumed: set[str] = set()
+
+    def add_parent(self, obj: Obj, *, deleted: bool = False, own_job: bool = False) -> Self:
+        """A RayCluster or submitter Job dict (``make_raycluster``, ``make_submitter_job``) as a parent: the job
+        its controller ownerReference names, or itself for a bare RayCluster (``own_job``)."""
+        meta = obj["metadata"]
+        job_uid = meta["uid"] if own_job else None
+        for ref in meta.get("ownerReferences", []):
+            if ref.get("controller") and ref.get("kind") == keys.RAYJOB_KIND:
+                job_uid = ref["uid"]
+        self._parents[meta["uid"]] = Parent(kind=obj["kind"], namespace=meta["namespace"], job_uid=job_uid,
+                                            present=not deleted)
+        return self
+
+    def job(self, job: JobInfo, pods: Sequence[PodInfo] = (), *, claimed: bool = True) -> Self:
+        """A known job; ``claimed`` it holds its claim, covering its ``pods`` up to its admitted counts."""
+        self._jobs[job.uid] = job
+        if claimed:
+            self._claimed.add(job.uid)
+        self._covered[job.uid] = covered_pods(job, pods, self._assumed)
+        return self
+
+    def assumed(self, *pod_uids: str) -> Self:
+        """Pods the extender is binding (placed, not yet seen bound)."""
+        self._assumed.update(pod_uids)
+        return self
+
+    # --- common.accounting.Books ------------------------------------------------------------------
+
+    def parent(self, uid: str) -> Parent | None:
+        return self._parents.get(uid)
+
+    def job_namespace(self, job_uid: str) -> str | None:
+        job = self._jobs.get(job_uid)
+        return job.namespace if job is not None else None
+
+    def claim_held(self, job_uid: str) -> bool:
+        return job_uid in self._claimed
+
+    def covered(self, job_uid: str) -> AbstractSet[str]:
+        return self._covered.get(job_uid, frozenset())
+
+    def bound(self, namespace: str) -> bool:
+        return namespace in self._bound
+
+    def placed(self, pod: PodInfo) -> bool:
+        return bool(pod.node_name) or pod.uid in self._assumed
+
+
+def make_books(*bound: str) -> BooksBuilder:
+    """Books for ``account_pod`` with these namespaces bound to a quota leaf."""
+    return BooksBuilder(*bound)

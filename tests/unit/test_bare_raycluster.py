@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from common import keys
+from common.accounting import JobState
 from common.clock import FakeClock
-from common.rayjob import JobInfo, KubeRayAdditions
+from common.kuberay_additions import KubeRayAdditions
+from common.rayjob import JobInfo
 from common.resources import Resources
 from extender.actions import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, Suspend, UpdateQueueUnitStatus
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.controller import _job_path
 from tests.unit.builders import RayJobBuilder, container, make_pod, make_raycluster, make_rayjob
 from tests.unit.test_reconcile import Loop, dequeued, job, stamp
@@ -246,7 +248,7 @@ def test_a_borrowing_bare_cluster_is_reclaimed_as_a_whole_and_requeued_at_its_pl
 def test_an_autoscaled_bare_cluster_is_known_as_autoscaling_and_its_maximum_follows_max_replicas() -> None:
     """enableInTreeAutoscaling on a bare RayCluster: the Ray autoscaler may take it up to maxReplicas, so its
     maximum size is counted as for a RayJob's cluster (common/rayjob.py maximum_request)."""
-    from common.rayjob import maximum_request
+    from common.accounting import maximum_request
 
     obj = make_rayjob("nb", "video").head(cpu="1").workers(cpu="2", replicas=1, max_replicas=3).as_raycluster()
     obj["spec"]["enableInTreeAutoscaling"] = True

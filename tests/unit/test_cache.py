@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from common import keys
+from common.accounting import JobState
 from common.clock import FakeClock
 from common.gotime import format_go
 from common.resources import Resources
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from tests.unit.builders import (
     PodBuilder,
     RayJobBuilder,

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.clock import FakeClock
-from common.rayjob import FrozenMap, PodInfo, ShapeError
+from common.rayjob import PodInfo
 from common.resources import Resources
+from common.wire import FrozenMap, ShapeError
 from extender.gang import GangPlan, Member, PlanFailure, Reservations, free_view, plan_gang
 from extender.nodes import NodeInfo, NodeState
 from tests.unit.builders import make_pod

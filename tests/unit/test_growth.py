@@ -10,11 +10,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from common.accounting import current_request, maximum_request
 from common.admission import AdmissionPass
 from common.clock import FakeClock
+from common.columns import compact_size
 from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, Queues
-from common.rayjob import JobInfo, PodInfo, compact_size, current_request, maximum_request
+from common.rayjob import JobInfo, PodInfo
 from common.resources import Resources
 from extender.actions import JobRef, ObjectRef, Plan, PreemptPod, SetClusterQuotaCondition, Suspend
 from extender.app import Service
@@ -448,7 +450,7 @@ def test_scale_down_releases_the_growth_quota_once_the_pods_are_gone_not_before(
 def test_a_bound_pod_keeps_the_cover_over_a_pending_one_created_in_the_same_second() -> None:
     """creationTimestamp has whole seconds: the admitted worker and a worker the tenant added at once tie.
     The bound one stays covered whatever the uids say; the pending one is growth and checked."""
-    from common.rayjob import covered_pods
+    from common.accounting import covered_pods
 
     job = JobInfo.from_rayjob(make_rayjob("a", "video").head(cpu="4").workers(1, cpu="4").obj())
     cluster = make_raycluster("c", "video", job_uid="uid-j")

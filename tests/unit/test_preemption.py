@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from common import keys
+from common.accounting import JobState
 from common.clock import FakeClock
 from common.gotime import to_datetime
 from common.ledger import Claim, Ledger
@@ -24,7 +25,7 @@ from common.quota_tree import TreeError, validate_tree
 from common.resources import Resources
 from common.start_times import DRAIN_SECONDS, Running, Runtime, Waiting, estimate
 from extender.actions import AnnotatePod, Event, Notify, Requeue, Suspend, WithdrawNotice
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.controller import Controller
 from extender.estimates import compute, snapshot
 from kubeio.events import EventRecorder

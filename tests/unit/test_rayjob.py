@@ -10,17 +10,12 @@ import pytest
 import yaml
 
 from common import keys
+from common.kuberay_additions import KubeRayAdditions
+from common.pod_requests import pod_request
 from common.quantity import parse_quantity
-from common.rayjob import (
-    JobInfo,
-    KubeRayAdditions,
-    OwnerRef,
-    PodInfo,
-    ShapeError,
-    desired_replicas,
-    pod_request,
-)
+from common.rayjob import JobInfo, OwnerRef, PodInfo, desired_replicas
 from common.resources import Resources
+from common.wire import ShapeError
 from tests.unit.builders import container, make_pod, make_rayjob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"

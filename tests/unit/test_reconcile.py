@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from common import keys
+from common.accounting import JobState
 from common.clock import FakeClock
 from common.gotime import format_go
 from common.quota_tree import QuotaTree
@@ -39,7 +40,7 @@ from extender.actions import (
     UpdateTreeStatus,
     WithdrawNotice,
 )
-from extender.cache import Cache, JobState
+from extender.cache import Cache
 from extender.queue_objects import queue_object, queue_status, queue_unit_object, queue_unit_status
 from extender.reconcile import SLICE, reconcile, reconcile_steps
 from tests.unit.builders import RayJobBuilder, apply_merge_patch, make_pod, make_raycluster, make_rayjob

@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from common import keys
-from common.rayjob import JobInfo, ShapeError, default_submitter_request, pod_request
+from common.kuberay_additions import default_submitter_request
+from common.pod_requests import pod_request
+from common.rayjob import JobInfo
+from common.wire import ShapeError
 from tests.unit.test_jsonpatch import _json, apply
 from tests.unit.test_webhook_policy import (
     CFG,

@@ -9,7 +9,8 @@ from typing import Any
 from common import keys
 from common.gotime import format_go, parse_go
 from common.quota_tree import QuotaNode, QuotaTree
-from common.rayjob import JobInfo, ShapeError, priority_class_name
+from common.rayjob import JobInfo, priority_class_name
+from common.wire import ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import Draft, FieldPath, annotations_of, labels_of, pod_templates, read_path

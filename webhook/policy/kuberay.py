@@ -15,7 +15,7 @@ from common.kuberay_rules import (
     raycluster_problems,
     rayjob_problems,
 )
-from common.rayjob import ShapeError
+from common.wire import ShapeError
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import annotations_of, owner_references
 from webhook.review import Request, Verdict, deny

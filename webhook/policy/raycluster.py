@@ -7,7 +7,8 @@ from typing import Any
 
 from common import keys
 from common.kuberay_rules import managed_by_foreign_controller
-from common.rayjob import JobInfo, ShapeError
+from common.rayjob import JobInfo
+from common.wire import ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from common import keys
+from common.accounting import maximum_request
 from common.kuberay_rules import managed_by_foreign_controller
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
-from common.rayjob import JobInfo, ShapeError, maximum_request
+from common.rayjob import JobInfo
+from common.wire import ShapeError
 from webhook.jsonpatch import diff
 from webhook.policy import guards
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
@@ -76,7 +78,7 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
 
 def growth_warning(job: JobInfo, leaf: QuotaNode, tree: QuotaTree, name: str) -> str | None:
     """Rule growth-bound (a warning, never a refusal; docs/growth.md): an autoscaled job
-    (``enableInTreeAutoscaling``) whose maximum (``common.rayjob.maximum_request``: worker groups at
+    (``enableInTreeAutoscaling``) whose maximum (``common.accounting.maximum_request``: worker groups at
     maxReplicas) is above the max of its leaf or an ancestor, or is unbounded (no maxReplicas). The job is
     still admitted at its replicas; workers beyond them are growth and wait for quota pod by pod. Refusing
     would turn away the common autoscaler setup whose maxReplicas is a ceiling the cluster rarely reaches."""
