@@ -19,9 +19,10 @@ from kubeio.lifecycle import stop_on_signals
 from kubeio.reflector import Reflector
 from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
+from webhook.selfcert import CertKeeper
 from webhook.server import build_app, serve
 from webhook.settings import Settings
-from webhook.tls import CertReloader, server_context
+from webhook.tls import CertReloader, new_server_context, server_context
 from webhook.view import ClusterView
 
 __all__ = ["Admission", "run"]
@@ -141,10 +142,14 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     if settings.kuberay is not None:  # parse_settings has refused batch-scheduler mode already
         log.info("KubeRay operator configuration: no batch scheduler, %d head and %d worker sidecar containers",
                  len(settings.kuberay.head_sidecar_containers), len(settings.kuberay.worker_sidecar_containers))
-    cert, key = Path(settings.tls_cert), Path(settings.tls_key)
-    context = server_context(cert, key)
-    CertReloader(context, cert, key, clock=clock).install()
+    if settings.certs is None:  # --cert-management=files
+        cert, key = Path(settings.tls_cert or ""), Path(settings.tls_key or "")
+        context = server_context(cert, key)
+        CertReloader(context, cert, key, clock=clock).install()
+    else:
+        context = new_server_context()  # the pair comes from the Secret, before serving starts
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
+        keeper = CertKeeper(client, settings.certs, settings.namespace, context, clock=clock) if settings.certs else None
         trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees")
         classes = Reflector(client, PRIORITY_CLASSES.path(), view.on_priority_class, name="priorityclasses")
         queue_list = Reflector(client, QUEUES.path(keys.QUEUE_NAMESPACE), view.queues.on_queue, name="queues")
@@ -167,13 +172,17 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         app = build_app(
             {"/mutate": Admission(view, settings.policy, client, mutating=True),
              "/validate": Admission(view, settings.policy, client, mutating=False)},
-            readiness=lambda: view.ready, metrics_registry=CollectorRegistry(), max_body_bytes=settings.max_body_bytes,
+            readiness=lambda: view.ready and (keeper is None or keeper.ready), metrics_registry=CollectorRegistry(), max_body_bytes=settings.max_body_bytes,
             clock=clock,
         )
         tasks = [asyncio.create_task(trees.run(stop)), asyncio.create_task(classes.run(stop)),
                  asyncio.create_task(mark_synced()), asyncio.create_task(queue_list.run(stop)),
                  asyncio.create_task(unit_list.run(stop)), asyncio.create_task(queue_status_synced())]
+        if keeper is not None:
+            tasks.append(asyncio.create_task(keeper.run(stop)))
         try:
+            if keeper is not None and not await keeper.wait_started(stop):
+                return  # stopped before the certificate and caBundle were in place
             await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))
         finally:
