@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT to serve on (default %(default)s)")
     p.add_argument("--cert-management", choices=["self", "files"], default=None,
                    help="self: create, inject and rotate the serving certificate in the Secret --cert-secret (the "
-                        "default without --tls-cert); files: serve --tls-cert/--tls-key (cert-manager, rayqueue-certs)")
+                        "default without --tls-cert; --tls-cert/--tls-key are then ignored); files: serve "
+                        "--tls-cert/--tls-key (cert-manager, rayqueue-certs; the default with --tls-cert)")
     p.add_argument("--tls-cert", default=None, help="files: serving certificate (PEM); reloaded when it changes")
     p.add_argument("--tls-key", default=None, help="files: serving key (PEM); reloaded when it changes")
     _add_self_managed(p)
@@ -131,9 +132,7 @@ def _self_managed(args: argparse.Namespace, problems: list[str]) -> SelfCertSett
             if not value:
                 problems.append(f"{flag} is required with --cert-management=files")
         return None
-    if args.tls_cert or args.tls_key:
-        problems.append("--tls-cert/--tls-key are for --cert-management=files; the self-managed certificate lives "
-                        f"in the Secret {args.cert_secret}")
+    args.tls_cert = args.tls_key = None  # unused with self: the Deployment passes them for either mode
     secs = dt.timedelta
     policy = Policy(service=args.cert_service, namespace=args.namespace, extra_dns=tuple(args.cert_dns_name or ()),
                     ips=tuple(args.cert_ip or ()), ca_validity=secs(seconds=args.cert_ca_validity),
@@ -158,8 +157,8 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     args = parser().parse_args(list(argv))
     problems: list[str] = []
     host, port = split_host_port(args.listen, problems)
-    check_files(problems, ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig))
     certs = _self_managed(args, problems)
+    check_files(problems, ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig))
     if args.enqueue_tolerance < 0:
         problems.append("--enqueue-tolerance must not be negative")
     if args.max_body_bytes < 1024:
