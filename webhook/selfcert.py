@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from certs.live import ca_bundle_patch
@@ -39,7 +40,7 @@ class SelfCertSettings:
 
     secret: str = "rayqueue-webhook-tls"
     configuration: str = "rayqueue"  # the name of both the Mutating- and the ValidatingWebhookConfiguration
-    policy: Policy = Policy()
+    policy: Policy = field(default_factory=Policy)
     check_interval: float = 600.0  # seconds between looks at the Secret and the configurations
 
 
@@ -185,10 +186,8 @@ class CertKeeper:
                 ok = False
             wait = interval if ok else min(delay, interval)
             delay = 1.0 if ok else min(delay * 2, interval)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
-            except TimeoutError:
-                pass
 
     async def wait_started(self, stop: asyncio.Event) -> bool:
         """Until the first ready pass (True) or `stop` (False)."""

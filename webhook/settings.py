@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 
 import yaml
 
+from certs.authority import CertsError, create_ca, create_serving
+from certs.selfmanaged import Policy, policy_problems
 from common.cli_settings import (
     SettingsError,
     add_kubeconfig,
@@ -20,8 +22,6 @@ from common.cli_settings import (
     raise_problems,
     split_host_port,
 )
-from certs.authority import CertsError, create_ca, create_serving
-from certs.selfmanaged import Policy, policy_problems
 from common.kuberay_config import OperatorConfig, checked
 from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig

@@ -132,7 +132,7 @@ def test_a_shortened_ca_roll_keeps_admissions_working_throughout(cluster: LocalC
         cas, failures, answered = {first["ca.crt"]}, [], 0
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
-            code, err, obj = dry_run_job(cluster, "default")
+            code, err, _ = dry_run_job(cluster, "default")
             if code != 0:
                 failures.append(err.strip())
             else:

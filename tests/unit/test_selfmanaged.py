@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Callable
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -169,7 +169,7 @@ def test_the_serving_pair_loads_into_a_tls_server_context() -> None:
     ctx = new_server_context()
     text = load_pem_pair(ctx, data[TLS_CERT], data[TLS_KEY])
     assert f"serial {serving(data).serial_number:x}" in text
-    with pytest.raises(Exception, match="OpenSSL refused|not"):
+    with pytest.raises(Exception, match=r"OpenSSL refused|not"):
         load_pem_pair(ctx, data[TLS_CERT], create_ca(now=T0).key_pem())
     assert isinstance(ctx, ssl.SSLContext)
 
