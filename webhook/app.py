@@ -21,9 +21,10 @@ from kubeio.reflector import Reflector
 from webhook.freshness import stale_tree_refusal
 from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
+from webhook.selfcert import CertKeeper
 from webhook.server import build_app, serve
 from webhook.settings import Settings
-from webhook.tls import CertReloader, server_context
+from webhook.tls import CertReloader, new_server_context, server_context
 from webhook.view import ClusterView
 
 __all__ = ["Admission", "run"]
@@ -155,9 +156,12 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     if settings.kuberay is not None:  # parse_settings has refused batch-scheduler mode already
         log.info("KubeRay operator configuration: no batch scheduler, %d head and %d worker sidecar containers",
                  len(settings.kuberay.head_sidecar_containers), len(settings.kuberay.worker_sidecar_containers))
-    cert, key = Path(settings.tls_cert), Path(settings.tls_key)
-    context = server_context(cert, key)
-    CertReloader(context, cert, key, clock=clock).install()
+    if settings.certs is None:  # --cert-management=files
+        cert, key = Path(settings.tls_cert or ""), Path(settings.tls_key or "")
+        context = server_context(cert, key)
+        CertReloader(context, cert, key, clock=clock).install()
+    else:
+        context = new_server_context()  # the pair comes from the Secret, before serving starts
 
     def live(flag: Callable[[bool], None], what: str) -> Callable[[bool], None]:
         def changed(is_live: bool) -> None:
@@ -182,6 +186,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         view.queues.units_synced = on
 
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
+        keeper = CertKeeper(client, settings.certs, settings.namespace, context, clock=clock) if settings.certs else None
         trees = Reflector(client, TREES.path(keys.QUOTA_TREE_NAMESPACE), view.on_tree, name="elasticquotatrees",
                           clock=clock, on_live=live(tree_live, "ElasticQuotaTree"))
         reflectors = [
@@ -202,12 +207,17 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         app = build_app(
             {"/mutate": Admission(view, settings.policy, client, mutating=True, tree_stale=tree_stale),
              "/validate": Admission(view, settings.policy, client, mutating=False, tree_stale=tree_stale)},
-            readiness=lambda: view.ready, metrics_registry=CollectorRegistry(), max_body_bytes=settings.max_body_bytes,
+            readiness=lambda: view.ready and (keeper is None or keeper.ready), metrics_registry=CollectorRegistry(),
+            max_body_bytes=settings.max_body_bytes,
             clock=clock, why_not_ready=lambda: not_live(reflectors[:2], clock),
         )
         for r in reflectors:
             tasks.start(f"reflector {r.name}", r.run(stop))
+        if keeper is not None:
+            tasks.start("certificate keeper", keeper.run(stop))
         try:
+            if keeper is not None and not await keeper.wait_started(stop):
+                return  # stopped before the certificate and caBundle were in place
             await serve(app, settings.host, settings.port, context, stop_event=stop, access_log=settings.access_log,
                         on_started=lambda s: log.info("serving on %s", ", ".join(map(str, s.addresses))))
         finally:

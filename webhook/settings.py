@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import yaml
 
+from certs.authority import CertsError, create_ca, create_serving
+from certs.selfmanaged import Policy, policy_problems
 from common.cli_settings import (
     SettingsError,
     add_kubeconfig,
@@ -22,6 +25,7 @@ from common.cli_settings import (
 from common.kuberay_config import OperatorConfig, checked
 from common.kuberay_rules import FeatureGates
 from webhook.policy import PolicyConfig
+from webhook.selfcert import SelfCertSettings
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
 
@@ -31,14 +35,15 @@ class Settings:
     kubeconfig: str | None
     host: str
     port: int
-    tls_cert: str
-    tls_key: str
+    tls_cert: str | None  # --cert-management=files: the mounted pair
+    tls_key: str | None
     namespace: str
     policy: PolicyConfig
     max_body_bytes: int
     log_level: str
     access_log: bool = False  # aiohttp's line per request; off unless --access-log
     kuberay: OperatorConfig | None = None  # the KubeRay operator's Configuration, with --kuberay-config
+    certs: SelfCertSettings | None = None  # --cert-management=self (the default without --tls-cert)
 
 
 # KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
@@ -81,8 +86,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayqueue-webhook", description="rayqueue admission webhook (HTTPS)")
     add_kubeconfig(p)
     p.add_argument("--listen", default="0.0.0.0:8443", help="HOST:PORT to serve on (default %(default)s)")
-    p.add_argument("--tls-cert", required=True, help="serving certificate (PEM); reloaded when it changes")
-    p.add_argument("--tls-key", required=True, help="serving key (PEM); reloaded when it changes")
+    p.add_argument("--cert-management", choices=["self", "files"], default=None,
+                   help="self: create, inject and rotate the serving certificate in the Secret --cert-secret (the "
+                        "default without --tls-cert; --tls-cert/--tls-key are then ignored); files: serve "
+                        "--tls-cert/--tls-key (cert-manager, rayqueue-certs; the default with --tls-cert)")
+    p.add_argument("--tls-cert", default=None, help="files: serving certificate (PEM); reloaded when it changes")
+    p.add_argument("--tls-key", default=None, help="files: serving key (PEM); reloaded when it changes")
+    _add_self_managed(p)
     p.add_argument("--namespace", default="rayqueue", help="rayqueue's own namespace (default %(default)s)")
     add_repeated(p, "--controller-user", "USER",
                  "identity allowed to resume queued jobs and write the queue annotations; repeatable "
@@ -108,10 +118,56 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_self_managed(p: argparse.ArgumentParser) -> None:
+    g = p  # the self-managed certificate's flags (--cert-management=self); the durations are for tests
+    g.add_argument("--cert-secret", default="rayqueue-webhook-tls", help="the Secret in --namespace (default %(default)s)")
+    g.add_argument("--webhook-configuration", default="rayqueue",
+                   help="the Mutating- and ValidatingWebhookConfiguration whose caBundle is set (default %(default)s)")
+    g.add_argument("--cert-service", default="rayqueue-webhook", help="the Service the certificate names")
+    add_repeated(g, "--cert-dns-name", "NAME", "one more DNS name in the certificate; repeatable")
+    add_repeated(g, "--cert-ip", "IP", "an IP address in the certificate (a webhook called by URL); repeatable")
+    d = Policy()
+    for flag, default in (("--cert-ca-validity", d.ca_validity), ("--cert-validity", d.serving_validity),
+                          ("--cert-ca-renew-before", d.ca_renew_before), ("--cert-renew-before", d.serving_renew_before),
+                          ("--cert-overlap", d.overlap)):
+        add_seconds(g, flag, default.total_seconds(), "(default %(default)s)")
+    add_seconds(g, "--cert-check-interval", SelfCertSettings().check_interval,
+                "seconds between looks at the Secret and the configurations (default %(default)s)")
+
+
+def _self_managed(args: argparse.Namespace, problems: list[str]) -> SelfCertSettings | None:
+    mode = args.cert_management or ("files" if args.tls_cert or args.tls_key else "self")
+    if mode == "files":
+        for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+            if not value:
+                problems.append(f"{flag} is required with --cert-management=files")
+        return None
+    args.tls_cert = args.tls_key = None  # unused with self: the Deployment passes them for either mode
+    secs = dt.timedelta
+    policy = Policy(service=args.cert_service, namespace=args.namespace, extra_dns=tuple(args.cert_dns_name or ()),
+                    ips=tuple(args.cert_ip or ()), ca_validity=secs(seconds=args.cert_ca_validity),
+                    serving_validity=secs(seconds=args.cert_validity),
+                    ca_renew_before=secs(seconds=args.cert_ca_renew_before),
+                    serving_renew_before=secs(seconds=args.cert_renew_before), overlap=secs(seconds=args.cert_overlap))
+    problems += [f"--cert-*: {p}" for p in policy_problems(policy)]
+    if args.cert_check_interval <= 0 or secs(seconds=args.cert_check_interval) * 2 > policy.overlap:
+        problems.append(f"--cert-check-interval {args.cert_check_interval} must be positive and at most half of "
+                        f"--cert-overlap {args.cert_overlap}: every replica must look at the Secret within an overlap")
+    try:  # names and addresses checked the way the certificate will be made
+        now = dt.datetime.now(dt.UTC)
+        create_serving(create_ca(now=now), service=policy.service, namespace=policy.namespace, now=now,
+                       validity=secs(days=1), extra_dns=policy.extra_dns, ips=policy.ips)
+    except CertsError as exc:
+        problems += [f"--cert-*: {p}" for p in exc.problems]
+    return SelfCertSettings(secret=args.cert_secret, configuration=args.webhook_configuration, policy=policy,
+                            check_interval=args.cert_check_interval)
+
+
 def parse_settings(argv: Sequence[str]) -> Settings:
     args = parser().parse_args(list(argv))
     problems: list[str] = []
     host, port = split_host_port(args.listen, problems)
+    certs = _self_managed(args, problems)
     check_files(problems, ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--kubeconfig", args.kubeconfig))
     if args.enqueue_tolerance < 0:
         problems.append("--enqueue-tolerance must not be negative")
@@ -135,4 +191,4 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     )
     return Settings(kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,
                     tls_key=args.tls_key, namespace=ns, policy=policy, max_body_bytes=args.max_body_bytes,
-                    log_level=args.log_level, access_log=args.access_log, kuberay=kuberay)
+                    log_level=args.log_level, access_log=args.access_log, kuberay=kuberay, certs=certs)

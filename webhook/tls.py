@@ -21,6 +21,7 @@ __all__ = [
     "CertLoadError",
     "CertReloader",
     "FileStamp",
+    "load_pem_pair",
     "new_server_context",
     "server_context",
 ]
@@ -124,6 +125,15 @@ def _load_pair(ctx: ssl.SSLContext, pair: _Pair) -> None:
             ctx.load_cert_chain(cert_path, key_path)
         except OSError as exc:  # ssl.SSLError included
             raise CertLoadError(f"OpenSSL refused the pair: {exc}") from None
+
+
+def load_pem_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> str:
+    """Serve the pair given in memory (a self-managed Secret's) from now on; its description. The pair is tried on a
+    scratch context first, so a bad one leaves `ctx` serving what it served (CertLoadError)."""
+    pair = _Pair(cert_pem, key_pem)
+    _load_pair(new_server_context(), pair)
+    _load_pair(ctx, pair)
+    return _describe(cert_pem)[1]
 
 
 def _describe(cert_pem: bytes) -> tuple[int | None, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,6 @@ def test_every_manifest_is_installed_or_deliberately_left_out() -> None:
     listed = set(kustomization(MANIFESTS)["resources"])
     generated = {f for g in kustomization(MANIFESTS)["configMapGenerator"] for f in g.get("files", [])}
     left_out = {
-        "webhook/webhooks.yaml",  # step 2, once the caBundle is injected
         "scheduler/config-v1beta1.yaml",  # Kubernetes 1.19-1.22: the local test cluster only
     }
     files = {
@@ -311,7 +311,8 @@ def test_deployments_read_keys_their_kustomization_generates() -> None:
                     if ref:
                         refs.append((ref["name"], ref["key"]))
                         assert f"$({env['name']})" in " ".join(c.get("command", []) + c.get("args", [])), env
-    assert sorted(refs) == [("rayqueue-scheduler-config", "configFile"), ("rayqueue-webhook-settings", "schedulerName")]
+    assert sorted(refs) == [("rayqueue-scheduler-config", "configFile"), ("rayqueue-webhook-settings", "certManagement"),
+                            ("rayqueue-webhook-settings", "schedulerName")]
     for name, key in refs:
         assert key in keys[name], (name, key)
     assert _literal(root, "rayqueue-scheduler-config", "configFile") in keys["rayqueue-scheduler-config"]
@@ -321,10 +322,14 @@ def test_overlays_change_only_what_their_base_defines() -> None:
     """An overlay's `behavior: merge` may only set keys the base already has, and the 1.24 overlay pairs the
     v1beta3 configuration with a 1.24 kube-scheduler; the extend-default overlay installs no scheduler."""
     overlays = MANIFESTS / "overlays"
-    assert sorted(p.name for p in overlays.iterdir()) == ["extend-default-scheduler", "second-scheduler-1.24"]
+    assert sorted(p.name for p in overlays.iterdir()) == ["cert-manager", "extend-default-scheduler",
+                                                          "second-scheduler-1.24"]
     for overlay in overlays.iterdir():
         kust = kustomization(overlay)
-        assert set(kust) <= {"bases", "configMapGenerator", "images"}, overlay.name
+        allowed = {"bases", "configMapGenerator", "images"}
+        if overlay.name == "cert-manager":  # its Issuer and Certificate, and the cainjector annotations
+            allowed |= {"resources", "patchesStrategicMerge"}
+        assert set(kust) <= allowed, overlay.name
         bases = {str((overlay / b).resolve().relative_to(MANIFESTS)) for b in kust["bases"]}
         assert bases <= set(BASES)
         for gen in kust.get("configMapGenerator", []):
@@ -423,3 +428,99 @@ def test_license_is_an_spdx_string() -> None:
     pins = [m for r in PYPROJECT["build-system"]["requires"] if (m := re.match(r"setuptools>=(\d+)", r))]
     assert pins and int(pins[0].group(1)) >= 77
 
+
+
+# --------------------------------------------------------------------------- one-command install, certificates
+
+
+def _rendered(directory: Path) -> list[Obj]:
+    """`kubectl kustomize DIR` with the cached kubectl 1.20 (kustomize v2.0.3, the oldest we support)."""
+    from devcluster.cluster import default_bin_dir
+
+    kubectl = default_bin_dir() / "kubectl"
+    assert kubectl.is_file(), f"{kubectl} missing: run `bash devcluster/build-kube.sh` (it caches the binaries)"
+    done = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+CONFIG_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def test_the_root_install_holds_both_webhook_configurations_with_an_empty_ca_bundle() -> None:
+    """One `apply -k manifests/` registers the webhooks; the webhook fills caBundle, so the manifest never names
+    it (a value here would be owned by the applier and reset on every re-apply)."""
+    docs = _rendered(MANIFESTS)
+    configs = [find(docs, kind, "rayqueue") for kind in CONFIG_KINDS]
+    assert [len(c["webhooks"]) for c in configs] == [4, 4]
+    assert all("caBundle" not in h["clientConfig"] for c in configs for h in c["webhooks"])
+    settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("rayqueue-webhook-settings"))
+    assert settings["data"]["certManagement"] == "self"
+    webhook = find(docs, "Deployment", "rayqueue-webhook")["spec"]["template"]["spec"]
+    assert "--cert-management=$(CERT_MANAGEMENT)" in webhook["containers"][0]["args"]
+    (volume,) = webhook["volumes"]
+    assert volume["secret"] == {"secretName": "rayqueue-webhook-tls", "optional": True}, "the pod starts first"
+
+
+def test_no_webhook_intercepts_kube_system_or_rayqueue_but_the_tree_webhook_which_matches_only_the_tree() -> None:
+    """Fail closed, never locked out: the webhook's own pods (namespace rayqueue) and the control plane's
+    (kube-system) never wait for the webhook; every other rule fails closed."""
+    docs = _rendered(MANIFESTS)
+    hooks = [h for kind in CONFIG_KINDS for h in find(docs, kind, "rayqueue")["webhooks"]]
+    for hook in hooks:
+        if hook["name"] == "elasticquotatrees.validate.rayqueue.io":
+            assert [r["resources"] for r in hook["rules"]] == [["elasticquotatrees"]]
+            continue
+        assert {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "rayqueue"]} in (
+            hook["namespaceSelector"]["matchExpressions"]), hook["name"]
+        assert hook["failurePolicy"] == ("Ignore" if hook["name"] == "queueunits.mutate.rayqueue.io" else "Fail")
+        assert hook["clientConfig"]["service"] == {"name": "rayqueue-webhook", "namespace": "rayqueue",
+                                                   "path": hook["clientConfig"]["service"]["path"], "port": 443}
+
+
+def test_the_webhook_may_touch_only_its_own_secret_and_configurations() -> None:
+    """RBAC as narrow as RBAC allows: create (which cannot be limited by name) on Secrets of namespace rayqueue;
+    get/update of the one Secret, get/patch of the two configurations, by resourceNames; no list, no watch."""
+    docs = _rendered(MANIFESTS)
+    role = find(docs, "Role", "rayqueue-webhook-certs")
+    assert role["metadata"]["namespace"] == "rayqueue"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rayqueue-webhook-tls"], "verbs": ["get", "update"]},
+    ]
+    cluster_role = find(docs, "ClusterRole", "rayqueue-webhook-configurations")
+    assert cluster_role["rules"] == [{"apiGroups": ["admissionregistration.k8s.io"],
+                                      "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+                                      "resourceNames": ["rayqueue"], "verbs": ["get", "patch"]}]
+    bound = {(d["kind"], d["roleRef"]["name"]) for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+             and {"kind": "ServiceAccount", "name": "rayqueue-webhook", "namespace": "rayqueue"} in d["subjects"]}
+    assert bound == {("RoleBinding", "rayqueue-webhook-certs"), ("ClusterRoleBinding", "rayqueue-webhook-configurations"),
+                     ("ClusterRoleBinding", "rayqueue-webhook")}
+    assert not any("secret" in r for rule in find(docs, "ClusterRole", "rayqueue-webhook")["rules"] for r in rule["resources"])
+
+
+def test_cert_manager_overlay_issues_the_certificate_and_starts_the_webhook_on_files() -> None:
+    """overlays/cert-manager, rendered: an Issuer and a Certificate writing rayqueue-webhook-tls for the Service's
+    names, cainjector's annotation on both configurations (nothing else of them changed), certManagement=files;
+    everything else is the root install's."""
+    docs = _rendered(MANIFESTS / "overlays" / "cert-manager")
+    root = _rendered(MANIFESTS)
+    cert = find(docs, "Certificate", "rayqueue-webhook")
+    service = find(docs, "Service", "rayqueue-webhook")
+    assert cert["spec"]["secretName"] == "rayqueue-webhook-tls"
+    assert f"rayqueue-webhook.{service['metadata']['namespace']}.svc" in cert["spec"]["dnsNames"]
+    assert find(docs, "Issuer", cert["spec"]["issuerRef"]["name"])["spec"] == {"selfSigned": {}}
+    for kind in CONFIG_KINDS:
+        ours, base = find(docs, kind, "rayqueue"), find(root, kind, "rayqueue")
+        assert ours["metadata"].pop("annotations") == {"cert-manager.io/inject-ca-from": "rayqueue/rayqueue-webhook"}
+        assert ours == base
+    settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("rayqueue-webhook-settings"))
+    assert settings["data"] == {"certManagement": "files", "schedulerName": "rayqueue-scheduler"}
+
+    def key(d: Obj) -> tuple[str, str]:
+        return d["kind"], d["metadata"]["name"]
+
+    same = lambda d: d["kind"] not in ("ConfigMap", "Deployment", *CONFIG_KINDS)  # noqa: E731  (hash-named, or shown above)
+    assert sorted(map(key, filter(same, root))) == sorted(k for k in map(key, filter(same, docs))
+                                                         if k[0] not in ("Certificate", "Issuer"))
