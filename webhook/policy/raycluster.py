@@ -95,11 +95,10 @@ def validate_raycluster(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
         queued = managed_by_foreign_controller(req.obj) is None
     else:
         queued = _queued_bare(req.old)
-    verdict = managed_by_verdict(req, keys.RAYCLUSTER_KIND, queued) if queued else None
-    if verdict is None and queued:
-        verdict = raycluster_kuberay_verdict(req, cfg)
-    if verdict is not None:
-        return verdict
+    if queued:
+        verdict = managed_by_verdict(req, keys.RAYCLUSTER_KIND, queued) or raycluster_kuberay_verdict(req, cfg)
+        if verdict is not None:
+            return verdict
     if req.operation == "UPDATE" and not cfg.privileged(req.user):
         verdict = _guard_cluster_owner(req, queued, where)
         if verdict is not None or not queued:  # a RayJob's (or unqueued) cluster: KubeRay and the autoscaler edit it

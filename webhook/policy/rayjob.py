@@ -110,7 +110,7 @@ def validate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Ver
     except ShapeError as exc:
         return shape_denial(req, cfg, exc)
     verdict = guards.scheduler_name_denial(req, keys.RAYJOB_KIND, RAYJOB.templates(req.obj), cfg)
-    if verdict is None and old is not None:
+    if verdict is None:
         verdict = managed_by_verdict(req, keys.RAYJOB_KIND, keys.ENQUEUE_TIMESTAMP in annotations_of(req.old))
     if verdict is None:
         verdict = kuberay_verdict(req, facts, cfg)
