@@ -93,7 +93,7 @@ def _timeout_events(plan: Plan) -> list[Event]:
 
 
 def test_before_the_deadline_nothing_is_suspended_and_the_loop_wakes_at_it() -> None:
-    loop, a, _ = _story()
+    loop, _, _ = _story()
     plan = loop.run(NOW + (TIMEOUT - 1) * NS)
     assert plan.of(Suspend) == ()
     assert plan.wake_ns == NOW + TIMEOUT * NS
@@ -101,7 +101,7 @@ def test_before_the_deadline_nothing_is_suspended_and_the_loop_wakes_at_it() -> 
 
 
 def test_at_the_deadline_the_job_is_suspended_and_its_queue_unit_names_the_pod_and_the_reason() -> None:
-    loop, a, b = _story()
+    loop, a, _ = _story()
     plan = loop.run(NOW + TIMEOUT * NS)
     (suspend,) = plan.of(Suspend)
     assert suspend.job.name == "a" and suspend.timeouts == 1
@@ -120,7 +120,7 @@ def test_at_the_deadline_the_job_is_suspended_and_its_queue_unit_names_the_pod_a
 
 def test_the_job_waiting_behind_runs_while_the_timed_out_one_backs_off() -> None:
     clock = FakeClock()
-    loop, a, b = _story(clock)
+    loop, a, _ = _story(clock)
     loop.run(NOW + TIMEOUT * NS)
     loop.deliver(a)
     _gone(loop, a)  # its release ends ordinary backoffs (Queues.retry_now), not the timeout's hold
@@ -133,7 +133,7 @@ def test_the_job_waiting_behind_runs_while_the_timed_out_one_backs_off() -> None
 def test_a_restarted_controller_derives_the_same_deadline() -> None:
     """A new Cache built from the same objects (the dequeue stamp is on the RayJob): no suspension before the
     deadline, the same wake-up, and the suspension at it, not 20 s after the restart."""
-    loop, a, _ = _story()
+    loop, _, _ = _story()
     loop.run(NOW + 5 * NS)
     fresh = TimeoutLoop(Cache(FakeClock(), Backoff(1.0, 4.0)))
     fresh.tree = copy.deepcopy(loop.tree)
@@ -202,14 +202,14 @@ def test_a_started_job_loses_its_count_and_is_never_timed_out() -> None:
 
 
 def test_a_timeout_of_zero_turns_it_off() -> None:
-    loop, a, _ = _story()
+    loop, _, _ = _story()
     _with_timeout(loop, "0")
     plan = reconcile(loop.cache, NOW + 3600 * NS)
     assert plan.of(Suspend) == () and plan.wake_ns is None
 
 
 def test_the_default_timeout_is_ten_minutes() -> None:
-    loop, a, _ = _story()
+    loop, _, _ = _story()
     algorithm = loop.tree["spec"]["root"]["children"][0]
     next(c for c in algorithm["children"] if c["name"] == "video").pop("attributes")
     loop.cache.on_tree("MODIFIED", copy.deepcopy(loop.tree))
