@@ -192,6 +192,7 @@ class TimedOut:
         listed = "; ".join(f"{w.role} {w.pod}: {w.reason}" for w in p.waiting[:_MAX_LISTED])
         more = f"; and {len(p.waiting) - _MAX_LISTED} more" if len(p.waiting) > _MAX_LISTED else ""
         head = f"not started within {within} of admission: {state}" + (f"; {listed}{more}" if listed else "")
+        head = head.rstrip(".")  # a reason quoted last keeps no full stop of its own before ours
         if self.parked:
             return f"{head}. {parked_words(self.job, self.attempt, self.retries)}"
         of = f" of {self.retries}" if self.retries else ""
