@@ -108,7 +108,7 @@ def test_at_the_deadline_the_job_is_suspended_and_its_queue_unit_names_the_pod_a
     assert suspend.patch()["spec"] == {"suspend": True}
     assert suspend.patch()["metadata"]["annotations"] == {keys.DEQUEUE_TIMESTAMP: None, keys.ADMISSION_TIMEOUTS: "1"}
     words = (f"not started within 20s of admission: 1 of 2 pods not placed; worker video/a-x7k2p-worker-q2x: "
-             f"{UNPLACED}. Timeout 1 of 3: suspended and requeued with its enqueue time, after a backoff")
+             f"{UNPLACED.rstrip('.')}. Timeout 1 of 3: suspended and requeued with its enqueue time, after a backoff")
     assert suspend.reason == words
     (event,) = _timeout_events(plan)
     assert (event.type, event.job.name, event.message) == ("Warning", "a", words)
