@@ -2,7 +2,7 @@
 
 The record is built where the decision is made (``Ledger.check`` for the quota rules, ``AdmissionPass`` for
 a previous run still draining and for reclaim, ``Queues`` for a Block-policy leaf's waiters, the reconcile for
-preemption notices a claimant waits out) and carries the rule, the quota node, the numbers and the job it
+preemption notices a claimant waits out and for admission timeouts, ``TimedOut``) and carries the rule, the quota node, the numbers and the job it
 names; a wrapping record (reclaim, waiting behind, notice) keeps the refusal it wraps as ``cause``. Every
 surface renders it with ``render``: the QueueUnit message, the events, the create warning and the CLI
 (``kubectl rayqueue why`` shows the QueueUnit message, ``whatif`` renders the preview's record), so the
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from common import keys
+from common.liveness import TimedOut
 from common.quantity import format_quantity
 from common.resources import Excess, Resources
 
@@ -39,6 +40,7 @@ Why = Literal[
     "behind",  # a Block-policy leaf stopped at ``job``, refused for ``cause``
     "notice",  # waits for the preemption notices ``notices`` (victim, deadline) to run out
     "waiting",  # no refusal recorded yet: it waits in ``node`` (``backoff``)
+    "timed-out",  # admitted, not started within its admission timeout: suspended and requeued, or parked (``timed_out``)
     "said",  # a decision that came with words only (``text``)
     # The other side of a decision, in the events of the jobs it moves:
     "dequeued",  # admitted: ``request`` fits in ``node``
@@ -66,6 +68,7 @@ class Explain:
     request: Resources | None = None  # dequeued: the job's request; growth-preempted: the claimant's
     victim_request: Resources | None = None  # growth-preempted: the pod's request
     priority: int = 0  # preempted, reclaim-notice: the victim's priority
+    timed_out: TimedOut | None = None  # timed-out: the liveness record (common.liveness)
 
     @property
     def admitted(self) -> bool:
@@ -165,6 +168,7 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "notice": _notice,
     "waiting": lambda e: f"waiting in {e.node}{' in backoff' if e.backoff else ''}",
     "said": lambda e: e.text,
+    "timed-out": lambda e: e.timed_out.message() if e.timed_out is not None else f"{e.node}: admission timed out",
     "dequeued": lambda e: f"dequeued from {e.node}: request {e.request} fits",
     "preempted": _preempted,
     "reclaim-notice": lambda e: (f"reclaim for {e.job}, guaranteed in {e.job_quota}; {e.node} borrows above its min "

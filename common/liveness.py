@@ -40,7 +40,9 @@ __all__ = [
     "admission_timeout_ns",
     "overdue",
     "parked",
+    "parked_words",
     "retries_problem",
+    "retry_command",
     "started",
     "timeout_problem",
     "timeouts_so_far",
@@ -114,6 +116,18 @@ def overdue(now_ns: int, dequeue_ns: int | None, timeout_ns: int) -> bool:
     return timeout_ns > 0 and dequeue_ns is not None and now_ns >= dequeue_ns + timeout_ns
 
 
+def retry_command(job: str) -> str:
+    """The one command that retries a parked job (``namespace/name``): it removes its count of timeouts."""
+    namespace, _, name = job.partition("/")
+    return f"kubectl rayqueue retry {name} -n {namespace}"
+
+
+def parked_words(job: str, timeouts: int, retries: int) -> str:
+    """What a parked job's QueueUnit says after the reason: that it is parked, and how to retry it."""
+    return (f"Parked after {timeouts} admission timeouts in a row ({keys.ADMISSION_RETRIES} {retries}): fix the "
+            f"cause, then retry with `{retry_command(job)}`")
+
+
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """A pod the reservation counts that is not yet Running: its ``namespace/name``, its role and why it waits."""
@@ -178,9 +192,8 @@ class TimedOut:
         listed = "; ".join(f"{w.role} {w.pod}: {w.reason}" for w in p.waiting[:_MAX_LISTED])
         more = f"; and {len(p.waiting) - _MAX_LISTED} more" if len(p.waiting) > _MAX_LISTED else ""
         head = f"not started within {within} of admission: {state}" + (f"; {listed}{more}" if listed else "")
-        namespace, _, name = self.job.partition("/")
+        head = head.rstrip(".")  # a reason quoted last keeps no full stop of its own before ours
         if self.parked:
-            return (f"{head}. Parked after {self.attempt} admission timeouts in a row ({keys.ADMISSION_RETRIES} "
-                    f"{self.retries}): fix the cause, then retry with `kubectl rayqueue retry {name} -n {namespace}`")
+            return f"{head}. {parked_words(self.job, self.attempt, self.retries)}"
         of = f" of {self.retries}" if self.retries else ""
         return f"{head}. Timeout {self.attempt}{of}: suspended and requeued with its enqueue time, after a backoff"

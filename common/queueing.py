@@ -168,6 +168,7 @@ class _State:
     attempts: int = 0
     until: float | None = None
     explain: Explain | None = None
+    firm: bool = False  # a hold (``Queues.hold``): its backoff outlasts ``retry_now``
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,10 +366,27 @@ class Queues:
 
     def retry_now(self, leaf: str | None = None) -> tuple[QueueItem, ...]:
         """End the backoff of every item (of one leaf) at once, e.g. after quota was freed; attempts kept."""
-        uids = [uid for uid, state in self._states.items() if state.until is not None]
+        uids = [uid for uid, state in self._states.items() if state.until is not None and not state.firm]
         moved = [self._reactivate(uid) for uid in uids if leaf is None or self._items[uid].quota == leaf]
         moved.sort(key=lambda it: it.sort_key)
         return tuple(moved)
+
+    def hold(self, uid: str, attempts: int, explain: Explain) -> float | None:
+        """Back a queued item off as its ``attempts``-th refusal in a row with ``explain`` as its record, a backoff
+        ``retry_now`` does not end (an admission timeout: the job's own release frees the quota). Returns the
+        delay; None for an item not queued."""
+        item = self._items.get(uid)
+        if item is None or attempts < 1:
+            return None
+        leaf, state = self._leaves[item.quota], self._states[uid]
+        if not _discard(leaf.active, _entry(item)):
+            _discard(leaf.backoff, _entry(item))
+        delay = self._backoff.delay(attempts)
+        state.attempts, state.explain, state.until, state.firm = attempts, explain, self._clock.monotonic() + delay, True
+        insort(leaf.backoff, _entry(item))
+        heapq.heappush(self._wakeups, (state.until, uid))
+        self._check_block(item.quota)
+        return delay
 
     # --- the admission pass ------------------------------------------------------------------
 
@@ -479,6 +497,7 @@ class Queues:
         _discard(leaf.backoff, _entry(item))
         insort(leaf.active, _entry(item))
         self._states[uid].until = None
+        self._states[uid].firm = False
         self._check_block(item.quota)
         return item
 

@@ -220,6 +220,7 @@ class PodInfo:
     problems: tuple[str, ...]
     created: str = ""  # metadata.creationTimestamp (RFC 3339 sorts as text); "" when unknown
     preemption_notice: str | None = None  # annotation rayqueue.io/preemption-notice (docs/preemption.md)
+    unschedulable: str = ""  # kube-scheduler's PodScheduled condition message while it is False (common.liveness)
 
     @classmethod
     def from_pod(cls, obj: Mapping[str, object]) -> PodInfo:
@@ -662,7 +663,18 @@ def _pod_from_dict(obj: Mapping[str, object]) -> PodInfo:
         problems=tuple(r.problems),
         created=r.as_str(meta.get("creationTimestamp"), "metadata.creationTimestamp") or "",
         preemption_notice=_pod_notice(meta),
+        unschedulable=_pod_unschedulable(status),
     )
+
+
+def _pod_unschedulable(status: Mapping[str, object]) -> str:
+    """The message of a False PodScheduled condition ("0/12 nodes are available: ..."), else "". Lenient."""
+    conditions = status.get("conditions")
+    for c in conditions if isinstance(conditions, list) else ():
+        if isinstance(c, Mapping) and c.get("type") == "PodScheduled" and c.get("status") == "False":
+            message = c.get("message")
+            return message if isinstance(message, str) else str(c.get("reason") or "")
+    return ""
 
 
 def _pod_notice(meta: Mapping[str, object]) -> str | None:

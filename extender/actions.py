@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from common import keys
+from common.explain import Explain
 from common.jobkind import annotations_patch, kind_of, release_patch, resume_patch
 from common.ledger import Claim
 from common.rayjob import JobInfo
@@ -18,6 +19,7 @@ from common.rayjob import JobInfo
 __all__ = [
     "Action",
     "AnnotatePod",
+    "ClearTimeouts",
     "DeleteQueue",
     "DeleteQueueUnit",
     "Dequeue",
@@ -141,15 +143,30 @@ class Suspend:
     """Reclaim: suspend the victim and remove its dequeue stamp in one merge patch (``patch()``; the
     enqueue stamp stays, so it requeues at its original place); then ``cache.mark_requeued(job.uid)``.
     ``clear_notice``: the victim had a preemption notice, which the same patch removes (with its
-    acknowledgement), so the job runs again later without one."""
+    acknowledgement), so the job runs again later without one.
+
+    An admission timeout (``timed_out``, its record; docs/liveness.md; the ``claimant`` is the job itself): the
+    same patch writes the job's count of timeouts in a row (``rayqueue.io/admission-timeouts``); after
+    ``mark_requeued`` the loop holds its queue item in backoff (``Queues.hold``, attempt = that count) unless
+    the record parks it."""
 
     job: JobRef
     reason: str
     claimant: JobRef
     clear_notice: bool = False
+    timed_out: Explain | None = None
+
+    @property
+    def timeouts(self) -> int:
+        """The count of timeouts in a row the patch writes (0: not a timeout)."""
+        record = self.timed_out.timed_out if self.timed_out is not None else None
+        return record.attempt if record is not None else 0
 
     def patch(self) -> dict[str, Any]:
-        return release_patch(kind_of(self.job.kind), suspend=True, clear_notice=self.clear_notice)
+        body = release_patch(kind_of(self.job.kind), suspend=True, clear_notice=self.clear_notice)
+        if self.timeouts:
+            body["metadata"]["annotations"][keys.ADMISSION_TIMEOUTS] = str(self.timeouts)
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +181,19 @@ class Requeue:
 
     def patch(self) -> dict[str, Any]:
         return release_patch(kind_of(self.job.kind), suspend=False, clear_notice=self.clear_notice)
+
+
+@dataclass(frozen=True, slots=True)
+class ClearTimeouts:
+    """An admitted job with a count of admission timeouts has started: remove ``rayqueue.io/admission-timeouts``
+    (merge patch guarded by resourceVersion; a conflict: the next pass again); feed the job back through its
+    kind's watch handler."""
+
+    job: JobRef
+    reason: str
+
+    def patch(self) -> dict[str, Any]:
+        return annotations_patch({keys.ADMISSION_TIMEOUTS: None}, self.job.resource_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +324,7 @@ Action = (
     | Dequeue
     | Suspend
     | Requeue
+    | ClearTimeouts
     | Notify
     | WithdrawNotice
     | AnnotatePod
@@ -309,7 +340,8 @@ A = TypeVar("A")
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The actions of one reconcile, in the order the loop must execute them; ``wake_ns``: the earliest
-    preemption-notice deadline still ahead (the loop reconciles again then, with or without events)."""
+    deadline still ahead, of a preemption notice or an admission timeout (the loop reconciles again then, with
+    or without events)."""
 
     actions: tuple[Action, ...] = ()
     wake_ns: int | None = None

@@ -31,6 +31,7 @@ from extender import estimates
 from extender.actions import (
     Action,
     AnnotatePod,
+    ClearTimeouts,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -73,7 +74,7 @@ CONDITION_RETRIES = 3  # read-modify-write attempts of a RayCluster's status on 
 PODS = Scope("", "v1", "pods")
 
 Handler = Callable[[str, dict[str, Any]], None]
-_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice)  # a failure skips the job's events
+_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice, ClearTimeouts)  # a failure skips the job's events
 
 
 def _job_path(job: JobRef) -> str:
@@ -87,7 +88,7 @@ def chain_key(action: Action) -> str:
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
     if isinstance(action, SetClusterQuotaCondition):
         return f"raycluster/{action.cluster.uid}"
-    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice):
+    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts):
         return f"rayjob/{action.job.uid}"
     if isinstance(action, AnnotatePod):
         return f"pod/{action.uid}"
@@ -109,6 +110,9 @@ class _Metrics:
                                   registry=registry)
         self.quota = Gauge("rayqueue_quota", "Quota per node: used, min, max (canonical units)",
                            ["quota", "resource", "kind"], registry=registry)
+        self.admission_timeouts = Counter("rayqueue_admission_timeouts",
+                                          "Admitted jobs suspended for not starting within their admission timeout",
+                                          ["quota"], registry=registry)
         self.reconciles = Counter("rayqueue_reconciles", "Reconcile passes", registry=registry)
         self.action_errors = Counter("rayqueue_action_errors", "Actions the API refused", ["action"], registry=registry)
 
@@ -132,7 +136,7 @@ class Controller:
         self._estimate_due: float | None = None
         self.wake = asyncio.Event()
         self._holding = False
-        self._wake_ns: int | None = None  # the next preemption-notice deadline (Plan.wake_ns)
+        self._wake_ns: int | None = None  # the next preemption-notice or admission-timeout deadline (Plan.wake_ns)
         self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
         self._condition_written: dict[str, float] = {}  # RayCluster uid -> monotonic time of its last write
 
@@ -316,9 +320,20 @@ class Controller:
             self.cache.mark_requeued(action.job.uid)
             if isinstance(action, Suspend):
                 leaf = self.cache.leaf_for(action.job.namespace)
-                self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
+                record = action.timed_out.timed_out if action.timed_out is not None else None
+                if action.timed_out is not None and record is not None:
+                    self.metrics.admission_timeouts.labels(leaf.full_name if leaf else "").inc()
+                    if not record.parked:
+                        self.cache.queues.hold(action.job.uid, record.attempt, action.timed_out)
+                else:
+                    self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
             log.info("%s %s %s/%s: %s", type(action).__name__.lower(), action.job.kind, action.job.namespace, action.job.name,
                      action.reason)
+        elif isinstance(action, ClearTimeouts):
+            updated = await c.patch(_job_path(action.job), action.patch())
+            self._job_handlers[action.job.kind]("MODIFIED", updated)
+            log.info("%s %s/%s: %s removed: %s", action.job.kind, action.job.namespace, action.job.name,
+                     keys.ADMISSION_TIMEOUTS, action.reason)
         elif isinstance(action, Notify | WithdrawNotice):
             updated = await c.patch(_job_path(action.job), action.patch())
             self._job_handlers[action.job.kind]("MODIFIED", updated)

@@ -21,7 +21,7 @@ __all__ = [
     "rfc3339",
 ]
 
-QueueUnitPhase = Literal["Enqueued", "Dequeued", "Running", "Succeed", "Failed", "Backoff"]
+QueueUnitPhase = Literal["Enqueued", "Dequeued", "Running", "Succeed", "Failed", "Backoff", "Parked"]
 QUEUE_UNIT_PHASES: Final[tuple[str, ...]] = get_args(QueueUnitPhase)
 API_VERSION: Final = f"{keys.QUEUE_GROUP}/{keys.QUEUE_VERSION}"
 RAY_API_VERSION: Final = f"{keys.RAY_GROUP}/{keys.RAY_VERSION}"

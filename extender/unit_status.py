@@ -85,9 +85,11 @@ def unit_status(
     stamp: str,
     cached: Mapping[str, Any] | None,
     notices: Sequence[tuple[str, Notice]] = (),
+    timed_out: tuple[Explain, bool] | None = None,
 ) -> dict[str, Any]:
     """The QueueUnit status a job should show (without lastUpdateTime); ``notices``: the preemption notices a
-    waiting claimant waits out (victim key, notice)."""
+    waiting claimant waits out (victim key, notice); ``timed_out``: the admission timeout record of a job this
+    pass suspended or keeps parked, and whether it is parked (common.liveness)."""
     previous = cached.get("attempts") if cached else None
     attempts = previous if _count(previous) else 0
     phase: QueueUnitPhase
@@ -95,6 +97,10 @@ def unit_status(
     if job.uid in dequeued:
         phase, attempts = "Dequeued", dequeued[job.uid]
         message = f"dequeued at {stamp}"
+    elif timed_out is not None and state in (JobState.ADMITTED, JobState.WAITING):
+        explain, is_parked = timed_out
+        phase = "Parked" if is_parked else "Backoff"
+        message = render(explain)
     elif state is JobState.WAITING:
         queues = cache.queues
         phase = "Backoff" if queues.in_backoff(job.uid) else "Enqueued"

@@ -14,6 +14,8 @@ of it once manifests/rbac/quota-visibility.yaml and queue-visibility.yaml are in
                  (optional: jobs of namespaces you cannot read show as hidden); the tree (optional:
                  short leaf names)
   whatif -f F    the tree; list queues in kube-queue; get priorityclasses (optional)
+  retry JOB      get and patch rayjobs (or rayclusters, --raycluster) in JOB's namespace: removes the job's
+                 rayqueue.io/admission-timeouts, so a job parked after its admission timeouts is tried again
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ NEEDS = {
     "queue": f"list {keys.QUEUE_PLURAL}.{keys.QUEUE_GROUP} in {keys.QUEUE_NAMESPACE}",
     "whatif": f"get {keys.QUOTA_TREE_PLURAL}.{keys.QUOTA_GROUP} in {keys.QUOTA_TREE_NAMESPACE} and list "
               f"{keys.QUEUE_PLURAL}.{keys.QUEUE_GROUP} in {keys.QUEUE_NAMESPACE}",
+    "retry": f"get and patch rayjobs.{keys.RAY_GROUP} (rayclusters with --raycluster) in the job's namespace",
 }
 
 
@@ -86,6 +89,13 @@ class Api:
     def rayjob(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.custom.get_namespaced_custom_object(
             keys.RAY_GROUP, keys.RAY_VERSION, namespace, keys.RAYJOB_PLURAL, name))
+
+    def job(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(keys.RAY_GROUP, keys.RAY_VERSION, namespace, plural, name))
+
+    def patch_job(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.custom.patch_namespaced_custom_object(
+            keys.RAY_GROUP, keys.RAY_VERSION, namespace, plural, name, body))
 
     def queue_unit(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -196,8 +206,24 @@ def cmd_whatif(api: Api, args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def cmd_retry(api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    """Remove the job's count of admission timeouts (docs/liveness.md): a parked job is tried again, at its
+    original place in its queue. Guarded by the resourceVersion read, so a timeout written meanwhile is not lost."""
+    ns = args.namespace or api.default_namespace
+    plural = keys.RAYCLUSTER_PLURAL if args.raycluster else keys.RAYJOB_PLURAL
+    job = api.job(plural, ns, args.job)
+    meta = job.get("metadata") or {}
+    count = (meta.get("annotations") or {}).get(keys.ADMISSION_TIMEOUTS)
+    if count is None:
+        return views.retry_report(ns, args.job, None)
+    body = {"metadata": {"annotations": {keys.ADMISSION_TIMEOUTS: None},
+                         "resourceVersion": meta.get("resourceVersion")}}
+    api.patch_job(plural, ns, args.job, body)
+    return views.retry_report(ns, args.job, str(count))
+
+
 COMMANDS: dict[str, Callable[[Api, argparse.Namespace], dict[str, Any]]] = {
-    "top": cmd_top, "why": cmd_why, "queue": cmd_queue, "whatif": cmd_whatif,
+    "top": cmd_top, "why": cmd_why, "queue": cmd_queue, "whatif": cmd_whatif, "retry": cmd_retry,
 }
 
 
@@ -218,6 +244,9 @@ def parser() -> argparse.ArgumentParser:
     queue.add_argument("leaf", help="the leaf quota (root/algorithm/video, or a unique short name)")
     whatif = sub.add_parser("whatif", parents=[common], help="what would happen to this RayJob if created now")
     whatif.add_argument("-f", "--filename", dest="file", required=True, help="the RayJob manifest (- for stdin)")
+    retry = sub.add_parser("retry", parents=[common], help="try a job parked after its admission timeouts again")
+    retry.add_argument("job", help="the RayJob's name (a bare RayCluster's with --raycluster)")
+    retry.add_argument("--raycluster", action="store_true", help="the job is a bare RayCluster")
     return p
 
 

@@ -228,7 +228,21 @@ def _whatif_text(report: Obj) -> str:
     return "\n".join(lines)
 
 
-_TEXT = {"QuotaTop": _top_text, "QueueListing": _queue_text, "JobPlace": _why_text, "WhatIf": _whatif_text}
+def retry_report(namespace: str, name: str, count: str | None) -> dict[str, Any]:
+    """``kubectl rayqueue retry``: the count of admission timeouts removed (None: the job had none)."""
+    return {"kind": "Retry", "namespace": namespace, "name": name, "removed": count}
+
+
+def _retry_text(report: Obj) -> str:
+    key = f"{report['namespace']}/{report['name']}"
+    if report["removed"] is None:
+        return f"{key}: no {keys.ADMISSION_TIMEOUTS} to remove: it is not parked by admission timeouts"
+    return (f"{key}: removed {keys.ADMISSION_TIMEOUTS} ({report['removed']}): it is tried again at its original "
+            "place in its queue")
+
+
+_TEXT = {"QuotaTop": _top_text, "QueueListing": _queue_text, "JobPlace": _why_text, "WhatIf": _whatif_text,
+         "Retry": _retry_text}
 
 
 def render(report: Obj) -> str:

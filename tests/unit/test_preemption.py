@@ -299,7 +299,8 @@ def test_without_grace_the_victim_is_suspended_at_once_as_before() -> None:
     loop, _, _, _ = borrowing(grace="0s")
     plan = loop.run()
     assert plan.of(Notify) == () and [s.job.name for s in plan.of(Suspend)] == ["big"]
-    assert plan.of(Suspend)[0].clear_notice is False and plan.wake_ns is None
+    # no notice deadline: the only wake-up is the video job's admission timeout (10m default, common.liveness)
+    assert plan.of(Suspend)[0].clear_notice is False and plan.wake_ns == NOW + 600 * NS
 
 
 # --- the webhook --------------------------------------------------------------------------------------------
