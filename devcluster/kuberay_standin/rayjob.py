@@ -88,10 +88,17 @@ from devcluster.kuberay_standin.wire import (
     parse_rfc3339,
     random_suffix,
     rfc3339,
-    seconds_or,
 )
 
 log = logging.getLogger("kuberay-standin")
+
+
+def signed_seconds(text: object) -> float:
+    """A number of seconds that may be negative (TEST_SUBMITTER_EXTRA_SECONDS), 0 when absent or no number."""
+    try:
+        return float(str(text))
+    except ValueError:
+        return 0.0
 
 
 class RayJobReconciler:
@@ -487,7 +494,7 @@ class RayJobReconciler:
                            KUBERNETES_CREATED_BY_LABEL: COMPONENT_NAME}
         # TEST ONLY: the submitter's pod carries the "Ray job"'s timing for the stand-in's kubelet.
         own = annotations_of(rayjob)
-        extra = seconds_or(own.get(TEST_SUBMITTER_EXTRA_SECONDS), 0.0)
+        extra = signed_seconds(own.get(TEST_SUBMITTER_EXTRA_SECONDS))
         submitter_seconds = max(0.0, run_seconds(rayjob, self.default_run_seconds) + extra)
         tmeta["annotations"] = {**(tmeta.get("annotations") or {}),
                                 TEST_RUN_SECONDS: str(submitter_seconds),
