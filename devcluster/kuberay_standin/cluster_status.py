@@ -61,9 +61,9 @@ def calculate_status(cluster: Obj, pods: list[Obj], error: PassError | None, mod
     new: Obj = copy.deepcopy(old)
     new.update({
         "desiredWorkerReplicas": desired,
-        "minWorkerReplicas": sum(int(g.get("minReplicas") or 0) * int(g.get("numOfHosts") or 1)
+        "minWorkerReplicas": sum(int(g.get("minReplicas") or 0) * int(g.get("numOfHosts", 1))
                                  for g in groups if not g.get("suspend")),
-        "maxWorkerReplicas": sum(int(g.get("maxReplicas") or 0) * int(g.get("numOfHosts") or 1)
+        "maxWorkerReplicas": sum(int(g.get("maxReplicas") or 0) * int(g.get("numOfHosts", 1))
                                  for g in groups if not g.get("suspend")),
         "readyWorkerReplicas": sum(1 for p in workers if running_and_ready(p)),
         "availableWorkerReplicas": sum(1 for p in workers if (p.get("status") or {}).get("phase") == "Running"),

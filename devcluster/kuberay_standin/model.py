@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from devcluster.kuberay_standin.names import (
     APPLICATION_NAME,
+    AUTOSCALER_V2,
     COMPONENT_NAME,
     INT32_MAX,
     K8S_JOB_MODE,
@@ -55,7 +56,8 @@ def cluster_spec_with_defaults(cluster_spec: Obj) -> Obj:
 
 def desired_workers(group: Obj, model: str = MODEL_17) -> int:
     """utils.GetWorkerGroupDesiredReplicas: clamp(replicas, min, max) x numOfHosts, 0 when suspended.
-    1.7 clamps to min first; 1.3 uses max when min > max."""
+    1.7 clamps to min first; 1.3 uses max when min > max. `numOfHosts: 0` wants 0 pods (the product is 0; only
+    reconcilePods' later arithmetic takes max(1, numOfHosts)); a missing numOfHosts is the CRD default, 1."""
     if group.get("suspend"):
         return 0
     low = int(group.get("minReplicas") or 0)
@@ -69,7 +71,8 @@ def desired_workers(group: Obj, model: str = MODEL_17) -> int:
         count = high
     else:
         count = int(replicas)
-    return count * max(1, int(group.get("numOfHosts") or 1))
+    hosts = group.get("numOfHosts")
+    return count * (1 if hosts is None else max(0, int(hosts)))
 
 
 def generate_cluster_name(rayjob_name: str, model: str, rng: random.Random) -> str:
@@ -112,6 +115,16 @@ def ray_pod_labels(cluster: str, node_type: str, group: str, template_labels: Ma
 def autoscaling_enabled(cluster_spec: Obj | None) -> bool:
     """utils.IsAutoscalingEnabled."""
     return bool(cluster_spec and cluster_spec.get("enableInTreeAutoscaling"))
+
+
+def autoscaling_v2(cluster_spec: Obj | None) -> bool:
+    """utils.IsAutoscalingV2Enabled@v1.7.0: `autoscalerOptions.version: v2` (whether autoscaling is on or not)."""
+    return bool(cluster_spec) and ((cluster_spec or {}).get("autoscalerOptions") or {}).get("version") == AUTOSCALER_V2
+
+
+def merge_labels(template_labels: Mapping[str, str] | None, group_labels: Mapping[str, str] | None) -> dict[str, str]:
+    """common/pod.go:mergeLabels@v1.7.0: the pod template's labels, then the group's top-level `labels` over them."""
+    return {**(template_labels or {}), **(group_labels or {})}
 
 
 def should_delete_pod(pod: Obj, node_type: str) -> tuple[bool, str]:

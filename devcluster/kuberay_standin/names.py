@@ -48,7 +48,9 @@ COMPONENT_NAME: Final = "kuberay-operator"  # ComponentName: created-by, event s
 GANG_SCHEDULING_LABEL: Final = "ray.io/gang-scheduling-enabled"  # RayGangSchedulingEnabled
 RAYJOB_FINALIZER = "ray.io/rayjob-finalizer"
 JOB_SUBMISSION_MODE_LABEL = "ray.io/job-submission-mode"
-WORKER_REPLICA_INDEX_LABEL = "ray.io/worker-group-replica-index"
+WORKER_REPLICA_INDEX_LABEL = "ray.io/worker-group-replica-index"  # RayWorkerReplicaIndexKey
+WORKER_REPLICA_NAME_LABEL = "ray.io/worker-group-replica-name"  # RayWorkerReplicaNameKey (multi-host groups)
+HOST_INDEX_LABEL = "ray.io/replica-host-index"  # RayHostIndexKey (multi-host groups)
 DISABLE_HEAD_RESTART = "ray.io/disable-provisioned-head-restart"
 CLUSTER_SELECTOR_KEY = "ray.io/cluster"
 KUBERAY_CONTROLLER = "ray.io/kuberay-operator"
@@ -69,6 +71,15 @@ SUBMITTER_LIMITS: Obj = {"cpu": "1", "memory": "1Gi"}
 # batchscheduler/*: --batch-scheduler value -> the schedulerName it writes (scheduler-plugins names its instance).
 BATCH_SCHEDULER_NAMES = {"volcano": "volcano", "yunikorn": "yunikorn", "kai-scheduler": "kai-scheduler",
                          "scheduler-plugins": "scheduler-plugins-scheduler"}
+# rayjob_controller.go:DefaultSubmitterFinishedTimeout; utils/constant.go: the Running-state timeouts' defaults
+# and the environment variables that change them (getJobStatusCheckTimeoutSeconds,
+# checkTransitionGracePeriodAndUpdateStatusIfNeeded).
+SUBMITTER_FINISHED_TIMEOUT_SECONDS = 30
+STATUS_CHECK_TIMEOUT_ENV = "RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS"
+DEFAULT_STATUS_CHECK_TIMEOUT_SECONDS = 300
+TRANSITION_GRACE_PERIOD_ENV = "RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS"
+DEFAULT_TRANSITION_GRACE_PERIOD_SECONDS = 300
+AUTOSCALER_V2 = "v2"  # rayv1.AutoscalerVersionV2
 DELETION_IMPACT = {"DeleteSelf": 4, "DeleteCluster": 3, "DeleteWorkers": 2, "DeleteNone": 1}
 
 # TEST ONLY: the stand-in's own knobs, set by the tests on RayJobs, RayClusters, pods and namespaces.
@@ -76,3 +87,10 @@ TEST_RUN_SECONDS: Final = "rayqueue.test/run-seconds"  # how long the "Ray job" 
 TEST_TERMINATE_SECONDS: Final = "rayqueue.test/terminate-seconds"  # how long a deleted pod takes to stop
 TEST_EXIT_CODE: Final = "rayqueue.test/exit-code"  # the exit code of the "Ray job" (default 0)
 TEST_KUBERAY_STANDIN: Final = "rayqueue.test/kuberay-standin"  # namespace label: which stand-in serves it
+# RayJob annotation: validateRayJob refuses the job with this text, a rule rayqueue does not model.
+TEST_REFUSE: Final = "rayqueue.test/kuberay-refuses"
+# RayJob annotation "true": the dashboard's GetJobInfo fails (recordJobStatusCheckFailure).
+TEST_DASHBOARD_DOWN: Final = "rayqueue.test/dashboard-unreachable"
+# RayJob annotation: the submitter (K8sJobMode) outlives its Ray job by this many seconds; negative, the Ray job
+# outlives the submitter (what checkSubmitterFinishedTimeoutAndUpdateStatusIfNeeded watches).
+TEST_SUBMITTER_EXTRA_SECONDS: Final = "rayqueue.test/submitter-extra-seconds"

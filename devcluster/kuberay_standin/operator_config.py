@@ -10,7 +10,14 @@ from typing import Any
 
 import yaml
 
-from devcluster.kuberay_standin.names import BATCH_SCHEDULER_NAMES, Obj
+from devcluster.kuberay_standin.names import (
+    BATCH_SCHEDULER_NAMES,
+    DEFAULT_STATUS_CHECK_TIMEOUT_SECONDS,
+    DEFAULT_TRANSITION_GRACE_PERIOD_SECONDS,
+    STATUS_CHECK_TIMEOUT_ENV,
+    TRANSITION_GRACE_PERIOD_ENV,
+    Obj,
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,9 @@ class OperatorConfig:
     worker_sidecars: tuple[Obj, ...] = ()
     batch_scheduler: str = ""  # the --batch-scheduler name, "" for none
     init_container_injection: bool = True  # ENABLE_INIT_CONTAINER_INJECTION
+    status_check_timeout_seconds: int = DEFAULT_STATUS_CHECK_TIMEOUT_SECONDS  # RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS
+    # RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS
+    transition_grace_period_seconds: int = DEFAULT_TRANSITION_GRACE_PERIOD_SECONDS
 
     @property
     def scheduler_name(self) -> str | None:
@@ -54,9 +64,23 @@ class OperatorConfig:
             raise ValueError("; ".join(problems))
         # common/pod.go:getEnableInitContainerInjection: only the string "false" (any case) turns it off.
         inject = environ.get("ENABLE_INIT_CONTAINER_INJECTION", "").lower() != "false"
+        # rayjob_controller.go:getJobStatusCheckTimeoutSeconds: not an integer, or <= 0, is the default;
+        # checkTransitionGracePeriodAndUpdateStatusIfNeeded: only a non-integer is (0 and below are taken).
+        check = _atoi(environ.get(STATUS_CHECK_TIMEOUT_ENV))
+        grace = _atoi(environ.get(TRANSITION_GRACE_PERIOD_ENV))
         return cls(sidecars["headSidecarContainers"], sidecars["workerSidecarContainers"],
-                   "volcano" if legacy else scheduler, inject)
+                   "volcano" if legacy else scheduler, inject,
+                   check if check is not None and check > 0 else DEFAULT_STATUS_CHECK_TIMEOUT_SECONDS,
+                   grace if grace is not None else DEFAULT_TRANSITION_GRACE_PERIOD_SECONDS)
 
     @classmethod
     def load(cls, path: Path | None, environ: Mapping[str, str]) -> OperatorConfig:
         return cls.parse(yaml.safe_load(path.read_text()) if path else None, environ)
+
+
+def _atoi(text: str | None) -> int | None:
+    """Go's strconv.Atoi: an optional sign and decimal digits only, else None."""
+    if text is None:
+        return None
+    body = text[1:] if text[:1] in "+-" else text
+    return int(text) if body.isascii() and body.isdigit() else None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import copy
 
-from devcluster.kuberay_standin.model import autoscaling_enabled, pod_name_prefix, ray_pod_labels
+from devcluster.kuberay_standin.model import (
+    autoscaling_enabled,
+    autoscaling_v2,
+    merge_labels,
+    pod_name_prefix,
+    ray_pod_labels,
+)
 from devcluster.kuberay_standin.names import (
     AUTOSCALER_CONTAINER,
     AUTOSCALER_RESOURCES,
     GANG_SCHEDULING_LABEL,
     HEAD_GROUP,
+    HOST_INDEX_LABEL,
     INIT_CONTAINER,
     INIT_CONTAINER_RESOURCES,
     MODEL_17,
@@ -18,16 +25,19 @@ from devcluster.kuberay_standin.names import (
     SCHEDULER_PLUGINS_POD_GROUP,
     TEST_TERMINATE_SECONDS,
     WORKER_REPLICA_INDEX_LABEL,
+    WORKER_REPLICA_NAME_LABEL,
     Obj,
 )
 from devcluster.kuberay_standin.operator_config import OperatorConfig
 from devcluster.kuberay_standin.wire import annotations_of, labels_of, meta_of, owner_ref
 
 
-def head_pod_body(cluster: Obj, spec: Obj, config: OperatorConfig) -> Obj:
-    """buildHeadPod: DefaultHeadPodTemplate + headSidecarContainers + batch scheduler metadata."""
+def head_pod_body(cluster: Obj, spec: Obj, config: OperatorConfig, model: str = MODEL_17) -> Obj:
+    """buildHeadPod: DefaultHeadPodTemplate + headSidecarContainers + batch scheduler metadata. 1.7: the group's
+    `labels` over the template's (mergeLabels); autoscaler v2 forces restartPolicy Never."""
     meta = meta_of(cluster)
-    template = copy.deepcopy((spec.get("headGroupSpec") or {}).get("template") or {})
+    head_group = spec.get("headGroupSpec") or {}
+    template = copy.deepcopy(head_group.get("template") or {})
     pod_spec = template.setdefault("spec", {})
     if autoscaling_enabled(spec):
         options = spec.get("autoscalerOptions") or {}
@@ -43,20 +53,28 @@ def head_pod_body(cluster: Obj, spec: Obj, config: OperatorConfig) -> Obj:
                         "fieldPath": f"metadata.labels['{RAY_CLUSTER_LABEL}']"}}},
                     {"name": "RAY_CLUSTER_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                     *(options.get("env") or [])],
-            "resources": copy.deepcopy(options.get("resources") or {
-                "requests": dict(AUTOSCALER_RESOURCES), "limits": dict(AUTOSCALER_RESOURCES)}),
+            # mergeAutoscalerOverrides: a set `resources` replaces the defaults whole, so `resources: {}` means
+            # no requests and no limits at all.
+            "resources": copy.deepcopy(options["resources"]) if options.get("resources") is not None else {
+                "requests": dict(AUTOSCALER_RESOURCES), "limits": dict(AUTOSCALER_RESOURCES)},
         }
         pod_spec.setdefault("containers", []).append(autoscaler)
+        if model == MODEL_17 and autoscaling_v2(spec):  # DefaultHeadPodTemplate@v1.7.0
+            pod_spec["restartPolicy"] = "Never"
     pod_spec.setdefault("containers", []).extend(copy.deepcopy(list(config.head_sidecars)))
+    labels = merge_labels(labels_of(template), head_group.get("labels")) if model == MODEL_17 else labels_of(template)
     pod = _pod_body(cluster, template, pod_name_prefix(meta["name"], "head"),
-                         ray_pod_labels(meta["name"], "head", HEAD_GROUP, labels_of(template)))
+                    ray_pod_labels(meta["name"], "head", HEAD_GROUP, labels))
     add_batch_scheduler_metadata(cluster, pod, config)
     return pod
 
 
 def worker_pod_body(cluster: Obj, spec: Obj, group: Obj, index: int, config: OperatorConfig,
-                    model: str) -> Obj:
-    """buildWorkerPod: DefaultWorkerPodTemplate (wait-gcs-ready) + workerSidecarContainers + batch scheduler."""
+                    model: str, replica_name: str = "", host_index: int = 0) -> Obj:
+    """buildWorkerPod: DefaultWorkerPodTemplate (wait-gcs-ready) + workerSidecarContainers + batch scheduler.
+    1.7: the group's `labels` over the template's (mergeLabels), the replica index label (RayMultiHostIndexing,
+    on by default) and, in a multi-host group (numOfHosts > 1), the replica's name and the host's index; autoscaler
+    v2 forces restartPolicy Never."""
     meta = meta_of(cluster)
     name = str(group.get("groupName", ""))
     template = copy.deepcopy(group.get("template") or {})
@@ -74,9 +92,15 @@ def worker_pod_body(cluster: Obj, spec: Obj, group: Obj, index: int, config: Ope
             "resources": {"requests": dict(INIT_CONTAINER_RESOURCES), "limits": dict(INIT_CONTAINER_RESOURCES)},
         })
     pod_spec.setdefault("containers", []).extend(copy.deepcopy(list(config.worker_sidecars)))
-    labels = ray_pod_labels(meta["name"], "worker", name, labels_of(template))
+    if model == MODEL_17 and autoscaling_enabled(spec) and autoscaling_v2(spec):
+        pod_spec["restartPolicy"] = "Never"
+    merged = merge_labels(labels_of(template), group.get("labels")) if model == MODEL_17 else labels_of(template)
+    labels = ray_pod_labels(meta["name"], "worker", name, merged)
     if model == MODEL_17:
         labels[WORKER_REPLICA_INDEX_LABEL] = str(index)
+        if int(group.get("numOfHosts", 1)) > 1:
+            labels[WORKER_REPLICA_NAME_LABEL] = replica_name
+            labels[HOST_INDEX_LABEL] = str(host_index)
     pod = _pod_body(cluster, template, pod_name_prefix(f"{meta['name']}-{name}", "worker"), labels)
     add_batch_scheduler_metadata(cluster, pod, config)
     return pod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from devcluster.kuberay_standin.model import (
     managed_elsewhere,
     should_delete_pod,
 )
+from devcluster.kuberay_standin.multihost import is_multi_host, plan_multi_host_group
 from devcluster.kuberay_standin.names import (
     CLUSTER_SUSPENDED,
     CLUSTER_SUSPENDING,
@@ -37,7 +39,11 @@ from devcluster.kuberay_standin.names import (
 )
 from devcluster.kuberay_standin.operator_config import OperatorConfig
 from devcluster.kuberay_standin.pods import autoscaler_service_account, head_pod_body, worker_pod_body
-from devcluster.kuberay_standin.validation import validate_cluster_metadata, validate_cluster_spec
+from devcluster.kuberay_standin.validation import (
+    validate_cluster_metadata,
+    validate_cluster_spec,
+    validate_cluster_upgrade_options,
+)
 from devcluster.kuberay_standin.wire import (
     annotations_of,
     find_condition,
@@ -77,8 +83,9 @@ class RayClusterReconciler:
     """Reconciles each RayCluster's pods and status; a failed pass backs off per cluster (controller-runtime)."""
 
     def __init__(self, api: Api, caches: Caches, model: str, config: OperatorConfig,
-                 max_backoff_seconds: float) -> None:
+                 max_backoff_seconds: float, rng: random.Random | None = None) -> None:
         self.api, self.caches, self.model, self.config = api, caches, model, config
+        self._rng = rng or random.Random()
         self.max_backoff_seconds = max_backoff_seconds
         self._backoff: dict[str, _Backoff] = {}
         self._expectations = _Expectations()
@@ -97,6 +104,11 @@ class RayClusterReconciler:
         if problem is not None:
             what = "metadata" if reason == "InvalidRayClusterMetadata" else "spec"
             self.api.event(cluster, "Warning", reason, f"The RayCluster {what} is invalid {key_of(cluster)}: {problem}")
+            return
+        upgrade = validate_cluster_upgrade_options(cluster) if self.model == MODEL_17 else None
+        if upgrade is not None:  # rayClusterReconcile@v1.7.0: an event, no pods, no status
+            self.api.event(cluster, "Warning", "InvalidRayClusterSpec",
+                           f"The RayCluster UpgradeStrategy is invalid {key_of(cluster)}: {upgrade}")
             return
         backoff = self._backoff.setdefault(uid, _Backoff())
         if time.monotonic() < backoff.not_before:
@@ -150,7 +162,8 @@ class RayClusterReconciler:
                 skip = (self.model == MODEL_17 and provisioned is not None and provisioned.get("status") == "True"
                         and annotations_of(cluster).get(DISABLE_HEAD_RESTART) == "true")
                 if not skip:
-                    self._create_pod(cluster, head_pod_body(cluster, spec, self.config), "FailedCreateHeadPod")
+                    self._create_pod(cluster, head_pod_body(cluster, spec, self.config, self.model),
+                                     "FailedCreateHeadPod")
             else:
                 names = [meta_of(p)["name"] for p in heads]
                 raise PassError("", f"{len(heads)} head pods found {names}. Please delete extra head pods")
@@ -158,13 +171,20 @@ class RayClusterReconciler:
             name = str(group.get("groupName", ""))
             mine = [p for p in pods if labels_of(p).get(RAY_NODE_TYPE_LABEL) == "worker"
                     and labels_of(p).get(RAY_GROUP_LABEL) == name]
-            if not self._expectations.satisfied(uid, name, {meta_of(p)["name"] for p in mine}):
+            # rayClusterScaleExpectation looks a deleted pod up by namespace and name: a pod of another owner
+            # that workersToDelete named holds the group back too, until it is gone.
+            in_namespace = {meta_of(p)["name"] for p in self.caches.pods.items()
+                            if meta_of(p).get("namespace") == meta["namespace"]}
+            if not self._expectations.satisfied(uid, name, in_namespace):
                 continue
             if group.get("suspend"):
                 for pod in mine:
                     if not meta_of(pod).get("deletionTimestamp"):
                         self._delete_pod(pod)
                         self._expectations.expect_deleted(uid, name, meta_of(pod)["name"])
+                continue
+            if self.model == MODEL_17 and is_multi_host(group):
+                self._reconcile_multi_host_group(cluster, spec, group, mine)
                 continue
             unhealthy = [p for p in mine if should_delete_pod(p, "worker")[0]]
             for pod in unhealthy:
@@ -175,13 +195,16 @@ class RayClusterReconciler:
                 raise PassError("", f"delete {len(unhealthy)} unhealthy worker Pods")
             # reconcilePods@v1.7.0: "Always remove the specified WorkersToDelete - regardless of the value of
             # Replicas" (the Ray autoscaler's way to scale down: it lowers replicas and names the idle
-            # workers); a name already gone is ignored, the list is left for the autoscaler to clear, and the
-            # named pods do not count in this pass's diff.
+            # workers). Each name is deleted as a pod of the cluster's namespace, whoever owns it (KubeRay
+            # builds a Pod of that name and namespace and deletes it: not checked against the group); a name
+            # already gone is ignored, the list is left for the autoscaler to clear, and the named pods do not
+            # count in this pass's diff.
             named = set((group.get("scaleStrategy") or {}).get("workersToDelete") or [])
-            for pod in [p for p in mine if meta_of(p)["name"] in named]:
-                if not meta_of(pod).get("deletionTimestamp"):
+            for pod_name in sorted(named):
+                pod = self.caches.pods.get(meta["namespace"], pod_name)
+                if pod is not None and not meta_of(pod).get("deletionTimestamp"):
                     self._delete_pod(pod)
-                    self._expectations.expect_deleted(uid, name, meta_of(pod)["name"])
+                    self._expectations.expect_deleted(uid, name, pod_name)
                     self.api.event(cluster, "Normal", "DeletedWorkerPod", f"Deleted pod {key_of(pod)}")
             mine = [p for p in mine if meta_of(p)["name"] not in named]
             diff = desired_workers(group, self.model) - len(mine)
@@ -198,6 +221,23 @@ class RayClusterReconciler:
                     self._delete_pod(pod)
                     self._expectations.expect_deleted(uid, name, meta_of(pod)["name"])
                     self.api.event(cluster, "Normal", "DeletedWorkerPod", f"Deleted Pod {key_of(pod)}")
+
+    def _reconcile_multi_host_group(self, cluster: Obj, spec: Obj, group: Obj, mine: list[Obj]) -> None:
+        """reconcileMultiHostWorkerGroup@v1.7.0: the plan's deletes (deletePods), then its replicas, numOfHosts pods
+        each; raises PassError where KubeRay returns an error."""
+        uid, name = str(meta_of(cluster)["uid"]), str(group.get("groupName", ""))
+        plan = plan_multi_host_group(group, mine, autoscaling_enabled(spec), self._rng)
+        for pod, why in plan.delete:
+            self._delete_pod(pod)
+            self._expectations.expect_deleted(uid, name, meta_of(pod)["name"])
+            self.api.event(cluster, "Normal", "DeletedWorkerPod",
+                           f"Deleted worker Pod {key_of(pod)} for group {name}: {why}")
+        if plan.error:
+            raise PassError("", plan.error)
+        for replica, index in plan.create:
+            for host in range(int(group.get("numOfHosts", 1))):
+                body = worker_pod_body(cluster, spec, group, index, self.config, self.model, replica, host)
+                self._create_pod(cluster, body, "FailedCreateWorkerPod")
 
     def _create_pod(self, cluster: Obj, pod: Obj, reason: str) -> None:
         """createHeadPod / createWorkerPod: one create call; a refusal ends the pass."""

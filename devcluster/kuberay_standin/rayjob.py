@@ -56,8 +56,10 @@ from devcluster.kuberay_standin.names import (
     SUSPENDED,
     SUSPENDING,
     TERMINAL_JOB,
+    TEST_DASHBOARD_DOWN,
     TEST_EXIT_CODE,
     TEST_RUN_SECONDS,
+    TEST_SUBMITTER_EXTRA_SECONDS,
     TEST_TERMINATE_SECONDS,
     VALIDATION_FAILED,
     WAITING,
@@ -65,7 +67,14 @@ from devcluster.kuberay_standin.names import (
 )
 from devcluster.kuberay_standin.operator_config import OperatorConfig
 from devcluster.kuberay_standin.pods import add_batch_scheduler_metadata
-from devcluster.kuberay_standin.validation import validate_rayjob
+from devcluster.kuberay_standin.running_checks import (
+    FAILURE_START,
+    record_status_check_failure,
+    status_check_timeout,
+    submitter_finished_timeout,
+    transition_grace_period,
+)
+from devcluster.kuberay_standin.validation import job_restart_policy_problem, validate_rayjob
 from devcluster.kuberay_standin.wire import (
     annotations_of,
     container_finished_at,
@@ -84,6 +93,14 @@ from devcluster.kuberay_standin.wire import (
 log = logging.getLogger("kuberay-standin")
 
 
+def signed_seconds(text: object) -> float:
+    """A number of seconds that may be negative (TEST_SUBMITTER_EXTRA_SECONDS), 0 when absent or no number."""
+    try:
+        return float(str(text))
+    except ValueError:
+        return 0.0
+
+
 class RayJobReconciler:
     """Reconciles each RayJob against the caches; every write goes through `api` and is applied to the caches."""
 
@@ -97,12 +114,14 @@ class RayJobReconciler:
     def reconcile(self, stored: Obj, now: dt.datetime) -> None:
         """rayjob_controller.go:Reconcile: one pass of the state machine."""
         meta = meta_of(stored)
+        # Reconcile@v1.7.0 skips an object of another controller (utils.ManagedByExternalController, e.g. Kueue's
+        # MultiKueue) before anything else, the deletion branch included: its finalizer is that controller's.
+        if managed_elsewhere(stored):
+            return
         if meta.get("deletionTimestamp"):
             if RAYJOB_FINALIZER in (meta.get("finalizers") or []):
                 log.info("RayJob %s: being deleted, removing the finalizer", key_of(stored))
                 self._set_finalizers(stored, [f for f in meta.get("finalizers") or [] if f != RAYJOB_FINALIZER])
-            return
-        if managed_elsewhere(stored):  # utils.ManagedByExternalController: e.g. Kueue's MultiKueue
             return
         rayjob = with_crd_defaults(stored)
         spec, old = rayjob["spec"], dict(rayjob.get("status") or {})
@@ -192,6 +211,10 @@ class RayJobReconciler:
         mode = rayjob["spec"].get("submissionMode")
         if self._to_suspending(rayjob, new) or self._active_deadline(rayjob, new, now):
             return True
+        if self.model == MODEL_17 and (
+                transition_grace_period(new, now, self.config.transition_grace_period_seconds)
+                or status_check_timeout(new, now, self.config.status_check_timeout_seconds)):
+            return True
         cluster = self._get_or_create_cluster(rayjob, new)
         if cluster is None:
             return False
@@ -201,8 +224,14 @@ class RayJobReconciler:
             if checked is None:
                 return False
             changed, finished_at = checked
+            if self.model == MODEL_17 and submitter_finished_timeout(new, finished_at, now):
+                return True
             if changed:
                 return True
+        if self.model == MODEL_17 and annotations_of(rayjob).get(TEST_DASHBOARD_DOWN) == "true":
+            # GetJobInfo fails (not a BadRequest): recordJobStatusCheckFailure, a status write only the first time.
+            return record_status_check_failure(new, now)
+        new.pop(FAILURE_START, None)  # the check succeeded: JobStatusCheckFailureStartTime = nil
         info = self._ray_job_info(rayjob, new, cluster, now)
         if info is None:  # GetJobInfo: not found
             if finished_at is not None:
@@ -238,6 +267,10 @@ class RayJobReconciler:
             finished = [p for p in pods if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
             if started is None:
                 return None
+            if TEST_SUBMITTER_EXTRA_SECONDS in annotations_of(rayjob):  # the Ray job keeps its own time
+                began = parse_rfc3339(started) or now
+                end = began + dt.timedelta(seconds=run_seconds(rayjob, self.default_run_seconds))
+                return (done, started, rfc3339(end)) if now >= end else (RUNNING_JOB, started, None)
             if finished:
                 return done, started, container_finished_at(finished[-1])
             return RUNNING_JOB, started, None
@@ -333,6 +366,7 @@ class RayJobReconciler:
             return False
         for name in ("rayClusterName", "dashboardURL", "jobId", "message", "reason"):
             new[name] = ""
+        new.pop(FAILURE_START, None)
         new["rayClusterStatus"] = {}
         new["jobStatus"] = JOB_NEW
         if self.model == MODEL_17:
@@ -363,7 +397,8 @@ class RayJobReconciler:
 
         if (old.get("jobStatus", "") == new.get("jobStatus", "")
                 and old.get("jobDeploymentStatus", "") == new.get("jobDeploymentStatus", "")
-                and cluster_status(old) == cluster_status(new)):
+                and cluster_status(old) == cluster_status(new)
+                and old.get(FAILURE_START) == new.get(FAILURE_START)):  # jobStatusCheckFailureStartTimeChanged
             return
         if new.get("jobDeploymentStatus") in (COMPLETE, FAILED):
             new["endTime"] = rfc3339(now)
@@ -438,6 +473,12 @@ class RayJobReconciler:
         meta, spec = meta_of(rayjob), rayjob["spec"]
         template = copy.deepcopy(spec.get("submitterPodTemplate") or {})
         cluster_spec = cluster.get("spec") or {}
+        if spec.get("submitterPodTemplate") is not None and not (template.get("spec") or {}).get("containers"):
+            # getSubmitterTemplate indexes Containers[0]: a template without containers panics (index out of
+            # range); controller-runtime v0.24 recovers the panic and requeues. No event, no status change.
+            log.info("RayJob %s: panic: runtime error: index out of range [0] with length 0 (submitterPodTemplate "
+                     "has no containers); requeued", key_of(rayjob))
+            return False
         if not template:
             template = {"spec": {"containers": [{}], "restartPolicy": "Never"}}
             template["spec"]["containers"][0] = submitter_container(with_status(rayjob, new), cluster_spec)
@@ -453,8 +494,10 @@ class RayJobReconciler:
                            KUBERNETES_CREATED_BY_LABEL: COMPONENT_NAME}
         # TEST ONLY: the submitter's pod carries the "Ray job"'s timing for the stand-in's kubelet.
         own = annotations_of(rayjob)
+        extra = signed_seconds(own.get(TEST_SUBMITTER_EXTRA_SECONDS))
+        submitter_seconds = max(0.0, run_seconds(rayjob, self.default_run_seconds) + extra)
         tmeta["annotations"] = {**(tmeta.get("annotations") or {}),
-                                TEST_RUN_SECONDS: str(run_seconds(rayjob, self.default_run_seconds)),
+                                TEST_RUN_SECONDS: str(submitter_seconds),
                                 **{k: own[k] for k in (TEST_EXIT_CODE, TEST_TERMINATE_SECONDS) if k in own}}
         add_batch_scheduler_metadata(rayjob, template, self.config)  # createK8sJobIfNeed: the RayJob is the parent
         backoff = (spec.get("submitterConfig") or {}).get("backoffLimit")
@@ -467,6 +510,11 @@ class RayJobReconciler:
                          "ownerReferences": [owner_ref(rayjob)]},
             "spec": {"backoffLimit": 2 if backoff is None else int(backoff), "template": template},
         }
+        refused = job_restart_policy_problem(job)
+        if refused is not None:  # what a modern kube-apiserver answers (see job_restart_policy_problem)
+            self.api.event(rayjob, "Warning", "FailedToCreateRayJobSubmitter",
+                           f"Failed to create new Kubernetes Job {meta['namespace']}/{meta['name']}: {refused}")
+            return False
         log.info("RayJob %s: creating the submitter Job", key_of(rayjob))
         try:
             resp = self.api.batch.create_namespaced_job(meta["namespace"], job, _preload_content=False)

@@ -162,8 +162,9 @@ class KubeRayStandIn:
     # ------------------------------------------------------------------ the pod builders, with these settings
     def _head_pod_body(self, cluster: Obj, spec: Obj) -> Obj:
         """pods.head_pod_body with this stand-in's operator settings."""
-        return head_pod_body(cluster, spec, self.config)
+        return head_pod_body(cluster, spec, self.config, self.model)
 
-    def _worker_pod_body(self, cluster: Obj, spec: Obj, group: Obj, index: int) -> Obj:
+    def _worker_pod_body(self, cluster: Obj, spec: Obj, group: Obj, index: int, replica_name: str = "",
+                         host_index: int = 0) -> Obj:
         """pods.worker_pod_body with this stand-in's operator settings and model."""
-        return worker_pod_body(cluster, spec, group, index, self.config, self.model)
+        return worker_pod_body(cluster, spec, group, index, self.config, self.model, replica_name, host_index)

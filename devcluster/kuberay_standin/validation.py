@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from devcluster.kuberay_standin.model import autoscaling_enabled
+from devcluster.kuberay_standin.model import autoscaling_enabled, autoscaling_v2
 from devcluster.kuberay_standin.names import (
     CLUSTER_SELECTOR_KEY,
     INTERACTIVE_MODE,
@@ -14,11 +14,13 @@ from devcluster.kuberay_standin.names import (
     MAX_RAYJOB_NAME,
     MODEL_13,
     MODEL_17,
+    RAY_ORIGINATED_FROM_CRD_LABEL,
     SIDECAR_MODE,
+    TEST_REFUSE,
     WAITING,
     Obj,
 )
-from devcluster.kuberay_standin.wire import meta_of
+from devcluster.kuberay_standin.wire import annotations_of, labels_of, meta_of
 
 _DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS1035_MESSAGE = (
@@ -62,7 +64,56 @@ def validate_cluster_spec(spec: Obj, model: str = MODEL_17) -> str | None:
                 if model == MODEL_13:
                     return "suspending worker groups is not currently supported with Autoscaler enabled"
                 return f"worker group {group.get('groupName', '')} cannot be suspended with Autoscaler enabled"
+        if model == MODEL_17 and autoscaling_v2(spec):  # ValidateRayClusterSpec@v1.7.0, IsAutoscalingV2Enabled
+            if head.get("restartPolicy") not in (None, "", "Never"):
+                return "restartPolicy for head Pod should be Never or unset when using autoscaler V2"
+            for group in spec.get("workerGroupSpecs") or []:
+                if ((group.get("template") or {}).get("spec") or {}).get("restartPolicy") not in (None, "", "Never"):
+                    return (f"restartPolicy for worker group {group.get('groupName', '')} should be Never or unset "
+                            "when using autoscaler V2")
     return None
+
+
+def validate_cluster_upgrade_options(cluster: Obj) -> str | None:
+    """utils/validation.go:ValidateRayClusterUpgradeOptions@v1.7.0: a known upgradeStrategy.type, and none at all on
+    a RayCluster a RayJob or RayService created (its `ray.io/originated-from-crd` label, utils.GetCRDType)."""
+    kind = ((cluster.get("spec") or {}).get("upgradeStrategy") or {}).get("type")
+    if kind is None:
+        return None
+    if kind not in ("Recreate", "None"):
+        return (f"The RayCluster spec is invalid: Spec.UpgradeStrategy.Type value {kind} is invalid, valid options "
+                "are Recreate or None")
+    creator = labels_of(cluster).get(RAY_ORIGINATED_FROM_CRD_LABEL)
+    if creator in ("RayJob", "RayService"):
+        return f"upgradeStrategy cannot be set when RayCluster is created by {creator}"
+    return None
+
+
+def _go_json_kind(value: object) -> str:
+    """The JSON kind encoding/json names when it cannot unmarshal a value into a map."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, int | float) else "string"
+
+
+def runtime_env_problem(text: str) -> str | None:
+    """dashboardclient.UnmarshalRuntimeEnvYAML@v1.7.0 (utils.UnmarshalRuntimeEnvYAML@v1.3.2), called by
+    ValidateRayJobSpec: the text is decoded by sigs.k8s.io/yaml (YAML to JSON, then encoding/json) into
+    RuntimeEnvType, a `map[string]any`, so a list or a scalar is refused as well as text that is not YAML; empty
+    text or YAML null is an empty map. The YAML parser's own words are PyYAML's here, not go-yaml's."""
+    if not text:
+        return None
+    head = f"failed to unmarshal RuntimeEnvYAML: {text}: "
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return f"{head}error converting YAML to JSON: yaml: {exc}"
+    if value is None or isinstance(value, dict):
+        return None
+    return (f"{head}error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {_go_json_kind(value)} "
+            "into Go value of type types.RuntimeEnvType")
 
 
 def validate_cluster_metadata(name: str) -> str | None:
@@ -156,6 +207,22 @@ def _validate_deletion(spec: Obj) -> str | None:
     return "\n".join(errors) or None
 
 
+def job_restart_policy_problem(job: Obj) -> str | None:
+    """The kube-apiserver's batch/v1 Job validation of the pod template's restartPolicy, as a modern apiserver words
+    it (pkg/apis/batch/validation:validateJobSpec of recent releases; unset is defaulted to Always first): only OnFailure
+    and Never. The local 1.20.2 apiserver refuses the same values in older words (NotSupported for Always), so the
+    stand-in refuses them itself, in the modern words, before it sends the Job."""
+    name = meta_of(job).get("name", "")
+    policy = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("restartPolicy") or ""
+    path = "spec.template.spec.restartPolicy"
+    if policy in ("", "Always"):
+        return f'Job.batch "{name}" is invalid: {path}: Required value: valid values: "OnFailure", "Never"'
+    if policy not in ("OnFailure", "Never"):
+        return (f'Job.batch "{name}" is invalid: {path}: Unsupported value: "{policy}": supported values: '
+                '"OnFailure", "Never"')
+    return None
+
+
 def validate_rayjob(rayjob: Obj, model: str = MODEL_17) -> tuple[str, str] | None:
     """rayjob_controller.go:validateRayJob -> (event reason, KubeRay's message), or None when valid.
     `rayjob` carries the CRD defaults (with_crd_defaults)."""
@@ -172,6 +239,9 @@ def validate_rayjob(rayjob: Obj, model: str = MODEL_17) -> tuple[str, str] | Non
     spec_problem = _validate_spec(spec, model)
     if spec_problem:
         return "InvalidRayJobSpec", spec_problem
+    refusal = annotations_of(rayjob).get(TEST_REFUSE)
+    if refusal:  # TEST ONLY: a rule of KubeRay's that rayqueue does not model, refused as ValidateRayJobSpec refuses
+        return "InvalidRayJobSpec", f"The RayJob spec is invalid: {refusal}"
     if status.get("jobDeploymentStatus") == WAITING and spec.get("submissionMode") != INTERACTIVE_MODE:
         prefix = "The RayJob status is invalid" if model == MODEL_17 else "invalid RayJob State"
         return ("InvalidRayJobStatus",
@@ -218,10 +288,9 @@ def _validate_spec(spec: Obj, model: str) -> str | None:
             problem = validate_cluster_spec(spec["rayClusterSpec"], model)
             if problem:
                 return f"{prefix}{problem}"
-    try:
-        yaml.safe_load(spec.get("runtimeEnvYAML") or "")
-    except yaml.YAMLError as exc:
-        return f"failed to unmarshal RuntimeEnvYAML: {spec.get('runtimeEnvYAML')}: {exc}"
+    problem = runtime_env_problem(str(spec.get("runtimeEnvYAML") or ""))
+    if problem:
+        return problem
     if spec.get("activeDeadlineSeconds") is not None and int(spec["activeDeadlineSeconds"]) <= 0:
         return f"{prefix}activeDeadlineSeconds must be a positive integer"
     if new and spec.get("preRunningDeadlineSeconds") is not None and int(spec["preRunningDeadlineSeconds"]) <= 0:

@@ -611,3 +611,237 @@ def test_objects_managed_by_another_controller_are_left_alone() -> None:
     assert managed_elsewhere({"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}})
     assert not managed_elsewhere({"spec": {"managedBy": "ray.io/kuberay-operator"}})
     assert not managed_elsewhere({"spec": {}})
+
+
+# ------------------------------------------------------------------------------------------------ issue 23, item 6
+TIMEOUTS = "timeouts"  # the serve label of the stand-in with short Running-state timeouts
+
+
+@pytest.fixture(scope="module")
+def timeouts_standin(cluster: LocalCluster) -> Iterator[ManagedProcess]:
+    """A 1.7 stand-in with KubeRay's Running-state timeouts shortened through KubeRay's own environment variables
+    (RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS, RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS: 3 s)."""
+    proc = wait_standin_synced(cluster.start_standin(
+        "kuberay-standin-timeouts", extra_args=("--serve-label", TIMEOUTS),
+        env={"RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS": "3", "RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS": "3"}))
+    yield proc
+    cluster.stop_process(proc.name)
+
+
+def pod_labels(found: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [p["metadata"]["labels"] for p in found]
+
+
+@pytest.mark.parametrize("edit", ["runtimeEnvYAML list", "refusal switch"])
+def test_a_running_job_refused_on_a_later_reconcile_fails_validation_and_keeps_its_cluster(
+        ray: LocalCluster, model_namespace: str, edit: str) -> None:
+    """validateRayJob runs on every reconcile (Reconcile@v1.7.0): a Running job edited to a runtimeEnvYAML that is
+    a YAML list (UnmarshalRuntimeEnvYAML decodes into a map), or annotated with the stand-in's refusal switch (a
+    rule rayqueue does not model), goes ValidationFailed with KubeRay's message; nothing deletes its RayCluster,
+    whose pods run on."""
+    ns = model_namespace
+    ray.create(small_rayjob("edited", suspend=False, run_seconds="600"), namespace=ns)
+    rc_name = started(ray, ns, "edited")
+    wait_for(lambda: deployment_status(ray, ns, "edited") == "Running", 30, "Running")
+    if edit == "runtimeEnvYAML list":
+        patch_rayjob(ray, ns, "edited", {"runtimeEnvYAML": "- pip\n- numpy\n"})
+        message = ("failed to unmarshal RuntimeEnvYAML: - pip\n- numpy\n: error unmarshaling JSON: while decoding "
+                   "JSON: json: cannot unmarshal array into Go value of type types.RuntimeEnvType")
+    else:
+        ray.kubectl("annotate", "rayjob", "edited", "-n", ns, "rayqueue.test/kuberay-refuses=workers must be even")
+        message = "The RayJob spec is invalid: workers must be even"
+    wait_for(lambda: deployment_status(ray, ns, "edited") == "ValidationFailed", 30, "ValidationFailed")
+    got = status(ray, ns, "edited")
+    assert (got["reason"], got["message"]) == ("ValidationFailed", message)
+    assert any(message in e["message"] for e in events(ray, ns, "InvalidRayJobSpec"))
+    time.sleep(3)
+    assert [c["metadata"]["name"] for c in rayclusters_of(ray, ns, "edited")] == [rc_name]
+    assert running_pods_of(ray, ns, rc_name, 3), "the refused job's head and 2 workers still run"
+
+
+def test_upgrade_strategy_on_a_rayjobs_cluster_stops_the_raycluster_controller(ray: LocalCluster,
+                                                                             model_namespace: str) -> None:
+    """constructRayClusterForRayJob copies rayClusterSpec whole; rayClusterReconcile then refuses the cluster
+    (ValidateRayClusterUpgradeOptions: a RayJob's cluster may not set upgradeStrategy): a Warning event, no pod,
+    and the job waits in Initializing for a cluster that never becomes ready."""
+    ns = model_namespace
+    job = small_rayjob("upgrading", suspend=False)
+    job["spec"]["rayClusterSpec"]["upgradeStrategy"] = {"type": "Recreate"}
+    ray.create(job, namespace=ns)
+    (rc,) = wait_for(lambda: rayclusters_of(ray, ns, "upgrading"), 30, "the RayCluster of upgrading")
+    rc_name = rc["metadata"]["name"]
+    (event,) = wait_for(lambda: events(ray, ns, "InvalidRayClusterSpec"), 30, "the InvalidRayClusterSpec event")
+    assert event["type"] == "Warning" and event["involvedObject"]["name"] == rc_name
+    assert event["message"] == (f"The RayCluster UpgradeStrategy is invalid {ns}/{rc_name}: upgradeStrategy cannot be "
+                                "set when RayCluster is created by RayJob")
+    time.sleep(3)
+    assert ray_pods(ray, ns, rc_name) == []
+    assert deployment_status(ray, ns, "upgrading") == "Initializing"
+
+
+def test_a_bare_raycluster_of_60_characters_gets_a_warning_and_no_pods(ray: LocalCluster, model_namespace: str) -> None:
+    """rayClusterReconcile: ValidateRayClusterMetadata (53 characters at most) refuses it with a Warning event;
+    no pod is ever made."""
+    ns, name = model_namespace, "c" * 60
+    ray.create(journey.bare_cluster(small_rayjob(name, suspend=False)), namespace=ns)
+    (event,) = wait_for(lambda: events(ray, ns, "InvalidRayClusterMetadata"), 30, "the InvalidRayClusterMetadata event")
+    assert event["message"] == (f"The RayCluster metadata is invalid {ns}/{name}: RayCluster name should be no more "
+                                "than 53 characters")
+    time.sleep(3)
+    assert ray_pods(ray, ns, name) == []
+
+
+def test_the_legacy_deletion_policy_acts_only_on_succeeded_or_failed_ray_jobs(ray: LocalCluster,
+                                                                             model_namespace: str) -> None:
+    """handleLegacyDeletionPolicy@v1.7.0 picks onSuccess/onFailure by jobStatus SUCCEEDED/FAILED only: a job Failed
+    by activeDeadlineSeconds while its Ray job is RUNNING keeps its cluster for ever (shutdownAfterJobFinishes
+    is not consulted once a deletionStrategy is set); the same policy deletes the cluster of a job that succeeds."""
+    ns = model_namespace
+    legacy = {"onSuccess": {"policy": "DeleteCluster"}, "onFailure": {"policy": "DeleteCluster"}}
+    late = small_rayjob("late", suspend=False, run_seconds="600")
+    late["spec"].update(deletionStrategy=legacy, activeDeadlineSeconds=10)
+    quick = small_rayjob("quick", suspend=False, run_seconds="2")
+    quick["spec"]["deletionStrategy"] = legacy
+    ray.create(late, namespace=ns)
+    ray.create(quick, namespace=ns)
+    rc_name = started(ray, ns, "late")
+    wait_for(lambda: deployment_status(ray, ns, "late") == "Failed", 60, "late Failed by its deadline")
+    got = status(ray, ns, "late")
+    assert (got["reason"], got["jobStatus"]) == ("DeadlineExceeded", "RUNNING")
+    wait_for(lambda: deployment_status(ray, ns, "quick") == "Complete", 60, "quick Complete")
+    wait_for(lambda: not rayclusters_of(ray, ns, "quick"), 30, "quick's cluster deleted by onSuccess DeleteCluster")
+    assert [c["metadata"]["name"] for c in rayclusters_of(ray, ns, "late")] == [rc_name]
+    assert running_pods_of(ray, ns, rc_name, 3), "late's cluster runs on"
+
+
+@pytest.mark.parametrize(
+    ("template", "event"),
+    [
+        pytest.param({"spec": {"containers": [{"name": "submit", "image": "rayproject/ray:2.36.1"}]}},
+                     'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"',
+                     id="no restartPolicy: the apiserver refuses the Job"),
+        pytest.param({"spec": {"containers": [], "restartPolicy": "Never"}}, None,
+                     id="no containers: getSubmitterTemplate panics"),
+    ],
+)
+def test_a_submitter_template_kuberay_cannot_use_leaves_the_job_initializing_with_no_job(
+        ray: LocalCluster, model_namespace: str, template: dict[str, Any], event: str | None) -> None:
+    """createK8sJobIfNeed@v1.7.0 on every pass once the cluster is ready: a batch/v1 Job whose pod template has no
+    restartPolicy Never/OnFailure is refused by the apiserver (FailedToCreateRayJobSubmitter, in a modern
+    apiserver's words), one with no containers panics in getSubmitterTemplate; either way no Job, the job stays
+    Initializing and its ready cluster runs on."""
+    ns = model_namespace
+    job = small_rayjob("submitter", suspend=False)
+    job["spec"]["submitterPodTemplate"] = template
+    ray.create(job, namespace=ns)
+    rc_name = started(ray, ns, "submitter")
+    if event is not None:
+        (found,) = wait_for(lambda: events(ray, ns, "FailedToCreateRayJobSubmitter"), 30, "the refusal event")
+        assert found["message"] == f'Failed to create new Kubernetes Job {ns}/submitter: Job.batch "submitter" is ' \
+                                   f"invalid: {event}"
+    time.sleep(4)
+    assert as_json(client.BatchV1Api(ray.api_client).list_namespaced_job(ns, _preload_content=False))["items"] == []
+    assert deployment_status(ray, ns, "submitter") == "Initializing"
+    assert running_pods_of(ray, ns, rc_name, 3)
+
+
+def test_group_labels_override_template_labels_and_num_of_hosts_zero_makes_no_worker(
+        ray: LocalCluster, model_namespace: str) -> None:
+    """DefaultHeadPodTemplate / DefaultWorkerPodTemplate@v1.7.0: mergeLabels puts headGroupSpec.labels and
+    workerGroupSpecs[].labels over the template's (KubeRay's own cluster/group/node-type labels still win);
+    GetWorkerGroupDesiredReplicas is replicas x numOfHosts, so a group of numOfHosts 0 has no pod."""
+    ns = model_namespace
+    job = small_rayjob("labelled", suspend=False, run_seconds="600")
+    spec = job["spec"]["rayClusterSpec"]
+    spec["headGroupSpec"]["template"]["metadata"] = {"labels": {"tier": "template"}}
+    spec["headGroupSpec"]["labels"] = {"tier": "head-group"}
+    workers = spec["workerGroupSpecs"][0]
+    workers["template"]["metadata"] = {"labels": {"tier": "template", "team": "video"}}
+    workers["labels"] = {"tier": "worker-group", "ray.io/group": "elsewhere"}
+    spec["workerGroupSpecs"].append({**copy.deepcopy(workers), "groupName": "hostless", "numOfHosts": 0})
+    ray.create(job, namespace=ns)
+    rc_name = started(ray, ns, "labelled")
+    (head,) = ray_pods(ray, ns, rc_name, "head")
+    assert head["metadata"]["labels"]["tier"] == "head-group"
+    found = live(ray_pods(ray, ns, rc_name, "worker"))
+    assert {(w["ray.io/group"], w["tier"], w["team"]) for w in pod_labels(found)} == {("workers", "worker-group",
+                                                                                        "video")}
+    assert len(found) == 2, "the numOfHosts: 0 group has no pod"
+    wait_for(lambda: journey.raycluster(ray, ns, rc_name)["status"].get("state") == "ready", 30, "ready")
+
+
+def test_a_multi_host_replica_is_deleted_whole_when_one_of_its_pods_goes(ray: LocalCluster,
+                                                                        model_namespace: str) -> None:
+    """reconcileMultiHostWorkerGroup@v1.7.0: a group of numOfHosts 2 makes each replica's 2 pods with one
+    `ray.io/worker-group-replica-name` and host indices 0 and 1; when someone deletes one of them, the other is
+    deleted too (an incomplete replica), and a new replica of 2 pods takes its place."""
+    ns = model_namespace
+    job = small_rayjob("hosts", suspend=False, run_seconds="600")
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(replicas=1, numOfHosts=2)
+    ray.create(job, namespace=ns)
+    rc_name = started(ray, ns, "hosts")
+    first = live(ray_pods(ray, ns, rc_name, "worker"))
+    labels = pod_labels(first)
+    assert len({w["ray.io/worker-group-replica-name"] for w in labels}) == 1
+    assert sorted(w["ray.io/replica-host-index"] for w in labels) == ["0", "1"]
+    old = labels[0]["ray.io/worker-group-replica-name"]
+    ray.kubectl("delete", "pod", first[0]["metadata"]["name"], "-n", ns, "--wait=false")
+
+    def replaced() -> bool:
+        now = ray_pods(ray, ns, rc_name, "worker")
+        names = {w["ray.io/worker-group-replica-name"] for w in pod_labels(now)}
+        return len(now) == 2 and old not in names and all(p["status"].get("phase") == "Running" for p in now)
+
+    wait_for(replaced, 60, "the whole replica replaced by a new one")
+    assert not {p["metadata"]["uid"] for p in first} & {p["metadata"]["uid"] for p in ray_pods(ray, ns, rc_name)}
+
+
+def test_workers_to_delete_deletes_a_pod_of_the_namespace_that_is_no_worker(ray: LocalCluster,
+                                                                           model_namespace: str) -> None:
+    """reconcilePods@v1.7.0 deletes each name of scaleStrategy.workersToDelete as a pod of the cluster's namespace,
+    without checking that it belongs to the group (or to the cluster)."""
+    ns = model_namespace
+    ray.create(small_rayjob("deleter", suspend=False, run_seconds="600"), namespace=ns)
+    rc_name = started(ray, ns, "deleter")
+    core(ray).create_namespaced_pod(ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bystander"},
+                                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    ray.kubectl("patch", "raycluster", rc_name, "-n", ns, "--type", "json", "-p", json.dumps(
+        [{"op": "add", "path": "/spec/workerGroupSpecs/0/scaleStrategy", "value": {"workersToDelete": ["bystander"]}}]))
+    wait_for(lambda: not [p for p in pods(ray, ns, "") if p["metadata"]["name"] == "bystander"
+                          and not p["metadata"].get("deletionTimestamp")], 30, "the bystander pod deleted")
+    assert any(e["message"] == f"Deleted pod {ns}/bystander" for e in events(ray, ns, "DeletedWorkerPod"))
+    assert running_pods_of(ray, ns, rc_name, 3), "the cluster's own pods are untouched"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "deployment", "job_status", "reason", "message"),
+    [
+        pytest.param({"rayqueue.test/dashboard-unreachable": "true"}, "Failed", "",
+                     "JobStatusCheckTimeoutExceeded", "Job status checks have been failing since ",
+                     id="GetJobInfo failing for 3 s: JobStatusCheckTimeoutExceeded"),
+        pytest.param({"rayqueue.test/run-seconds": "2", "rayqueue.test/submitter-extra-seconds": "60"}, "Complete",
+                     "SUCCEEDED", "JobDeploymentStatusTransitionGracePeriodExceeded",
+                     "JobDeploymentStatus does not transition to Complete or Failed within the grace period",
+                     id="a submitter outliving its Ray job by 60 s: the 3 s transition grace period"),
+        pytest.param({"rayqueue.test/run-seconds": "90", "rayqueue.test/submitter-extra-seconds": "-88"}, "Failed",
+                     "FAILED", "JobDeploymentStatusTransitionGracePeriodExceeded", "The RayJob submitter finished at ",
+                     id="a Ray job 30 s past its submitter: DefaultSubmitterFinishedTimeout"),
+    ],
+)
+def test_the_running_state_timeouts_end_a_job_kuberay_cannot_follow(
+        ray: LocalCluster, timeouts_standin: ManagedProcess, annotations: dict[str, str], deployment: str,
+        job_status: str, reason: str, message: str) -> None:
+    """Case Running of Reconcile@v1.7.0: checkJobStatusCheckTimeoutAndUpdateStatusIfNeeded,
+    checkTransitionGracePeriodAndUpdateStatusIfNeeded and checkSubmitterFinishedTimeoutAndUpdateStatusIfNeeded."""
+    ns = ray.create_namespace(f"timeouts-{random.randrange(16**4):04x}", {keys.TEST_KUBERAY_STANDIN: TIMEOUTS})
+    try:
+        job = small_rayjob("timed", suspend=False, run_seconds="600")
+        job["metadata"]["annotations"].update(annotations)
+        ray.create(job, namespace=ns)
+        started(ray, ns, "timed")
+        wait_for(lambda: deployment_status(ray, ns, "timed") == deployment, 90, deployment)
+        got = status(ray, ns, "timed")
+        assert (got.get("jobStatus", ""), got["reason"]) == (job_status, reason)
+        assert got["message"].startswith(message), got["message"]
+    finally:
+        ray.delete_namespace(ns)
