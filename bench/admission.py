@@ -42,8 +42,8 @@ from common import keys
 from common.gotime import format_go
 from devcluster.cluster import LocalCluster, ensure_binaries
 from devcluster.services import start_extender, start_webhook, stop_webhook
-from extender.controller import RAYJOBS
 from kubeio.client import ApiError, KubeClient, load_configuration
+from kubeio.scopes import RAYJOBS
 
 __all__ = ["main"]
 

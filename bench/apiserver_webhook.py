@@ -39,8 +39,8 @@ from bench.webhook import machine
 from common import keys
 from devcluster.cluster import LocalCluster, ensure_binaries
 from devcluster.services import Webhook, start_webhook, stop_webhook
-from extender.controller import RAYJOBS
 from kubeio.client import KubeClient, load_configuration
+from kubeio.scopes import RAYJOBS
 
 __all__ = ["main"]
 

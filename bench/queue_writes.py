@@ -43,8 +43,9 @@ from common.accounting import JobState
 from common.clock import SystemClock
 from extender import unit_status as shipped_module
 from extender.cache import Cache
-from extender.controller import TREES, Controller
+from extender.controller import Controller
 from kubeio.events import EventRecorder
+from kubeio.scopes import TREES
 
 __all__ = ["main"]
 

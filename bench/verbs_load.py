@@ -56,9 +56,10 @@ from common import keys
 from common.clock import SystemClock
 from extender.actions import Plan
 from extender.app import settle_memory
-from extender.controller import TREES, Controller
+from extender.controller import Controller
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
+from kubeio.scopes import TREES
 from tests.unit.builders import apply_merge_patch
 
 __all__ = ["MemoryApi", "main"]

@@ -21,27 +21,33 @@ from common.queueing import Backoff
 from common.rayjob import PodInfo
 from extender.barrier import BindBarrier
 from extender.cache import Cache
-from extender.controller import QUEUE_UNITS, QUEUES, RAYJOBS, TREES, Controller
+from extender.controller import Controller
 from extender.gang import Reservations
 from extender.quota_gate import QuotaGate
 from extender.scheduling import SchedulingEndpoints
 from extender.settings import Settings
 from extender.verbs import SchedulerView
-from kubeio.client import KubeClient, Scope, load_configuration
+from kubeio.client import KubeClient, load_configuration
 from kubeio.events import EventRecorder
 from kubeio.leader import LeaderElector
 from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector, tombstone
+from kubeio.scopes import (
+    BATCH_JOBS,
+    NODES,
+    PODS,
+    PRIORITY_CLASSES,
+    QUEUE_UNITS,
+    QUEUES,
+    RAYCLUSTERS,
+    RAYJOBS,
+    TREES,
+)
 
 __all__ = ["Service", "run", "settle_memory"]
 
 log = logging.getLogger("rayqueue.extender")
 
-NODES = Scope("", "v1", "nodes", namespaced=False)
-PODS = Scope("", "v1", "pods")
-RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
-BATCH_JOBS = Scope(keys.BATCH_GROUP, keys.BATCH_VERSION, keys.BATCH_JOB_PLURAL)
-PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
 
 
 class Service:

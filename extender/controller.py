@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from common import keys
 from common.clock import Clock
 from common.gotime import from_datetime
-from common.jobkind import KINDS, RAYCLUSTER, RAYJOB
+from common.jobkind import RAYCLUSTER, RAYJOB
 from extender import estimates
 from extender.actions import (
     Action,
@@ -53,25 +53,18 @@ from extender.actions import (
 )
 from extender.cache import Cache
 from extender.reconcile import reconcile, reconcile_steps
-from kubeio.client import MERGE_PATCH, ApiError, KubeClient, Scope
+from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
+from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
 
-__all__ = ["JOB_SCOPES", "PARALLEL_WRITES", "QUEUES", "QUEUE_UNITS", "RAYCLUSTERS", "RAYJOBS", "TREES", "Controller",
-           "chain_key"]
+__all__ = ["PARALLEL_WRITES", "Controller", "chain_key"]
 
 log = logging.getLogger("rayqueue.extender.controller")
 
-QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
-QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
-JOB_SCOPES: Mapping[str, Scope] = {k.kind: Scope(keys.RAY_GROUP, keys.RAY_VERSION, k.plural) for k in KINDS.values()}
-RAYJOBS = JOB_SCOPES[RAYJOB.kind]
-RAYCLUSTERS = JOB_SCOPES[RAYCLUSTER.kind]
-TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
 PARALLEL_WRITES = 16  # API writes in flight at once (the client keeps 32 connections)
 DRAIN_SLICE = 10  # held watch events applied between two yields to the verbs
 CONDITION_INTERVAL = 10.0  # seconds between two message-only rewrites of one RayCluster's RayQueueQuota
 CONDITION_RETRIES = 3  # read-modify-write attempts of a RayCluster's status on a conflict
-PODS = Scope("", "v1", "pods")
 
 Handler = Callable[[str, dict[str, Any]], None]
 _JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice, ClearTimeouts)  # a failure skips the job's events

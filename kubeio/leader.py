@@ -9,13 +9,13 @@ import logging
 from collections.abc import Callable
 
 from common.clock import Clock
-from kubeio.client import ApiError, KubeClient, Scope
+from kubeio.client import ApiError, KubeClient
+from kubeio.scopes import LEASES
 
 __all__ = ["LeaderElector"]
 
 log = logging.getLogger(__name__)
 
-LEASES = Scope("coordination.k8s.io", "v1", "leases")
 
 
 def _micro(t: dt.datetime) -> str:

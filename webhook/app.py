@@ -18,6 +18,7 @@ from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
 from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector
+from kubeio.scopes import PRIORITY_CLASSES, QUEUE_UNITS, QUEUES, RAYCLUSTERS, RAYJOBS, TREES
 from webhook.freshness import stale_tree_refusal
 from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
@@ -31,12 +32,6 @@ __all__ = ["Admission", "run"]
 
 log = logging.getLogger("rayqueue.webhook")
 
-TREES = Scope(keys.QUOTA_GROUP, keys.QUOTA_VERSION, keys.QUOTA_TREE_PLURAL)
-PRIORITY_CLASSES = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
-RAYJOBS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYJOB_PLURAL)
-RAYCLUSTERS = Scope(keys.RAY_GROUP, keys.RAY_VERSION, keys.RAYCLUSTER_PLURAL)
-QUEUES = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_PLURAL)
-QUEUE_UNITS = Scope(keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_UNIT_PLURAL)
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 

@@ -17,6 +17,7 @@ from certs.manifests import SECRET_TYPE_TLS, ca_bundle_field
 from certs.selfmanaged import Decision, Policy, decide, serving_pair, trusted_bundle
 from common.clock import Clock
 from kubeio.client import JSON_PATCH, ApiError, KubeClient, Scope
+from kubeio.scopes import SECRETS
 from webhook.tls import load_pem_pair
 
 __all__ = ["FIELD_MANAGER", "CertKeeper", "SelfCertSettings"]
@@ -24,7 +25,6 @@ __all__ = ["FIELD_MANAGER", "CertKeeper", "SelfCertSettings"]
 log = logging.getLogger("rayqueue.webhook.certs")
 
 FIELD_MANAGER = "rayqueue-webhook"  # owns the Secret's data and every webhook's clientConfig.caBundle
-SECRETS = Scope("", "v1", "secrets")
 CONFIGURATIONS = (
     ("MutatingWebhookConfiguration",
      Scope("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", namespaced=False)),
