@@ -31,7 +31,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests -m 'not cluster'
 
-# The whole product on a detached local cluster in ./.demo, and the seed's story told with kubectl.
+# The whole product on a detached local cluster in ./.demo, and the guide's story told with kubectl.
 # Re-running restarts it cleanly; everything keeps running until `make demo-down`.
 demo: venv kube
 	$(BIN)/python -m devcluster.demo up

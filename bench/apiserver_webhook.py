@@ -2,13 +2,13 @@
 webhooks registered and with none, same run, same client; and the webhook's CPU per admission.
 
 Run it with `python -m bench.apiserver_webhook` (`--quick`: 100 objects, 1 round). On a real local control
-plane (devcluster.cluster.LocalCluster) with the seed tree's namespaces and tree, the webhook process
+plane (devcluster.cluster.LocalCluster) with the guide tree's namespaces and tree, the webhook process
 (`python -m webhook`, TLS on 127.0.0.1) runs throughout; the arms differ only in whether its
 MutatingWebhookConfiguration and ValidatingWebhookConfiguration are registered. Each arm is entered by
 (un)registering and then waiting until a probe Pod shows (or no longer shows) the webhook's quota label,
 so the apiserver's webhook informer has caught up. In each arm the same aiohttp client
 (`kubeio.client.KubeClient`, ``--parallel`` in flight) creates N Pods (100m / 64 MiB, never scheduled:
-no scheduler runs) in `video`, a namespace bound to a leaf, then N RayJobs (the seed video job) there;
+no scheduler runs) in `video`, a namespace bound to a leaf, then N RayJobs (the guide's video job) there;
 objects are deleted after each case. Rounds alternate none, rayqueue. Throughput is N over the time from
 the first create sent to the last answer. CPU per admission is the webhook process's user + system CPU
 (`/proc/<pid>/stat`) over the case, over N x 2 (each CREATE calls /mutate and /validate).

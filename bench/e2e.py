@@ -4,7 +4,7 @@ Run it with `python -m bench.e2e` (`--quick`: one round of fewer pods). On a rea
 (devcluster.cluster.LocalCluster: etcd, kube-apiserver, kube-controller-manager, all on 127.0.0.1) with
 rayqueue's webhook, the extender (cache, verbs and queue controller in one process), `rayqueue-scheduler`
 (kube-scheduler 1.20 with the shipped extender configuration), the default kube-scheduler, the KubeRay
-stand-in, the seed ElasticQuotaTree and 50 fake nodes (8 CPU, 32 GiB, 110 pods each; no kubelet):
+stand-in, the guide's ElasticQuotaTree and 50 fake nodes (8 CPU, 32 GiB, 110 pods each; no kubelet):
 
 * **plain pods** (no RayJob; 100m CPU, 64 MiB each), created one by one through the API, in rounds
   alternating the arms: `default` (schedulerName default-scheduler, in a namespace no quota binds),

@@ -49,7 +49,7 @@ TARGET_PLAN_MS: Final = 50.0  # planning a gang of 1,000 members over 5,000 node
 NODE_COUNTS: Final = (500, 5000)
 GANG_MEMBERS: Final = (31, 256, 1000)
 PODS_PER_NODE: Final = 4  # bound pods on every node, in namespaces no quota binds
-GANG: Final = 31  # the seed's gang: 1 head + 30 workers, min-available 31
+GANG: Final = 31  # the guide's gang: 1 head + 30 workers, min-available 31
 SCHEDULER_NAME: Final = "rayqueue-scheduler"
 T0: Final = 1_736_472_984_000_000_000  # 2025-01-10 01:36:24 UTC, the enqueue stamps' base
 
@@ -334,7 +334,7 @@ def filter_cases(world: World, iterations: int, max_seconds: float) -> list[dict
 
 def planning(world: World, iterations: int, max_seconds: float) -> list[dict[str, Any]]:
     """plan_gang and free_view for gangs of 31, 256 and 1,000 members over the world's nodes (4 bound pods each,
-    and the seed-sized gang's reservation held)."""
+    and the guide-sized gang's reservation held)."""
     state = world.service.cache.nodes
     reservations = world.service.reservations
     rows: list[dict[str, Any]] = []

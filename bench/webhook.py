@@ -155,7 +155,7 @@ def _queued_video_job() -> dict[str, Any]:
 
 
 def _gang_worker_pod() -> dict[str, Any]:
-    """A worker pod as KubeRay creates it for the seed gang job (1 head + 30 workers) in algorithm-text.
+    """A worker pod as KubeRay creates it for the guide's gang job (1 head + 30 workers) in algorithm-text.
 
     The template labels (min-available, quota) and the scheduler name are what the RayJob mutation
     stamped; the service-account token volume is what the built-in ServiceAccount admission added.
@@ -253,17 +253,17 @@ def policy_config() -> PolicyConfig:
 
 
 def seeded_view(now_ns: Callable[[], int]) -> ClusterView:
-    """A ClusterView holding the seed tree, synced, as a running webhook has it."""
+    """A ClusterView holding the guide's tree, synced, as a running webhook has it."""
     view = ClusterView(now_ns)
     view.on_tree("ADDED", _doc("elasticquotatree.yaml", "ElasticQuotaTree"))
     view.tree_synced = view.classes_synced = True
     if view.tree is None:
-        raise RuntimeError(f"the seed tree did not load: {view.tree_problem}")
+        raise RuntimeError(f"the guide's tree did not load: {view.tree_problem}")
     return view
 
 
 def webhook_app() -> web.Application:
-    """Server A: the real webhook app, both admission paths, over the seed tree, with no API client."""
+    """Server A: the real webhook app, both admission paths, over the guide's tree, with no API client."""
     clock = SystemClock()
     view = seeded_view(lambda: from_datetime(clock.now()))
     cfg = policy_config()

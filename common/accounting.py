@@ -9,7 +9,7 @@ which job it belongs to, in which role, and how it is charged -- with the reason
 * **Claim hold** (``holds_claim``): a job claim (ledger kind ``job``, uid = the job's) is held while the job is
   ADMITTED or REQUEUE and, once it finishes, is suspended or is deleted, until none of its non-terminal pods
   remain ("draining").
-* **Ownership** (DESIGN §3): a pod is a job's when its controller ownerReference names a RayCluster or a
+* **Ownership**: a pod is a job's when its controller ownerReference names a RayCluster or a
   batch/v1 Job (the submitter) of its namespace that the job controls; a deleted parent is remembered until
   its last pod is gone. Names and labels (``ray.io/cluster``, ``job-name``) never count.
 * **Coverage**: the job claim's request is its reservation (the spec's counts at each role's real pod request);

@@ -1,7 +1,7 @@
 """Go-layout timestamps (`2006-01-02 15:04:05.999999999 -0700 MST`) for the kube-queue annotations, to the ns.
 
 Times are plain ``int`` nanoseconds since the Unix epoch: a ``datetime`` holds only microseconds, and
-the annotations the seed shows carry nine fraction digits (``2025-01-10 01:36:24.641181026 +0000 UTC``).
+the annotations the guide shows carry nine fraction digits (``2025-01-10 01:36:24.641181026 +0000 UTC``).
 We always write UTC; we read any offset and any zone abbreviation (the offset decides, the abbreviation
 is informational, as in Go's ``time.Parse``), the `` m=+132100.596012828`` monotonic reading that Go's
 ``Time.String()`` appends (it is process-local and ignored), and RFC 3339 as a courtesy.

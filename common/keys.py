@@ -106,7 +106,7 @@ DEFAULT_SUBMITTER_LIMITS: Final = {"cpu": "1", "memory": "1Gi"}
 
 
 def queue_unit_name(rayjob_name: str) -> str:
-    """`<rayjob>-ray-qu`, as the seed shows (`rayjob-video-h4x2q-ray-qu`)."""
+    """`<rayjob>-ray-qu`, as the guide shows (`rayjob-video-h4x2q-ray-qu`)."""
     return f"{rayjob_name}{QUEUE_UNIT_SUFFIX}"
 
 

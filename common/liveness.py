@@ -1,6 +1,6 @@
 """Liveness, pure: how long an admitted job may take to start, whether it has started, and the record of a timeout.
 
-A claim must never outlive the pods that justify it (DESIGN.md "Liveness"). This module holds the rules that do
+A claim must never outlive the pods that justify it (docs/liveness.md). This module holds the rules that do
 not depend on any knowledge of KubeRay:
 
 * **Timeout.** ``rayqueue.io/admission-timeout`` in a quota node's ``attributes`` is a Go duration, inherited from

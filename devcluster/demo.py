@@ -1,4 +1,4 @@
-"""`python -m devcluster.demo [up|down]`: `make demo` starts rayqueue on a detached local cluster in ./.demo and tells the seed's story with kubectl."""
+"""`python -m devcluster.demo [up|down]`: `make demo` starts rayqueue on a detached local cluster in ./.demo and tells the guide's story with kubectl."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def seed_docs(file: str) -> list[Obj]:
 
 
 def write_manifests(out: Path) -> dict[str, Path]:
-    """The seed's video and gang RayJobs split from their ConfigMaps (a second `create` of the same file
+    """The guide's video and gang RayJobs split from their ConfigMaps (a second `create` of the same file
     would fail on the ConfigMap), each with the stand-in's run-seconds annotation; the gang also for intern."""
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -315,7 +315,7 @@ def start_everything(workdir: Path) -> LocalCluster:
 
 # ---------------------------------------------------------------------- the story
 def apply_tree(story: Story) -> None:
-    heading("The seed's ElasticQuotaTree and its namespaces (as the cluster admin)")
+    heading("The guide's ElasticQuotaTree and its namespaces (as the cluster admin)")
     story.kubectl("apply", "-f", _rel(EXAMPLES / "elasticquotatree.yaml"))
     # kube 1.20 does not label namespaces with kubernetes.io/metadata.name (1.21+ does): add it as 1.21 would.
     story.cluster.label_namespaces(TREE_NAMESPACES)
@@ -338,7 +338,7 @@ def story_queues(story: Story) -> dict[str, str]:
 
 
 def story_video(story: Story, files: dict[str, Path], queue_names: dict[str, str]) -> tuple[str, str]:
-    heading("b. Two copies of the seed's video RayJob (12.5 CPU each) in video (max 14 CPU): one runs, one waits")
+    heading("b. Two copies of the guide's video RayJob (12.5 CPU each) in video (max 14 CPU): one runs, one waits")
     note(f"{_rel(files['video-rayjob'])} is manifests/examples/video-rayjob.yaml's RayJob with one annotation "
          f"added,\n{keys.TEST_RUN_SECONDS}: \"{VIDEO_RUN_SECONDS}\" (how long the stand-in's fake Ray job runs); "
          "its ConfigMap is applied once.")
@@ -387,7 +387,7 @@ def story_video(story: Story, files: dict[str, Path], queue_names: dict[str, str
 
 
 def story_gang(story: Story, files: dict[str, Path]) -> str:
-    heading(f"c. The seed's gang RayJob in algorithm-text: {GANG_SIZE} pods of 1 CPU, all bound at once or none")
+    heading(f"c. The guide's gang RayJob in algorithm-text: {GANG_SIZE} pods of 1 CPU, all bound at once or none")
     note(f"the gang asks {GANG_SIZE} CPU + 0.5 for its submitter = 31.5 CPU; the running video job holds 12.5 of the\n"
          f"{NODES} x {NODE_CPU} = 40 CPU, so 12.5 + 31.5 = 44 > 40 would leave the gang waiting for capacity.\n"
          f"The demo adds a sixth node ({EXTRA_NODE}, {NODE_CPU} CPU / {NODE_MEMORY}): 48 CPU.")

@@ -151,7 +151,7 @@ def seed_tree_documents() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def install_seed_tree(cluster: LocalCluster, tenants: tuple[str, ...] = (), *, tree: bool = True) -> list[str]:
-    """Create the seed tree's namespaces (waiting out a previous test's deletion of them), grant `tenants`
+    """Create the guide tree's namespaces (waiting out a previous test's deletion of them), grant `tenants`
     edit there, and (by default) apply the tree. Returns the namespaces."""
     namespaces, tree_obj = seed_tree_documents()
     names = [d["metadata"]["name"] for d in namespaces]

@@ -5,7 +5,7 @@ Every handler is a plain synchronous method ``on_<kind>(event_type, obj)`` (``AD
 changes nothing (objects are compared after conversion, claims are keyed by UID); ``DELETED`` of an
 unknown UID is a no-op.
 
-The cache stores and indexes; every quota answer is ``common.accounting``'s (DESIGN §3, §5): the job
+The cache stores and indexes; every quota answer is ``common.accounting``'s: the job
 lifecycle (``JobState``), when a job holds its claim (``holds_claim``), its reservation and the pods it covers,
 and for each pod its job (by ownerReference UIDs), role and charge (``account_pod``). What it keeps:
 

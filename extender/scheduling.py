@@ -238,7 +238,7 @@ class SchedulingEndpoints:
 
     # --- events --------------------------------------------------------------------------------
     def _gang_failed_event(self, gang: str, uid: str, namespace: str, name: str, reason: str) -> None:
-        """`GangFailedScheduling` as the seed shows it: `<pod> in gang failed to be scheduled in cycle N: ...`.
+        """`GangFailedScheduling` as the guide shows it: `<pod> in gang failed to be scheduled in cycle N: ...`.
         One event per member per cycle; a member failing again starts the gang's next cycle."""
         reported = self._reported[gang]
         if uid in reported:

@@ -162,12 +162,12 @@ def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     yield from _namespace(cluster, request, {})
 
 
-# --- the whole product on the seed tree, for the end-to-end modules ----------------------------------------
+# --- the whole product on the guide's tree, for the end-to-end modules ----------------------------------------
 
 
 @pytest.fixture(scope="module")
 def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[Webhook, Extender, ManagedProcess]]:
-    """The whole product on the local cluster, with the seed's tree."""
+    """The whole product on the local cluster, with the guide's tree."""
     install_seed_tree(cluster, (TENANT,), tree=False)
     hook = start_webhook(cluster, name="rayqueue-webhook-e2e", extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
     extender = scheduler = None
@@ -175,7 +175,7 @@ def rayqueue(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[W
         install_seed_tree(cluster, tree=True)  # through the webhook's validation
         extender = start_extender(cluster)
         scheduler = start_rayqueue_scheduler(cluster, extender)
-        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
+        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the guide's tree")
         yield hook, extender, scheduler
     finally:
         if scheduler is not None:
@@ -218,7 +218,7 @@ def cleanup(cluster: LocalCluster) -> Iterator[None]:
 
 @pytest.fixture
 def seed_model(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """The KubeRay model serving the seed tree's namespaces for one test: "1.7" (the session's stand-in) unless
+    """The KubeRay model serving the guide tree's namespaces for one test: "1.7" (the session's stand-in) unless
     parametrized indirectly with "1.3", which labels those namespaces for the 1.1-1.3 stand-in meanwhile.
     Request it before `cleanup` (set up first, torn down last): the test's objects must be gone, their
     finalizers removed by the stand-in that serves them, before the namespaces change hands."""

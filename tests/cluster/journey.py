@@ -1,4 +1,4 @@
-"""What the end-to-end tests share: the seed's jobs reshaped, and reading the cluster through kubectl."""
+"""What the end-to-end tests share: the guide's jobs reshaped, and reading the cluster through kubectl."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def pods_of(cluster: LocalCluster, ns: str, job: str, seen: set[str] | None = No
 
 def sized_job(namespace: str, *, workers: int, cpu: str = "4", memory: str = "1Gi", run_seconds: int = 3,
               file: str = "video-rayjob.yaml") -> dict[str, Any]:
-    """The seed's RayJob reshaped: `workers` workers, every Ray pod asking for `cpu` and `memory`."""
+    """The guide's RayJob reshaped: `workers` workers, every Ray pod asking for `cpu` and `memory`."""
     job = seed_job(file, run_seconds=run_seconds, namespace=namespace)
     cluster_spec = job["spec"]["rayClusterSpec"]
     templates = [cluster_spec["headGroupSpec"]["template"], cluster_spec["workerGroupSpecs"][0]["template"]]

@@ -47,7 +47,7 @@ def _intern(tree: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def intern_timeout(cluster: LocalCluster, rayqueue: Any) -> Iterator[None]:
     """`rayqueue.io/admission-timeout: 20s` on root/algorithm/intern (through the webhook's tree validation);
-    the seed tree is restored after the test."""
+    the guide's tree is restored after the test."""
 
     def replace(attributes: dict[str, str] | None) -> None:
         tree = get(cluster, "elasticquotatree", keys.QUOTA_TREE_NAME, "-n", keys.QUOTA_TREE_NAMESPACE)

@@ -52,7 +52,7 @@ def services(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[tuple[W
         install_seed_tree(cluster, tree=True)
         extender = start_extender(cluster, name="rayqueue-extender-restart", extra_args=EXTENDER_ARGS)
         start_rayqueue_scheduler(cluster, extender)
-        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
+        wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the guide's tree")
         yield hook, extender
     finally:
         cluster.stop_scheduler(SCHEDULER_NAME)

@@ -42,7 +42,7 @@ def no_clusters(cluster: LocalCluster) -> Iterator[None]:
 
 
 def tenant_cluster(namespace: str, name: str, *, workers: int, cpu: str = "4") -> dict[str, Any]:
-    """The seed's Ray cluster spec (sized) as a tenant's own RayCluster: no ownerReference, not suspended."""
+    """The guide's Ray cluster spec (sized) as a tenant's own RayCluster: no ownerReference, not suspended."""
     return bare_cluster(sized_job(namespace, workers=workers, cpu=cpu), name)
 
 

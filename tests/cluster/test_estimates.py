@@ -61,7 +61,7 @@ def declared(run_seconds: int, expected: str) -> dict[str, Any]:
 def test_the_eta_is_confirmed_by_the_real_admission_and_the_plugin_tells_the_tenant(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
-    """The seed's video job (12.5 CPU of max 14) runs with a declared runtime; a second copy waits. Its
+    """The guide's video job (12.5 CPU of max 14) runs with a declared runtime; a second copy waits. Its
     QueueUnit gets an ETA saying what it assumes; the ETA column shows it; every plugin subcommand tells
     alice, through kubectl, with her own RBAC; and the second job's real dequeue lands at the ETA (the
     declared 50 s cover the stand-in's 45 s run plus its start and teardown, and leave the checks below,

@@ -69,7 +69,7 @@ def used_cpu(cluster: LocalCluster, node: str) -> int:
 def test_growth_beyond_the_admitted_size_waits_and_says_why_on_the_pods_and_the_raycluster(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
-    """The issue's story on the seed tree: a video RayJob of 1 head + 1 worker (8.5 CPU with its submitter) is
+    """The issue's story on the guide's tree: a video RayJob of 1 head + 1 worker (8.5 CPU with its submitter) is
     admitted; the tenant patches its RayCluster's worker replicas 1 -> 4. One new worker fits video's max 14
     (12.5), the other two stay Pending: their PodScheduled message, the RayCluster's RayQueueQuota condition
     and a GrowthRefused event say why, with the numbers. A second job waits meanwhile; scaling back to 1

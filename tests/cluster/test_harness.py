@@ -93,7 +93,7 @@ def deployment_status(cluster: LocalCluster, namespace: str, name: str) -> str:
 
 
 def create_video_rayjob(cluster: LocalCluster, namespace: str, *, run_seconds: str = RUN_SECONDS) -> str:
-    """The seed's video RayJob (and its ConfigMap), moved into `namespace`, created with kubectl; its name."""
+    """The guide's video RayJob (and its ConfigMap), moved into `namespace`, created with kubectl; its name."""
     objects = load_manifests(MANIFESTS / "examples" / "video-rayjob.yaml", namespace=namespace)
     for obj in objects:
         if obj["kind"] == keys.RAYJOB_KIND:
@@ -135,7 +135,7 @@ def running_pods_of(cluster: LocalCluster, namespace: str, ray_cluster: str, cou
 @pytest.mark.parametrize("kuberay_model", KUBERAY_MODELS, indirect=True)
 def test_video_rayjob_runs_like_kuberay_on_the_real_scheduler(ray_any: LocalCluster, model_namespace: str,
                                                               kuberay_model: str) -> None:
-    """The seed's video RayJob, created suspended with kubectl, waits as Suspended; unsuspended, it gets a
+    """The guide's video RayJob, created suspended with kubectl, waits as Suspended; unsuspended, it gets a
     RayCluster named as that KubeRay names it, a head and 2 workers labelled as KubeRay labels them (the
     workers with KubeRay's wait-gcs-ready init container), bound by the real kube-scheduler to the fake
     nodes and marked Running; then the submitter Job's pod runs, the job completes, and the cluster is
@@ -296,7 +296,7 @@ def test_queue_and_queueunit_crds_print_their_columns(cluster: LocalCluster, nam
 
 
 def test_elasticquotatree_crd_accepts_the_seed_tree(cluster: LocalCluster) -> None:
-    """The seed's ElasticQuotaTree (a protected *.k8s.io group, hence the api-approved annotation) is stored
+    """The guide's ElasticQuotaTree (a protected *.k8s.io group, hence the api-approved annotation) is stored
     unchanged, three levels deep, in kube-system."""
     objects = load_manifests(MANIFESTS / "examples" / "elasticquotatree.yaml")
     (tree,) = [o for o in objects if o["kind"] == keys.QUOTA_TREE_KIND]

@@ -1,7 +1,7 @@
 """Cooperative preemption end to end (docs/preemption.md): real apiserver, kube-scheduler (rayqueue-scheduler
 calling the extender), the webhook, the extender/queue controller and the KubeRay 1.7 stand-in.
 
-The story of every test is the seed's reclaim (test_queueing): on 6 nodes of 8 CPU (48), an intern job (intern's
+The story of every test is the guide's reclaim (test_queueing): on 6 nodes of 8 CPU (48), an intern job (intern's
 min is 0: it borrows) of 36.5 CPU runs; a text job of 12.5 CPU, within text's guaranteed min, arrives and does not
 fit the cluster. Here intern has a `rayqueue.io/preemption-grace`, so the intern job is warned first.
 
@@ -81,7 +81,7 @@ class JobWatch:
 @pytest.fixture
 def intern_grace(cluster: LocalCluster, rayqueue: Any) -> Iterator[Callable[[str], None]]:
     """Set `rayqueue.io/preemption-grace` on root/algorithm/intern (through the webhook's tree validation);
-    the seed tree is restored after the test."""
+    the guide's tree is restored after the test."""
 
     def intern_node(tree: dict[str, Any]) -> dict[str, Any]:
         algorithm = next(c for c in tree["spec"]["root"]["children"] if c["name"] == "algorithm")

@@ -55,7 +55,7 @@ def _stop(cluster: LocalCluster, *names: str) -> None:
 
 
 def dry_run_job(cluster: LocalCluster, namespace: str) -> tuple[int, str, dict[str, Any] | None]:
-    """A server-side dry-run create of the seed RayJob: (return code, stderr, the object the webhooks made)."""
+    """A server-side dry-run create of the guide's RayJob: (return code, stderr, the object the webhooks made)."""
     done = cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", "-n", namespace,
                            input=yaml.safe_dump(seed_job(namespace=namespace)), check=False)
     return done.returncode, done.stderr, json.loads(done.stdout) if done.returncode == 0 else None

@@ -86,7 +86,7 @@ def test_kubectl_create_of_the_seed_video_job_comes_back_queued(cluster: LocalCl
     out = cluster.kubectl("create", "-f", "-", "-n", "video", "-o", "json", as_user=TENANT,
                           input=yaml.safe_dump(seed_job()), check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stderr == "", "no error and no warning for the seed's job (it already sets shutdownAfterJobFinishes)"
+    assert out.stderr == "", "no error and no warning for the guide's job (it already sets shutdownAfterJobFinishes)"
     job = json.loads(out.stdout)
     assert job["metadata"]["name"].startswith("rayjob-video-")
     assert job["spec"]["suspend"] is True

@@ -80,7 +80,7 @@ def _set_path(obj: Obj, path: str, value: Any) -> None:
 
 
 class RayJobBuilder:
-    """A RayJob like the seed's: suspended, shutdownAfterJobFinishes, K8sJobMode unless told otherwise."""
+    """A RayJob like the guide's: suspended, shutdownAfterJobFinishes, K8sJobMode unless told otherwise."""
 
     def __init__(self, name: str, namespace: str) -> None:
         self._obj: Obj = {
@@ -134,7 +134,7 @@ class RayJobBuilder:
         return self
 
     def gang(self) -> Self:
-        """The seed's gang opt-in label."""
+        """The guide's gang opt-in label."""
         return self.label(keys.GANG_SCHEDULER_LABEL, keys.GANG_SCHEDULER_VALUE)
 
     def quota(self, name: str) -> Self:

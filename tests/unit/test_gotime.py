@@ -18,7 +18,7 @@ MAX_NS = parse_go("9999-12-31 23:59:59.999999999 +0000 UTC")
 @pytest.mark.parametrize(
     ("ns", "text"),
     [
-        pytest.param(SEED_NS, "2025-01-10 01:36:24.641181026 +0000 UTC", id="the seed's timestamp"),
+        pytest.param(SEED_NS, "2025-01-10 01:36:24.641181026 +0000 UTC", id="the guide's timestamp"),
         pytest.param(
             1736472984_000000000, "2025-01-10 01:36:24 +0000 UTC", id="no dot when the fraction is zero"
         ),

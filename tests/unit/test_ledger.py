@@ -109,7 +109,7 @@ def ledger_with(tree: QuotaTree, *claims: Claim, capacity: Resources | None = No
     return ledger
 
 
-# --- the seed's worked example -------------------------------------------------------------------
+# --- the guide's worked example -------------------------------------------------------------------
 
 
 def test_the_seed_video_job_fits_once_and_a_second_copy_waits_with_the_numbers() -> None:
@@ -670,7 +670,7 @@ def test_is_guaranteed(held: list[Claim], candidate: Claim, guaranteed: bool) ->
 
 
 def test_reclaim_takes_intern_capacity_back_for_a_guaranteed_video_job() -> None:
-    """The seed's story: intern (min 0) borrows the algorithm team's capacity; a video job within video's
+    """The guide's story: intern (min 0) borrows the algorithm team's capacity; a video job within video's
     guarantee arrives and cannot fit. The newest borrower (text's extra 8) is tried first but is not
     enough; text's other job would take text below its min; the newest intern job is enough alone, so the
     plan is just that intern job, and once it is evicted the video job fits."""

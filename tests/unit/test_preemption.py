@@ -145,7 +145,7 @@ def with_grace(loop: Loop, grace: str) -> None:
 
 
 def borrowing(grace: str = f"{GRACE}s") -> tuple[Loop, str, list[dict[str, Any]], str]:
-    """The seed's reclaim story with a grace on intern: the intern job `big` (40 CPU) borrows with two running
+    """The guide's reclaim story with a grace on intern: the intern job `big` (40 CPU) borrows with two running
     pods; the guaranteed text job `train` (30 CPU) arrives at NOW and does not fit."""
     loop = Loop(Cache(FakeClock()))
     with_grace(loop, grace)

@@ -20,7 +20,7 @@ SEED = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "elastic
 
 
 def seed_obj() -> dict[str, Any]:
-    """The seed's ElasticQuotaTree object, as the API would return it."""
+    """The guide's ElasticQuotaTree object, as the API would return it."""
     with SEED.open() as f:
         (tree,) = [d for d in yaml.safe_load_all(f) if d and d["kind"] == keys.QUOTA_TREE_KIND]
     return dict(tree)
@@ -60,7 +60,7 @@ def errors(obj: object) -> list[str]:
     return [str(e) for e in validate_tree(obj)]
 
 
-# --- the seed ------------------------------------------------------------------------------------
+# --- the guide ------------------------------------------------------------------------------------
 
 
 def test_the_seed_tree_validates_clean_and_parses() -> None:
@@ -145,7 +145,7 @@ def test_parent_short_name_depth_and_children(
         pytest.param(
             "algorithm-video",
             "root/algorithm/video",
-            id="the dashed name without root (the seed's label value) resolves",
+            id="the dashed name without root (the guide's label value) resolves",
         ),
         pytest.param("algorithm", "root/algorithm", id="an inner node resolves by short name"),
         pytest.param("root", "root", id="the root resolves by its name"),

@@ -33,7 +33,7 @@ def seed_rayjob(filename: str) -> dict[str, Any]:
     return dict(job)
 
 
-# --- the seed ---------------------------------------------------------------------------------------
+# --- the guide ---------------------------------------------------------------------------------------
 
 
 def test_the_seed_video_rayjob_asks_for_head_workers_and_default_submitter() -> None:
@@ -286,7 +286,7 @@ def test_a_job_on_an_existing_cluster_only_brings_its_submitter() -> None:
     ("labels", "gang"),
     [
         pytest.param(
-            {keys.GANG_SCHEDULER_LABEL: keys.GANG_SCHEDULER_VALUE}, True, id="the seed's label opts in"
+            {keys.GANG_SCHEDULER_LABEL: keys.GANG_SCHEDULER_VALUE}, True, id="the guide's label opts in"
         ),
         pytest.param({keys.GANG_ENABLED_LABEL: "true"}, True, id="upstream KubeRay's label opts in"),
         pytest.param({keys.GANG_ENABLED_LABEL: "false"}, False, id="upstream label false stays out"),

@@ -63,7 +63,7 @@ def stamp(seconds: float) -> str:
 
 
 def video_copy(name: str, at: float) -> dict[str, Any]:
-    """The seed's video RayJob as the webhook admitted it: named, with a uid and the enqueue stamp."""
+    """The guide's video RayJob as the webhook admitted it: named, with a uid and the enqueue stamp."""
     obj = example("video-rayjob.yaml", keys.RAYJOB_KIND)
     meta = obj["metadata"]
     meta.pop("generateName")
@@ -249,7 +249,7 @@ def events(loop: Loop, reason: str) -> list[tuple[str, str]]:
     return [(e.job.name, e.message) for e in loop.events if e.reason == reason]
 
 
-# --- the seed's video example --------------------------------------------------------------------------
+# --- the guide's video example --------------------------------------------------------------------------
 
 
 def test_seed_video_example_second_copy_waits_in_backoff_then_runs() -> None:
@@ -387,7 +387,7 @@ def test_raising_a_waiting_jobs_priority_moves_it_ahead() -> None:
 
 
 def test_reclaim_suspends_the_borrowing_intern_job_for_a_guaranteed_text_job() -> None:
-    """The seed's reclaim story: an intern job (quota min 0) borrows algorithm capacity; a text job within
+    """The guide's reclaim story: an intern job (quota min 0) borrows algorithm capacity; a text job within
     its guaranteed min does not fit. The intern job is suspended (Preempted), its claim drains with its pods,
     then the text job is dequeued; the intern job waits again with its original enqueue stamp."""
     loop = Loop(Cache(FakeClock()))

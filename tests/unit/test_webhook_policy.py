@@ -176,7 +176,7 @@ def test_without_a_tree_every_job_is_untouched() -> None:
         pytest.param("video", id="short name"),
         pytest.param("root/algorithm/video", id="full path"),
         pytest.param("root-algorithm-video", id="dashed path"),
-        pytest.param("algorithm-video", id="dashed path without root as the seed writes it"),
+        pytest.param("algorithm-video", id="dashed path without root as the guide writes it"),
     ],
 )
 def test_a_quota_label_naming_the_bound_leaf_in_any_form_is_allowed(label: str) -> None:
