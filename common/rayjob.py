@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from common import keys
 from common.gotime import GoTimeError, parse_go
@@ -391,19 +391,88 @@ def _read_cluster_spec(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Object:
+    """What every queued kind's wire object shares: its metadata, spec and status, read once."""
+
+    meta: Mapping[str, object]
+    spec: Mapping[str, object]
+    status: Mapping[str, object]
+    labels: FrozenMap
+    annotations: FrozenMap
+    uid: str
+    namespace: str
+    name: str
+    generate_name: str
+    resource_version: str
+    dequeue_ns: int | None
+
+
+def _read_object(r: WireReader, obj: Mapping[str, object], kind: str) -> _Object:
+    root: object = obj
+    if not isinstance(root, Mapping):
+        raise ShapeError([f"(root): expected a {kind} map, got {_kind(root)}"])
+    meta = r.as_map(obj.get("metadata"), "metadata")
+    annotations = r.str_map(meta.get("annotations"), "metadata.annotations")
+    return _Object(
+        meta=meta,
+        spec=r.as_map(obj.get("spec"), "spec"),
+        status=r.as_map(obj.get("status"), "status"),
+        labels=r.str_map(meta.get("labels"), "metadata.labels"),
+        annotations=annotations,
+        uid=r.as_str(meta.get("uid"), "metadata.uid") or "",
+        namespace=r.as_str(meta.get("namespace"), "metadata.namespace") or "",
+        name=r.as_str(meta.get("name"), "metadata.name") or "",
+        generate_name=r.as_str(meta.get("generateName"), "metadata.generateName") or "",
+        resource_version=r.as_str(meta.get("resourceVersion"), "metadata.resourceVersion") or "",
+        dequeue_ns=_timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP),
+    )
+
+
+def _job_info(
+    r: WireReader, o: _Object, sets: PodSets, priority_class_value: int | None, **kind_fields: Any
+) -> JobInfo:
+    """The JobInfo of either kind: the shared fields from the object and its pod sets, the rest the kind's."""
+    suspended = r.as_bool(o.spec.get("suspend"), "spec.suspend")
+    if r.errors:
+        raise ShapeError(r.errors)
+    override = _priority_override(r, o.annotations)
+    return JobInfo(
+        uid=o.uid,
+        namespace=o.namespace,
+        name=o.name,
+        generate_name=o.generate_name,
+        resource_version=o.resource_version,
+        labels=o.labels,
+        annotations=o.annotations,
+        request=sets.request,
+        head_request=sets.head,
+        worker_groups=sets.worker_groups,
+        submitter_request=sets.submitter,
+        gang=(
+            o.labels.get(keys.GANG_SCHEDULER_LABEL) == keys.GANG_SCHEDULER_VALUE
+            or o.labels.get(keys.GANG_ENABLED_LABEL) == "true"
+        ),
+        quota_label=o.labels.get(keys.QUOTA_NAME),
+        priority=override if override is not None else (priority_class_value or 0),
+        priority_class_name=sets.priority_class_name,
+        suspended=suspended,
+        enqueue_ns=_timestamp(r, o.annotations, keys.ENQUEUE_TIMESTAMP),
+        dequeue_ns=o.dequeue_ns,
+        preemptible=_preemptible(r, o.labels),
+        deleting=bool(o.meta.get("deletionTimestamp")),
+        problems=tuple(r.problems),
+        autoscaling=sets.autoscaling,
+        **kind_fields,
+    )
+
+
 def _job_from_rayjob(
     obj: Mapping[str, object], priority_class_value: int | None, additions: KubeRayAdditions
 ) -> JobInfo:
     r = WireReader()
-    root: object = obj
-    if not isinstance(root, Mapping):
-        raise ShapeError([f"(root): expected a RayJob map, got {_kind(root)}"])
-    meta = r.as_map(obj.get("metadata"), "metadata")
-    spec = r.as_map(obj.get("spec"), "spec")
-    status = r.as_map(obj.get("status"), "status")
-    labels = r.str_map(meta.get("labels"), "metadata.labels")
-    annotations = r.str_map(meta.get("annotations"), "metadata.annotations")
-
+    o = _read_object(r, obj, keys.RAYJOB_KIND)
+    spec, status = o.spec, o.status
     mode = r.as_str(spec.get("submissionMode"), "spec.submissionMode") or DEFAULT_SUBMISSION_MODE
     if mode not in SUBMISSION_MODES:
         r.fail("spec.submissionMode", f"unknown mode {mode!r}: expected one of {', '.join(SUBMISSION_MODES)}")
@@ -424,61 +493,22 @@ def _job_from_rayjob(
             submitter = read_pod_request(r, tmpl.get("spec"), "spec.submitterPodTemplate.spec")
         sets = dataclasses.replace(sets, submitter=submitter)
 
-    suspended = r.as_bool(spec.get("suspend"), "spec.suspend")
     shutdown = r.as_bool(spec.get("shutdownAfterJobFinishes"), "spec.shutdownAfterJobFinishes")
-    uid = r.as_str(meta.get("uid"), "metadata.uid") or ""
-    namespace = r.as_str(meta.get("namespace"), "metadata.namespace") or ""
-    name = r.as_str(meta.get("name"), "metadata.name") or ""
-    generate_name = r.as_str(meta.get("generateName"), "metadata.generateName") or ""
-    resource_version = r.as_str(meta.get("resourceVersion"), "metadata.resourceVersion") or ""
     deployment = r.as_str(status.get("jobDeploymentStatus"), "status.jobDeploymentStatus") or ""
-    job_status = r.as_str(status.get("jobStatus"), "status.jobStatus") or ""
-    ray_cluster_name = r.as_str(status.get("rayClusterName"), "status.rayClusterName") or None
-    status_reason = r.as_str(status.get("reason"), "status.reason") or ""
-    status_message = r.as_str(status.get("message"), "status.message") or ""
-    if r.errors:
-        raise ShapeError(r.errors)
-
-    override = _priority_override(r, annotations)
-    priority = override if override is not None else (priority_class_value or 0)
-    return JobInfo(
-        uid=uid,
-        namespace=namespace,
-        name=name,
-        generate_name=generate_name,
-        resource_version=resource_version,
-        labels=labels,
-        annotations=annotations,
-        request=sets.request,
-        head_request=sets.head,
-        worker_groups=sets.worker_groups,
-        submitter_request=sets.submitter,
-        gang=(
-            labels.get(keys.GANG_SCHEDULER_LABEL) == keys.GANG_SCHEDULER_VALUE
-            or labels.get(keys.GANG_ENABLED_LABEL) == "true"
-        ),
+    return _job_info(
+        r, o, sets, priority_class_value,
         min_available=0 if selector else sets.gang_size,
-        quota_label=labels.get(keys.QUOTA_NAME),
-        priority=priority,
-        priority_class_name=sets.priority_class_name,
-        suspended=suspended,
         shutdown_after_job_finishes=shutdown,
-        enqueue_ns=_timestamp(r, annotations, keys.ENQUEUE_TIMESTAMP),
-        dequeue_ns=_timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP),
         submission_mode=mode,
         cluster_selector=selector,
         job_deployment_status=deployment,
-        job_status=job_status,
-        status_reason=status_reason,
-        status_message=status_message,
-        ray_cluster_name=ray_cluster_name,
+        job_status=r.as_str(status.get("jobStatus"), "status.jobStatus") or "",
+        status_reason=r.as_str(status.get("reason"), "status.reason") or "",
+        status_message=r.as_str(status.get("message"), "status.message") or "",
+        ray_cluster_name=r.as_str(status.get("rayClusterName"), "status.rayClusterName") or None,
         finished=deployment in FINISHED_DEPLOYMENT_STATUSES,
-        preemptible=_preemptible(r, labels),
-        deleting=bool(meta.get("deletionTimestamp")),
-        problems=tuple(r.problems),
         active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
         end_ns=_status_time(status.get("endTime")),
-        autoscaling=sets.autoscaling,
     )
 
 
@@ -489,70 +519,28 @@ def _job_from_raycluster(
     arithmetic and KubeRay additions), at the cluster's own paths; no submitter (KubeRay runs none for a
     RayCluster); ``suspended`` is its ``spec.suspend`` (KubeRay v1.1+ deletes its pods; docs/kuberay.md)."""
     r = WireReader()
-    root: object = obj
-    if not isinstance(root, Mapping):
-        raise ShapeError([f"(root): expected a RayCluster map, got {_kind(root)}"])
-    meta = r.as_map(obj.get("metadata"), "metadata")
-    spec = r.as_map(obj.get("spec"), "spec")
-    status = r.as_map(obj.get("status"), "status")
-    labels = r.str_map(meta.get("labels"), "metadata.labels")
-    annotations = r.str_map(meta.get("annotations"), "metadata.annotations")
-    sets = _read_cluster_spec(r, spec, "spec", additions)
-    dequeue_ns = _timestamp(r, annotations, keys.DEQUEUE_TIMESTAMP)
-    admitted = _admitted_replicas(r, annotations) if dequeue_ns is not None else None
+    o = _read_object(r, obj, keys.RAYCLUSTER_KIND)
+    sets = _read_cluster_spec(r, o.spec, "spec", additions)
+    admitted = _admitted_replicas(r, o.annotations) if o.dequeue_ns is not None else None
     if admitted is not None:  # admitted: the size it was admitted with; a group added since counts 0
         groups = tuple(
             dataclasses.replace(g, replicas=0 if g.suspended else admitted.get(g.name, 0)) for g in sets.worker_groups
         )
         sets = dataclasses.replace(sets, worker_groups=groups)
-    suspended = r.as_bool(spec.get("suspend"), "spec.suspend")
-    name = r.as_str(meta.get("name"), "metadata.name") or ""
-    state = r.as_str(status.get("state"), "status.state") or ""
-    uid = r.as_str(meta.get("uid"), "metadata.uid") or ""
-    namespace = r.as_str(meta.get("namespace"), "metadata.namespace") or ""
-    generate_name = r.as_str(meta.get("generateName"), "metadata.generateName") or ""
-    resource_version = r.as_str(meta.get("resourceVersion"), "metadata.resourceVersion") or ""
-    if r.errors:
-        raise ShapeError(r.errors)
-    override = _priority_override(r, annotations)
-    return JobInfo(
-        uid=uid,
-        namespace=namespace,
-        generate_name=generate_name,
-        resource_version=resource_version,
-        name=name,
-        labels=labels,
-        annotations=annotations,
-        request=sets.request,
-        head_request=sets.head,
-        worker_groups=sets.worker_groups,
-        submitter_request=sets.submitter,
-        gang=(
-            labels.get(keys.GANG_SCHEDULER_LABEL) == keys.GANG_SCHEDULER_VALUE
-            or labels.get(keys.GANG_ENABLED_LABEL) == "true"
-        ),
+    return _job_info(
+        r, o, sets, priority_class_value,
         min_available=sets.gang_size,
-        quota_label=labels.get(keys.QUOTA_NAME),
-        priority=override if override is not None else (priority_class_value or 0),
-        priority_class_name=sets.priority_class_name,
-        suspended=suspended,
         shutdown_after_job_finishes=False,
-        enqueue_ns=_timestamp(r, annotations, keys.ENQUEUE_TIMESTAMP),
-        dequeue_ns=dequeue_ns,
         submission_mode="",
         cluster_selector=FrozenMap(),
         job_deployment_status="",
         job_status="",
-        status_reason=r.as_str(status.get("reason"), "status.reason") or "",
+        status_reason=r.as_str(o.status.get("reason"), "status.reason") or "",
         status_message="",
-        ray_cluster_name=name or None,
+        ray_cluster_name=o.name or None,
         finished=False,  # a bare cluster never finishes: it holds its claim until deleted or suspended
-        preemptible=_preemptible(r, labels),
-        deleting=bool(meta.get("deletionTimestamp")),
-        problems=tuple(r.problems),
         kind=keys.RAYCLUSTER_KIND,
-        cluster_state=state,
-        autoscaling=sets.autoscaling,
+        cluster_state=r.as_str(o.status.get("state"), "status.state") or "",
     )
 
 
