@@ -171,20 +171,20 @@ def read_pod_request(
     apiserver then defaults and kube-scheduler aggregates them with the rest). Shape errors go into ``r``."""
     spec = r.as_map(spec_value, path)
     containers_path = field_path(path, "containers")
-    containers = [
+    containers: list[Mapping[str, int]] = [
         container_request(r, c, f"{containers_path}[{i}]")
         for i, c in enumerate(r.as_list(spec.get("containers"), containers_path))
     ]
-    containers += [dict(more) for more in extra]
+    containers += extra
     inits_path = field_path(path, "initContainers")
     template_inits = r.as_list(spec.get("initContainers"), inits_path)
-    names = {c.get("name") for c in template_inits if isinstance(c, Mapping)}
-    inits: list[tuple[Mapping[str, int], bool]] = [(dict(more), False) for name, more in first_init if name not in names]
+    names = {c.get("name") for c in template_inits if isinstance(c, Mapping)} if first_init else set()
+    inits: list[tuple[Mapping[str, int], bool]] = [(more, False) for name, more in first_init if name not in names]
     inits += [
         (container_request(r, c, f"{inits_path}[{i}]"), isinstance(c, Mapping) and c.get("restartPolicy") == "Always")
         for i, c in enumerate(template_inits)
     ]
-    inits += [(dict(more), False) for more in extra_init]
+    inits += [(more, False) for more in extra_init]
     pod_level = r.as_map(spec.get("resources"), field_path(path, "resources"))
     return effective_request(PodResources(
         containers=containers,
