@@ -37,9 +37,12 @@ from common.gotime import GoTimeError, parse_go
 from common.jsonkind import kind_of as _kind
 from common.kuberay_additions import (
     DEFAULT_ADDITIONS,
+    NO_GATED_ADDITIONS,
+    GatedAdditions,
     KubeRayAdditions,
     autoscaler_sidecar,
     default_submitter_request,
+    gated_additions,
     wait_gcs_ready_request,
 )
 from common.pod_requests import add_into, read_pod_request
@@ -259,7 +262,8 @@ def desired_replicas(replicas: int | None, min_replicas: int, max_replicas: int,
 
 
 
-def _worker_group(r: WireReader, value: object, path: str, additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> WorkerGroup:
+def _worker_group(r: WireReader, value: object, path: str, additions: KubeRayAdditions = DEFAULT_ADDITIONS,
+                  gated: GatedAdditions = NO_GATED_ADDITIONS) -> WorkerGroup:
     group = r.as_map(value, path)
     name = r.as_str(group.get("groupName"), field_path(path, "groupName")) or ""
     raw_replicas = group.get("replicas")
@@ -277,8 +281,9 @@ def _worker_group(r: WireReader, value: object, path: str, additions: KubeRayAdd
         r,
         template.get("spec"),
         field_path(path, "template.spec"),
-        extra=(additions.worker_sidecars,) if additions.worker_sidecars else (),
+        extra=tuple(x for x in (additions.worker_sidecars, *gated.containers) if x),
         extra_init=(wait_gcs_ready_request(),) if additions.worker_init_container else (),
+        first_init=gated.first_init,
     )
     return WorkerGroup(
         name=name,
@@ -376,11 +381,13 @@ def _read_cluster_spec(
         injected.append(autoscaler)
     if additions.head_sidecars:
         injected.append(additions.head_sidecars)
-    head_request = read_pod_request(r, head_spec, head_path, extra=injected)
+    gated = gated_additions(r, cluster, additions, path)
+    injected.extend(gated.containers)
+    head_request = read_pod_request(r, head_spec, head_path, extra=injected, first_init=gated.first_init)
     priority_class = r.as_str(head_spec.get("priorityClassName"), field_path(head_path, "priorityClassName"))
     workers_path = field_path(path, "workerGroupSpecs")
     groups = tuple(
-        _worker_group(r, group, f"{workers_path}[{i}]", additions)
+        _worker_group(r, group, f"{workers_path}[{i}]", additions, gated)
         for i, group in enumerate(r.as_list(cluster.get("workerGroupSpecs"), workers_path))
     )
     return PodSets(

@@ -23,6 +23,7 @@ from common.cli_settings import (
 )
 from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
 from common.kuberay_config import OperatorConfig, additions, checked
+from common.kuberay_gates import GATE_FIELDS, KUBERNETES_WAS_PROBLEM, parse_feature_gates
 from common.wire import ShapeError
 
 __all__ = ["Settings", "SettingsError", "parse_settings"]
@@ -45,8 +46,8 @@ class Settings:
     backoff_max: float
     resync_seconds: float
     log_level: str
-    # what the KubeRay operator adds to the pods it builds (from --kuberay-config and
-    # --kuberay-init-container-injection): counted in every job's request
+    # what the KubeRay operator adds to the pods it builds (from --kuberay-config,
+    # --kuberay-init-container-injection and --kuberay-feature-gates): counted in every job's request
     kuberay_additions: KubeRayAdditions = field(default=DEFAULT_ADDITIONS)
     # leader election, as client-go's LeaseDuration / RenewDeadline / RetryPeriod (kubeio.leader)
     lease_duration: float = 15.0
@@ -87,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kuberay-init-container-injection", default=True, action=argparse.BooleanOptionalAction,
                    help="mirror of the operator's ENABLE_INIT_CONTAINER_INJECTION (default on, as KubeRay's): "
                         "the wait-gcs-ready init container on every worker")
+    p.add_argument("--kuberay-feature-gates", default="", metavar="GATE=BOOL,...",
+                   help="the KubeRay operator's --feature-gates, as the webhook's flag: RayClusterHistoryServer and "
+                        "RayClusterMTLS add containers whose requests are counted; KubernetesWAS is refused; "
+                        f"known: {', '.join(sorted(GATE_FIELDS))} (default: KubeRay v1.7's defaults)")
     return p
 
 
@@ -124,7 +129,10 @@ def parse_settings(argv: Sequence[str]) -> Settings:
     if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
         problems.append(f"leader election needs 0 < --retry-period ({args.retry_period}) < --renew-deadline "
                         f"({args.renew_deadline}) < --lease-duration ({args.lease_duration})")
-    kuberay = _kuberay(args.kuberay_config, args.kuberay_init_container_injection, problems)
+    gates = parse_feature_gates(args.kuberay_feature_gates, problems)
+    if gates.kubernetes_was:
+        problems.append(KUBERNETES_WAS_PROBLEM)
+    kuberay = _kuberay(args.kuberay_config, args.kuberay_init_container_injection, problems).with_gates(gates)
     raise_problems(problems)
     return Settings(
         kubeconfig=args.kubeconfig, host=host, port=port, tls_cert=args.tls_cert,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import yaml
 
@@ -23,7 +23,7 @@ from common.cli_settings import (
     split_host_port,
 )
 from common.kuberay_config import OperatorConfig, checked
-from common.kuberay_rules import FeatureGates
+from common.kuberay_gates import GATE_FIELDS, KUBERNETES_WAS_PROBLEM, parse_feature_gates
 from webhook.policy import PolicyConfig
 from webhook.selfcert import SelfCertSettings
 
@@ -46,33 +46,8 @@ class Settings:
     certs: SelfCertSettings | None = None  # --cert-management=self (the default without --tls-cert)
 
 
-# KubeRay's gate names (pkg/features/features.go) -> FeatureGates fields.
-_GATES = {"RayJobDeletionPolicy": "ray_job_deletion_policy", "RayClusterNetworkPolicy": "ray_cluster_network_policy",
-          "RayClusterMTLS": "ray_cluster_mtls", "RayClusterHistoryServer": "ray_cluster_history_server",
-          "GCSFaultToleranceEmbeddedStorage": "gcs_fault_tolerance_embedded_storage", "KubernetesWAS": "kubernetes_was"}
-# KubeRay v1.7 batchscheduler/kubernetes-was AddMetadataToChildResource: with the gate on, every pod of a RayCluster
-# labelled ray.io/gang-scheduling-enabled (rayqueue's gang opt-in too) gets schedulerName default-scheduler and
-# spec.schedulingGroup naming a scheduling.k8s.io/v1alpha2 PodGroup the operator creates: a second gang mechanism
-# that rayqueue's pod mutation would point at another scheduler. Refused at start, like the batch-scheduler modes
-# (config_utils.go ValidateBatchSchedulerConfig makes the gate exclusive with --batch-scheduler too).
-KUBERNETES_WAS_PROBLEM = (
-    "--kuberay-feature-gates KubernetesWAS=true: KubeRay's Kubernetes WAS batch scheduler then gang-schedules every "
-    "RayCluster labelled ray.io/gang-scheduling-enabled through its own PodGroup (spec.schedulingGroup, "
-    "schedulerName default-scheduler), which rayqueue's gang placement and scheduler cannot share; run the operator "
-    "without that gate (it is alpha and off by default in KubeRay v1.7)")
-assert set(_GATES.values()) == {f.name for f in fields(FeatureGates)}
-
-
-def _feature_gates(text: str, problems: list[str]) -> FeatureGates:
-    """KubeRay's --feature-gates syntax (`A=true,B=false`); gates that do not change validation are ignored."""
-    values: dict[str, bool] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        gate, sep, value = item.partition("=")
-        if not sep or value.strip().lower() not in ("true", "false"):
-            problems.append(f"--kuberay-feature-gates {item!r}: expected GATE=true or GATE=false")
-        elif gate.strip() in _GATES:
-            values[_GATES[gate.strip()]] = value.strip().lower() == "true"
-    return FeatureGates(**values)
+_GATES = GATE_FIELDS
+_feature_gates = parse_feature_gates
 
 
 def read_kuberay_config(path: str, problems: list[str]) -> OperatorConfig | None:
