@@ -21,7 +21,7 @@ class FeatureGates:
     ray_cluster_history_server: bool = False  # RayClusterHistoryServer: alpha, v1.7
     gcs_fault_tolerance_embedded_storage: bool = False  # GCSFaultToleranceEmbeddedStorage: alpha, v1.7
     # KubernetesWAS: alpha, v1.7. Not a validation gate: a batch-scheduler mode rayqueue cannot run beside
-    # (KUBERNETES_WAS_PROBLEM); read so that the webhook can refuse it at start.
+    # (KUBERNETES_WAS_PROBLEM); read so that the webhook and the extender both refuse it at start.
     kubernetes_was: bool = False
 
 
