@@ -105,6 +105,10 @@ class Service:
         return [f"{r.name} ({r.failure} for {now - r.failed_at:.0f}s)" if r.failure and r.failed_at is not None
                 else f"{r.name} (not listed yet)" for r in self.reflectors if not r.synced.is_set()]
 
+    def not_synced(self) -> str | None:
+        """Why this replica may not take the Lease now: a cache that is not synced (None: it may campaign)."""
+        return None if self.synced else f"cache not synced: {', '.join(self.not_live()) or 'no watch started'}"
+
     @property
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -151,7 +155,7 @@ class Service:
         async def readyz(_: web.Request) -> web.Response:
             if self.ready:
                 return web.Response(text="ready\n")
-            why = f"cache not synced: {', '.join(self.not_live())}" if not self.synced else "not the leader"
+            why = self.not_synced() or "not the leader"
             return web.Response(status=503, text=f"not ready: {why}\n")
 
         async def metrics(_: web.Request) -> web.Response:
@@ -189,7 +193,8 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
             service.elector = LeaderElector(client, settings.namespace, settings.lease_name, settings.identity, clock,
                                             lease_duration=settings.lease_duration,
                                             renew_deadline=settings.renew_deadline,
-                                            retry_period=settings.retry_period, on_lost=tasks.fail)
+                                            retry_period=settings.retry_period, on_lost=tasks.fail,
+                                            hold_back=service.not_synced)
         for r in service.build_reflectors():
             tasks.start(f"reflector {r.name}", r.run(stop))
         if service.elector is not None:

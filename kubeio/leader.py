@@ -42,16 +42,22 @@ class LeaderElector:
     caller asks (`step_down`, e.g. its watches are lost) -- calls `on_lost` once with the reason, releases the lease
     if it can (client-go's ReleaseOnCancel) and ends `run`: the process should stop, and restart to rebuild from
     the API, as client-go's callers do.
+
+    `hold_back`, when given, says why this replica must not take the lease now (None: it may): a standby whose
+    caches are not synced does not campaign, so that it cannot become a leader that admits nothing while a
+    synced replica waits. It is asked before every acquire attempt, never of a leader renewing.
     """
 
     def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, clock: Clock, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 on_lost: Callable[[str], None] | None = None) -> None:
+                 on_lost: Callable[[str], None] | None = None,
+                 hold_back: Callable[[], str | None] | None = None) -> None:
         if not retry_period < renew_deadline < lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline < lease_duration")
         self.client, self.namespace, self.name, self.identity, self.clock = client, namespace, name, identity, clock
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
-        self.on_lost = on_lost
+        self.on_lost, self.hold_back = on_lost, hold_back
+        self.held_back: str | None = None  # why the last acquire attempt was not made, while that lasts
         self.became_leader = asyncio.Event()
         self.lost: str | None = None  # why this replica stepped down, once it has
         self._leading = False
@@ -64,7 +70,7 @@ class LeaderElector:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and self.lost is None:
-            ok = await self._attempt()
+            ok = False if self._holding_back() else await self._attempt()
             now = self.clock.monotonic()
             if ok:
                 self._renewed_at = now
@@ -80,6 +86,19 @@ class LeaderElector:
                 await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
         if self._leading:
             await self._release()
+
+    def _holding_back(self) -> bool:
+        """True while a replica that does not lead must not campaign (`hold_back`); logs when that starts and ends."""
+        why = None if self._leading or self.hold_back is None else self.hold_back()
+        if (why is None) != (self.held_back is None):
+            if why is not None:
+                log.info("lease %s/%s: not campaigning (identity %s): %s", self.namespace, self.name,
+                            self.identity, why)
+            else:
+                log.info("lease %s/%s: campaigning again (identity %s) after: %s", self.namespace, self.name,
+                         self.identity, self.held_back)
+        self.held_back = why
+        return why is not None
 
     async def _attempt(self) -> bool:
         """One try, bounded by the renew deadline; any failure (never a cancellation) is logged once and is False."""
