@@ -7,6 +7,7 @@ import copy
 import datetime as dt
 import ssl
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -50,24 +51,28 @@ def url_configurations(base_url: str, ca_pem: bytes) -> list[dict[str, Any]]:
 
 
 def start_webhook(cluster: LocalCluster, *, name: str = "rayqueue-webhook", extra_args: tuple[str, ...] = (),
-                  register: bool = True) -> Webhook:
+                  register: bool = True, replica_of: Webhook | None = None) -> Webhook:
     """Issue certificates for 127.0.0.1, start `python -m webhook` against the cluster, wait until ready,
-    and (by default) register the shipped configurations pointing at it."""
-    certs = cluster.workdir / name
-    certs.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca = create_ca(now=now)
-    serving = create_serving(ca, service="rayqueue-webhook", namespace="rayqueue", now=now, ips=["127.0.0.1"])
-    (certs / "tls.crt").write_bytes(serving.cert_pem())
-    (certs / "tls.key").touch(mode=0o600)
-    (certs / "tls.key").write_bytes(serving.key_pem())
+    and (by default) register the shipped configurations pointing at it. `replica_of`: serve that webhook's
+    certificate instead (a second replica behind one address, as behind one Service)."""
+    certs = cluster.workdir / (replica_of.process.name if replica_of is not None else name)
+    if replica_of is None:
+        certs.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+        ca = create_ca(now=now)
+        serving = create_serving(ca, service="rayqueue-webhook", namespace="rayqueue", now=now, ips=["127.0.0.1"])
+        (certs / "tls.crt").write_bytes(serving.cert_pem())
+        (certs / "tls.key").touch(mode=0o600)
+        (certs / "tls.key").write_bytes(serving.key_pem())
+        (certs / "ca.crt").write_bytes(ca.cert_pem())
+    ca_pem = (certs / "ca.crt").read_bytes()
     (port,) = free_ports(1)
     proc = cluster.start_process(name, [
         sys.executable, "-m", "webhook", f"--kubeconfig={cluster.admin_kubeconfig}",
         f"--listen=127.0.0.1:{port}", f"--tls-cert={certs / 'tls.crt'}", f"--tls-key={certs / 'tls.key'}",
         *extra_args,
     ])
-    context = ssl.create_default_context(cadata=ca.cert_pem().decode())
+    context = ssl.create_default_context(cadata=ca_pem.decode())
 
     def ready() -> bool:
         if not proc.alive():
@@ -79,8 +84,8 @@ def start_webhook(cluster: LocalCluster, *, name: str = "rayqueue-webhook", extr
             return False
 
     wait_for(ready, 60.0, "the rayqueue webhook to be ready")
-    configs = url_configurations(f"https://127.0.0.1:{port}", ca.cert_pem())
-    hook = Webhook(proc, port, ca.cert_pem(), tuple(configs))
+    configs = url_configurations(f"https://127.0.0.1:{port}", ca_pem)
+    hook = Webhook(proc, port, ca_pem, tuple(configs))
     if register:
         cluster.apply(list(configs))
     return hook
@@ -109,8 +114,10 @@ class Extender:
 
 def start_extender(cluster: LocalCluster, *, name: str = "rayqueue-extender", port: int | None = None,
                    extra_args: tuple[str, ...] = ("--gang-timeout=10", "--reservation-ttl=30", "--backoff-base=1",
-                                                  "--backoff-max=4", "--resync=5")) -> Extender:
-    """Start `python -m extender` (leader-elected, Lease in namespace rayqueue) and wait until it is ready."""
+                                                  "--backoff-max=4", "--resync=5"),
+                   standby: bool = False) -> Extender:
+    """Start `python -m extender` (leader-elected, Lease in namespace rayqueue) and wait until it is ready; with
+    `standby`, until its cache is synced and it answers that it is not the leader (another replica is)."""
     cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rayqueue"}}])
     cluster.apply(REPO_ROOT / "manifests" / "rbac" / "queue-visibility.yaml")
     if port is None:
@@ -125,11 +132,14 @@ def start_extender(cluster: LocalCluster, *, name: str = "rayqueue-extender", po
             raise RuntimeError(f"the extender exited:\n{proc.tail(40)}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
+                return bool(resp.status == 200) and not standby
+        except urllib.error.HTTPError as exc:
+            return standby and b"not the leader" in exc.read()
         except OSError:
             return False
 
-    wait_for(ready, 60.0, "the rayqueue extender to be ready (leader, cache synced)")
+    wait_for(ready, 60.0, "the rayqueue extender to be " + ("a synced standby" if standby else
+                                                         "ready (leader, cache synced)"))
     return Extender(proc, port)
 
 
