@@ -13,6 +13,7 @@ written to failover.json in the test's tmp dir (docs/performance.md, "Failover")
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,7 +35,7 @@ import pytest
 from kubernetes import client
 
 from common import keys
-from devcluster.cluster import TENANT, LocalCluster
+from devcluster.cluster import ADMIN, TENANT, LocalCluster
 from devcluster.procs import ManagedProcess
 from devcluster.services import (
     SCHEDULER_NAME,
@@ -193,6 +194,10 @@ class AdmissionSampler:
         if seen.admitted_at is None:
             seen.admitted_at = now
 
+    def admitted(self) -> int:
+        with self._lock:
+            return sum(1 for j in self.jobs.values() if j.stamps)
+
     def complete(self) -> list[JobSeen]:
         with self._lock:
             return [j for j in self.jobs.values() if j.status == "Complete"]
@@ -303,8 +308,11 @@ def test_failover_of_both_services_and_an_apiserver_restart_during_a_flood_of_ga
                                "renew_deadline": RENEW_DEADLINE, "retry_period": RETRY_PERIOD,
                                "sample_interval": SAMPLE_INTERVAL, "load_average_at_start": os.getloadavg()}
     created: list[str] = []
-    with QuotaSampler(cluster.api_client, interval=SAMPLE_INTERVAL) as quota, \
-            AdmissionSampler(cluster.api_client, TREE_NAMESPACES) as admissions:
+    # Each sampler has a client of its own: restart_apiserver closes the harness's.
+    quota_client, admission_client = cluster.client_for(ADMIN), cluster.client_for(ADMIN)
+    with contextlib.closing(quota_client), contextlib.closing(admission_client), \
+            QuotaSampler(quota_client, interval=SAMPLE_INTERVAL) as quota, \
+            AdmissionSampler(admission_client, TREE_NAMESPACES) as admissions:
         for first in range(0, 3 * BATCH, BATCH):
             created += _create_batch(cluster, first)
 
@@ -315,7 +323,7 @@ def test_failover_of_both_services_and_an_apiserver_restart_during_a_flood_of_ga
         assert hook_a.process.name not in replicas.hook_proxy.ready()
 
         # The leader dies mid-flood, with jobs admitted, running, and waiting.
-        wait_for(lambda: len([j for j in admissions.jobs.values() if j.stamps]) >= 10, 60.0, "10 jobs admitted")
+        wait_for(lambda: admissions.admitted() >= 10, 60.0, "10 jobs admitted")
         figures["load_average_at_kill"] = os.getloadavg()
         killed_mono, killed_wall = time.monotonic(), time.time()
         _kill(ext_a.process)
