@@ -16,6 +16,7 @@ __all__ = ["LeaderElector"]
 
 log = logging.getLogger(__name__)
 
+_HOLD_BACK_POLL = 0.25  # seconds between looks at `hold_back` while it holds a replica back
 
 
 def _micro(t: dt.datetime) -> str:
@@ -82,8 +83,11 @@ class LeaderElector:
                 await self.step_down(f"the lease {self.namespace}/{self.name} was not renewed within "
                                      f"{self.renew_deadline:.0f}s (last error: {self._failing or 'taken by another'})")
                 return
+            # Held back, nothing is asked of the API: look again soon, so a replica that has just synced
+            # campaigns at once rather than a retry period later.
+            wait = min(self.retry_period, _HOLD_BACK_POLL) if self.held_back is not None else self.retry_period
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
         if self._leading:
             await self._release()
 
@@ -93,10 +97,10 @@ class LeaderElector:
         if (why is None) != (self.held_back is None):
             if why is not None:
                 log.info("lease %s/%s: not campaigning (identity %s): %s", self.namespace, self.name,
-                            self.identity, why)
+                         self.identity, why)
             else:
-                log.info("lease %s/%s: campaigning again (identity %s) after: %s", self.namespace, self.name,
-                         self.identity, self.held_back)
+                log.info("lease %s/%s: campaigning (identity %s): the hold-back has cleared", self.namespace,
+                         self.name, self.identity)
         self.held_back = why
         return why is not None
 
