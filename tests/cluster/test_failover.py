@@ -7,7 +7,8 @@ passes its max and no gang is partly bound, sampled throughout; every job comple
 shipped leader-election defaults (15 s lease, 10 s renew deadline, 2 s retry), so the measured gap is the one a user
 gets. After the takeover the killed replica is restarted, as Kubernetes restarts a container that exits, and from
 then on so is any replica that exits: across the apiserver restart a leader whose renewals or watches stay down past
-its renew deadline steps down and exits by design, and the synced standby then leads. The gaps are printed and
+its renew deadline steps down and exits by design, and a synced replica then leads (the standby does not campaign
+while its own watches are cut). The gaps are printed and
 written to failover.json in the test's tmp dir (docs/performance.md, "Failover").
 """
 
