@@ -8,8 +8,8 @@ shipped leader-election defaults (15 s lease, 10 s renew deadline, 2 s retry), s
 gets. After the takeover the killed replica is restarted, as Kubernetes restarts a container that exits, and from
 then on so is any replica that exits: across the apiserver restart a leader whose renewals or watches stay down past
 its renew deadline steps down and exits by design, and a synced replica then leads (the standby does not campaign
-while its own watches are cut). The gaps are printed and
-written to failover.json in the test's tmp dir (docs/performance.md, "Failover").
+while its own watches are cut). The gaps are printed and written to failover.json in the test's tmp dir
+(docs/performance.md, "Failover").
 """
 
 from __future__ import annotations
