@@ -99,7 +99,7 @@ def replicas(cluster: LocalCluster, standin: ManagedProcess) -> Iterator[Replica
                 # kube-scheduler's extender urlPrefix is the proxy: the Service of readiness = leader
                 start_rayqueue_scheduler(cluster, Extender(ext_a.process, extender_proxy.port))
                 try:
-                    wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the seed tree")
+                    wait_for(lambda: len(queues(cluster)) == 5, 30.0, "one Queue per leaf of the guide's tree")
                     yield Replicas((hook_a, hook_b), (ext_a, ext_b), hook_proxy, extender_proxy)
                 finally:
                     cluster.stop_scheduler(SCHEDULER_NAME)
