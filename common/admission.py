@@ -182,31 +182,40 @@ class AdmissionPass:
 
     def _fair_first(self, claim: Claim) -> Decision | None:
         """Fair share (docs/fairshare.md): a borrowing claim yields to the head of a leaf that goes before its
-        own by the Fair Tree order, when that head would borrow too, does not fit with this claim admitted,
-        and would fit once every leaf after it gave back what it holds (so a head that can never fit blocks
-        no one). Mins are untouched: a guaranteed claim never gets here, nor yields to one."""
+        own by the Fair Tree order, or to the head of its own leaf (next by priority), when that head would
+        borrow too, does not fit with this claim admitted, and would fit once every leaf after it gave back
+        what it holds (so a head that can never fit blocks no one): borrowed capacity drains to the head that
+        is owed it instead of being taken piece by piece by smaller jobs. Mins are untouched: a guaranteed
+        claim never gets here, nor yields to one."""
         fair = self.fair
         assert fair is not None
         for leaf in fair.leaves():
-            if leaf == claim.quota or not fair.goes_first(leaf, claim.quota):
+            own = leaf == claim.quota
+            if not own and not fair.goes_first(leaf, claim.quota):
                 break
-            item = self.source.queues.head(leaf)
-            if item is None or item.uid in self.real:
-                continue
-            head = self.claim(item)
-            if self.view.is_guaranteed(head):
-                continue  # the guaranteed-first rule answers for it
-            refusal = self.view.check(head)
-            if refusal:
-                refusal = copy_ledger(self.view, plus=[claim]).check(head)
-                if refusal:
-                    continue  # it fits beside this claim
-            if refusal.rule not in ("max", "capacity") or not self._feasible_after(head, fair):
-                continue
-            record = Explain(why="fair-share", node=claim.quota, job=item.key, job_quota=leaf,
-                             fair=fair.unfair(claim.quota, leaf), excess=refusal.excess, cause=refusal.why())
-            return Decision.of(record)
+            owed = self._owed(claim, leaf, fair)
+            if owed is not None or own:
+                return owed
         return None
+
+    def _owed(self, claim: Claim, leaf: str, fair: FairOrder) -> Decision | None:
+        """The refusal of ``claim`` for the head of ``leaf`` (see ``_fair_first``), or None."""
+        item = self.source.queues.head(leaf)
+        if item is None or item.uid in self.real or item.uid == claim.uid:
+            return None
+        head = self.claim(item)
+        if self.view.is_guaranteed(head):
+            return None  # the guaranteed-first rule answers for it
+        refusal = self.view.check(head)
+        if refusal:
+            refusal = copy_ledger(self.view, plus=[claim]).check(head)
+            if refusal:
+                return None  # it fits beside this claim
+        if refusal.rule not in ("max", "capacity") or not self._feasible_after(head, fair):
+            return None
+        unfair = None if leaf == claim.quota else fair.unfair(claim.quota, leaf)
+        return Decision.of(Explain(why="fair-share", node=claim.quota, job=item.key, job_quota=leaf, fair=unfair,
+                                   excess=refusal.excess, cause=refusal.why()))
 
     def _feasible_after(self, head: Claim, fair: FairOrder) -> bool:
         found = self._feasible.get(head.uid)

@@ -145,7 +145,9 @@ def _notice(e: Explain) -> str:
 
 
 def _fair_share(e: Explain) -> str:
-    said = e.fair.words() if e.fair is not None else f"{e.job_quota} goes first by fair share"
+    if e.fair is None:  # the head of its own leaf
+        return f"{e.node}: {e.job} goes first (next in this quota; it waits for the borrowed capacity: {_cause(e)})"
+    said = e.fair.words()
     return f"{said} ({e.job} waits for the borrowed capacity: {_cause(e)})"
 
 
