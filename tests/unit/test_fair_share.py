@@ -294,3 +294,26 @@ def test_the_lowest_share_goes_first_when_both_fit_one_at_a_time() -> None:
     assert got == ["a1"]
     assert order.leaves() == ("root/teams/a", "root/teams/b")
     assert decide.admitted[0][0].uid == "a1"
+
+
+# --- kubectl rayqueue top ---------------------------------------------------------------------------------
+
+
+def test_top_shows_the_decayed_usage_and_share_beside_used_min_max() -> None:
+    from rayqueue_cli import views
+    from tests.unit.test_cli_views import seed_tree
+
+    tree = seed_tree()
+    tree["status"]["fairShare"] = {"updated": format_go(0), "halfLife": "1h",
+                                   "usage": {"root/algorithm/video": {"cpu": 9.0e6}},
+                                   "share": {"root/algorithm/video": 0.25}}
+    report = views.top_report(tree)
+    video = next(r for r in report["nodes"] if r["node"] == "root/algorithm/video")
+    assert video["resources"]["cpu"] == {"used": 12500, "min": 12000, "max": 14000, "decayedHours": 2.5}
+    assert video["fairShare"] == 0.25 and report["fairShare"]["halfLife"] == "1h"
+    text = views.render(report)
+    assert text.splitlines()[0].startswith("fair share: half-life 1h")
+    line = next(x for x in text.splitlines() if x.strip().startswith("video"))
+    assert " 2.5 " in line and " 0.25 " in line
+    plain = views.top_report(seed_tree())  # no fair share: today's report, unchanged
+    assert "fairShare" not in plain and "decayedHours" not in plain["nodes"][0]["resources"]["cpu"]
