@@ -16,6 +16,7 @@ from bench import (
     e2e,
     estimate,
     extender,
+    fairshare,
     growth_filter,
     memory,
     queue_writes,
@@ -39,6 +40,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "apiserver_webhook": apiserver_webhook.main,
     "estimate": estimate.main,
     "scheduling_5k": scheduling_5k.main,  # type: ignore[dict-item]
+    "fairshare": fairshare.main,
 }
 
 

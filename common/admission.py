@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from common.explain import Explain, Why
+from common.fair_share import FairOrder
 from common.ledger import Claim, Decision, Ledger
 from common.queueing import QueueItem, Queues
 
@@ -68,8 +69,11 @@ def _unpickable(claim: Claim) -> Claim:
 class AdmissionPass:
     """``try_admit`` for one Queues.schedule pass, with its scratch ledgers and what it decided."""
 
-    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int, reserved: Sequence[QueueItem] = ()) -> None:
+    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int, reserved: Sequence[QueueItem] = (),
+                 fair: FairOrder | None = None) -> None:
         self.source = source
+        self.fair = fair  # fair share (common.fair_share): the Fair Tree order; None: today's order
+        self._feasible: dict[str, bool] = {}  # fair share: head uid -> it fits once the leaves after it give back
         self.real = ledger
         self.now_ns = now_ns
         self._releasing_claims = [
@@ -164,6 +168,10 @@ class AdmissionPass:
         if item.uid in self.real:  # requeued: the claim of its previous run drains with its pods
             pods = self.source.terminating_pods(item.uid)
             return Decision.of(Explain(why="draining", node=item.quota, job=item.key, count=pods))
+        if self.fair is not None and not self.view.is_guaranteed(claim):
+            yielded = self._fair_first(claim)
+            if yielded is not None:
+                return yielded
         others = [h for h in self.heads if h.quota != item.quota]
         decision = self.view.check(claim, waiting_guaranteed=others)
         if decision:
@@ -171,6 +179,50 @@ class AdmissionPass:
             self._add(claim)
             return decision
         return self._refused(claim, decision)
+
+    def _fair_first(self, claim: Claim) -> Decision | None:
+        """Fair share (docs/fairshare.md): a borrowing claim yields to the head of a leaf that goes before its
+        own by the Fair Tree order, or to the head of its own leaf (next by priority), when that head would
+        borrow too, does not fit with this claim admitted, and would fit once every leaf after it gave back
+        what it holds (so a head that can never fit blocks no one): borrowed capacity drains to the head that
+        is owed it instead of being taken piece by piece by smaller jobs. Mins are untouched: a guaranteed
+        claim never gets here, nor yields to one."""
+        fair = self.fair
+        assert fair is not None
+        for leaf in fair.leaves():
+            own = leaf == claim.quota
+            if not own and not fair.goes_first(leaf, claim.quota):
+                break
+            owed = self._owed(claim, leaf, fair)
+            if owed is not None or own:
+                return owed
+        return None
+
+    def _owed(self, claim: Claim, leaf: str, fair: FairOrder) -> Decision | None:
+        """The refusal of ``claim`` for the head of ``leaf`` (see ``_fair_first``), or None."""
+        item = self.source.queues.head(leaf)
+        if item is None or item.uid in self.real or item.uid == claim.uid:
+            return None
+        head = self.claim(item)
+        if self.view.is_guaranteed(head):
+            return None  # the guaranteed-first rule answers for it
+        refusal = self.view.check(head)
+        if refusal:
+            refusal = copy_ledger(self.view, plus=[claim]).check(head)
+            if refusal:
+                return None  # it fits beside this claim
+        if refusal.rule not in ("max", "capacity") or not self._feasible_after(head, fair):
+            return None
+        unfair = None if leaf == claim.quota else fair.unfair(claim.quota, leaf)
+        return Decision.of(Explain(why="fair-share", node=claim.quota, job=item.key, job_quota=leaf, fair=unfair,
+                                   excess=refusal.excess, cause=refusal.why()))
+
+    def _feasible_after(self, head: Claim, fair: FairOrder) -> bool:
+        found = self._feasible.get(head.uid)
+        if found is None:
+            later = {c.uid for c in self.view.claims() if fair.goes_first(head.quota, c.quota)}
+            found = self._feasible[head.uid] = bool(copy_ledger(self.view, without=later).check(head))
+        return found
 
     def _refused(self, claim: Claim, decision: Decision) -> Decision:
         reclaim = self._reclaim_view()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from common import keys
+from common.fair_share import Unfair
 from common.liveness import TimedOut
 from common.quantity import format_quantity
 from common.resources import Excess, Resources
@@ -24,7 +25,8 @@ __all__ = ["MAX_NAMED", "Explain", "Rule", "Why", "listed", "render", "whatif"]
 
 MAX_NAMED: Final = 5  # jobs named in a message before "and N more"
 
-Rule = Literal["", "quota", "max", "max-jobs", "capacity", "preemptible", "guaranteed-first"]
+Rule = Literal["", "quota", "max", "max-jobs", "capacity", "preemptible", "guaranteed-first",
+               "fair-share"]
 Why = Literal[
     "fits",  # admitted: the claim fits every rule in ``node``
     "no-such-quota",  # the claim's quota is not in the tree
@@ -34,6 +36,8 @@ Why = Literal[
     "capacity",  # the cluster's capacity is exceeded (``excess``)
     "preemptible",  # a non-preemptible claim would leave its leaf's min (``excess``)
     "guaranteed-first",  # it would borrow and block ``job``, guaranteed in ``job_quota``: ``cause`` is why
+    "fair-share",  # it would borrow, and ``job``, the next job of ``job_quota`` that goes first by fair share
+    # (``fair``), would then not fit: ``cause`` is why
     "draining",  # requeued: its previous run still has ``count`` pods terminating
     "reclaim",  # guaranteed: waits for the reclaim of ``names`` (jobs releasing or chosen as victims)
     "growth-reclaim",  # guaranteed: waits for the reclaim of growth pods ``names``
@@ -69,6 +73,7 @@ class Explain:
     victim_request: Resources | None = None  # growth-preempted: the pod's request
     priority: int = 0  # preempted, reclaim-notice: the victim's priority
     timed_out: TimedOut | None = None  # timed-out: the liveness record (common.liveness)
+    fair: Unfair | None = None  # fair-share: the numbers (common.fair_share)
 
     @property
     def admitted(self) -> bool:
@@ -77,14 +82,14 @@ class Explain:
     @property
     def rule(self) -> Rule:
         """The ledger rule that refused (a wrapping record: the rule of what it wraps); "" when admitted."""
-        if self.cause is not None and self.why != "guaranteed-first":
+        if self.cause is not None and self.why not in _OWN_RULE:
             return self.cause.rule
         return _RULES.get(self.why, "")
 
     @property
     def blocking(self) -> str | None:
         """The quota node that refused (None: cluster capacity, or admitted)."""
-        if self.why == "guaranteed-first":
+        if self.why in _OWN_RULE:
             return self.job_quota
         if self.cause is not None:
             return self.cause.blocking
@@ -97,7 +102,9 @@ class Explain:
 _RULES: Final[Mapping[Why, Rule]] = {
     "no-such-quota": "quota", "not-a-leaf": "quota", "draining": "quota", "max": "max", "max-jobs": "max-jobs",
     "capacity": "capacity", "preemptible": "preemptible", "guaranteed-first": "guaranteed-first",
+    "fair-share": "fair-share",
 }
+_OWN_RULE: Final = ("guaranteed-first", "fair-share")  # records that wrap a cause but are a rule of their own
 
 
 def _describe(excess: Iterable[Excess], limit_word: str) -> str:
@@ -137,6 +144,13 @@ def _notice(e: Explain) -> str:
             f" acknowledgement): {_cause(e)}")
 
 
+def _fair_share(e: Explain) -> str:
+    if e.fair is None:  # the head of its own leaf
+        return f"{e.node}: {e.job} goes first (next in this quota; it waits for the borrowed capacity: {_cause(e)})"
+    said = e.fair.words()
+    return f"{said} ({e.job} waits for the borrowed capacity: {_cause(e)})"
+
+
 def _preempted(e: Explain) -> str:
     return (f"preempted to reclaim quota for {e.job}, guaranteed in {e.job_quota} ({e.node} borrows above its min; "
             f"priority {e.priority}); requeued with its original enqueue time")
@@ -161,6 +175,7 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
                               + _describe(e.excess, "min")),
     "guaranteed-first": lambda e: (f"{e.node}: guaranteed first: this claim would borrow above min, and {e.job} "
                                    f"waiting within the min of {e.job_quota} would then not fit ({_cause(e)})"),
+    "fair-share": _fair_share,
     "draining": _draining,
     "reclaim": lambda e: f"waiting for reclaim of {listed(e.names)}: {_cause(e)}",
     "growth-reclaim": lambda e: f"waiting for reclaim of growth {listed(e.names)}: {_cause(e)}",

@@ -165,3 +165,8 @@ EVENT_PREEMPTION_NOTICE: Final = "PreemptionNotice"
 # with, and the preemption notice (rule C1's, on a RayCluster).
 CLUSTER_CONTROLLER_OWNED_ANNOTATIONS: Final = (*CONTROLLER_OWNED_ANNOTATIONS, ADMITTED_REPLICAS, PREEMPTION_NOTICE)
 EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"
+# Fair share over time (common/fair_share.py, docs/fairshare.md). In the ROOT's `attributes`: the half-life of the
+# decayed usage (a Go duration; unset: today's order, priority then enqueue time). In any node's `attributes`: its
+# weight among its siblings (a positive number; default 1; not inherited: a weight is relative to its siblings).
+FAIR_SHARE_HALF_LIFE: Final = "rayqueue.io/fair-share-half-life"
+FAIR_SHARE_WEIGHT: Final = "rayqueue.io/fair-share-weight"

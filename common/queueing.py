@@ -1,7 +1,10 @@
 """Per-leaf queues of waiting RayJobs: ordering, Round/Block policies, exponential backoff and positions.
 
 Order (everywhere: inside a leaf and across leaves in an admission pass): priority descending, enqueue
-time ascending, then namespace, name and uid, so the order is total and deterministic.
+time ascending, then namespace, name and uid, so the order is total and deterministic. With fair share
+(``common.fair_share``, the root's ``rayqueue.io/fair-share-half-life``) the pass is given the leaves' Fair
+Tree order (``leaf_order``): the leaves go one after the other in that order, each in its own order
+(priority still orders the jobs of one leaf); without it the leaves' lists are merged as above.
 
 Policies, per leaf: ``Round`` (= ``Priority``) skips a head that does not fit and puts it in backoff
 with an exponential delay; ``Block`` is head-of-line blocking: the first refused item stops its leaf
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, TypedDict, get_args
 
@@ -201,6 +204,15 @@ def _discard(entries: list[_Entry], entry: _Entry) -> bool:
         del entries[i]
         return True
     return False
+
+
+def _leaves_in(leaves: Iterable[str], order: Sequence[str] | None) -> list[str]:
+    """The leaves by name, or in ``order`` (those it does not list after, by name)."""
+    names = sorted(leaves)
+    if order is None:
+        return names
+    place = {leaf: i for i, leaf in enumerate(order)}
+    return sorted(names, key=lambda n: (place.get(n, len(place)), n))
 
 
 def _details(items: Iterable[QueueItem]) -> list[QueueItemDetail]:
@@ -390,13 +402,23 @@ class Queues:
 
     # --- the admission pass ------------------------------------------------------------------
 
-    def schedule(self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int) -> PassResult:
-        """Walk the active items of all leaves in global order and try each (see the module docstring).
+    def head(self, leaf: str) -> QueueItem | None:
+        """The first waiting item of a leaf, active or in backoff (the one that goes first when it can)."""
+        known = self._leaves.get(leaf)
+        if known is None:
+            return None
+        firsts = [entries[0] for entries in (known.active, known.backoff) if entries]
+        return self._items[min(firsts)[1]] if firsts else None
+
+    def schedule(self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int,
+                 leaf_order: Sequence[str] | None = None) -> PassResult:
+        """Walk the active items of all leaves in global order (or leaf by leaf in ``leaf_order``, fair share;
+        leaves it does not list go last, by name) and try each (see the module docstring).
 
         ``try_admit`` must not modify these queues; it should count what it admits so that later
         candidates in the same pass see the new usage. An admitted item leaves its queue.
         """
-        steps = self.schedule_steps(try_admit, usage_generation)
+        steps = self.schedule_steps(try_admit, usage_generation, leaf_order=leaf_order)
         while True:
             try:
                 next(steps)
@@ -405,7 +427,8 @@ class Queues:
                 return result
 
     def schedule_steps(
-        self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int, every: int = 10
+        self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int, every: int = 10,
+        leaf_order: Sequence[str] | None = None,
     ) -> Generator[None, None, PassResult]:
         """``schedule`` as a generator that yields after every ``every`` candidates tried, for a caller
         that lets others run in between; nothing else may change these queues until it returns."""
@@ -415,7 +438,7 @@ class Queues:
         now = self._clock.monotonic()
         blocked: list[Blocked] = []
         lists: list[list[_Entry]] = []
-        for name in sorted(self._leaves):
+        for name in _leaves_in(self._leaves, leaf_order):
             leaf = self._leaves[name]
             block = leaf.blocked
             if block is not None and block.generation == usage_generation:
@@ -431,7 +454,7 @@ class Queues:
                 continue
             leaf.blocked = None
             lists.append(leaf.active)
-        candidates = list(heapq.merge(*lists))
+        candidates = list(heapq.merge(*lists)) if leaf_order is None else [e for entries in lists for e in entries]
 
         admitted: list[QueueItem] = []
         backed_off: list[BackedOff] = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from common import keys
+from common.fair_share import half_life_problem, weight_problem
 from common.liveness import retries_problem, timeout_problem
 from common.preemption import grace_problem
 from common.quantity import QuantityError, format_quantity, parse_exact, parse_quantity
@@ -23,7 +24,10 @@ ATTRIBUTE_CHECKS: dict[str, Callable[[str], str | None]] = {
     keys.PREEMPTION_GRACE: grace_problem,
     keys.ADMISSION_TIMEOUT: timeout_problem,
     keys.ADMISSION_RETRIES: retries_problem,
+    keys.FAIR_SHARE_HALF_LIFE: half_life_problem,
+    keys.FAIR_SHARE_WEIGHT: weight_problem,
 }
+ROOT_ONLY_ATTRIBUTES: frozenset[str] = frozenset({keys.FAIR_SHARE_HALF_LIFE})  # one decay for the whole tree
 """Levels below the root a tree may have; deeper nesting is an error, not a recursion."""
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -299,6 +303,9 @@ class _Walker:
         if raw.min_jobs is not None and raw.max_jobs is not None and raw.min_jobs > raw.max_jobs:
             self.error(f"{path}.min.{keys.MAX_JOBS}", f"min {raw.min_jobs} > max {raw.max_jobs}")
         raw.attributes = self.attributes(obj.get("attributes"), f"{path}.attributes", raw.name)
+        for key in sorted(ROOT_ONLY_ATTRIBUTES & raw.attributes.keys() if depth > 0 else ()):
+            self.error(f"{path}.attributes.{key}", f"quota node {raw.name or '(unnamed)'}: {key} is read from the "
+                       "root's attributes only (one half-life for the whole tree)")
         children = obj.get("children")
         if children is not None and not isinstance(children, list):
             self.error(f"{path}.children", f"must be a list of quota nodes, got {_type_name(children)}")

@@ -71,6 +71,7 @@ from common import keys
 from common.accounting import JobState
 from common.admission import AdmissionPass
 from common.explain import Explain, Why, render
+from common.fair_share import FairOrder, order_for
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
@@ -86,6 +87,7 @@ from common.liveness import (
     timeouts_so_far,
 )
 from common.preemption import Notice, NoticeError, grace_ns, issue, victim_step
+from common.preview import usage_from_status
 from common.queueing import Queues
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import JobInfo, PodInfo
@@ -142,6 +144,7 @@ class Pass:
     notices: dict[str, list[tuple[str, Notice]]] = field(default_factory=dict)  # claimant uid -> (victim, notice)
     wake: int | None = None
     decide: AdmissionPass | None = None
+    fair: FairOrder | None = None  # fair share (common.fair_share): None while the root sets no half-life
     dequeued: dict[str, int] = field(default_factory=dict)  # uid -> refusals before its admission
     timed_out: dict[str, tuple[Explain, bool]] = field(default_factory=dict)  # uid -> (its liveness record, parked)
     deadlines: dict[str, int] = field(default_factory=dict)  # uid -> admission deadline of a job not started yet
@@ -408,9 +411,11 @@ def admission_phase(p: Pass) -> Steps:
     reserved from its start."""
     cache = p.cache
     claimants = [item for uid in sorted(p.notices) if (item := cache.queue_item(uid)) is not None]
-    p.decide = AdmissionPass(_CacheSource(cache), p.ledger, p.now_ns, reserved=claimants)
+    p.fair = order_for(p.tree, cache.tree_status, usage_from_status(cache.tree_status), p.now_ns, p.ledger.capacity)
+    p.decide = AdmissionPass(_CacheSource(cache), p.ledger, p.now_ns, reserved=claimants, fair=p.fair)
     yield
-    yield from cache.queues.schedule_steps(p.decide, p.ledger.generation, SLICE)
+    order = p.fair.leaves() if p.fair is not None else None
+    yield from cache.queues.schedule_steps(p.decide, p.ledger.generation, SLICE, leaf_order=order)
 
 
 # --- 5. reclaim -------------------------------------------------------------------------------------
@@ -627,8 +632,12 @@ def tree_status_phase(p: Pass) -> Steps:
         }
         for node in tree.nodes()
     }
-    status = {"nodes": nodes}
-    if status != dict(p.cache.tree_status or {}):
+    status: dict[str, Any] = {"nodes": nodes}
+    old = dict(p.cache.tree_status or {})
+    if p.fair is not None:  # the decayed usage, at least once a minute (the pass wakes for it)
+        status["fairShare"], wake = p.fair.status(old, nodes)
+        p.wake_at(wake)
+    if status != old:
         p.tree_status.append(UpdateTreeStatus(status))
 
 

@@ -50,30 +50,58 @@ def top_report(tree_obj: Obj) -> dict[str, Any]:
     tree = QuotaTree.parse(tree_obj)
     used = _used(tree_obj)
     rows = []
+    fair = _fair_status(tree_obj)
 
     def walk(node: QuotaNode) -> None:
         u = used.get(node.full_name, Resources())
+        decayed = fair["usage"].get(node.full_name, {}) if fair else {}
         resources = {}
         for r in sorted(set(node.min) | set(node.max) | set(u)):
             resources[r] = {"used": u.get(r), "min": node.min.get(r), "max": node.max.get(r) if r in node.max else None}
-        rows.append({"node": node.full_name, "depth": node.depth, "leaf": node.is_leaf,
-                     "namespaces": list(node.namespaces), "resources": resources})
+            if fair:  # decayed borrowed usage in unit-hours (cpu: core-hours)
+                resources[r]["decayedHours"] = round(decayed.get(r, 0.0) / 3600 / (1000 if r == "cpu" else 1), 2)
+        row = {"node": node.full_name, "depth": node.depth, "leaf": node.is_leaf,
+               "namespaces": list(node.namespaces), "resources": resources}
+        if fair:
+            row["fairShare"] = fair["share"].get(node.full_name, 0.0)
+        rows.append(row)
         for child in node.children:
             walk(tree.node(child))
 
     walk(tree.root)
-    return {"kind": "QuotaTop", "nodes": rows}
+    report: dict[str, Any] = {"kind": "QuotaTop", "nodes": rows}
+    if fair:
+        report["fairShare"] = {"halfLife": fair["halfLife"], "updated": fair["updated"]}
+    return report
+
+
+def _fair_status(tree_obj: Obj) -> dict[str, Any] | None:
+    """The status's fair-share part (docs/fairshare.md) when the controller writes one."""
+    fair = (tree_obj.get("status") or {}).get("fairShare")
+    if not isinstance(fair, Mapping):
+        return None
+    usage, share = fair.get("usage"), fair.get("share")
+    return {"halfLife": str(fair.get("halfLife", "")), "updated": str(fair.get("updated", "")),
+            "usage": {str(n): dict(v) for n, v in usage.items() if isinstance(v, Mapping)}
+            if isinstance(usage, Mapping) else {},
+            "share": {str(n): float(v) for n, v in share.items() if isinstance(v, int | float)}
+            if isinstance(share, Mapping) else {}}
 
 
 def _top_text(report: Obj) -> str:
-    lines = [f"{'NODE':<36} {'RESOURCE':<16} {'USED':>10} {'MIN':>10} {'MAX':>10}  USAGE (| = min)"]
+    fair = report.get("fairShare")
+    extra = f" {'DECAYED·h':>10} {'SHARE/W':>8}" if fair else ""
+    lines = [f"{'NODE':<36} {'RESOURCE':<16} {'USED':>10} {'MIN':>10} {'MAX':>10}{extra}  USAGE (| = min)"]
+    if fair:
+        lines.insert(0, f"fair share: half-life {fair['halfLife']}, decayed borrowed usage as of {fair['updated']}")
     for row in report["nodes"]:
         name = "  " * row["depth"] + row["node"].rsplit("/", 1)[-1]
         first = True
         for r, v in row["resources"].items():
             label = name if first else ""
+            more = (f" {v['decayedHours']:>10g} {row['fairShare'] if first else '':>8}" if fair else "")
             lines.append(f"{label:<36} {r:<16} {_fmt(r, v['used']):>10} {_fmt(r, v['min']):>10} "
-                         f"{_fmt(r, v['max']):>10}  {_bar(v['used'], v['max'], v['min'])}")
+                         f"{_fmt(r, v['max']):>10}{more}  {_bar(v['used'], v['max'], v['min'])}")
             first = False
         if first:
             lines.append(name)
