@@ -42,6 +42,7 @@ from common.kuberay_additions import (
     default_submitter_request,
     wait_gcs_ready_request,
 )
+from common.liveness import NO_CLEANUP, Cleanup
 from common.pod_requests import add_into, read_pod_request
 from common.resources import Resources
 from common.wire import FrozenMap, ShapeError, WireReader, field_path
@@ -154,6 +155,7 @@ class JobInfo:
     # queued as a job of its own (``from_raycluster``). ``cluster_state`` is a bare RayCluster's status.state.
     kind: str = keys.RAYJOB_KIND
     cluster_state: str = ""
+    cleanup: Cleanup = NO_CLEANUP  # what KubeRay does with its RayCluster once it ends (common.liveness.cluster_fate)
 
     @classmethod
     def from_rayjob(
@@ -479,6 +481,7 @@ def _job_from_rayjob(
         active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
         end_ns=_status_time(status.get("endTime")),
         autoscaling=sets.autoscaling,
+        cleanup=Cleanup.of(spec),
     )
 
 
