@@ -551,9 +551,23 @@ def tree_status_phase(p: Pass) -> Steps:
         }
         for node in tree.nodes()
     }
+    _zero_what_went(nodes, p.cache.tree_status)
     status = {"nodes": nodes}
     if status != dict(p.cache.tree_status or {}):
         p.tree_status.append(UpdateTreeStatus(status))
+
+
+def _zero_what_went(nodes: dict[str, dict[str, dict[str, str]]], written: Mapping[str, Any] | None) -> None:
+    """A resource the status last showed that is no longer used (or requested) is written as "0": the status is
+    merge-patched, and a key left out of a merge patch keeps its old value (a node once at "4" would say so for
+    ever after its last claim went)."""
+    old_nodes = (written or {}).get("nodes")
+    for name, fields in nodes.items():
+        old = old_nodes.get(name) if isinstance(old_nodes, Mapping) else None
+        for field_name, amounts in fields.items():
+            before = old.get(field_name) if isinstance(old, Mapping) else None
+            for resource in before if isinstance(before, Mapping) else ():
+                amounts.setdefault(resource, "0")
 
 
 # --- 12. RayCluster quota conditions ------------------------------------------------------------------

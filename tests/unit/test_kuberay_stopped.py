@@ -19,7 +19,7 @@ from common.gotime import format_go
 from common.liveness import ClusterFate, cluster_fate, leftover, stopped_ns
 from common.rayjob import JobInfo, PodInfo
 from common.resources import Resources
-from extender.actions import DeleteLeftover, Event, JobRef, ObjectRef, Plan, StampStopped
+from extender.actions import DeleteLeftover, Event, JobRef, ObjectRef, Plan, StampStopped, UpdateTreeStatus
 from extender.cache import Cache
 from extender.controller import Controller
 from kubeio.client import ApiError
@@ -399,3 +399,16 @@ def test_the_delete_is_preconditioned_and_followed_by_an_event_on_the_job_and_th
 def test_a_delete_that_is_not_certain_does_nothing(api: ClusterApi) -> None:
     _execute(api)
     assert api.events == [] and api.deleted == []
+
+
+def test_the_tree_status_says_0_for_a_resource_whose_last_claim_went() -> None:
+    """The tree's status is merge-patched: leaving a resource out would keep its last value for ever."""
+    loop = Loop(Cache(FakeClock()))
+    uid = loop.submit(job("a", "video", cpu="4", at=1).obj())
+    assert dequeued(loop.run(NOW)) == ["a"]
+    loop.deliver(uid)
+    assert loop.tree["status"]["nodes"][VIDEO]["used"] == {"cpu": "4", "memory": "1Gi"}
+    loop.cache.on_rayjob("DELETED", loop.jobs.pop(uid))
+    loop.run(NOW + NS)
+    assert loop.tree["status"]["nodes"][VIDEO]["used"] == {"cpu": "0", "memory": "0"}
+    assert loop.run(NOW + 2 * NS).of(UpdateTreeStatus) == ()  # and stays so without rewrites
