@@ -143,13 +143,15 @@ def leftovers_phase(p: Pass) -> Generator[None, None, None]:
     for n, job in enumerate(p.jobs):
         if n % (SLICE * 8) == SLICE * 8 - 1:  # most jobs are skipped at the first test
             yield
-        if p.states.get(job.uid) is not JobState.FINISHED or job.uid not in clusters:
+        if p.states.get(job.uid) is not JobState.FINISHED:
             continue
         found = leftover(job, p.now_ns)
-        if found is None:
+        if found is None or (job.uid not in clusters and stopped_ns(job) is None):
+            continue  # nothing left to delete, and no time to tell of (it would change on every pass)
+        p.leftovers[job.uid] = found  # its QueueUnit says what happens, and keeps saying it once done
+        if job.uid not in clusters:
             continue
         ref = JobRef.of(job)
-        p.leftovers[job.uid] = found
         if stopped_ns(job) is None:
             p.requeues.append(StampStopped(ref, format_go(p.now_ns), found.fate.value))
         elif not found.due(p.now_ns):
