@@ -9,6 +9,12 @@ which job it belongs to, in which role, and how it is charged -- with the reason
 * **Claim hold** (``holds_claim``): a job claim (ledger kind ``job``, uid = the job's) is held while the job is
   ADMITTED or REQUEUE and, once it finishes, is suspended or is deleted, until none of its non-terminal pods
   remain ("draining").
+* **A claim follows reality once KubeRay stops** (``reservation``): a FINISHED job (Complete, Failed, or
+  ValidationFailed, which KubeRay never leaves) is charged exactly what its covered live pods request, never its
+  whole reservation: a finished job whose submitter Job still retries one 500m pod holds 500m. Its pods keep the
+  cover they had (``covered_pods`` does not change), so nothing is charged twice or left uncharged in between;
+  their ``PodAccount`` says why (``ChargeReason.LIVE_OF_STOPPED``). Whether rayqueue must also delete the cluster
+  KubeRay leaves running is ``common.liveness.cluster_fate``.
 * **Ownership**: a pod is a job's when its controller ownerReference names a RayCluster or a
   batch/v1 Job (the submitter) of its namespace that the job controls; a deleted parent is remembered until
   its last pod is gone. Names and labels (``ray.io/cluster``, ``job-name``) never count.
@@ -208,13 +214,21 @@ def _sized(job: JobInfo, seen: dict[Role, Resources], group_pods: Callable[[Work
     return total.clamp_low()
 
 
-def reservation(job: JobInfo, pods: Iterable[PodInfo]) -> Resources:
+def reservation(job: JobInfo, pods: Iterable[PodInfo], placed: AbstractSet[str] = frozenset()) -> Resources:
     """The quota an admitted job holds: its request, with each role's per-pod request replaced by what the
     job's pods really request where some exist (the largest pod of the role), at the spec's counts.
 
     The prediction (templates plus ``KubeRayAdditions``) can be short: a mutating webhook of the cluster,
     a LimitRange or an operator setting we were not told of adds to the pods. Once the pods exist their
-    requests are the truth."""
+    requests are the truth.
+
+    Once KubeRay stopped the job (``JobInfo.finished``: Complete, Failed, ValidationFailed) nothing will create
+    the pods the reservation was kept for: the claim is the sum of the requests of the live pods it covers
+    (``covered_pods`` with the same ``placed``), so it shrinks as they go and is what is really running."""
+    pods = tuple(pods)
+    if job.finished:
+        covered = covered_pods(job, pods, placed)
+        return sum((p.request for p in pods if p.uid in covered), Resources())
     seen = _seen_requests(pods)
     if not seen:
         return job.request
@@ -301,6 +315,8 @@ class ChargeReason(enum.Enum):
     """Why a pod is charged as it is (``PodAccount.charge``)."""
 
     COVERED = "its job's reservation covers it"
+    LIVE_OF_STOPPED = ("its job finished or KubeRay will never run it again: the job's claim is what its live "
+                       "pods request, this one's included")
     GROWTH_BOUND = "its job's reservation is full: growth, charged as a pod claim of its own since its bind"
     GROWTH_PENDING = "its job's reservation is full: growth, checked against its quota at filter and bind"
     OWN_CLAIM = "no job's reservation covers it: charged as a pod claim of its own"
@@ -344,6 +360,9 @@ class Books(Protocol):
     def covered(self, job_uid: str) -> AbstractSet[str]:
         """The job's pods its reservation covers (``covered_pods``, as last derived)."""
 
+    def stopped(self, job_uid: str) -> bool:
+        """KubeRay stopped the known job (``JobInfo.finished``): its claim is its covered live pods' requests."""
+
     def bound(self, namespace: str) -> bool:
         """The namespace is bound to a leaf of the quota tree."""
 
@@ -382,7 +401,9 @@ def account_pod(pod: PodInfo, books: Books) -> PodAccount:
     covered = claimed_job and job_uid is not None and pod.uid in books.covered(job_uid)
     growth_of = job_uid if claimed_job and not covered else None
     charge: Charge
-    if covered:
+    if covered and job_uid is not None and books.stopped(job_uid):
+        charge, reason = "covered", ChargeReason.LIVE_OF_STOPPED
+    elif covered:
         charge, reason = "covered", ChargeReason.COVERED
     elif not books.bound(pod.namespace):
         charge, reason = "not-charged", ChargeReason.UNBOUND_NAMESPACE

@@ -155,6 +155,11 @@ ADMISSION_RETRIES: Final = "rayqueue.io/admission-retries"
 # the node's retries it is parked; removing the annotation (`kubectl rayqueue retry`) retries it.
 ADMISSION_TIMEOUTS: Final = "rayqueue.io/admission-timeouts"
 EVENT_ADMISSION_TIMEOUT: Final = "AdmissionTimeout"
+# On a finished queued RayJob whose RayCluster KubeRay leaves running (common/liveness.py "once KubeRay stops"),
+# written only by the controller when KubeRay records no status.endTime (ValidationFailed): when it saw KubeRay
+# stop (Go layout). The cluster is deleted ttlSecondsAfterFinished after it, with this event.
+KUBERAY_STOPPED_AT: Final = "rayqueue.io/kuberay-stopped-at"
+EVENT_LEFTOVER_DELETED: Final = "LeftoverClusterDeleted"
 # On a reclaim victim's RayJob and on every pod of it, written only by the controller: when it will be
 # suspended, for whom and why (JSON; common/preemption.py). Pods read it through a downward-API volume.
 PREEMPTION_NOTICE: Final = "rayqueue.io/preemption-notice"

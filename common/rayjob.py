@@ -45,6 +45,7 @@ from common.kuberay_additions import (
     gated_additions,
     wait_gcs_ready_request,
 )
+from common.liveness import NO_CLEANUP, Cleanup
 from common.pod_requests import add_into, read_pod_request
 from common.resources import Resources
 from common.wire import FrozenMap, ShapeError, WireReader, field_path
@@ -157,6 +158,7 @@ class JobInfo:
     # queued as a job of its own (``from_raycluster``). ``cluster_state`` is a bare RayCluster's status.state.
     kind: str = keys.RAYJOB_KIND
     cluster_state: str = ""
+    cleanup: Cleanup = NO_CLEANUP  # what KubeRay does with its RayCluster once it ends (common.liveness.cluster_fate)
 
     @classmethod
     def from_rayjob(
@@ -516,6 +518,7 @@ def _job_from_rayjob(
         finished=deployment in FINISHED_DEPLOYMENT_STATUSES,
         active_deadline_seconds=_positive_int(spec.get("activeDeadlineSeconds")),
         end_ns=_status_time(status.get("endTime")),
+        cleanup=Cleanup.of(spec),
     )
 
 

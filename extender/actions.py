@@ -20,6 +20,7 @@ __all__ = [
     "Action",
     "AnnotatePod",
     "ClearTimeouts",
+    "DeleteLeftover",
     "DeleteQueue",
     "DeleteQueueUnit",
     "Dequeue",
@@ -35,6 +36,7 @@ __all__ = [
     "Requeue",
     "SetClusterQuotaCondition",
     "SetPriority",
+    "StampStopped",
     "Suspend",
     "UpdateQueueStatus",
     "UpdateQueueUnitStatus",
@@ -197,6 +199,40 @@ class ClearTimeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class StampStopped:
+    """A stopped queued RayJob whose RayCluster KubeRay leaves running, with no ``status.endTime`` (ValidationFailed):
+    write ``rayqueue.io/kuberay-stopped-at`` = ``stamp`` (merge patch guarded by resourceVersion; a conflict: the next
+    pass again), so its ttlSecondsAfterFinished counts from a time a restart keeps; feed the job back through its
+    kind's watch handler. ``reason``: the case (``common.liveness.ClusterFate``)."""
+
+    job: JobRef
+    stamp: str
+    reason: str
+
+    def patch(self) -> dict[str, Any]:
+        return annotations_patch({keys.KUBERAY_STOPPED_AT: self.stamp}, self.job.resource_version)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteLeftover:
+    """Delete a RayCluster KubeRay leaves running after its RayJob stopped (docs/kuberay.md "Once KubeRay stops"),
+    once its ttlSecondsAfterFinished passed: GET the RayJob, and go on only if it is still the version decided on
+    (``job.resource_version``: nothing changed, KubeRay included); GET the RayCluster: same uid, controlled by that
+    job, not being deleted; then DELETE it with its uid and resourceVersion as preconditions (background
+    propagation, as KubeRay's own deleteClusterResources): a 409 or 404 does nothing (the next pass decides again).
+    Once deleted, a Normal ``LeftoverClusterDeleted`` event with ``reason`` (``common.liveness.Leftover.message``)
+    on the RayJob and on the RayCluster."""
+
+    cluster: ObjectRef
+    job: JobRef
+    reason: str
+
+    def delete_options(self, resource_version: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+                "preconditions": {"uid": self.cluster.uid, "resourceVersion": resource_version}}
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """Cooperative preemption (docs/preemption.md): give a reclaim victim its notice, the annotation
     ``rayqueue.io/preemption-notice`` = ``notice``, in ONE merge patch guarded by resourceVersion (a
@@ -325,6 +361,8 @@ Action = (
     | Suspend
     | Requeue
     | ClearTimeouts
+    | StampStopped
+    | DeleteLeftover
     | Notify
     | WithdrawNotice
     | AnnotatePod

@@ -569,7 +569,7 @@ class Cache:
                 dequeued=rec.dequeue_ns is not None,
                 pods_remain=any(not p.terminal for p in pods),
             )
-            rec.reservation = reservation(rec.info, pods)
+            rec.reservation = reservation(rec.info, pods, self._assumed.keys())
             rec.covered = covered_pods(rec.info, pods, self._assumed.keys())
             if hold and quota is not None:
                 order = rec.dequeue_ns or (existing.admitted_order if existing else 0)

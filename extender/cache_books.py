@@ -45,6 +45,10 @@ class CacheBooks:
         rec = self._jobs.get(job_uid)
         return rec.covered if rec is not None else frozenset()
 
+    def stopped(self, job_uid: str) -> bool:
+        rec = self._jobs.get(job_uid)
+        return rec is not None and rec.info.finished
+
     def bound(self, namespace: str) -> bool:
         return self._leaf_for(namespace) is not None
 

@@ -32,6 +32,7 @@ from extender.actions import (
     Action,
     AnnotatePod,
     ClearTimeouts,
+    DeleteLeftover,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -45,6 +46,7 @@ from extender.actions import (
     Requeue,
     SetClusterQuotaCondition,
     SetPriority,
+    StampStopped,
     Suspend,
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
@@ -67,7 +69,7 @@ CONDITION_INTERVAL = 10.0  # seconds between two message-only rewrites of one Ra
 CONDITION_RETRIES = 3  # read-modify-write attempts of a RayCluster's status on a conflict
 
 Handler = Callable[[str, dict[str, Any]], None]
-_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice, ClearTimeouts)  # a failure skips the job's events
+_JOB_WRITES = (Dequeue, Suspend, Requeue, SetPriority, Notify, WithdrawNotice, ClearTimeouts, StampStopped)  # a failure skips the job's events
 
 
 def _job_path(job: JobRef) -> str:
@@ -81,7 +83,8 @@ def chain_key(action: Action) -> str:
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
     if isinstance(action, SetClusterQuotaCondition):
         return f"raycluster/{action.cluster.uid}"
-    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts):
+    if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts
+                  | StampStopped | DeleteLeftover):
         return f"rayjob/{action.job.uid}"
     if isinstance(action, AnnotatePod):
         return f"pod/{action.uid}"
@@ -322,6 +325,13 @@ class Controller:
                     self.metrics.reclaims.labels(leaf.full_name if leaf else "").inc()
             log.info("%s %s %s/%s: %s", type(action).__name__.lower(), action.job.kind, action.job.namespace, action.job.name,
                      action.reason)
+        elif isinstance(action, StampStopped):
+            updated = await c.patch(_job_path(action.job), action.patch())
+            self._job_handlers[action.job.kind]("MODIFIED", updated)
+            log.info("%s %s: %s %s: %s", action.job.kind, action.job.key, keys.KUBERAY_STOPPED_AT, action.stamp,
+                     action.reason)
+        elif isinstance(action, DeleteLeftover):
+            await self._delete_leftover(action)
         elif isinstance(action, ClearTimeouts):
             updated = await c.patch(_job_path(action.job), action.patch())
             self._job_handlers[action.job.kind]("MODIFIED", updated)
@@ -379,6 +389,35 @@ class Controller:
         if action.cluster is not None:
             await self.events.emit(self._cluster_ref(action.cluster.namespace, action.cluster.name, action.cluster.uid),
                                    "Warning", keys.EVENT_PREEMPTED, action.reason)
+
+    async def _delete_leftover(self, action: DeleteLeftover) -> None:
+        """Delete a RayCluster KubeRay leaves running (see ``DeleteLeftover``): only for the RayJob version decided
+        on, only the cluster that job controls, preconditioned by uid and resourceVersion; then the events."""
+        job = await self.client.get(_job_path(action.job))
+        job_meta = job.get("metadata") or {}
+        if job_meta.get("uid") != action.job.uid or job_meta.get("resourceVersion") != action.job.resource_version:
+            return  # the job changed since the decision: the next pass decides on what it is now
+        ref = action.cluster
+        try:
+            current = await self.client.get(RAYCLUSTERS.path(ref.namespace, ref.name))
+            meta = current.get("metadata") or {}
+            owner: dict[str, Any] = next(
+                (r for r in meta.get("ownerReferences") or [] if r.get("controller") is True), {})
+            if meta.get("uid") != ref.uid or owner.get("uid") != action.job.uid or meta.get("deletionTimestamp"):
+                return
+            await self.client.delete(RAYCLUSTERS.path(ref.namespace, ref.name),
+                                     action.delete_options(str(meta.get("resourceVersion") or "")))
+        except ApiError as exc:
+            if exc.not_found or exc.conflict:  # gone, or changed meanwhile: the next pass decides again
+                return
+            raise
+        log.info("deleted RayCluster %s of RayJob %s: %s", ref.key, action.job.key, action.reason)
+        job_ref = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": action.job.kind,
+                   "name": action.job.name, "namespace": action.job.namespace, "uid": action.job.uid}
+        message = f"deleted RayCluster {ref.key}: {action.reason}"
+        await self.events.emit(job_ref, "Normal", keys.EVENT_LEFTOVER_DELETED, message)
+        await self.events.emit(self._cluster_ref(ref.namespace, ref.name, ref.uid), "Normal",
+                               keys.EVENT_LEFTOVER_DELETED, message)
 
     @staticmethod
     def _cluster_ref(namespace: str, name: str, uid: str) -> dict[str, str]:

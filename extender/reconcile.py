@@ -40,15 +40,22 @@ parked: taken out of its queue on every pass, so the admission pass never sees i
 live on the job: a restarted controller decides the same (a waiting job with a count but no hold, the state a
 restart leaves, is held again, with the words its QueueUnit kept).
 
+Once KubeRay stops (docs/kuberay.md "Once KubeRay stops", pure rules in ``common.liveness``). A stopped queued RayJob
+is charged only what its live pods request (``common.accounting.reservation``); where KubeRay leaves its RayCluster
+running for ever (``cluster_fate``: ValidationFailed, the legacy policy's gaps, no shutdown), the job gets a
+``StampStopped`` first if KubeRay recorded no ``status.endTime``, then, ``ttlSecondsAfterFinished`` after it stopped,
+a ``DeleteLeftover`` per RayCluster it controls (preconditioned DELETE, with an event); until then that time is the
+pass's wake-up. A cluster KubeRay deletes itself is never touched. Derived from the job: a restart decides the same.
+
 The loop executes the actions in order (see each action's docstring, ``extender.actions``) and feeds what the API returns
 (created Queues and QueueUnits, patched statuses) back through the cache handlers, or waits for the
 watch: a second reconcile on the same state then plans nothing new.
 
 The pass, as numbered phases over one snapshot (``Pass``; Kueue's ``schedule()``), each a function of its
-own, in ``PHASES`` order: 1 Queues, 2 requeues and preemption notices, 3 admission timeouts, 4 the admission
-pass, 5 reclaim (growth pods, then whole jobs), 6 dequeues, 7 QueueUnits and their statuses
-(``extender.unit_status``), 8 QueueUnits no longer queued, 9 Queue statuses, 10 the tree's status, 11 RayCluster
-quota conditions. Each
+own, in ``PHASES`` order: 1 Queues, 2 requeues and preemption notices, 3 admission timeouts, 4 clusters KubeRay
+leaves behind, 5 the admission pass, 6 reclaim (growth pods, then whole jobs), 7 dequeues, 8 QueueUnits and their
+statuses (``extender.unit_status``), 9 QueueUnits no longer queued, 10 Queue statuses, 11 the tree's status, 12
+RayCluster quota conditions. Each
 phase appends to its own part of the plan; the Plan lists the parts in execution order (QueueUnits before
 the admission pass's actions, so a job's Enqueued event comes first).
 
@@ -75,17 +82,7 @@ from common.fair_share import FairOrder, order_for
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
-from common.liveness import (
-    Progress,
-    TimedOut,
-    admission_retries,
-    admission_timeout_ns,
-    overdue,
-    parked,
-    parked_words,
-    started,
-    timeouts_so_far,
-)
+from common.liveness import Leftover
 from common.preemption import Notice, NoticeError, grace_ns, issue, victim_step
 from common.preview import usage_from_status
 from common.queueing import Queues
@@ -96,7 +93,6 @@ from extender import unit_status
 from extender.actions import (
     Action,
     AnnotatePod,
-    ClearTimeouts,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -119,10 +115,11 @@ from extender.actions import (
     WithdrawNotice,
 )
 from extender.cache import Cache
+from extender.liveness_phases import leftovers_phase, timeouts_phase
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
 from extender.watched_objects import QueueUnitObject
 
-__all__ = ["PHASES", "SLICE", "Pass", "reconcile", "reconcile_steps", "timeouts_phase"]
+__all__ = ["PHASES", "SLICE", "Pass", "leftovers_phase", "reconcile", "reconcile_steps", "timeouts_phase"]
 
 SLICE: Final = 10  # jobs (or candidates, or leaves) between two yields of reconcile_steps: about a millisecond
 A = TypeVar("A")
@@ -147,6 +144,7 @@ class Pass:
     fair: FairOrder | None = None  # fair share (common.fair_share): None while the root sets no half-life
     dequeued: dict[str, int] = field(default_factory=dict)  # uid -> refusals before its admission
     timed_out: dict[str, tuple[Explain, bool]] = field(default_factory=dict)  # uid -> (its liveness record, parked)
+    leftovers: dict[str, Leftover] = field(default_factory=dict)  # uid -> a stopped job whose cluster KubeRay leaves
     deadlines: dict[str, int] = field(default_factory=dict)  # uid -> admission deadline of a job not started yet
     queues: list[Action] = field(default_factory=list)
     requeues: list[Action] = field(default_factory=list)
@@ -305,84 +303,10 @@ def _mirror(pods: Sequence[PodInfo], notice: str | None) -> list[Action]:
             if p.preemption_notice != notice and not p.deleting]
 
 
-# --- 3. admission timeouts (common.liveness) ---------------------------------------------------------
+# --- 3. admission timeouts and 4. clusters KubeRay leaves behind: extender.liveness_phases ----------------------
 
 
-def timeouts_phase(p: Pass) -> Steps:
-    """Admitted jobs not started within their admission timeout are suspended (or parked), started ones lose
-    their count, parked waiting ones leave their queue, and a waiting job with a count is held in backoff."""
-    for n, job in enumerate(p.jobs):
-        if n % SLICE == SLICE - 1:
-            yield
-        state = p.states.get(job.uid)
-        leaf = p.cache.leaf_for(job.namespace)
-        if leaf is None:
-            continue
-        if state is JobState.ADMITTED and keys.PREEMPTION_NOTICE not in job.annotations:
-            _admitted_liveness(p, job, leaf.full_name)
-        elif state is JobState.WAITING and keys.ADMISSION_TIMEOUTS in job.annotations:
-            _waiting_liveness(p, job, leaf.full_name)
-
-
-def _progress(cache: Cache, job: JobInfo) -> Progress:
-    """How far the job's pods got: the pods its reservation counts, and each live pod's placement and reason."""
-    reserved = (1 if job.head_request else 0) + (1 if job.submitter_request else 0)
-    reserved += sum(group.pods for group in job.worker_groups)
-    refused = {pod.uid: why for found in cache.growth_refusals().values() for pod, why in found}
-    rows = []
-    for pod in cache.remaining_pods(job.uid):
-        if pod.deleting:
-            continue
-        role = pod.node_type or ("submitter" if pod.owner is not None and pod.owner.kind == keys.BATCH_JOB_KIND
-                                 else "pod")
-        reason = pod.unschedulable or (f"quota: {refused[pod.uid]}" if pod.uid in refused else "")
-        rows.append((pod.key, role, pod.node_name, pod.phase, reason))
-    return Progress.of(reserved, rows)
-
-
-def _admitted_liveness(p: Pass, job: JobInfo, quota: str) -> None:
-    cache = p.cache
-    progress = _progress(cache, job)
-    count = timeouts_so_far(job.annotations)
-    ref = JobRef.of(job)
-    if started(kind_of(job.kind).started(job), progress):
-        if keys.ADMISSION_TIMEOUTS in job.annotations:
-            p.requeues.append(ClearTimeouts(ref, f"started after {count} admission timeout(s) in a row"))
-        return
-    timeout, dequeue_ns = admission_timeout_ns(p.tree, quota), cache.dequeue_ns(job.uid)
-    if not overdue(p.now_ns, dequeue_ns, timeout):
-        if timeout > 0 and dequeue_ns is not None:
-            p.deadlines[job.uid] = dequeue_ns + timeout
-        return
-    record = TimedOut(job.key, timeout, progress, attempt=count + 1, retries=admission_retries(p.tree, quota))
-    explain = Explain(why="timed-out", node=quota, timed_out=record)
-    reason = render(explain)
-    p.timed_out[job.uid] = (explain, record.parked)
-    p.requeues.append(Suspend(ref, reason, ref, timed_out=explain))
-    p.requeues.append(Event(ref, "Warning", keys.EVENT_ADMISSION_TIMEOUT, reason))
-    if not record.parked:
-        requeued = f"back in {quota}'s queue at its original place after a backoff (attempt {record.attempt})"
-        p.requeues.append(Event(ref, "Normal", keys.EVENT_REQUEUED, requeued))
-
-
-def _waiting_liveness(p: Pass, job: JobInfo, quota: str) -> None:
-    """A waiting job with a count: parked (out of its queue, its QueueUnit keeping the words of its last timeout),
-    or, with no hold in its queue (a restart), held again."""
-    queues, count, retries = p.cache.queues, timeouts_so_far(job.annotations), admission_retries(p.tree, quota)
-    unit = p.cache.queue_unit(job.namespace, queue_unit_name(job))
-    kept = unit.status.get("message") if unit is not None and unit.owner_uid == job.uid else None
-    said = kept if isinstance(kept, str) and kept.startswith("not started within") else ""
-    if parked(count, retries):
-        queues.remove(job.uid)
-        words = parked_words(job.key, count, retries)
-        text = said if said.endswith(words) else f"admission timed out: {words}"
-        p.timed_out[job.uid] = (Explain(why="said", text=text), True)
-    elif count and queues.attempts(job.uid) < count and not queues.in_backoff(job.uid):
-        text = said or f"{count} admission timeout(s) in a row; waiting out a backoff in {quota}"
-        queues.hold(job.uid, count, Explain(why="said", text=text))
-
-
-# --- 4. the admission pass (common.admission) ------------------------------------------------------
+# --- 5. the admission pass (common.admission) ------------------------------------------------------
 
 
 class _CacheSource:
@@ -418,7 +342,7 @@ def admission_phase(p: Pass) -> Steps:
     yield from cache.queues.schedule_steps(p.decide, p.ledger.generation, SLICE, leaf_order=order)
 
 
-# --- 5. reclaim -------------------------------------------------------------------------------------
+# --- 6. reclaim -------------------------------------------------------------------------------------
 
 
 def reclaim_phase(p: Pass) -> Steps:
@@ -477,7 +401,7 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
     return out
 
 
-# --- 6. dequeues ------------------------------------------------------------------------------------
+# --- 7. dequeues ------------------------------------------------------------------------------------
 
 
 def dequeues_phase(p: Pass) -> Steps:
@@ -495,7 +419,7 @@ def dequeues_phase(p: Pass) -> Steps:
     yield from ()
 
 
-# --- 7. QueueUnits and their statuses ---------------------------------------------------------------
+# --- 8. QueueUnits and their statuses ---------------------------------------------------------------
 
 
 def queue_units_phase(p: Pass) -> Steps:
@@ -542,7 +466,7 @@ def _sync_unit(p: Pass, job: JobInfo, state: JobState, leaf: QuotaNode, queue_na
         p.units.append(Event(ref, "Normal", keys.EVENT_PRIORITY_CHANGED, record))
     cached_status = ours.status if ours is not None else None
     status = unit_status.unit_status(p.cache, job, state, leaf, p.dequeued, p.stamp, cached_status,
-                                     p.notices.get(job.uid, ()), p.timed_out.get(job.uid))
+                                     p.notices.get(job.uid, ()), p.timed_out.get(job.uid), p.leftovers.get(job.uid))
     if cached_status is None or unit_status.status_due(status, cached_status):
         p.statuses.append(UpdateQueueUnitStatus(job.namespace, name, {**status, "lastUpdateTime": rfc3339(p.now_ns)}))
 
@@ -567,7 +491,7 @@ def _adopted_priority(job: JobInfo, unit: QueueUnitObject) -> int | None:
     return value
 
 
-# --- 8. QueueUnits no longer queued -------------------------------------------------------------------
+# --- 9. QueueUnits no longer queued -------------------------------------------------------------------
 
 
 def orphan_units_phase(p: Pass) -> Steps:
@@ -585,7 +509,7 @@ def orphan_units_phase(p: Pass) -> Steps:
             p.orphans.append(DeleteQueueUnit(unit.namespace, unit.name, reason))
 
 
-# --- 9. Queue statuses ----------------------------------------------------------------------------------
+# --- 10. Queue statuses ----------------------------------------------------------------------------------
 
 
 def queue_statuses_phase(p: Pass) -> Steps:
@@ -604,7 +528,7 @@ def queue_statuses_phase(p: Pass) -> Steps:
             p.queue_statuses.append(UpdateQueueStatus(kept.name, dict(status)))
 
 
-# --- 10. the tree's status ---------------------------------------------------------------------------------
+# --- 11. the tree's status ---------------------------------------------------------------------------------
 
 
 def tree_status_phase(p: Pass) -> Steps:
@@ -632,6 +556,7 @@ def tree_status_phase(p: Pass) -> Steps:
         }
         for node in tree.nodes()
     }
+    _zero_what_went(nodes, p.cache.tree_status)
     status: dict[str, Any] = {"nodes": nodes}
     old = dict(p.cache.tree_status or {})
     if p.fair is not None:  # the decayed usage, at least once a minute (the pass wakes for it)
@@ -641,7 +566,20 @@ def tree_status_phase(p: Pass) -> Steps:
         p.tree_status.append(UpdateTreeStatus(status))
 
 
-# --- 11. RayCluster quota conditions ------------------------------------------------------------------
+def _zero_what_went(nodes: dict[str, dict[str, dict[str, str]]], written: Mapping[str, Any] | None) -> None:
+    """A resource the status last showed that is no longer used (or requested) is written as "0": the status is
+    merge-patched, and a key left out of a merge patch keeps its old value (a node once at "4" would say so for
+    ever after its last claim went)."""
+    old_nodes = (written or {}).get("nodes")
+    for name, fields in nodes.items():
+        old = old_nodes.get(name) if isinstance(old_nodes, Mapping) else None
+        for field_name, amounts in fields.items():
+            before = old.get(field_name) if isinstance(old, Mapping) else None
+            for resource in before if isinstance(before, Mapping) else ():
+                amounts.setdefault(resource, "0")
+
+
+# --- 12. RayCluster quota conditions ------------------------------------------------------------------
 
 
 def conditions_phase(p: Pass) -> Steps:
@@ -689,12 +627,13 @@ PHASES: Final[tuple[tuple[str, Callable[[Pass], Steps]], ...]] = (
     ("1 queues", queues_phase),
     ("2 requeues and notices", requeues_phase),
     ("3 admission timeouts", timeouts_phase),
-    ("4 admission", admission_phase),
-    ("5 reclaim", reclaim_phase),
-    ("6 dequeues", dequeues_phase),
-    ("7 queue units", queue_units_phase),
-    ("8 orphan queue units", orphan_units_phase),
-    ("9 queue statuses", queue_statuses_phase),
-    ("10 tree status", tree_status_phase),
-    ("11 cluster conditions", conditions_phase),
+    ("4 leftover clusters", leftovers_phase),
+    ("5 admission", admission_phase),
+    ("6 reclaim", reclaim_phase),
+    ("7 dequeues", dequeues_phase),
+    ("8 queue units", queue_units_phase),
+    ("9 orphan queue units", orphan_units_phase),
+    ("10 queue statuses", queue_statuses_phase),
+    ("11 tree status", tree_status_phase),
+    ("12 cluster conditions", conditions_phase),
 )

@@ -22,6 +22,7 @@ from common.columns import compact_size
 from common.explain import Explain, render
 from common.gotime import format_go
 from common.jobkind import kind_of
+from common.liveness import Leftover
 from common.preemption import Notice
 from common.quota_tree import QuotaNode
 from common.rayjob import VALIDATION_FAILED, JobInfo
@@ -86,10 +87,12 @@ def unit_status(
     cached: Mapping[str, Any] | None,
     notices: Sequence[tuple[str, Notice]] = (),
     timed_out: tuple[Explain, bool] | None = None,
+    leftover: Leftover | None = None,
 ) -> dict[str, Any]:
     """The QueueUnit status a job should show (without lastUpdateTime); ``notices``: the preemption notices a
     waiting claimant waits out (victim key, notice); ``timed_out``: the admission timeout record of a job this
-    pass suspended or keeps parked, and whether it is parked (common.liveness)."""
+    pass suspended or keeps parked, and whether it is parked (common.liveness); ``leftover``: a stopped job's
+    RayCluster that KubeRay leaves running and rayqueue deletes (common.liveness.Leftover)."""
     previous = cached.get("attempts") if cached else None
     attempts = previous if _count(previous) else 0
     phase: QueueUnitPhase
@@ -117,7 +120,7 @@ def unit_status(
         phase = "Failed"
         message = (
             f"KubeRay refused the job (jobDeploymentStatus {VALIDATION_FAILED}): {job.status_message or 'no message'}; "
-            "it will never run and holds no quota once its pods are gone: fix the spec and create it again"
+            "it will never run and is charged only what its live pods request: fix the spec and create it again"
         )
     elif state is JobState.FINISHED:
         succeeded = job.job_deployment_status == "Complete" and job.job_status in ("", "SUCCEEDED")
@@ -134,6 +137,8 @@ def unit_status(
             f"running outside the queue: spec.suspend is false but it has no {keys.DEQUEUE_TIMESTAMP}; "
             f"its pods count against {leaf.full_name} one by one"
         )
+    if leftover is not None and state is JobState.FINISHED:
+        message = f"{message}. Its RayCluster: {leftover.message()}"
     return {**queue_unit_status(phase, position, message, attempts), **sizes(cache, job, state)}
 
 

@@ -65,6 +65,7 @@ class ClusterObject:
     uid: str
     job_uid: str | None
     condition: tuple[str, str, str] | None
+    deleting: bool = False  # metadata.deletionTimestamp is set
 
 
 def pack(obj: Mapping[str, Any]) -> bytes:
@@ -253,6 +254,7 @@ class ClusterObjectStore:
             uid=uid,
             job_uid=job_uid,
             condition=quota_condition(obj),
+            deleting=bool(meta.get("deletionTimestamp")),
         )
         if self._clusters.get(uid) == cluster:
             return False

@@ -520,6 +520,10 @@ class BooksBuilder:
     def covered(self, job_uid: str) -> AbstractSet[str]:
         return self._covered.get(job_uid, frozenset())
 
+    def stopped(self, job_uid: str) -> bool:
+        job = self._jobs.get(job_uid)
+        return job is not None and job.finished
+
     def bound(self, namespace: str) -> bool:
         return namespace in self._bound
 
