@@ -104,7 +104,10 @@ def test_managed_by_added_to_an_admitted_job_releases_its_claim_at_once_and_its_
     assert all(cache.ledger.claim(p["metadata"]["uid"]) is not None for p in pods)
     assert cache.ledger.usage(VIDEO) == before
     plan = loop.run()
-    assert [(a.namespace, a.name) for a in plan.of(DeleteQueueUnit)] == [("video", "a-ray-qu")]
+    (deleted,) = plan.of(DeleteQueueUnit)
+    assert (deleted.namespace, deleted.name) == ("video", "a-ray-qu")
+    assert deleted.reason.startswith(f"RayJob video/a: not queued: spec.managedBy '{MULTIKUEUE_MANAGER}' names "
+                                     "another controller than KubeRay"), deleted.reason
     assert plan.of(Dequeue) == ()
 
 
