@@ -54,6 +54,7 @@ class JobRecord:
         carries, from a create while the webhook was down or a client's own, queues nothing)."""
         return self.foreign_manager is None and managed(self.info, bound=bound)
 
+
 def foreign_manager(obj: Mapping[str, Any]) -> str | None:
     """The wire object's ``spec.managedBy`` when it names another controller than KubeRay (None: KubeRay's), as
     KubeRay v1.7.0 decides it (``ManagedByExternalController``): what ``JobRecord.foreign_manager`` records."""
