@@ -6,7 +6,9 @@ preemption notices a claimant waits out and for admission timeouts, ``TimedOut``
 names; a wrapping record (reclaim, waiting behind, notice) keeps the refusal it wraps as ``cause``. Every
 surface renders it with ``render``: the QueueUnit message, the events, the create warning and the CLI
 (``kubectl rayqueue why`` shows the QueueUnit message, ``whatif`` renders the preview's record), so the
-words are composed here and nowhere else.
+words are composed here and nowhere else. ``advice`` names the liveness case a stuck job is in (admission timeout,
+parked, refused by KubeRay, managed by another controller, draining, refused at create) and what its user should
+do: ``kubectl rayqueue why`` shows it beside the record.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Final, Literal
 
 from common import keys
 from common.fair_share import Unfair
-from common.liveness import TimedOut
+from common.liveness import TimedOut, retry_command
 from common.quantity import format_quantity
 from common.resources import Excess, Resources
 
-__all__ = ["MAX_NAMED", "Explain", "Rule", "Why", "listed", "render", "whatif"]
+__all__ = ["MAX_NAMED", "Advice", "Explain", "Rule", "Stuck", "Why", "advice", "listed", "render", "whatif"]
 
 MAX_NAMED: Final = 5  # jobs named in a message before "and N more"
 
@@ -46,6 +48,7 @@ Why = Literal[
     "waiting",  # no refusal recorded yet: it waits in ``node`` (``backoff``)
     "timed-out",  # admitted, not started within its admission timeout: suspended and requeued, or parked (``timed_out``)
     "said",  # a decision that came with words only (``text``)
+    "managed-by",  # not queued: its spec.managedBy (``text``) names another controller; its pods go one by one to ``node``
     # The other side of a decision, in the events of the jobs it moves:
     "dequeued",  # admitted: ``request`` fits in ``node``
     "preempted",  # a victim in ``node`` (``priority``) suspended for ``job``, guaranteed in ``job_quota``
@@ -164,6 +167,13 @@ def _growth_preempted(e: Explain) -> str:
             "RayCluster's replicas ask for it; it then waits for the quota")
 
 
+def _managed_by(e: Explain) -> str:
+    pods = f"in {e.node} " if e.node else ""
+    return (f"not queued: spec.managedBy {e.text!r} names another controller than KubeRay, which leaves the job to it "
+            f"(ManagedByExternalController); so rayqueue does not queue it either (no QueueUnit, no claim), and any "
+            f"pods it gets {pods}are charged one by one like any pod (rule managed-by)")
+
+
 _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "fits": lambda e: f"{e.node}: fits",
     "no-such-quota": lambda e: f"{e.node}: no such quota in the tree",
@@ -189,6 +199,7 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "reclaim-notice": lambda e: (f"reclaim for {e.job}, guaranteed in {e.job_quota}; {e.node} borrows above its min "
                                  f"(priority {e.priority})"),
     "growth-preempted": _growth_preempted,
+    "managed-by": _managed_by,
 }
 
 
@@ -205,3 +216,57 @@ def whatif(e: Explain, ahead: int, priority: int) -> str:
         return f"fits now: {render(e)}"
     return (f"fits the quota now ({render(e)}), but {ahead} waiting job(s) of priority >= {priority} are ahead "
             "of it")
+
+
+# --- a job stuck in a liveness case: which case, and what to do (``kubectl rayqueue why``) ---------------------
+
+Stuck = Literal["admission-timeout", "parked", "kuberay-refused", "managed-by", "draining", "refused-at-create"]
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """Which liveness case a job is stuck in (``what``) and what its user should do (``todo``); the reason with its
+    numbers is the record the QueueUnit message (or ``managed-by``) renders, shown beside it."""
+
+    case: Stuck
+    what: str
+    todo: str
+
+
+def _retry(job: str, kind: str) -> str:
+    return retry_command(job) + (" --raycluster" if kind == keys.RAYCLUSTER_KIND else "")
+
+
+_ADVICE: Final[Mapping[Stuck, Callable[[str, str], tuple[str, str]]]] = {
+    "admission-timeout": lambda job, kind: (
+        "admission timeout: admitted, it did not start within its admission timeout and was suspended and "
+        "requeued with its enqueue time",
+        "fix what the message names (a nodeSelector, affinity or toleration no node satisfies, an image that never "
+        f"pulls, a size that never fits); it is tried again after its backoff, and parked after "
+        f"{keys.ADMISSION_RETRIES} timeouts in a row (docs/liveness.md)"),
+    "parked": lambda job, kind: (
+        "parked: it timed out at admission too many times in a row and is no longer tried",
+        f"fix the cause the message names, then retry it: `{_retry(job, kind)}` (docs/liveness.md)"),
+    "kuberay-refused": lambda job, kind: (
+        "KubeRay refused the job (ValidationFailed): it will never run, and holds no quota once its pods are gone",
+        "fix the spec as KubeRay's message says, then delete the job and create it again (`kubectl create "
+        "--dry-run=server -f FILE` shows what the webhook refuses before anything is created)"),
+    "managed-by": lambda job, kind: (
+        "managed by another controller: not queued",
+        "nothing, if that controller is meant to run it; to queue it here, create it again without spec.managedBy "
+        "(adding or changing managedBy on a queued job is refused)"),
+    "draining": lambda job, kind: (
+        "finished, but its pods are still running: its quota is released as they go",
+        "nothing, if they are terminating; pods that run on keep their quota until the job's RayCluster is deleted "
+        "(after ttlSecondsAfterFinished, docs/kuberay.md): delete it to free the quota now"),
+    "refused-at-create": lambda job, kind: (
+        f"no {kind} {job}: a create the webhook refused leaves nothing behind (no object, no QueueUnit, no claim)",
+        "the denial kubectl printed names the rule, the field and KubeRay's words: fix the manifest and create it "
+        "again (`kubectl create --dry-run=server -f FILE` shows the webhook's answer without creating anything)"),
+}
+
+
+def advice(case: Stuck, job: str, kind: str = keys.RAYJOB_KIND) -> Advice:
+    """The case of ``job`` (``namespace/name``, of ``kind``) in words, and what to do."""
+    what, todo = _ADVICE[case](job, kind)
+    return Advice(case, what, todo)

@@ -2,7 +2,8 @@
 
 In the spirit of Kueue's ``jobframework.GenericJob``: the rest of the code never asks "is this a RayJob or a
 RayCluster?", it asks the job's ``JobKind`` (``kind_of(job.kind)``) for its naming (plural, QueueUnit name),
-its converter (``JobInfo.from_rayjob`` / ``JobInfo.from_raycluster``), its started test, and the merge-patch
+its converter (``JobInfo.from_rayjob`` / ``JobInfo.from_raycluster``) and the priority class it names, whether it
+is the controller of parents (a RayJob's RayClusters and submitter Jobs), its started test, and the merge-patch
 bodies that resume (dequeue), suspend (reclaim) and requeue it.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Final, Protocol
 
 from common import keys
 from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
-from common.rayjob import JobInfo, admitted_replicas_value
+from common.rayjob import JobInfo, admitted_replicas_value, priority_class_name
 
 __all__ = ["KINDS", "RAYCLUSTER", "RAYJOB", "JobKind", "annotations_patch", "kind_of", "release_patch", "resume_patch"]
 
@@ -28,8 +29,17 @@ class JobKind(Protocol):
     @property
     def plural(self) -> str: ...
 
+    @property
+    def controls_parents(self) -> bool:
+        """Its RayClusters and submitter Jobs name it as their controller (a bare RayCluster is its own parent)."""
+        ...
+
     def queue_unit_name(self, name: str) -> str:
         """The QueueUnit of the job named ``name``, in its namespace."""
+        ...
+
+    def priority_class(self, obj: Mapping[str, object]) -> str | None:
+        """The priority class the wire object names (its head template's), to look its value up before ``convert``."""
         ...
 
     def convert(self, obj: Mapping[str, object], *, priority_class_value: int | None = None,
@@ -56,9 +66,13 @@ class _RayJob:
 
     kind: str = keys.RAYJOB_KIND
     plural: str = keys.RAYJOB_PLURAL
+    controls_parents: bool = True
 
     def queue_unit_name(self, name: str) -> str:
         return keys.queue_unit_name(name)
+
+    def priority_class(self, obj: Mapping[str, object]) -> str | None:
+        return priority_class_name(obj, keys.RAYJOB_KIND)
 
     def convert(self, obj: Mapping[str, object], *, priority_class_value: int | None = None,
                 additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> JobInfo:
@@ -81,9 +95,13 @@ class _BareRayCluster:
 
     kind: str = keys.RAYCLUSTER_KIND
     plural: str = keys.RAYCLUSTER_PLURAL
+    controls_parents: bool = False
 
     def queue_unit_name(self, name: str) -> str:
         return keys.cluster_queue_unit_name(name)
+
+    def priority_class(self, obj: Mapping[str, object]) -> str | None:
+        return priority_class_name(obj, keys.RAYCLUSTER_KIND)
 
     def convert(self, obj: Mapping[str, object], *, priority_class_value: int | None = None,
                 additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> JobInfo:

@@ -12,7 +12,8 @@ and for each pod its job (by ownerReference UIDs), role and charge (``account_po
 * RayJobs, and *bare* RayClusters (no controller ownerReference: a tenant's interactive cluster) queued as jobs
   of their own (``JobInfo.from_raycluster``, kind RayCluster): its uid is the job's and the parent's, so the
   pods it controls are its job's, covered up to the size it was admitted with (``rayqueue.io/admitted-replicas``).
-  A RayCluster any controller owns (a RayJob's) is never one.
+  A RayCluster any controller owns (a RayJob's) is never one. A job with a foreign ``spec.managedBy`` is never
+  queued and holds no job claim, whatever stamps it carries: its pods are pod claims (``JobRecord.managed``).
 * the parents (RayClusters, submitter Jobs) with the job controlling each, kept after deletion until their last
   pod is gone, and pods indexed by parent and by gang;
 * the ledger: job claims, and pod claims (non-terminal bound pods in bound namespaces that no job claim covers);
@@ -27,9 +28,8 @@ between cannot undo it and a second decision cannot admit it twice.
 When quota is released (a claim removed or shrunk) every backoff ends at once (``Queues.retry_now``):
 the freed capacity may let a waiting job in, and waiting out a backoff then would only delay it.
 
-A RayJob whose quota label names another leaf than its namespace's is charged to its namespace's leaf:
-the webhook refuses such labels, so one can only exist from before the webhook ran; the namespace
-binding is the rule.
+A RayJob whose quota label names another leaf than its namespace's is charged to its namespace's leaf (the
+webhook refuses such labels, so one can only predate it): the namespace binding is the rule.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from common import keys
@@ -49,7 +50,6 @@ from common.accounting import (
     holds_claim,
     job_claim,
     lifecycle,
-    managed,
     owner_of,
     pod_claim,
     releasing,
@@ -57,6 +57,7 @@ from common.accounting import (
     uncovered_request,
 )
 from common.clock import Clock
+from common.jobkind import RAYCLUSTER, RAYJOB, JobKind
 from common.kuberay_additions import DEFAULT_ADDITIONS, KubeRayAdditions
 from common.ledger import Claim, Ledger
 from common.queueing import Backoff, QueueItem, Queues
@@ -66,7 +67,7 @@ from common.resources import Resources
 from common.wire import ShapeError
 from extender.cache_books import CacheBooks
 from extender.growth_refusals import GrowthRefusalLog
-from extender.job_records import JobConverter, JobRecord, queue_item_for, sync_queue
+from extender.job_records import JobConverter, JobRecord, foreign_manager, queue_item_for, sync_queue
 from extender.nodes import NodeInfo, NodeState
 from extender.ownership_index import OwnershipIndex, parent_from
 from extender.tree_state import TreeState
@@ -146,10 +147,6 @@ class Cache:
         return self._quota.ledger
 
     @property
-    def _ledger(self) -> Ledger | None:
-        return self._quota.ledger
-
-    @property
     def generation(self) -> int:
         return self._generation
 
@@ -170,10 +167,13 @@ class Cache:
         return rec.info if rec else None
 
     def jobs(self) -> tuple[JobInfo, ...]:
-        """Every known RayJob and bare RayCluster (deleted ones still draining included), sorted by namespace, name,
-        uid."""
+        """Every known RayJob and bare RayCluster (deleted ones still draining included), by namespace, name, uid."""
         infos = [r.info for r in self._jobs.values()]
         return tuple(sorted(infos, key=lambda j: (j.namespace, j.name, j.uid)))
+
+    def foreign_manager(self, uid: str) -> str | None:
+        """The job's ``spec.managedBy`` when another controller manages it (then it is not queued), else None."""
+        return rec.foreign_manager if (rec := self._jobs.get(uid)) else None
 
     def present(self, uid: str) -> bool:
         rec = self._jobs.get(uid)
@@ -193,7 +193,7 @@ class Cache:
         drains until its pods are gone), it is to be requeued, or it was given a preemption notice.
         Reclaim never picks it again. For a pod claim: the pod is being deleted (a growth pod evicted by
         reclaim drains like a suspended job)."""
-        claimed = self._ledger is not None and uid in self._ledger
+        claimed = self.ledger is not None and uid in self.ledger
         pod = self._pods.get(uid)
         if pod is not None:
             return claimed and pod.deleting
@@ -343,9 +343,9 @@ class Cache:
             self._changed()
 
     def on_rayjob(self, event_type: str, obj: dict[str, Any]) -> None:
-        self._on_job(event_type, obj, keys.RAYJOB_KIND, self._convert.rayjob)
+        self._on_job(event_type, obj, RAYJOB)
 
-    def _on_job(self, event_type: str, obj: dict[str, Any], kind: str, convert: Callable[[dict[str, Any]], JobInfo]) -> None:
+    def _on_job(self, event_type: str, obj: dict[str, Any], kind: JobKind) -> None:
         """A queued object (a RayJob, or a bare RayCluster queued as a job of its own) was added, changed or went."""
         meta = meta_of(obj)
         uid = str(meta.get("uid") or "")
@@ -360,15 +360,17 @@ class Cache:
             self._refresh_job(uid)
             self._changed()
             return
-        info = self._converted(f"{kind} {meta.get('namespace')}/{meta.get('name')}", convert, obj)
+        info = self._converted(f"{kind.kind} {meta.get('namespace')}/{meta.get('name')}",
+                               partial(self._convert.convert, kind), obj)
         if info is None:
             return
-        if rec is not None and rec.present and rec.info == info:
+        manager = foreign_manager(obj)
+        if rec is not None and rec.present and rec.info == info and rec.foreign_manager == manager:
             return
         if rec is None:
-            rec = self._jobs[uid] = JobRecord(raw=pack(obj), info=info)
+            rec = self._jobs[uid] = JobRecord(raw=pack(obj), info=info, foreign_manager=manager)
         else:
-            rec.raw, rec.info, rec.present = pack(obj), info, True
+            rec.raw, rec.info, rec.foreign_manager, rec.present = pack(obj), info, manager, True
         if rec.provisional_dequeue_ns is not None and info.dequeue_ns is not None:
             rec.provisional_dequeue_ns = None  # the watch caught up with our patch
         if rec.provisional_requeued and info.dequeue_ns is None:
@@ -389,8 +391,8 @@ class Cache:
             return
         bare = controller_ref(meta) is None
         rec = self._jobs.get(uid)
-        if bare or (rec is not None and rec.info.bare_cluster):
-            self._on_job(event_type if bare else DELETED, obj, keys.RAYCLUSTER_KIND, self._convert.raycluster)
+        if bare or (rec is not None and rec.info.kind == RAYCLUSTER.kind):
+            self._on_job(event_type if bare else DELETED, obj, RAYCLUSTER)
         self._on_parent(keys.RAYCLUSTER_KIND, event_type, obj, own_job=bare)
         parent = self._owners.parent(uid)
         live = event_type != DELETED and parent is not None and parent.present
@@ -467,9 +469,9 @@ class Cache:
             if self.nodes.node(name) == info:
                 return
             self.nodes.set_node(info)
-        if self._ledger is not None:
-            before, after = self._ledger.capacity, self._capacity()
-            self._ledger.set_capacity(after)
+        if self.ledger is not None:
+            before, after = self.ledger.capacity, self._capacity()
+            self.ledger.set_capacity(after)
             if after != before:
                 self._retry_due = True
         self._changed()
@@ -531,7 +533,7 @@ class Cache:
                 self.queues.set_policy(leaf.full_name, policy)
 
     def _managed(self, rec: JobRecord) -> bool:
-        return managed(rec.info, bound=self.leaf_for(rec.info.namespace) is not None)
+        return rec.managed(bound=self.leaf_for(rec.info.namespace) is not None)
 
     def _lifecycle(self, rec: JobRecord) -> JobState:
         return lifecycle(rec.info, present=rec.present, dequeued=rec.dequeue_ns is not None, suspended=rec.suspended)
@@ -557,12 +559,12 @@ class Cache:
         if rec is None:
             return
         pods = self._pods_of(uid, rec)
-        ledger = self._ledger
+        ledger = self.ledger
         if ledger is not None:
             existing = ledger.claim(uid)
             leaf = self.leaf_for(rec.info.namespace)
             quota = leaf.full_name if leaf else (existing.quota if existing else None)
-            hold = quota is not None and holds_claim(
+            hold = quota is not None and rec.foreign_manager is None and holds_claim(  # managedBy: none
                 self._lifecycle(rec),
                 managed=self._managed(rec),
                 claimed=existing is not None,
@@ -590,7 +592,7 @@ class Cache:
         A pending pod is not charged: it is checked when the extender filters and binds it. Charging pending
         pods would let a tenant push every ancestor quota over its max with pods that can never run."""
         pod = self._pods.get(uid)
-        if self._ledger is None or pod is None:
+        if self.ledger is None or pod is None:
             return
         account = account_pod(pod, self._books)
         leaf = self.leaf_for(pod.namespace)
@@ -608,17 +610,17 @@ class Cache:
         return uncovered_request(pod, gang, self._books)
 
     def _set_claim(self, claim: Claim) -> None:
-        assert self._ledger is not None
-        old = self._ledger.claim(claim.uid)
+        assert self.ledger is not None
+        old = self.ledger.claim(claim.uid)
         if old == claim:
             return
-        self._ledger.add(claim)
+        self.ledger.add(claim)
         if old is not None and (old.quota != claim.quota or not old.request.le(claim.request)):
             self._retry_due = True
 
     def _drop_claim(self, uid: str) -> None:
-        if self._ledger is not None and uid in self._ledger:
-            self._ledger.remove(uid)
+        if self.ledger is not None and uid in self.ledger:
+            self.ledger.remove(uid)
             self._retry_due = True
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------

@@ -1,6 +1,6 @@
 """The cache's record of each queued job (a RayJob, or a bare RayCluster queued as a job of its own): the object
 as the watch showed it, its conversion with the priority classes' values, the controller's provisional marks,
-and which QueueItem it should have."""
+whether another controller manages it (``spec.managedBy``), and which QueueItem it should have."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import keys
-from common.accounting import JobState
+from common.accounting import JobState, managed
+from common.jobkind import JobKind, kind_of
 from common.kuberay_additions import KubeRayAdditions
+from common.kuberay_rules import managed_by_foreign_controller
 from common.queueing import QueueItem, Queues
 from common.quota_tree import QuotaNode
-from common.rayjob import JobInfo, priority_class_name
+from common.rayjob import JobInfo
 from common.resources import Resources
 from extender.watched_objects import meta_of, unpack
 
-__all__ = ["JobConverter", "JobRecord", "queue_item_for", "sync_queue"]
+__all__ = ["JobConverter", "JobRecord", "foreign_manager", "queue_item_for", "sync_queue"]
 
 
 @dataclass(slots=True)
@@ -26,6 +27,9 @@ class JobRecord:
 
     raw: bytes  # the RayJob (or bare RayCluster) as the watch showed it, packed
     info: JobInfo
+    # Its spec.managedBy when that names another controller than KubeRay (``managed_by_foreign_controller``):
+    # KubeRay leaves it to that controller, so rayqueue does not queue it, whatever stamps it carries.
+    foreign_manager: str | None = None
     present: bool = True  # False once DELETED (kept while its claim drains)
     provisional_dequeue_ns: int | None = None  # mark_dequeued, until a watch event shows the stamp
     provisional_requeued: bool = False  # mark_requeued, until a watch event shows the stamp gone
@@ -44,6 +48,18 @@ class JobRecord:
             return False
         return self.provisional_requeued or self.info.suspended
 
+    def managed(self, *, bound: bool) -> bool:
+        """rayqueue queues this job (``common.accounting.managed``: its namespace ``bound`` to a leaf, the enqueue
+        stamp set) and no other controller manages it (rule managed-by: an enqueue stamp a foreign-managed job
+        carries, from a create while the webhook was down or a client's own, queues nothing)."""
+        return self.foreign_manager is None and managed(self.info, bound=bound)
+
+
+def foreign_manager(obj: Mapping[str, Any]) -> str | None:
+    """The wire object's ``spec.managedBy`` when it names another controller than KubeRay (None: KubeRay's), as
+    KubeRay v1.7.0 decides it (``ManagedByExternalController``): what ``JobRecord.foreign_manager`` records."""
+    return managed_by_foreign_controller(obj)
+
 
 class JobConverter:
     """RayJobs and bare RayClusters into JobInfo, with the PriorityClass values the watch showed and what the
@@ -53,19 +69,15 @@ class JobConverter:
         self.additions = additions
         self._values: dict[str, int] = {}  # PriorityClass name -> value
 
-    def rayjob(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj)
+    def convert(self, kind: JobKind, obj: Mapping[str, Any]) -> JobInfo:
+        """The wire object of a queued ``kind`` as its JobInfo (``JobKind.convert``). Raises ShapeError."""
+        klass = kind.priority_class(obj)
         value = self._values.get(klass) if klass else None
-        return JobInfo.from_rayjob(obj, priority_class_value=value, additions=self.additions)
-
-    def raycluster(self, obj: Mapping[str, Any]) -> JobInfo:
-        klass = priority_class_name(obj, keys.RAYCLUSTER_KIND)
-        value = self._values.get(klass) if klass else None
-        return JobInfo.from_raycluster(obj, priority_class_value=value, additions=self.additions)
+        return kind.convert(obj, priority_class_value=value, additions=self.additions)
 
     def again(self, rec: JobRecord) -> JobInfo:
         """The record's object converted again (a PriorityClass it names changed). Raises ShapeError."""
-        return (self.raycluster if rec.info.bare_cluster else self.rayjob)(unpack(rec.raw))
+        return self.convert(kind_of(rec.info.kind), unpack(rec.raw))
 
     def on_priority_class(self, event_type: str, obj: Mapping[str, Any]) -> str | None:
         """A PriorityClass event: its name when its value changed (the jobs naming it convert again)."""

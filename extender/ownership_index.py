@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common import keys
 from common.accounting import Parent
+from common.jobkind import KINDS
 from common.rayjob import PodInfo
 from extender.watched_objects import meta_of
 
@@ -15,15 +15,21 @@ __all__ = ["OwnershipIndex", "parent_from"]
 
 
 def parent_from(kind: str, obj: Mapping[str, Any], *, own_job: bool = False) -> Parent:
-    """A RayCluster or submitter Job (``kind``) as a parent: the RayJob its controller ownerReference names,
-    or itself when it is its ``own_job`` (a bare RayCluster)."""
+    """A RayCluster or submitter Job (``kind``) as a parent: the job its controller ownerReference names (a kind
+    that controls parents: a RayJob), or itself when it is its ``own_job`` (a bare RayCluster)."""
     meta = meta_of(obj)
     job_uid = str(meta.get("uid") or "") if own_job else None
     refs = meta.get("ownerReferences")
     for ref in refs if isinstance(refs, list) and not own_job else []:
-        if isinstance(ref, Mapping) and ref.get("controller") is True and ref.get("kind") == keys.RAYJOB_KIND:
+        if isinstance(ref, Mapping) and ref.get("controller") is True and _controls_parents(ref.get("kind")):
             job_uid = str(ref.get("uid") or "") or None
     return Parent(kind=kind, namespace=str(meta.get("namespace") or ""), job_uid=job_uid)
+
+
+def _controls_parents(kind: object) -> bool:
+    """A controller ownerReference of this kind names the job of a parent (``JobKind.controls_parents``)."""
+    found = KINDS.get(kind) if isinstance(kind, str) else None
+    return found is not None and found.controls_parents
 
 
 class OwnershipIndex:

@@ -495,7 +495,8 @@ def _adopted_priority(job: JobInfo, unit: QueueUnitObject) -> int | None:
 
 
 def orphan_units_phase(p: Pass) -> Steps:
-    """Delete the QueueUnit of a job whose namespace is no longer bound to a leaf."""
+    """Delete the QueueUnit of a job no longer queued: its namespace is bound to no leaf, or another controller
+    manages it (``spec.managedBy``)."""
     cache = p.cache
     for n, unit in enumerate(cache.queue_units()):
         if n % (SLICE * 8) == SLICE * 8 - 1:  # most units are skipped at the first test
@@ -505,7 +506,9 @@ def orphan_units_phase(p: Pass) -> Steps:
             continue
         job = cache.job(owner)
         if job is not None and queue_unit_name(job) == unit.name and job.namespace == unit.namespace:
-            reason = f"{job.kind} {job.key} is no longer queued: namespace {job.namespace} is not bound to a leaf"
+            manager = cache.foreign_manager(owner)
+            reason = (f"{job.kind} {job.key}: {render(Explain(why='managed-by', text=manager))}" if manager is not None
+                      else f"{job.kind} {job.key} is no longer queued: namespace {job.namespace} is not bound to a leaf")
             p.orphans.append(DeleteQueueUnit(unit.namespace, unit.name, reason))
 
 

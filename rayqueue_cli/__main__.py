@@ -8,8 +8,10 @@ What each subcommand reads (the RBAC it needs; a tenant with `edit` or `view` in
 of it once manifests/rbac/quota-visibility.yaml and queue-visibility.yaml are installed):
 
   top            get elasticquotatrees/elasticquotatree in kube-system
-  why JOB        get rayjobs, get queueunits, list events in JOB's namespace; the tree (optional: the
-                 blocking node's numbers)
+  why JOB        get rayjobs (or rayclusters, --raycluster), get queueunits, list events in JOB's namespace;
+                 the tree (optional: the blocking node's numbers). Says which liveness case a stuck job is in
+                 (admission timeout, parked, refused by KubeRay, managed by another controller, draining, refused
+                 at create) and what to do (docs/liveness.md)
   queue LEAF     list queues in kube-queue; list queueunits in each namespace of the listed jobs
                  (optional: jobs of namespaces you cannot read show as hidden); the tree (optional:
                  short leaf names)
@@ -36,6 +38,7 @@ import yaml
 from common import keys
 from common.clock import SystemClock
 from common.gotime import from_datetime
+from common.jobkind import RAYCLUSTER, RAYJOB
 from common.quota_tree import QuotaTree, TreeError
 from common.rayjob import priority_class_name
 from common.wire import ShapeError
@@ -48,7 +51,7 @@ ApiException: Any = _kube.client.rest.ApiException
 
 NEEDS = {
     "top": f"get {keys.QUOTA_TREE_PLURAL}.{keys.QUOTA_GROUP} in {keys.QUOTA_TREE_NAMESPACE}",
-    "why": f"get rayjobs.{keys.RAY_GROUP}, get {keys.QUEUE_UNIT_PLURAL}.{keys.QUEUE_GROUP} and list events in the "
+    "why": f"get rayjobs.{keys.RAY_GROUP} (rayclusters with --raycluster), get {keys.QUEUE_UNIT_PLURAL}.{keys.QUEUE_GROUP} and list events in the "
            "job's namespace",
     "queue": f"list {keys.QUEUE_PLURAL}.{keys.QUEUE_GROUP} in {keys.QUEUE_NAMESPACE}",
     "whatif": f"get {keys.QUOTA_TREE_PLURAL}.{keys.QUOTA_GROUP} in {keys.QUOTA_TREE_NAMESPACE} and list "
@@ -86,10 +89,6 @@ class Api:
         return list(self.custom.list_namespaced_custom_object(
             keys.QUEUE_GROUP, keys.QUEUE_VERSION, keys.QUEUE_NAMESPACE, keys.QUEUE_PLURAL)["items"])
 
-    def rayjob(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(
-            keys.RAY_GROUP, keys.RAY_VERSION, namespace, keys.RAYJOB_PLURAL, name))
-
     def job(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.custom.get_namespaced_custom_object(keys.RAY_GROUP, keys.RAY_VERSION, namespace, plural, name))
 
@@ -110,9 +109,9 @@ class Api:
         return list(self.custom.list_namespaced_custom_object(
             keys.QUEUE_GROUP, keys.QUEUE_VERSION, namespace, keys.QUEUE_UNIT_PLURAL)["items"])
 
-    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+    def events(self, namespace: str, name: str, kind: str = keys.RAYJOB_KIND) -> list[dict[str, Any]]:
         found = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={keys.RAYJOB_KIND}")
+            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}")
         return [self.client.sanitize_for_serialization(e) for e in found.items]
 
     def priority_class(self, name: str) -> int | None:
@@ -139,13 +138,21 @@ def cmd_top(api: Api, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_why(api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    """Where the job is and, stuck in a liveness case, which case and what to do; a job that does not exist is the
+    case of a create the webhook refused."""
     ns = args.namespace or api.default_namespace
-    job = api.rayjob(ns, args.job)
+    kind = RAYCLUSTER if args.raycluster else RAYJOB
+    try:
+        job = api.job(kind.plural, ns, args.job)
+    except ApiException as exc:
+        if exc.status == 404:
+            return views.missing_report(ns, args.job, kind.kind)
+        raise
     notes: list[str] = []
-    unit = api.queue_unit(ns, keys.queue_unit_name(args.job))
+    unit = api.queue_unit(ns, kind.queue_unit_name(args.job))
     tree = _optional(api.tree, notes, "the quota tree")
-    events = _optional(lambda: api.events(ns, args.job), notes, "events") or []
-    report = views.why_report(job, unit, tree, events, now_ns())
+    events = _optional(lambda: api.events(ns, args.job, kind.kind), notes, "events") or []
+    report = views.why_report(job, unit, tree, events, now_ns(), kind.kind)
     return {**report, "notes": notes} if notes else report
 
 
@@ -238,8 +245,10 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("-o", "--output", choices=("text", "json"), default="text")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("top", parents=[common], help="the quota tree: used / min / max per resource")
-    why = sub.add_parser("why", parents=[common], help="a RayJob's place, what blocks it, its estimate, events")
-    why.add_argument("job", help="the RayJob's name")
+    why = sub.add_parser("why", parents=[common], help="a RayJob's place, what blocks it, the liveness case it is "
+                                                       "stuck in and what to do, its estimate, events")
+    why.add_argument("job", help="the RayJob's name (a bare RayCluster's with --raycluster)")
+    why.add_argument("--raycluster", action="store_true", help="the job is a bare RayCluster")
     queue = sub.add_parser("queue", parents=[common], help="a leaf's waiting jobs in order, with estimates")
     queue.add_argument("leaf", help="the leaf quota (root/algorithm/video, or a unique short name)")
     whatif = sub.add_parser("whatif", parents=[common], help="what would happen to this RayJob if created now")

@@ -11,16 +11,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from common import keys
-from common.explain import whatif
+from common.explain import Explain, Stuck, advice, whatif
+from common.explain import render as render_explain
 from common.gotime import GoTimeError, format_rfc3339, parse_go
+from common.kuberay_rules import managed_by_foreign_controller
+from common.liveness import timeouts_so_far
 from common.preview import Ahead, forecast_from_status, preview, usage_from_status
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
-from common.rayjob import JobInfo
+from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import Resources
 from common.start_times import in_about
 
-__all__ = ["queue_report", "render", "top_report", "whatif_report", "why_report"]
+__all__ = ["missing_report", "queue_report", "render", "stuck_case", "top_report", "whatif_report", "why_report"]
 
 BAR: Final = 20
 Obj = Mapping[str, Any]
@@ -155,24 +158,60 @@ def _node_numbers(tree_obj: Obj, node: str | None) -> dict[str, Any] | None:
     return next((row for row in rows if row["node"] == node), None)
 
 
+def stuck_case(job_obj: Obj, unit: Obj | None) -> Stuck | None:
+    """The liveness case a job is stuck in, read from the job and its QueueUnit's status (None: none of them):
+    another controller manages it (no QueueUnit is kept); its QueueUnit is Parked; KubeRay refused it
+    (jobDeploymentStatus ValidationFailed); it finished while its pods still hold quota (the ``current`` size of a
+    Succeed or Failed unit); it timed out at admission and was requeued (its ``rayqueue.io/admission-timeouts``)."""
+    status = (unit or {}).get("status") or {}
+    phase = status.get("phase")
+    annotations = (job_obj.get("metadata") or {}).get("annotations") or {}
+    if managed_by_foreign_controller(job_obj) is not None:
+        return "managed-by"
+    if phase == "Parked":
+        return "parked"
+    if ((job_obj.get("status") or {}).get("jobDeploymentStatus")) == VALIDATION_FAILED:
+        return "kuberay-refused"
+    if phase in ("Succeed", "Failed") and status.get("current") not in (None, "", "-"):
+        return "draining"
+    if phase in ("Backoff", "Enqueued", "Dequeued") and timeouts_so_far(annotations):
+        return "admission-timeout"
+    return None
+
+
+def _not_queued(job_obj: Obj, tree_obj: Obj | None) -> str:
+    """The record of a job another controller manages, in its words (its pods' leaf named when the tree is read)."""
+    namespace = str((job_obj.get("metadata") or {}).get("namespace") or "")
+    leaf = QuotaTree.parse(tree_obj).leaf_for_namespace(namespace) if tree_obj is not None else None
+    return render_explain(Explain(why="managed-by", text=managed_by_foreign_controller(job_obj) or "",
+                                  node=leaf.full_name if leaf is not None else None))
+
+
 def why_report(job_obj: Obj, unit: Obj | None, tree_obj: Obj | None, events: Sequence[Obj],
-               now_ns: int) -> dict[str, Any]:
-    """Where a RayJob is, what blocks it (the node and its numbers), its estimate and its recent events."""
+               now_ns: int, kind: str = keys.RAYJOB_KIND) -> dict[str, Any]:
+    """Where a RayJob (or bare RayCluster, ``kind``) is, what blocks it (the node and its numbers), the liveness case
+    it is stuck in with what to do (``common.explain.advice``), its estimate and its recent events."""
     meta = job_obj.get("metadata") or {}
     status = (unit or {}).get("status") or {}
-    message = str(status.get("message") or "")
+    case = stuck_case(job_obj, unit)
+    message = str(status.get("message") or "") or (_not_queued(job_obj, tree_obj) if case == "managed-by" else "")
+    if not message and case == "kuberay-refused":
+        message = str((job_obj.get("status") or {}).get("message") or "")
     blocking = None
     if tree_obj is not None:
         tree = QuotaTree.parse(tree_obj)
         names = sorted((n.full_name for n in tree.nodes()), key=len, reverse=True)
         blocking = next((n for n in names if message.startswith(n + ":") or f" {n}:" in message), None)
     recent = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))[-10:]
+    key = f"{meta.get('namespace')}/{meta.get('name')}"
     return {
         "kind": "JobPlace",
-        "rayjob": f"{meta.get('namespace')}/{meta.get('name')}",
+        "jobKind": kind,
+        "rayjob": key,
         "phase": status.get("phase"),
         "position": status.get("position"),
         "message": message or None,
+        **_advice(case, key, kind),
         "blocking": blocking,
         "blockingNode": _node_numbers(tree_obj, blocking) if tree_obj is not None else None,
         **_unit_estimate(unit, now_ns),
@@ -181,11 +220,31 @@ def why_report(job_obj: Obj, unit: Obj | None, tree_obj: Obj | None, events: Seq
     }
 
 
+def _advice(case: Stuck | None, job: str, kind: str) -> dict[str, str | None]:
+    found = advice(case, job, kind) if case is not None else None
+    return {"case": case, "caseWords": found.what if found else None, "todo": found.todo if found else None}
+
+
+def missing_report(namespace: str, name: str, kind: str = keys.RAYJOB_KIND) -> dict[str, Any]:
+    """``why`` for a job that does not exist: the case of a create the webhook refused (nothing was made)."""
+    key = f"{namespace}/{name}"
+    return {"kind": "JobPlace", "jobKind": kind, "rayjob": key, "phase": None, "position": None, "message": None,
+            **_advice("refused-at-create", key, kind), "blocking": None, "blockingNode": None,
+            "estimatedStartTime": None, "in": None, "estimate": None, "events": []}
+
+
 def _why_text(report: Obj) -> str:
-    lines = [f"RayJob {report['rayjob']}: {report['phase'] or 'no QueueUnit yet'}"
-             + (f", position {report['position']}" if report["position"] else "")]
+    kind = report.get("jobKind") or keys.RAYJOB_KIND
+    if report.get("case") == "refused-at-create":
+        return f"{report['caseWords']}\n  do: {report['todo']}"
+    place = report["phase"] or ("not queued" if report.get("case") == "managed-by" else "no QueueUnit yet")
+    lines = [f"{kind} {report['rayjob']}: {place}" + (f", position {report['position']}" if report["position"] else "")]
+    if report.get("case"):
+        lines.append(f"  case: {report['caseWords']}")
     if report["message"]:
         lines.append(f"  why: {report['message']}")
+    if report.get("todo"):
+        lines.append(f"  do: {report['todo']}")
     node = report["blockingNode"]
     if node:
         for r, v in node["resources"].items():

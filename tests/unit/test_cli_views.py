@@ -6,9 +6,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from common import keys
+from common.explain import Explain, Stuck, advice, render
 from rayqueue_cli import views
 from tests.unit.builders import make_rayjob
 
@@ -84,3 +86,99 @@ def test_why_names_the_blocking_node_and_its_numbers() -> None:
     text = views.render(report)
     assert "root/algorithm/video cpu: used 12500m, min 12, max 14" in text
     assert "Enqueued: queued" in text
+
+
+# --- a job stuck in a liveness case: which case, and what to do ------------------------------------------------
+
+TIMED_OUT = ("not started within 20s of admission: 3 of 4 pods not placed; worker video/x-w-q2x: 0/12 nodes are "
+             "available: 12 node(s) didn't match node selector. Timeout 1 of 3: suspended and requeued with its "
+             "enqueue time, after a backoff")
+PARKED = ("not started within 20s of admission: 3 of 4 pods not placed. Parked after 3 admission timeouts in a row "
+          "(rayqueue.io/admission-retries 3): fix the cause, then retry with `kubectl rayqueue retry x -n video`")
+REFUSED = ("KubeRay refused the job (jobDeploymentStatus ValidationFailed): invalid runtimeEnvYAML; it will never "
+           "run and holds no quota once its pods are gone: fix the spec and create it again")
+
+
+def _unit(phase: str, message: str, current: str = "-") -> dict[str, Any]:
+    return {"status": {"phase": phase, "message": message, "admitted": "-", "current": current, "maximum": "4/1Gi"}}
+
+
+def _stuck_job(*, timeouts: str | None = None, deployment: str | None = None, managed_by: str | None = None,
+               status_message: str = "") -> dict[str, Any]:
+    b = make_rayjob("x", "video").head(cpu="4")
+    if timeouts is not None:
+        b.annotate(keys.ADMISSION_TIMEOUTS, timeouts)
+    if deployment is not None:
+        b.set("status.jobDeploymentStatus", deployment).set("status.message", status_message)
+    if managed_by is not None:
+        b.set("spec.managedBy", managed_by)
+    return b.obj()
+
+
+@pytest.mark.parametrize(
+    ("job", "unit", "case", "why", "todo"),
+    [
+        pytest.param(_stuck_job(timeouts="1"), _unit("Backoff", TIMED_OUT), "admission-timeout", TIMED_OUT,
+                     "it is tried again after its backoff", id="an admission timeout names the pods and is retried"),
+        pytest.param(_stuck_job(timeouts="3"), _unit("Parked", PARKED), "parked", PARKED,
+                     "then retry it: `kubectl rayqueue retry x -n video`", id="a parked job says the retry command"),
+        pytest.param(_stuck_job(deployment="ValidationFailed", status_message="invalid runtimeEnvYAML"),
+                     _unit("Failed", REFUSED), "kuberay-refused", REFUSED, "delete the job and create it again",
+                     id="a job KubeRay refused quotes KubeRay's message"),
+        pytest.param(_stuck_job(deployment="ValidationFailed", status_message="invalid runtimeEnvYAML"), None,
+                     "kuberay-refused", "invalid runtimeEnvYAML", "fix the spec as KubeRay's message says",
+                     id="without a QueueUnit, KubeRay's own status message is the why"),
+        pytest.param(_stuck_job(managed_by="kueue.x-k8s.io/multikueue"), None, "managed-by",
+                     "not queued: spec.managedBy 'kueue.x-k8s.io/multikueue' names another controller than KubeRay",
+                     "create it again without spec.managedBy", id="a job another controller manages is not queued"),
+        pytest.param(_stuck_job(deployment="Complete"), _unit("Succeed", "finished: jobDeploymentStatus Complete",
+                                                              current="4/1Gi"), "draining",
+                     "finished: jobDeploymentStatus Complete", "delete it to free the quota now",
+                     id="a finished job whose pods still run is draining"),
+        pytest.param(_stuck_job(deployment="Complete"), _unit("Succeed", "finished: jobDeploymentStatus Complete"),
+                     None, "finished: jobDeploymentStatus Complete", None,
+                     id="a finished job with no pod left is stuck in no case"),
+        pytest.param(_stuck_job(), _unit("Enqueued", "root/algorithm/video: cpu used 12500m + request 4 > max 14"),
+                     None, "root/algorithm/video: cpu used 12500m", None,
+                     id="a job waiting for quota is stuck in no liveness case"),
+    ],
+)
+def test_why_says_which_liveness_case_a_stuck_job_is_in_and_what_to_do(
+        job: dict[str, Any], unit: dict[str, Any] | None, case: Stuck | None, why: str, todo: str | None) -> None:
+    report = views.why_report(job, unit, seed_tree(), [], NOW)
+    assert report["case"] == case
+    assert report["message"].startswith(why), report["message"]
+    if todo is None:
+        assert report["todo"] is None and report["caseWords"] is None
+        assert "  do: " not in views.render(report)
+        return
+    assert case is not None
+    expected = advice(case, "video/x")
+    assert (report["caseWords"], report["todo"]) == (expected.what, expected.todo)
+    assert todo in report["todo"]
+    text = views.render(report).splitlines()
+    assert text[1:4] == [f"  case: {expected.what}", f"  why: {report['message']}", f"  do: {expected.todo}"]
+
+
+def test_why_a_managed_by_job_names_the_leaf_its_pods_are_charged_to_and_says_not_queued() -> None:
+    report = views.why_report(_stuck_job(managed_by="example.com/mine"), None, seed_tree(), [], NOW)
+    assert report["message"] == render(Explain(why="managed-by", text="example.com/mine", node="root/algorithm/video"))
+    assert "any pods it gets in root/algorithm/video are charged one by one" in report["message"]
+    assert views.render(report).splitlines()[0] == "RayJob video/x: not queued"
+    assert views.why_report(_stuck_job(managed_by="ray.io/kuberay-operator"), None, None, [], NOW)["case"] is None
+
+
+def test_why_a_job_that_does_not_exist_is_the_case_of_a_refused_create() -> None:
+    report = views.missing_report("video", "y" * 60, keys.RAYCLUSTER_KIND)
+    assert report["case"] == "refused-at-create"
+    lines = views.render(report).splitlines()
+    assert lines[0] == (f"no RayCluster video/{'y' * 60}: a create the webhook refused leaves nothing behind (no "
+                        "object, no QueueUnit, no claim)")
+    assert lines[1].startswith("  do: the denial kubectl printed names the rule, the field and KubeRay's words")
+
+
+def test_why_a_parked_bare_cluster_is_retried_with_raycluster() -> None:
+    cluster = make_rayjob("x", "video").head(cpu="4").annotate(keys.ADMISSION_TIMEOUTS, "3").as_raycluster()
+    report = views.why_report(cluster, _unit("Parked", PARKED), None, [], NOW, keys.RAYCLUSTER_KIND)
+    assert report["case"] == "parked" and "`kubectl rayqueue retry x -n video --raycluster`" in report["todo"]
+    assert views.render(report).startswith("RayCluster video/x: Parked")

@@ -61,3 +61,19 @@ def test_the_patches_remove_what_the_kinds_dequeue_wrote() -> None:
 def test_a_kind_not_queued_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="not a queued kind: 'Pod'"):
         kind_of("Pod")
+
+
+@pytest.mark.parametrize(
+    ("kind", "controls_parents"),
+    [
+        pytest.param(RAYJOB, True, id="a RayJob controls its RayClusters and submitter Jobs"),
+        pytest.param(RAYCLUSTER, False, id="a bare RayCluster is its own parent and controls none"),
+    ],
+)
+def test_each_kind_reads_its_own_priority_class_and_says_whether_it_controls_parents(
+        kind: JobKind, controls_parents: bool) -> None:
+    built = make_rayjob("j", "video").uid("uid-j").head(cpu="1", priority_class="high")
+    obj = built.obj() if kind is RAYJOB else built.as_raycluster()
+    assert kind.priority_class(obj) == "high"
+    assert kind.priority_class({"spec": {}}) is None
+    assert kind.controls_parents is controls_parents
