@@ -116,13 +116,18 @@ def release_patch(obj: Mapping[str, Any], kind: Kind, scheduler_name: str | None
     return tuple(ops)
 
 
+def _owned_by_a_rayjob(meta: Mapping[str, Any]) -> bool:
+    """A RayJob's own RayCluster (KubeRay copies the job's annotations onto it) is the job's, not queued itself."""
+    return any(ref.get("kind") == keys.RAYJOB_KIND and ref.get("controller") for ref in meta.get("ownerReferences") or [])
+
+
 def plan(obj: Mapping[str, Any], kind: Kind, *, delete: bool, scheduler_name: str | None) -> Action | None:
-    """What to do with one object: None when rayqueue never queued it (no enqueue stamp); `leave` when it is
-    admitted and running (not suspended); else `release`, or `delete` with `--delete`."""
+    """What to do with one object: None when rayqueue never queued it (no enqueue stamp, or a RayJob's RayCluster);
+    `leave` when it is admitted and running (not suspended); else `release`, or `delete` with `--delete`."""
     meta = obj.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     enqueued = annotations.get(keys.ENQUEUE_TIMESTAMP)
-    if enqueued is None:
+    if enqueued is None or (kind is RAYCLUSTER and _owned_by_a_rayjob(meta)):
         return None
 
     def action(step: Step, reason: str, patch: tuple[Obj, ...] = ()) -> Action:

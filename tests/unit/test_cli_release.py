@@ -113,6 +113,13 @@ def test_a_bare_raycluster_is_released_at_its_own_paths_and_queue_unit() -> None
     assert "schedulerName" not in after["spec"]["workerGroupSpecs"][0]["template"]["spec"]
 
 
+def test_a_rayjobs_own_raycluster_carrying_the_jobs_stamps_is_not_queued_itself() -> None:
+    cluster = queued_job("j-abcde").as_raycluster()
+    cluster["metadata"]["ownerReferences"] = [{"apiVersion": "ray.io/v1", "kind": keys.RAYJOB_KIND, "name": "j",
+                                               "uid": "u", "controller": True}]
+    assert release.plan(cluster, release.RAYCLUSTER, delete=False, scheduler_name=None) is None
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str = "") -> None:
         super().__init__(message)
