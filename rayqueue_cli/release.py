@@ -118,7 +118,8 @@ def release_patch(obj: Mapping[str, Any], kind: Kind, scheduler_name: str | None
 
 def _owned_by_a_rayjob(meta: Mapping[str, Any]) -> bool:
     """A RayJob's own RayCluster (KubeRay copies the job's annotations onto it) is the job's, not queued itself."""
-    return any(ref.get("kind") == keys.RAYJOB_KIND and ref.get("controller") for ref in meta.get("ownerReferences") or [])
+    refs = meta.get("ownerReferences") or []
+    return any(ref.get("kind") == keys.RAYJOB_KIND and ref.get("controller") for ref in refs)
 
 
 def plan(obj: Mapping[str, Any], kind: Kind, *, delete: bool, scheduler_name: str | None) -> Action | None:
@@ -136,6 +137,9 @@ def plan(obj: Mapping[str, Any], kind: Kind, *, delete: bool, scheduler_name: st
 
     if (obj.get("spec") or {}).get("suspend") is not True:
         admitted = annotations.get(keys.DEQUEUE_TIMESTAMP)
+        finished = (obj.get("status") or {}).get("jobDeploymentStatus") in ("Complete", "Failed")
+        if finished:
+            return action("leave", "finished: nothing to release")
         return action("leave", f"admitted at {admitted}, not suspended: it runs on" if admitted
                       else "not suspended: it runs on")
     waiting = "waiting in its queue" if keys.DEQUEUE_TIMESTAMP not in annotations else "suspended by a reclaim"
@@ -172,8 +176,8 @@ def render(rep: Mapping[str, Any]) -> str:
     if not rep["jobs"]:
         lines.append(f"no job queued by rayqueue in {rep['scope']}")
     verb = "would be" if rep["dryRun"] else "were"
-    lines.append(f"{rep['released']} {verb} released, {rep['deleted']} {verb} deleted, {rep['left']} admitted left "
-                 f"running, {rep['failed']} failed")
+    lines.append(f"{rep['released']} {verb} released, {rep['deleted']} {verb} deleted, {rep['left']} left as they are "
+                 f"(admitted or finished), {rep['failed']} failed")
     if rep["dryRun"] and (rep["released"] or rep["deleted"]):
         lines.append("a dry run: nothing was changed; run again with --yes to do it")
     return "\n".join(lines)

@@ -86,7 +86,10 @@ def test_a_patch_of_a_job_changed_since_it_was_read_fails_its_test() -> None:
                  f"admitted at {LATER}, not suspended: it runs on", id="an admitted job is left running"),
     pytest.param(queued_job().dequeued(LATER).obj(), "release", "suspended by a reclaim: resumed unqueued",
                  id="a job suspended by a reclaim not yet requeued is released too"),
-    pytest.param(make_rayjob("j", "video").obj(), None, None, id="a suspended job rayqueue never queued is not its own"),
+    pytest.param(queued_job().dequeued(LATER).suspend(False).status("Complete").obj(), "leave",
+                 "finished: nothing to release", id="a finished job is left as it is"),
+    pytest.param(make_rayjob("j", "video").obj(), None, None,
+                 id="a suspended job rayqueue never queued is not its own"),
     pytest.param(make_rayjob("j", "video").suspend(False).obj(), None, None, id="an unqueued running job is ignored"),
 ])
 def test_what_happens_to_each_kind_of_job(job: Obj, step: str | None, reason: str | None) -> None:
@@ -171,7 +174,8 @@ class FakeCustom:
                 raise ApiError(404, "not found")
             return
         key = (self._kind(plural), ns, name)
-        assert body is not None and body["preconditions"]["resourceVersion"] == self.objs[key]["metadata"]["resourceVersion"]
+        assert body is not None
+        assert body["preconditions"]["resourceVersion"] == self.objs[key]["metadata"]["resourceVersion"]
         del self.objs[key]
 
 
@@ -183,7 +187,7 @@ def test_a_dry_run_changes_nothing_and_says_how_to_do_it() -> None:
     assert release.render(rep).splitlines() == [
         f"RayJob video/a: release: waiting in its queue: resumed unqueued (enqueued {STAMP})",
         f"RayJob video/b: leave: admitted at {LATER}, not suspended: it runs on (enqueued {STAMP})",
-        "1 would be released, 0 would be deleted, 1 admitted left running, 0 failed",
+        "1 would be released, 0 would be deleted, 1 left as they are (admitted or finished), 0 failed",
         "a dry run: nothing was changed; run again with --yes to do it",
     ]
 
@@ -196,7 +200,8 @@ def test_with_yes_every_waiting_job_is_released_its_queue_unit_deleted_across_a_
     assert all(o["spec"]["suspend"] is False and keys.ENQUEUE_TIMESTAMP not in (o["metadata"].get("annotations") or {})
                for o in fake.objs.values())
     assert sorted(fake.deleted_units) == [("text", "gone-ray-qu"), ("video", "a-ray-qu"), ("video", "rc-rc-qu")]
-    assert release.render(rep).splitlines()[-1] == "3 were released, 0 were deleted, 0 admitted left running, 0 failed"
+    assert release.render(rep).splitlines()[-1] == (
+        "3 were released, 0 were deleted, 0 left as they are (admitted or finished), 0 failed")
 
 
 def test_a_job_changing_on_every_try_is_reported_failed_not_patched_blind() -> None:
@@ -219,5 +224,6 @@ def test_with_delete_the_waiting_jobs_are_deleted_under_their_resource_version()
 def test_nothing_queued_says_so() -> None:
     rep = release.run(FakeCustom(), namespace="video", delete=False, yes=False, scheduler_name=None)
     assert release.render(rep).splitlines() == ["no job queued by rayqueue in namespace video",
-                                                "0 would be released, 0 would be deleted, 0 admitted left running, "
+                                                "0 would be released, 0 would be deleted, 0 left as they are "
+                                                "(admitted or finished), "
                                                 "0 failed"]
