@@ -19,17 +19,18 @@ from typing import Any
 import yaml
 
 from common import keys
-from devcluster import procs
+from devcluster import install, procs
 from devcluster.cluster import (
     REPO_ROOT,
     TENANT,
     LocalCluster,
     default_bin_dir,
     ensure_binaries,
+    free_ports,
     stop_from_state,
 )
 from devcluster.procs import ManagedProcess
-from devcluster.services import SCHEDULER_NAME, start_extender, start_rayqueue_scheduler, start_webhook
+from devcluster.services import SCHEDULER_NAME, start_extender, start_rayqueue_scheduler
 from devcluster.waiting import WaitTimeout, wait_for
 
 DEMO_DIR = REPO_ROOT / ".demo"
@@ -100,6 +101,18 @@ class Story:
         sys.stdout.flush()
         if check and done.returncode != 0:
             raise StoryFailed(f"`kubectl {shlex.join(args)}` failed with exit code {done.returncode}")
+        return done
+
+    def plugin(self, *args: str, as_user: str = TENANT) -> subprocess.CompletedProcess[str]:
+        """`kubectl rayqueue ARGS` as `as_user`: the plugin kubectl would exec (kubectl-rayqueue), run directly."""
+        print(f"\n{as_user}$ {shlex.join(['kubectl', 'rayqueue', *args])}", flush=True)
+        done = subprocess.run([sys.executable, "-m", "rayqueue_cli", *args,
+                               f"--kubeconfig={self.cluster.kubeconfig(as_user)}"],
+                              capture_output=True, text=True, timeout=60, check=False, cwd=REPO_ROOT)
+        sys.stdout.write(done.stdout + done.stderr)
+        sys.stdout.flush()
+        if done.returncode != 0:
+            raise StoryFailed(f"`kubectl rayqueue {shlex.join(args)}` as {as_user} failed: {done.stderr.strip()}")
         return done
 
     def create(self, path: Path, as_user: str = TENANT) -> str:
@@ -289,9 +302,17 @@ def start_everything(workdir: Path) -> LocalCluster:
     cluster.start()
     print(f"    up in {cluster.startup_seconds:.1f}s: {cluster.server}", flush=True)
     try:
-        step(f"starting the rayqueue webhook (--scheduler-name={SCHEDULER_NAME}) and registering it ...")
-        hook = start_webhook(cluster, extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
-        print(f"    {hook.url}", flush=True)
+        (port,) = free_ports(1)
+        step("the install: `kubectl apply --server-side -k manifests/` but its Deployments, whose entry points run "
+             "here as processes (the webhook configurations call 127.0.0.1 by URL) ...")
+        applied = install.install(cluster, f"https://127.0.0.1:{port}")
+        print(f"    applied {len(applied)} objects: {install.summary(applied)}", flush=True)
+        step(f"starting the rayqueue webhook (--scheduler-name={SCHEDULER_NAME}): it makes its own certificate ...")
+        hook = install.start_selfcert_webhook(cluster, port, name="rayqueue-webhook",
+                                              extra_args=(f"--scheduler-name={SCHEDULER_NAME}",))
+        install.wait_ready(cluster, hook)
+        print(f"    https://127.0.0.1:{port}, its CA in Secret rayqueue/rayqueue-webhook-tls and in both caBundles",
+              flush=True)
         step("starting the rayqueue extender and queue controller ...")
         extender = start_extender(cluster)
         print(f"    {extender.url}", flush=True)
@@ -384,6 +405,13 @@ def story_video(story: Story, files: dict[str, Path], queue_names: dict[str, str
     story.kubectl("get", "queue", "-n", keys.QUEUE_NAMESPACE, video_queue, "-o",
                   "jsonpath={.status.queueItemDetails.backoff}{\"\\n\"}")
     return first, second
+
+
+def story_plugin(story: Story, waiting: str) -> None:
+    heading("The tenant's own view: kubectl rayqueue, with alice's kubeconfig (edit in her namespaces, and the "
+            "install's visibility roles)")
+    for args in (("top",), ("why", waiting, "-n", "video"), ("queue", "video")):
+        story.plugin(*args)
 
 
 def story_gang(story: Story, files: dict[str, Path]) -> str:
@@ -516,6 +544,7 @@ kubectl get queueunit -A
 kubectl describe rayjob -n intern
 kubectl get pod -A -o wide
 # as the tenant: KUBECONFIG={cluster.kubeconfig(TENANT)} kubectl get rayjob -n video
+#   and kubectl rayqueue top (the plugin: kubectl-rayqueue in {Path(sys.executable).parent})
 # logs: {cluster.log_dir}
 
 Stop it all with: make demo-down""", flush=True)
@@ -532,7 +561,8 @@ def up(workdir: Path = DEMO_DIR) -> int:
         note("commands after `alice$` run with the tenant alice's kubeconfig, after `$` as the cluster admin")
         apply_tree(story)
         queue_names = story_queues(story)
-        story_video(story, files, queue_names)
+        _, waiting = story_video(story, files, queue_names)
+        story_plugin(story, waiting)
         gang = story_gang(story, files)
         story_reclaim(story, files, gang)
     except StoryFailed as exc:

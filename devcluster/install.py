@@ -49,6 +49,14 @@ def install(cluster: LocalCluster, webhook_url: str) -> list[dict[str, Any]]:
     return docs
 
 
+def summary(docs: list[dict[str, Any]]) -> str:
+    """`3 CustomResourceDefinition, 2 Namespace, ...`: what an apply made, by kind (in order of first appearance)."""
+    kinds: dict[str, int] = {}
+    for d in docs:
+        kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in kinds.items())
+
+
 def apply_server_side(cluster: LocalCluster, docs: list[dict[str, Any]], *, force: bool = False) -> None:
     done = cluster.kubectl("apply", "--server-side", *(["--force-conflicts"] if force else []), "-f", "-",
                            input=yaml.safe_dump_all(docs, sort_keys=False), check=False)

@@ -18,6 +18,8 @@ of it once manifests/rbac/quota-visibility.yaml and queue-visibility.yaml are in
   whatif -f F    the tree; list queues in kube-queue; get priorityclasses (optional)
   retry JOB      get and patch rayjobs (or rayclusters, --raycluster) in JOB's namespace: removes the job's
                  rayqueue.io/admission-timeouts, so a job parked after its admission timeouts is tried again
+  release-queued list, patch (or delete, --delete) rayjobs and rayclusters in every namespace, delete their
+                 queueunits: before an uninstall, resumes every job rayqueue holds suspended (rayqueue_cli/release.py)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from common.jobkind import RAYCLUSTER, RAYJOB
 from common.quota_tree import QuotaTree, TreeError
 from common.rayjob import priority_class_name
 from common.wire import ShapeError
-from rayqueue_cli import views
+from rayqueue_cli import release, views
 
 _kube: Any = kubernetes  # the official client, untyped for mypy's purposes
 k8s: Any = _kube.client
@@ -57,6 +59,7 @@ NEEDS = {
     "whatif": f"get {keys.QUOTA_TREE_PLURAL}.{keys.QUOTA_GROUP} in {keys.QUOTA_TREE_NAMESPACE} and list "
               f"{keys.QUEUE_PLURAL}.{keys.QUEUE_GROUP} in {keys.QUEUE_NAMESPACE}",
     "retry": f"get and patch rayjobs.{keys.RAY_GROUP} (rayclusters with --raycluster) in the job's namespace",
+    "release-queued": release.NEEDS,
 }
 
 
@@ -231,6 +234,7 @@ def cmd_retry(api: Api, args: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS: dict[str, Callable[[Api, argparse.Namespace], dict[str, Any]]] = {
     "top": cmd_top, "why": cmd_why, "queue": cmd_queue, "whatif": cmd_whatif, "retry": cmd_retry,
+    "release-queued": release.command,
 }
 
 
@@ -256,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", parents=[common], help="try a job parked after its admission timeouts again")
     retry.add_argument("job", help="the RayJob's name (a bare RayCluster's with --raycluster)")
     retry.add_argument("--raycluster", action="store_true", help="the job is a bare RayCluster")
+    release.add_parser(sub, common)
     return p
 
 
@@ -280,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output == "json":
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        print(views.render(report))
+        print(release.TEXT.get(report["kind"], views.render)(report))
         for note in report.get("notes", []):
             if args.command != "whatif":
                 print(f"note: {note}", file=sys.stderr)
