@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +22,22 @@ from devcluster.procs import ManagedProcess
 from devcluster.waiting import wait_for
 
 WEBHOOK_CONFIGS = REPO_ROOT / "manifests" / "webhook" / "webhooks.yaml"
+NAMESPACE = "rayqueue"
+
+
+def run_as_service_account(cluster: LocalCluster, account: str, rbac: Path) -> Path:
+    """Apply the shipped RBAC `rbac` and return a kubeconfig that authenticates as ServiceAccount
+    rayqueue/`account` does in a pod (user ``system:serviceaccount:rayqueue:<account>``, groups
+    ``system:serviceaccounts`` and ``system:serviceaccounts:rayqueue``; a client certificate stands in for the
+    token, which this control plane has no controller to mint). So every e2e test runs the services with
+    exactly the permissions the install grants them, never as admin: a missing rule fails a test."""
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
+    cluster.apply(rbac)
+    name = f"sa-{account}"
+    if name not in cluster.kubeconfigs:
+        cluster.add_user(name, ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"],
+                         common_name=f"system:serviceaccount:{NAMESPACE}:{account}")
+    return cluster.kubeconfig(name)
 
 
 @dataclass(frozen=True)
@@ -67,8 +84,9 @@ def start_webhook(cluster: LocalCluster, *, name: str = "rayqueue-webhook", extr
         (certs / "ca.crt").write_bytes(ca.cert_pem())
     ca_pem = (certs / "ca.crt").read_bytes()
     (port,) = free_ports(1)
+    kubeconfig = run_as_service_account(cluster, "rayqueue-webhook", REPO_ROOT / "manifests" / "webhook" / "rbac.yaml")
     proc = cluster.start_process(name, [
-        sys.executable, "-m", "webhook", f"--kubeconfig={cluster.admin_kubeconfig}",
+        sys.executable, "-m", "webhook", f"--kubeconfig={kubeconfig}",
         f"--listen=127.0.0.1:{port}", f"--tls-cert={certs / 'tls.crt'}", f"--tls-key={certs / 'tls.key'}",
         *extra_args,
     ])
@@ -118,12 +136,12 @@ def start_extender(cluster: LocalCluster, *, name: str = "rayqueue-extender", po
                    standby: bool = False) -> Extender:
     """Start `python -m extender` (leader-elected, Lease in namespace rayqueue) and wait until it is ready; with
     `standby`, until its cache is synced and it answers that it is not the leader (another replica is)."""
-    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rayqueue"}}])
     cluster.apply(REPO_ROOT / "manifests" / "rbac" / "queue-visibility.yaml")
+    kubeconfig = run_as_service_account(cluster, "rayqueue-extender", REPO_ROOT / "manifests" / "extender" / "rbac.yaml")
     if port is None:
         (port,) = free_ports(1)
     proc = cluster.start_process(name, [
-        sys.executable, "-m", "extender", f"--kubeconfig={cluster.admin_kubeconfig}", f"--listen=127.0.0.1:{port}",
+        sys.executable, "-m", "extender", f"--kubeconfig={kubeconfig}", f"--listen=127.0.0.1:{port}",
         "--namespace=rayqueue", f"--identity={name}", *extra_args,
     ])
 
