@@ -17,6 +17,7 @@ import yaml
 
 from devcluster.cluster import REPO_ROOT, LocalCluster
 from devcluster.procs import ManagedProcess
+from devcluster.services import run_as_service_account
 from devcluster.waiting import wait_for
 
 MANIFESTS = REPO_ROOT / "manifests"
@@ -109,9 +110,11 @@ class SelfCertWebhook:
 def start_selfcert_webhook(cluster: LocalCluster, port: int, *, name: str = "rayqueue-webhook-selfcert",
                            extra_args: tuple[str, ...] = ()) -> SelfCertWebhook:
     """`python -m webhook` with no certificate files: it makes its own in the Secret (an IP SAN for 127.0.0.1, as it
-    is called by URL here). Does not wait: see `wait_ready`."""
+    is called by URL here), as its ServiceAccount under the shipped RBAC (the Secret and configurations by
+    `resourceNames`). Does not wait: see `wait_ready`."""
+    kubeconfig = run_as_service_account(cluster, "rayqueue-webhook", MANIFESTS / "webhook" / "rbac.yaml")
     proc = cluster.start_process(name, [
-        sys.executable, "-m", "webhook", f"--kubeconfig={cluster.admin_kubeconfig}", f"--listen=127.0.0.1:{port}",
+        sys.executable, "-m", "webhook", f"--kubeconfig={kubeconfig}", f"--listen=127.0.0.1:{port}",
         "--cert-management=self", "--cert-ip=127.0.0.1", *extra_args,
     ])
     return SelfCertWebhook(proc, port)
