@@ -121,14 +121,15 @@ def test_a_retrying_job_is_never_charged_twice(
     assert invariants.worst.peak[VIDEO].get("cpu", 0) <= 12500, invariants.worst.peak[VIDEO]
 
 
-def test_a_runtime_env_kuberay_would_refuse_is_refused_at_create_and_the_next_job_runs(
+def test_a_runtime_env_kuberay_would_refuse_is_refused_at_create_and_on_edit_of_a_running_job(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     """A runtimeEnvYAML that is not YAML used to pass admission and end ValidationFailed in KubeRay 1.5+ after it
     was admitted. The webhook now decodes it as KubeRay's UnmarshalRuntimeEnvYAML does and refuses it at create, in
-    KubeRay's words (rule kuberay-validation), so it never holds a claim, and the next job in video runs. (A job
-    KubeRay refuses after admission by a rule rayqueue does not model needs the stand-in's refusal switch, on
-    branch standin2, to be tested end to end again.)"""
+    KubeRay's words (rule kuberay-validation), so it never holds a claim, and the next job in video runs. Once that
+    one runs, the tenant's edit of it to a runtimeEnvYAML that is YAML but a list (UnmarshalRuntimeEnvYAML decodes
+    into a map: KubeRay would set it ValidationFailed on its next reconcile) is refused too, and the job runs on
+    unchanged. (A job KubeRay refuses by a rule rayqueue does not model: test_kuberay_stopped.py.)"""
     for i in range(3):
         nodes(f"invalid-{i}")
     broken = sized_job("video", workers=2, run_seconds=600)  # 12.5 of 14 CPU
@@ -137,8 +138,19 @@ def test_a_runtime_env_kuberay_would_refuse_is_refused_at_create_and_the_next_jo
         create(cluster, broken)
     assert "rule kuberay-validation: KubeRay would refuse this job after admission" in refused.value.stderr
     assert "failed to unmarshal RuntimeEnvYAML" in refused.value.stderr
-    waiting = create(cluster, sized_job("video", workers=2, run_seconds=3))
+    waiting = create(cluster, sized_job("video", workers=2, run_seconds=600))
     wait_for(lambda: dequeued(cluster, "video", waiting), 60.0, f"{waiting} admitted at once")
+    wait_for(lambda: (rayjob(cluster, "video", waiting).get("status") or {}).get("jobDeploymentStatus") == "Running",
+             90.0, f"{waiting} running")
+    before = rayjob(cluster, "video", waiting)["spec"].get("runtimeEnvYAML")
+    edit = cluster.kubectl("patch", "rayjob", waiting, "-n", "video", "--type=merge",
+                           "-p", '{"spec": {"runtimeEnvYAML": "- pip\\n- numpy\\n"}}', as_user=TENANT, check=False)
+    assert edit.returncode != 0, edit.stdout
+    assert "rule kuberay-validation: this change would make KubeRay refuse the job" in edit.stderr, edit.stderr
+    assert "cannot unmarshal array into Go value of type types.RuntimeEnvType" in edit.stderr, edit.stderr
+    after = rayjob(cluster, "video", waiting)
+    assert after["spec"].get("runtimeEnvYAML") == before, after["spec"].get("runtimeEnvYAML")
+    assert after["status"]["jobDeploymentStatus"] == "Running"
 
 
 def test_worker_init_containers_and_the_autoscaler_sidecar_are_charged(
