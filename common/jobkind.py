@@ -30,6 +30,16 @@ class JobKind(Protocol):
     def plural(self) -> str: ...
 
     @property
+    def cluster_at(self) -> tuple[str, ...]:
+        """Where its RayCluster spec is in the wire object."""
+        ...
+
+    @property
+    def submitter_at(self) -> tuple[str, ...] | None:
+        """Where its submitter pod template is, if it can have one."""
+        ...
+
+    @property
     def controls_parents(self) -> bool:
         """Its RayClusters and submitter Jobs name it as their controller (a bare RayCluster is its own parent)."""
         ...
@@ -66,13 +76,15 @@ class _RayJob:
 
     kind: str = keys.RAYJOB_KIND
     plural: str = keys.RAYJOB_PLURAL
+    cluster_at: tuple[str, ...] = ("spec", "rayClusterSpec")
+    submitter_at: tuple[str, ...] | None = ("spec", "submitterPodTemplate")
     controls_parents: bool = True
 
     def queue_unit_name(self, name: str) -> str:
         return keys.queue_unit_name(name)
 
     def priority_class(self, obj: Mapping[str, object]) -> str | None:
-        return priority_class_name(obj, keys.RAYJOB_KIND)
+        return priority_class_name(obj, self.cluster_at)
 
     def convert(self, obj: Mapping[str, object], *, priority_class_value: int | None = None,
                 additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> JobInfo:
@@ -95,13 +107,15 @@ class _BareRayCluster:
 
     kind: str = keys.RAYCLUSTER_KIND
     plural: str = keys.RAYCLUSTER_PLURAL
+    cluster_at: tuple[str, ...] = ("spec",)
+    submitter_at: tuple[str, ...] | None = None
     controls_parents: bool = False
 
     def queue_unit_name(self, name: str) -> str:
         return keys.cluster_queue_unit_name(name)
 
     def priority_class(self, obj: Mapping[str, object]) -> str | None:
-        return priority_class_name(obj, keys.RAYCLUSTER_KIND)
+        return priority_class_name(obj, self.cluster_at)
 
     def convert(self, obj: Mapping[str, object], *, priority_class_value: int | None = None,
                 additions: KubeRayAdditions = DEFAULT_ADDITIONS) -> JobInfo:

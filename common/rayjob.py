@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
@@ -237,15 +237,15 @@ class PodInfo:
 
 
 
-def priority_class_name(obj: Mapping[str, object], kind: str = keys.RAYJOB_KIND) -> str | None:
-    """The RayJob's priority class: its head pod template's priorityClassName (as JobInfo reads it), or None;
-    with ``kind`` RayCluster, a bare RayCluster's (its own head template). Lenient: callers use it to look up
-    the class's value before converting the job."""
+def priority_class_name(
+    obj: Mapping[str, object], cluster_at: Sequence[str | int] = ("spec", "rayClusterSpec")
+) -> str | None:
+    """The job's priority class: the priorityClassName of the head pod template of the RayCluster spec at
+    ``cluster_at`` (a RayJob's ``spec.rayClusterSpec``, a bare RayCluster's ``spec``: the kind's seam says
+    which), as JobInfo reads it, or None. Lenient: callers use it to look up the class's value before
+    converting the job."""
     node: object = obj
-    path: tuple[str, ...] = ("spec", "rayClusterSpec", "headGroupSpec", "template", "spec", "priorityClassName")
-    if kind == keys.RAYCLUSTER_KIND:
-        path = path[:1] + path[2:]
-    for key in path:
+    for key in (*cluster_at, "headGroupSpec", "template", "spec", "priorityClassName"):
         if not isinstance(node, Mapping):
             return None
         node = node.get(key)

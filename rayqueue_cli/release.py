@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from common import keys
+from common.jobkind import RAYCLUSTER, RAYJOB, JobKind
 
 KIND: Final = "ReleaseQueued"
 NEEDS: Final = (f"list, patch (delete with --delete) rayjobs and rayclusters.{keys.RAY_GROUP} and delete "
@@ -34,28 +35,14 @@ Obj = dict[str, Any]
 Step = Literal["release", "delete", "leave"]
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """Where a queued kind keeps its pod templates, and its QueueUnit's name."""
-
-    kind: str
-    plural: str
-    cluster_at: tuple[str, ...]
-    submitter_at: tuple[str, ...] | None
-    unit_suffix: str
-
-
-RAYJOB: Final = Kind(keys.RAYJOB_KIND, keys.RAYJOB_PLURAL, ("spec", "rayClusterSpec"), ("spec", "submitterPodTemplate"),
-                     keys.QUEUE_UNIT_SUFFIX)
-RAYCLUSTER: Final = Kind(keys.RAYCLUSTER_KIND, keys.RAYCLUSTER_PLURAL, ("spec",), None, keys.CLUSTER_QUEUE_UNIT_SUFFIX)
-KINDS: Final = (RAYJOB, RAYCLUSTER)
+KINDS: Final = (RAYJOB, RAYCLUSTER)  # the queued kinds (common.jobkind): templates, plural, QueueUnit name
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """What to do with one job rayqueue queued, and why; `patch` is the release's JSON patch."""
 
-    kind: Kind
+    kind: JobKind
     namespace: str
     name: str
     step: Step
@@ -66,7 +53,7 @@ class Action:
 
     @property
     def queue_unit(self) -> str:
-        return f"{self.name}{self.kind.unit_suffix}"
+        return self.kind.queue_unit_name(self.name)
 
 
 def _pointer(*path: str | int) -> str:
@@ -85,7 +72,7 @@ def _get(node: Any, path: Sequence[str | int]) -> Any:
     return node
 
 
-def template_paths(obj: Mapping[str, Any], kind: Kind) -> list[tuple[str | int, ...]]:
+def template_paths(obj: Mapping[str, Any], kind: JobKind) -> list[tuple[str | int, ...]]:
     """The pod templates of a Ray object: head, each worker group, the submitter (RayJob only)."""
     paths: list[tuple[str | int, ...]] = []
     cluster = _get(obj, kind.cluster_at)
@@ -100,7 +87,7 @@ def template_paths(obj: Mapping[str, Any], kind: Kind) -> list[tuple[str | int, 
     return paths
 
 
-def release_patch(obj: Mapping[str, Any], kind: Kind, scheduler_name: str | None) -> tuple[Obj, ...]:
+def release_patch(obj: Mapping[str, Any], kind: JobKind, scheduler_name: str | None) -> tuple[Obj, ...]:
     """The release as one JSON patch: the resourceVersion tested first (a job changed since it was read is not
     patched), `suspend: false`, each of rayqueue's annotations removed, and `scheduler_name` removed from each
     pod template that carries it (the webhook stamps it; the default scheduler takes the pods after uninstall)."""
@@ -122,7 +109,7 @@ def _owned_by_a_rayjob(meta: Mapping[str, Any]) -> bool:
     return any(ref.get("kind") == keys.RAYJOB_KIND and ref.get("controller") for ref in refs)
 
 
-def plan(obj: Mapping[str, Any], kind: Kind, *, delete: bool, scheduler_name: str | None) -> Action | None:
+def plan(obj: Mapping[str, Any], kind: JobKind, *, delete: bool, scheduler_name: str | None) -> Action | None:
     """What to do with one object: None when rayqueue never queued it (no enqueue stamp, or a RayJob's RayCluster);
     `leave` when it is admitted and running (not suspended); else `release`, or `delete` with `--delete`."""
     meta = obj.get("metadata") or {}
@@ -148,7 +135,7 @@ def plan(obj: Mapping[str, Any], kind: Kind, *, delete: bool, scheduler_name: st
     return action("release", f"{waiting}: resumed unqueued", release_patch(obj, kind, scheduler_name))
 
 
-def plan_all(objects: Iterable[tuple[Kind, Mapping[str, Any]]], *, delete: bool,
+def plan_all(objects: Iterable[tuple[JobKind, Mapping[str, Any]]], *, delete: bool,
              scheduler_name: str | None) -> list[Action]:
     """Every queued object's action, sorted by kind, namespace, name."""
     found = [a for kind, obj in objects if (a := plan(obj, kind, delete=delete, scheduler_name=scheduler_name))]
@@ -207,14 +194,14 @@ class Cluster:
     def __init__(self, custom: Any) -> None:
         self.custom = custom
 
-    def list(self, kind: Kind, namespace: str | None) -> list[Obj]:
+    def list(self, kind: JobKind, namespace: str | None) -> list[Obj]:
         if namespace:
             found = self.custom.list_namespaced_custom_object(keys.RAY_GROUP, keys.RAY_VERSION, namespace, kind.plural)
         else:
             found = self.custom.list_cluster_custom_object(keys.RAY_GROUP, keys.RAY_VERSION, kind.plural)
         return list(found["items"])
 
-    def get(self, kind: Kind, namespace: str, name: str) -> Obj:
+    def get(self, kind: JobKind, namespace: str, name: str) -> Obj:
         return dict(self.custom.get_namespaced_custom_object(keys.RAY_GROUP, keys.RAY_VERSION, namespace, kind.plural,
                                                              name))
 

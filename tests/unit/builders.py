@@ -9,6 +9,7 @@ from typing import Any, Self
 
 from common import keys
 from common.accounting import Parent, covered_pods
+from common.queueing import Queues
 from common.quota_tree import QuotaTree
 from common.rayjob import JobInfo, PodInfo
 
@@ -534,3 +535,21 @@ class BooksBuilder:
 def make_books(*bound: str) -> BooksBuilder:
     """Books for ``account_pod`` with these namespaces bound to a quota leaf."""
     return BooksBuilder(*bound)
+
+
+class PassWorld:
+    """The admission pass's ``PassSource`` over a ``Queues``, as the cache answers it for jobs with no pods:
+    none terminating, every one preemptible, and only the uids of ``releasing`` still releasing a claim."""
+
+    def __init__(self, queues: Queues, releasing: AbstractSet[str] = frozenset()) -> None:
+        self.queues = queues
+        self._releasing = releasing
+
+    def releasing(self, uid: str) -> bool:
+        return uid in self._releasing
+
+    def terminating_pods(self, uid: str) -> int:
+        return 0
+
+    def preemptible(self, uid: str) -> bool:
+        return True

@@ -6,21 +6,8 @@ from common.admission import AdmissionPass
 from common.clock import FakeClock
 from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, Queues
+from tests.unit.builders import PassWorld
 from tests.unit.test_start_times import cpu, tree
-
-
-class _Source:
-    def __init__(self, queues: Queues) -> None:
-        self.queues = queues
-
-    def releasing(self, uid: str) -> bool:
-        return False
-
-    def terminating_pods(self, uid: str) -> int:
-        return 0
-
-    def preemptible(self, uid: str) -> bool:
-        return True
 
 
 def test_a_job_admitted_in_a_pass_is_no_reclaim_victim_of_the_same_pass() -> None:
@@ -34,7 +21,7 @@ def test_a_job_admitted_in_a_pass_is_no_reclaim_victim_of_the_same_pass() -> Non
     for uid, quota, at, size in [("xa", "root/a/x", 1, 2), ("yh", "root/a/y", 2, 6), ("yg", "root/a/y", 3, 4)]:
         queues.upsert(QueueItem(uid=uid, namespace=quota[-1], name=uid, quota=quota, priority=0, enqueue_ns=at,
                                 request=cpu(size)))
-    decide = AdmissionPass(_Source(queues), ledger, 100)
+    decide = AdmissionPass(PassWorld(queues), ledger, 100)
     queues.schedule(decide, ledger.generation)
     admitted = [c.uid for c, _ in decide.admitted]
     victims = [v.uid for v, _ in decide.victims]

@@ -19,7 +19,7 @@ from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, Queues
 from common.quota_tree import QuotaTree, TreeError, validate_tree
 from common.resources import Resources
-from tests.unit.builders import make_quota, make_tree
+from tests.unit.builders import PassWorld, make_quota, make_tree
 
 NS = 10**9
 H = 3600.0
@@ -211,20 +211,6 @@ def item(uid: str, team: str, cpu: int, at: int = 0, priority: int = 0) -> Queue
                      enqueue_ns=at, request=Resources({"cpu": cpu * 1000}))
 
 
-class Source:
-    def __init__(self, queues: Queues) -> None:
-        self.queues = queues
-
-    def releasing(self, uid: str) -> bool:
-        return False
-
-    def terminating_pods(self, uid: str) -> int:
-        return 0
-
-    def preemptible(self, uid: str) -> bool:
-        return True
-
-
 def world(running: dict[str, int], waiting: list[QueueItem], usage: dict[str, float]) -> tuple[Ledger, Queues,
                                                                                                  FairOrder]:
     tree = teams(a=1, b=1)
@@ -239,7 +225,7 @@ def world(running: dict[str, int], waiting: list[QueueItem], usage: dict[str, fl
 
 
 def admitted(ledger: Ledger, queues: Queues, order: FairOrder | None) -> tuple[list[str], AdmissionPass]:
-    decide = AdmissionPass(Source(queues), ledger, 0, fair=order)
+    decide = AdmissionPass(PassWorld(queues), ledger, 0, fair=order)
     result = queues.schedule(decide, ledger.generation, leaf_order=order.leaves() if order else None)
     return [it.uid for it in result.admitted], decide
 

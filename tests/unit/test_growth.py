@@ -25,7 +25,7 @@ from extender.controller import Controller
 from extender.reconcile import reconcile
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
-from tests.unit.builders import make_pod, make_raycluster, make_rayjob
+from tests.unit.builders import PassWorld, make_pod, make_raycluster, make_rayjob
 from tests.unit.test_cache import CLUSTER, node, ray_pod
 from tests.unit.test_extender_service import service
 from tests.unit.test_ledger import INTERN, TEXT, VIDEO, claim, ledger_with, seed_tree
@@ -94,26 +94,11 @@ def test_a_claim_that_is_not_guaranteed_gets_no_growth_plan() -> None:
     assert ledger.plan_growth_reclaim(claim("v", VIDEO, cpu=13)) is None  # above video's min of 12
 
 
-class _Source:
-    def __init__(self, queues: Queues, releasing: frozenset[str] = frozenset()) -> None:
-        self.queues = queues
-        self._releasing = releasing
-
-    def releasing(self, uid: str) -> bool:
-        return uid in self._releasing
-
-    def terminating_pods(self, uid: str) -> int:
-        return 0
-
-    def preemptible(self, uid: str) -> bool:
-        return True
-
-
 def one_pass(ledger: Ledger, cpu: int, releasing: frozenset[str] = frozenset()) -> AdmissionPass:
     queues = Queues(FakeClock())
     queues.upsert(QueueItem(uid="v", namespace="video", name="v", quota=VIDEO, priority=0, enqueue_ns=1,
                             request=Resources({"cpu": cpu * 1000})))
-    decide = AdmissionPass(_Source(queues, releasing), ledger, 100)
+    decide = AdmissionPass(PassWorld(queues, releasing), ledger, 100)
     queues.schedule(decide, ledger.generation)
     return decide
 

@@ -39,7 +39,7 @@ class QueuedKind:
 
 def job_info(queued: QueuedKind, obj: Mapping[str, Any], facts: ClusterFacts) -> JobInfo:
     """The object as a job, its priority class's value looked up (raises ShapeError)."""
-    prio_class = priority_class_name(obj, queued.kind)
+    prio_class = priority_class_name(obj, queued.cluster_at)
     value = facts.priority_classes.get(prio_class) if prio_class else None
     return queued.convert(obj, priority_class_value=value)
 

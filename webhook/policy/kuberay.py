@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -76,12 +76,17 @@ def selector_target(req: Request, facts: ClusterFacts) -> str | None:
     return f"{req.namespace}/{name}"
 
 
+# What KubeRay's refusal does to each queued kind: (its noun, its fate).
+_REFUSAL_FATE: Final[Mapping[str, tuple[str, str]]] = {
+    keys.RAYJOB_KIND: ("job", "JobDeploymentStatus ValidationFailed, and a refused job would hold its quota"),
+    keys.RAYCLUSTER_KIND: ("cluster", "it would never get a pod, and a refused cluster would hold its quota"),
+}
+
+
 def _kuberay_denial(req: Request, problems: Sequence[Problem], *, update: bool, kind: str = keys.RAYJOB_KIND) -> str:
-    noun = "job" if kind == keys.RAYJOB_KIND else "cluster"
+    noun, fate = _REFUSAL_FATE[kind]
     what = (f"this change would make KubeRay refuse the {noun}" if update else
             f"KubeRay would refuse this {noun} after admission")
-    fate = ("JobDeploymentStatus ValidationFailed, and a refused job would hold its quota" if kind == keys.RAYJOB_KIND
-            else "it would never get a pod, and a refused cluster would hold its quota")
     listed = "; ".join(f"{p.path}: {p.message} [KubeRay {p.function}, {p.since}+]" for p in problems)
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return f"{PREFIX}: {kind} {req.display_name}: rule kuberay-validation: {what} ({fate}), {count}: {listed}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common import keys
+from common import jobkind, keys
 from common.kuberay_rules import managed_by_foreign_controller
 from common.rayjob import JobInfo
 from common.wire import ShapeError
@@ -18,7 +18,8 @@ from webhook.review import Request, Verdict, allow, deny
 
 __all__ = ["RAYCLUSTER", "mutate_raycluster", "owner_target", "validate_raycluster"]
 
-RAYCLUSTER = guards.QueuedKind(kind=keys.RAYCLUSTER_KIND, noun="cluster", cluster_at=("spec",), submitter_at=None,
+RAYCLUSTER = guards.QueuedKind(kind=keys.RAYCLUSTER_KIND, noun="cluster", cluster_at=jobkind.RAYCLUSTER.cluster_at,
+                        submitter_at=jobkind.RAYCLUSTER.submitter_at,
                         convert=JobInfo.from_raycluster, owned_annotations=keys.CLUSTER_CONTROLLER_OWNED_ANNOTATIONS,
                         unit_name=keys.cluster_queue_unit_name)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common import keys
+from common import jobkind, keys
 from common.accounting import maximum_request
 from common.kuberay_rules import managed_by_foreign_controller
 from common.quantity import format_quantity
@@ -18,8 +18,8 @@ from webhook.review import Request, Verdict, allow, deny
 
 __all__ = ["RAYJOB", "growth_warning", "mutate_rayjob", "validate_rayjob"]
 
-RAYJOB = guards.QueuedKind(kind=keys.RAYJOB_KIND, noun="job", cluster_at=("spec", "rayClusterSpec"),
-                    submitter_at=("spec", "submitterPodTemplate"), convert=JobInfo.from_rayjob,
+RAYJOB = guards.QueuedKind(kind=keys.RAYJOB_KIND, noun="job", cluster_at=jobkind.RAYJOB.cluster_at,
+                    submitter_at=jobkind.RAYJOB.submitter_at, convert=JobInfo.from_rayjob,
                     owned_annotations=keys.CONTROLLER_OWNED_ANNOTATIONS)
 
 
