@@ -12,7 +12,7 @@ from typing import cast
 from common import keys
 from common.fair_share import half_life_problem, weight_problem
 from common.liveness import retries_problem, timeout_problem
-from common.preemption import grace_problem
+from common.preemption import grace_problem, min_runtime_problem
 from common.quantity import QuantityError, format_quantity, parse_exact, parse_quantity
 from common.resources import Resources
 
@@ -22,6 +22,7 @@ MAX_DEPTH = 16
 # The node attributes rayqueue reads, each with the check that refuses a bad value when the tree is validated.
 ATTRIBUTE_CHECKS: dict[str, Callable[[str], str | None]] = {
     keys.PREEMPTION_GRACE: grace_problem,
+    keys.MIN_RUNTIME: min_runtime_problem,
     keys.ADMISSION_TIMEOUT: timeout_problem,
     keys.ADMISSION_RETRIES: retries_problem,
     keys.FAIR_SHARE_HALF_LIFE: half_life_problem,
