@@ -244,3 +244,27 @@ def test_no_sequence_of_arrivals_makes_two_nodes_preempt_each_other_within_min_r
                 break
         t += 5 * NS
         clock.advance(5)
+
+
+def test_a_claimant_that_reclaimed_gets_the_capacity_before_its_requeued_victim_takes_it_back() -> None:
+    """Regression (bench/fairshare.py, today's order): the claimant was not its leaf's head (a bigger job of higher
+    priority that borrows was), so the guaranteed-first rule did not hold the capacity for it; its victim, requeued
+    with its early enqueue time, went first in the next pass and took the capacity back, and the claimant reclaimed
+    again, pass after pass."""
+    ledger = _borrower(_tree(None), T0)
+    queues = Queues(FakeClock())
+    big = QueueItem(uid="a-big", namespace="a", name="a-big", quota="root/a", priority=1, enqueue_ns=T0,
+                    request=_cpu(8))
+    queues.upsert(big)
+    queues.upsert(_item("a0", "root/a", 4, enqueue_ns=T0 + 10))
+    first = AdmissionPass(_Source(queues), ledger, T0 + NS)
+    queues.schedule(first, ledger.generation)
+    assert [(v.uid, c.uid) for v, c in first.victims] == [("b1", "a0")]
+    ledger.remove("b1")
+    queues.upsert(_item("b1", "root/b", 4, enqueue_ns=T0))  # requeued with its original enqueue time
+    queues.retry_now()
+    second = AdmissionPass(_Source(queues), ledger, T0 + 2 * NS)
+    result = queues.schedule(second, ledger.generation)
+    assert [it.uid for it in result.admitted] == ["a0"] and second.victims == []
+    refused = queues.explain("b1")
+    assert refused is not None and refused.why == "guaranteed-first" and refused.job == "a/a0"
