@@ -15,7 +15,7 @@ what the controller's status records: every change of usage writes it).
 Goals (issue 20): (a) after a warm-up of 5 half-lives, each team's share of the borrowed cpu-time in every window
 of 10 half-lives (sliding by one) is within 10 % (relative) of its weight share; (b) team a's big job starts
 within 3 half-lives of becoming its next job; (c) no job is preempted twice by the same pair of nodes within its
-min-runtime (``rayqueue.io/min-runtime`` ``MIN_RUNTIME`` on the root; a third run, today's order without it and with
+min-runtime, also with reclaim for fairness on (``rayqueue.io/fair-share-preemption``, a run of its own) (``rayqueue.io/min-runtime`` ``MIN_RUNTIME`` on the root; a third run, today's order without it and with
 every release ending every backoff, is the "before" figure, its repeats counted in the same window);
 (d) the mins are never breached: after every event no team has a waiting head that would be guaranteed (fit
 within its min) and is not admitted, and no node is above its max. Nothing asserts here; the unit test
@@ -59,13 +59,14 @@ START_WITHIN: Final = 3  # half-lives
 MIN_RUNTIME_S: Final = 0.1 * HALF_LIFE_S  # rayqueue.io/min-runtime of the root, and goal (c)'s window
 
 
-def tree(half_life: str | None, min_runtime: str | None = None) -> QuotaTree:
+def tree(half_life: str | None, min_runtime: str | None = None, preempt: bool = False) -> QuotaTree:
     """The simulated tree; ``half_life`` None: today's order; ``min_runtime`` None: no protection."""
     teams = [{"name": t, "min": {"cpu": "10"}, "max": {"cpu": "100"}, "namespaces": [t],
               "attributes": {keys.FAIR_SHARE_WEIGHT: str(w)}} for t, w in TEAMS.items()]
     root: dict[str, Any] = {"name": "root", "max": {"cpu": "100"}, "min": {"cpu": "30"},
                             "children": [{"name": "teams", "min": {"cpu": "30"}, "max": {"cpu": "100"}, "children": teams}]}
-    attrs = {keys.FAIR_SHARE_HALF_LIFE: half_life, keys.MIN_RUNTIME: min_runtime}
+    attrs = {keys.FAIR_SHARE_HALF_LIFE: half_life, keys.MIN_RUNTIME: min_runtime,
+             keys.FAIR_SHARE_PREEMPTION: "true" if preempt else None}
     if any(v is not None for v in attrs.values()):
         root["attributes"] = {k: v for k, v in attrs.items() if v is not None}
     return QuotaTree.parse({"kind": keys.QUOTA_TREE_KIND, "spec": {"root": root}})
@@ -147,11 +148,12 @@ def _trace(seed: int, half_lives: int) -> tuple[dict[str, list[_Job]], list[tupl
     return jobs, big
 
 
-def simulate(fair: bool, half_lives: int = 25, seed: int = 20, *, protect: bool = True) -> Outcome:
+def simulate(fair: bool, half_lives: int = 25, seed: int = 20, *, protect: bool = True,
+             preempt: bool = False) -> Outcome:
     """One policy over ``half_lives`` half-lives of simulated time. ``protect`` False: the "before" of issue 20
-    item 5 (no min-runtime, and every release ends every backoff)."""
-    qt = tree("1h" if fair else None, f"{int(MIN_RUNTIME_S)}s" if protect else None)
-    name = "fair share" if fair else "today's order"
+    item 5 (no min-runtime, and every release ends every backoff). ``preempt``: reclaim for fairness on (item 4)."""
+    qt = tree("1h" if fair else None, f"{int(MIN_RUNTIME_S)}s" if protect else None, preempt)
+    name = ("fair share + reclaim" if preempt else "fair share") if fair else "today's order"
     out = Outcome(name if protect else f"{name}, unprotected", {t: [0.0] * half_lives for t in TEAMS})
     clock = FakeClock()
     queues = Queues(clock)
@@ -350,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     half_lives = 20 if args.quick else max(20, args.half_lives)
-    outcomes = [simulate(True, half_lives, args.seed), simulate(False, half_lives, args.seed),
+    outcomes = [simulate(True, half_lives, args.seed), simulate(True, half_lives, args.seed, preempt=True),
+                simulate(False, half_lives, args.seed),
                 simulate(False, half_lives, args.seed, protect=False)]
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "seed": args.seed,
                               "half_lives": half_lives, **_report(outcomes)}

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from common.explain import Explain, Why
-from common.fair_share import FairOrder
+from common.fair_share import FairOrder, current_share, fair_preemption
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import Protected, protection
 from common.queueing import QueueItem, Queues
@@ -261,10 +261,53 @@ class AdmissionPass:
             found = self._feasible[head.uid] = bool(copy_ledger(self.view, without=later).check(head))
         return found
 
+    def _fair_reclaim(self, claim: Claim, decision: Decision, reclaim: Ledger) -> Decision:
+        """Reclaim for fairness (``rayqueue.io/fair-share-preemption: "true"``, docs/fairshare.md): a borrowing
+        claim whose side goes first by the Fair Tree order, refused by a max or the cluster's capacity, takes
+        borrowed jobs of sides that go after it, last in the order first, then lowest priority, newest, while
+        after the reclaim its side's share of what it borrows now stays at most the victim side's (Kueue's
+        LessThanOrEqualToFinalShare: the victim's side cannot then reclaim back) and the victim's side keeps its
+        min; never a protected job (min-runtime) or one of a leaf that goes before it. Else the refusal as is."""
+        fair = self.fair
+        if fair is None or decision.rule not in ("max", "capacity") or not fair_preemption(reclaim.tree):
+            return decision
+        tree, capacity = reclaim.tree, reclaim.capacity
+        place = {leaf: i for i, leaf in enumerate(fair.leaves())}
+        candidates = sorted(
+            (c for c in reclaim.claims() if c.kind == "job" and c.preemptible and c.suspendable
+             and c.quota != claim.quota and fair.goes_first(claim.quota, c.quota)),
+            key=lambda c: (-place.get(c.quota, len(place)), c.priority, -c.admitted_order, c.uid))
+        after = copy_ledger(reclaim, plus=[claim])
+        chosen: list[Claim] = []
+        for victim in candidates:
+            mine, theirs = fair.competitors(claim.quota, victim.quota)
+            node = tree.node(theirs)
+            after.remove(victim.uid)
+            left = after.usage(theirs)
+            keeps_min = all(left.get(r) >= v for r, v in node.min.items() if victim.request.get(r) > 0)
+            fair_after = (current_share(tree, mine, after.usage(mine), capacity)
+                          <= current_share(tree, theirs, left, capacity))
+            if not keeps_min or not fair_after:
+                after.add(victim)
+                continue
+            chosen.append(victim)
+            after.remove(claim.uid)
+            fits = bool(after.check(claim))
+            after.add(claim)
+            if fits:
+                break
+        else:
+            return decision
+        for victim in chosen:
+            reclaim.remove(victim.uid)
+            self.victims.append((victim, claim))
+        self._hold(claim)
+        return _awaiting(decision, "reclaim", chosen)
+
     def _refused(self, claim: Claim, decision: Decision) -> Decision:
         reclaim = self._reclaim_view()
         if not reclaim.is_guaranteed(claim):
-            return decision
+            return self._fair_reclaim(claim, decision, reclaim)
         if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
             releasing = sorted(
                 [*self._releasing_claims, *(v for v, _ in (*self.victims, *self.growth_victims))],

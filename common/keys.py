@@ -178,3 +178,6 @@ EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"
 # weight among its siblings (a positive number; default 1; not inherited: a weight is relative to its siblings).
 FAIR_SHARE_HALF_LIFE: Final = "rayqueue.io/fair-share-half-life"
 FAIR_SHARE_WEIGHT: Final = "rayqueue.io/fair-share-weight"
+# In the root's `attributes`: "true" lets a waiting job of a node below its fair share reclaim borrowed capacity from a
+# node above its share (docs/fairshare.md, "Reclaim for fairness"); unset or "false": fair share never preempts.
+FAIR_SHARE_PREEMPTION: Final = "rayqueue.io/fair-share-preemption"
