@@ -15,7 +15,8 @@ what the controller's status records: every change of usage writes it).
 Goals (issue 20): (a) after a warm-up of 5 half-lives, each team's share of the borrowed cpu-time in every window
 of 10 half-lives (sliding by one) is within 10 % (relative) of its weight share; (b) team a's big job starts
 within 3 half-lives of becoming its next job; (c) no job is preempted twice by the same pair of nodes within its
-min-runtime (no min-runtime is set and fair share does not preempt: reported, with the preemption counts);
+min-runtime, also with reclaim for fairness on (``rayqueue.io/fair-share-preemption``, a run of its own) (``rayqueue.io/min-runtime`` ``MIN_RUNTIME`` on the root; a third run, today's order without it and with
+every release ending every backoff, is the "before" figure, its repeats counted in the same window);
 (d) the mins are never breached: after every event no team has a waiting head that would be guaranteed (fit
 within its min) and is not admitted, and no node is above its max. Nothing asserts here; the unit test
 ``tests/unit/test_fairshare_simulation.py`` runs a short trace and asserts what holds.
@@ -55,16 +56,19 @@ WARMUP: Final = 5  # half-lives
 WINDOW: Final = 10  # half-lives
 TOLERANCE: Final = 0.10
 START_WITHIN: Final = 3  # half-lives
+MIN_RUNTIME_S: Final = 0.1 * HALF_LIFE_S  # rayqueue.io/min-runtime of the root, and goal (c)'s window
 
 
-def tree(half_life: str | None) -> QuotaTree:
-    """The simulated tree; ``half_life`` None: today's order."""
+def tree(half_life: str | None, min_runtime: str | None = None, preempt: bool = False) -> QuotaTree:
+    """The simulated tree; ``half_life`` None: today's order; ``min_runtime`` None: no protection."""
     teams = [{"name": t, "min": {"cpu": "10"}, "max": {"cpu": "100"}, "namespaces": [t],
               "attributes": {keys.FAIR_SHARE_WEIGHT: str(w)}} for t, w in TEAMS.items()]
     root: dict[str, Any] = {"name": "root", "max": {"cpu": "100"}, "min": {"cpu": "30"},
                             "children": [{"name": "teams", "min": {"cpu": "30"}, "max": {"cpu": "100"}, "children": teams}]}
-    if half_life is not None:
-        root["attributes"] = {keys.FAIR_SHARE_HALF_LIFE: half_life}
+    attrs = {keys.FAIR_SHARE_HALF_LIFE: half_life, keys.MIN_RUNTIME: min_runtime,
+             keys.FAIR_SHARE_PREEMPTION: "true" if preempt else None}
+    if any(v is not None for v in attrs.values()):
+        root["attributes"] = {k: v for k, v in attrs.items() if v is not None}
     return QuotaTree.parse({"kind": keys.QUOTA_TREE_KIND, "spec": {"root": root}})
 
 
@@ -92,7 +96,8 @@ class Outcome:
     borrowed_s: dict[str, list[float]] = field(default_factory=dict)  # team -> borrowed cpu-seconds per half-life
     big_waits_h: list[float | None] = field(default_factory=list)  # half-lives from next job to start (None: never)
     preemptions: int = 0
-    repeat_pairs: int = 0  # a job preempted twice by the same (victim node, claimant node) within its min-runtime
+    repeat_pairs: int = 0  # a job preempted twice by the same (victim node, claimant node) within MIN_RUNTIME_S
+    suspensions: dict[str, int] = field(default_factory=dict)  # job uid -> times it was suspended
     min_breaches: list[str] = field(default_factory=list)
     max_breaches: list[str] = field(default_factory=list)
     admitted: int = 0
@@ -143,10 +148,13 @@ def _trace(seed: int, half_lives: int) -> tuple[dict[str, list[_Job]], list[tupl
     return jobs, big
 
 
-def simulate(fair: bool, half_lives: int = 25, seed: int = 20) -> Outcome:
-    """One policy over ``half_lives`` half-lives of simulated time."""
-    qt = tree("1h" if fair else None)
-    out = Outcome("fair share" if fair else "today's order", {t: [0.0] * half_lives for t in TEAMS})
+def simulate(fair: bool, half_lives: int = 25, seed: int = 20, *, protect: bool = True,
+             preempt: bool = False) -> Outcome:
+    """One policy over ``half_lives`` half-lives of simulated time. ``protect`` False: the "before" of issue 20
+    item 5 (no min-runtime, and every release ends every backoff). ``preempt``: reclaim for fairness on (item 4)."""
+    qt = tree("1h" if fair else None, f"{int(MIN_RUNTIME_S)}s" if protect else None, preempt)
+    name = ("fair share + reclaim" if preempt else "fair share") if fair else "today's order"
+    out = Outcome(name if protect else f"{name}, unprotected", {t: [0.0] * half_lives for t in TEAMS})
     clock = FakeClock()
     queues = Queues(clock)
     ledger = Ledger(qt, Resources({"cpu": 100_000}))
@@ -204,7 +212,7 @@ def simulate(fair: bool, half_lives: int = 25, seed: int = 20) -> Outcome:
         for claim, _ in decide.admitted:
             job = info[claim.uid]
             ledger.add(Claim(uid=claim.uid, key=claim.key, kind="job", quota=claim.quota, request=claim.request,
-                             priority=claim.priority, admitted_order=int(t * NS)))
+                             priority=claim.priority, admitted_order=max(1, int(t * NS))))
             running[claim.uid] = (t + job.runtime_s, job)
             heapq.heappush(ends, (t + job.runtime_s, claim.uid))
             out.admitted += 1
@@ -215,14 +223,24 @@ def simulate(fair: bool, half_lives: int = 25, seed: int = 20) -> Outcome:
             out.preemptions += 1
             pair = (victim.uid, victim.quota, claimant.quota)
             times = preempted.setdefault(pair, [])
-            times.append(t)  # no min-runtime is set (0): a repeat counts only within it, so never
+            if times and t - times[-1] < MIN_RUNTIME_S:
+                out.repeat_pairs += 1
+            times.append(t)
+            out.suspensions[victim.uid] = out.suspensions.get(victim.uid, 0) + 1
             ledger.remove(victim.uid)
             running.pop(victim.uid, None)
             old = items[victim.uid]
             enqueue(info[victim.uid], t, uid=victim.uid, enqueue_ns=old.enqueue_ns)  # its original enqueue time
         if decide.victims:
-            queues.retry_now()
+            release({v.quota for v, _ in decide.victims})
         return bool(result.admitted or decide.victims)
+
+    def release(quotas: set[str]) -> None:
+        """What the cache does on a release: end the backoffs it can change (before: all of them)."""
+        if protect:
+            queues.retry_freed(quotas)
+        else:
+            queues.retry_now()
 
     def check(t: float) -> None:
         for team in TEAMS:
@@ -257,15 +275,15 @@ def simulate(fair: bool, half_lives: int = 25, seed: int = 20) -> Outcome:
         t = t_next
         if t >= end_s:
             break
-        freed = False
+        freed = set()
         while ends and ends[0][0] <= t:
             _, uid = heapq.heappop(ends)
             if uid in running and running[uid][0] <= t:
                 running.pop(uid)
                 ledger.remove(uid)
-                freed = True
+                freed.add(items[uid].quota)
         if freed:
-            queues.retry_now()
+            release(freed)
         while big_at and big_at[0][0] <= t:
             enqueue(big_at.pop(0)[1], t)
         if next_tick <= t:
@@ -285,12 +303,15 @@ def _report(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return {
         "teams": {t: {"weight": w, "min_cpu": 10} for t, w in TEAMS.items()},
         "borrowed_pool_cpu": 70, "half_life_s": HALF_LIFE_S, "warmup_half_lives": WARMUP,
-        "window_half_lives": WINDOW, "tolerance": TOLERANCE,
+        "window_half_lives": WINDOW, "tolerance": TOLERANCE, "min_runtime_s": MIN_RUNTIME_S,
         "policies": [{
             "policy": o.policy, "goals": o.goals(), "worst_relative_error": round(o.worst_error(), 4),
             "windows": o.windows(), "big_job_waits_half_lives": [None if w is None else round(w, 3)
                                                                  for w in o.big_waits_h],
-            "preemptions": o.preemptions, "repeat_pairs": o.repeat_pairs, "min_breaches": o.min_breaches[:10],
+            "preemptions": o.preemptions, "repeat_pairs": o.repeat_pairs,
+            "jobs_suspended": len(o.suspensions), "max_suspensions_per_job": max(o.suspensions.values(), default=0),
+            "suspensions_per_suspended_job": round(sum(o.suspensions.values()) / len(o.suspensions), 2)
+            if o.suspensions else 0.0, "min_breaches": o.min_breaches[:10],
             "max_breaches": o.max_breaches[:10], "admitted": o.admitted, "passes": o.passes,
             "borrowed_cpu_hours_after_warmup": {t: round(sum(v[WARMUP:]) / 3600, 1) for t, v in o.borrowed_s.items()},
         } for o in outcomes],
@@ -315,7 +336,8 @@ def print_table(report: dict[str, Any]) -> None:
         waits = ", ".join("never" if w is None else f"{w:.2f}" for w in p["big_job_waits_half_lives"])
         print(f"{p['policy']:<15} {yes[g['a_shares_within_10pct']]:>9} {yes[g['b_big_job_within_3_half_lives']]:>12} "
               f"{yes[g['c_no_repeat_preemption_by_a_pair']]:>14} {yes[g['d_mins_never_breached']]:>9}  {waits}; "
-              f"{p['preemptions']}")
+              f"{p['preemptions']} (jobs suspended {p['jobs_suspended']}, at most {p['max_suspensions_per_job']} "
+              f"times each, {p['suspensions_per_suspended_job']} on average)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     half_lives = 20 if args.quick else max(20, args.half_lives)
-    outcomes = [simulate(True, half_lives, args.seed), simulate(False, half_lives, args.seed)]
+    outcomes = [simulate(True, half_lives, args.seed), simulate(True, half_lives, args.seed, preempt=True),
+                simulate(False, half_lives, args.seed),
+                simulate(False, half_lives, args.seed, protect=False)]
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "seed": args.seed,
                               "half_lives": half_lives, **_report(outcomes)}
     print_table(report)

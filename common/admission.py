@@ -15,8 +15,9 @@ from dataclasses import replace
 from typing import Protocol
 
 from common.explain import Explain, Why
-from common.fair_share import FairOrder
+from common.fair_share import FairOrder, current_share, fair_preemption
 from common.ledger import Claim, Decision, Ledger
+from common.preemption import Protected, protection
 from common.queueing import QueueItem, Queues
 
 __all__ = ["AdmissionPass", "PassSource", "copy_ledger"]
@@ -59,6 +60,10 @@ def _under(quota: str, node: str | None) -> bool:
     return node is None or quota == node or quota.startswith(node + "/")
 
 
+def _reclaimed(explain: Explain | None) -> bool:
+    return explain is not None and explain.why in ("reclaim", "growth-reclaim")
+
+
 def _unpickable(claim: Claim) -> Claim:
     """A claim admitted in this very pass, as the reclaim view holds it: it counts, but it is no victim. A
     later guaranteed claimant of the same pass picking it would plan its Dequeue and its Suspend at once
@@ -86,6 +91,7 @@ class AdmissionPass:
         self.admitted: list[tuple[Claim, int]] = []  # (claim, refusals before it)
         self._added: list[Claim] = []  # admitted and reserved claims, in order
         self.reclaiming: list[Claim] = []  # claimants refused in this pass that hold capacity for their reclaim
+        self.protected: dict[str, Protected] = {}  # uid -> a job reclaim spares (its min-runtime, docs/preemption.md)
         self._view: Ledger | None = None
         self._reclaim: Ledger | None = None
         self.heads = self._guaranteed_heads()
@@ -105,7 +111,10 @@ class AdmissionPass:
             self._add(claim)
 
     def _guaranteed_heads(self) -> list[Claim]:
-        """The first waiting job of every leaf (active or in backoff) when it is guaranteed."""
+        """The first waiting job of every leaf (active or in backoff) when it is guaranteed, and every waiting job
+        whose last refusal was a reclaim when it is still guaranteed: the capacity its victims freed is owed to
+        it, and a borrower tried before it (a victim requeued with its early enqueue time) taking it would make it
+        reclaim again and again (reclaim that never ping-pongs, docs/preemption.md)."""
         heads = []
         queues = self.source.queues
         for leaf in queues.leaves():
@@ -113,11 +122,13 @@ class AdmissionPass:
             if not items:
                 continue
             head = min(items, key=lambda it: it.sort_key)
-            if head.uid in self.real:
-                continue
-            claim = self.claim(head)
-            if self.real.is_guaranteed(claim):
-                heads.append(claim)
+            owed = [it for it in items if it is not head and _reclaimed(queues.explain(it.uid))]
+            for item in (head, *sorted(owed, key=lambda it: it.sort_key)):
+                if item.uid in self.real:
+                    continue
+                claim = self.claim(item)
+                if self.real.is_guaranteed(claim):
+                    heads.append(claim)
         return heads
 
     def claim(self, item: QueueItem) -> Claim:
@@ -151,7 +162,33 @@ class AdmissionPass:
         if self._reclaim is None:
             gone = self.releasing | {v.uid for v, _ in (*self.victims, *self.growth_victims)}
             self._reclaim = copy_ledger(self.real, without=gone, plus=[_unpickable(c) for c in self._added])
+            self._protect(self._reclaim)
         return self._reclaim
+
+    def _protect(self, view: Ledger) -> None:
+        """Jobs that have not run their node's min-runtime are no victims (KAI's reclaimMinRuntime): in the
+        reclaim view they are not suspendable, and ``protected`` keeps why."""
+        for c in view.claims():
+            if c.kind != "job" or not c.suspendable or not c.preemptible:
+                continue
+            found = protection(view.tree, self.now_ns, c.key, c.quota, c.admitted_order)
+            if found is not None:
+                self.protected[c.uid] = found
+                view.add(replace(c, suspendable=False))
+
+    def _spared(self, claim: Claim, reclaim: Ledger) -> tuple[Protected, ...]:
+        """The protected jobs a reclaim for ``claim`` would take were they not protected (none: not the reason)."""
+        if not self.protected:
+            return ()
+        lifted = reclaim.copy()
+        for uid in self.protected:
+            held = lifted.claim(uid)
+            if held is not None:
+                lifted.add(replace(held, suspendable=True))
+        plan = lifted.plan_reclaim(claim)
+        if plan is None:
+            return ()
+        return tuple(self.protected[v.uid] for v in plan.victims if v.uid in self.protected)
 
     def _hold(self, claim: Claim) -> None:
         self._add(claim)
@@ -224,10 +261,53 @@ class AdmissionPass:
             found = self._feasible[head.uid] = bool(copy_ledger(self.view, without=later).check(head))
         return found
 
+    def _fair_reclaim(self, claim: Claim, decision: Decision, reclaim: Ledger) -> Decision:
+        """Reclaim for fairness (``rayqueue.io/fair-share-preemption: "true"``, docs/fairshare.md): a borrowing
+        claim whose side goes first by the Fair Tree order, refused by a max or the cluster's capacity, takes
+        borrowed jobs of sides that go after it, last in the order first, then lowest priority, newest, while
+        after the reclaim its side's share of what it borrows now stays at most the victim side's (Kueue's
+        LessThanOrEqualToFinalShare: the victim's side cannot then reclaim back) and the victim's side keeps its
+        min; never a protected job (min-runtime) or one of a leaf that goes before it. Else the refusal as is."""
+        fair = self.fair
+        if fair is None or decision.rule not in ("max", "capacity") or not fair_preemption(reclaim.tree):
+            return decision
+        tree, capacity = reclaim.tree, reclaim.capacity
+        place = {leaf: i for i, leaf in enumerate(fair.leaves())}
+        candidates = sorted(
+            (c for c in reclaim.claims() if c.kind == "job" and c.preemptible and c.suspendable
+             and c.quota != claim.quota and fair.goes_first(claim.quota, c.quota)),
+            key=lambda c: (-place.get(c.quota, len(place)), c.priority, -c.admitted_order, c.uid))
+        after = copy_ledger(reclaim, plus=[claim])
+        chosen: list[Claim] = []
+        for victim in candidates:
+            mine, theirs = fair.competitors(claim.quota, victim.quota)
+            node = tree.node(theirs)
+            after.remove(victim.uid)
+            left = after.usage(theirs)
+            keeps_min = all(left.get(r) >= v for r, v in node.min.items() if victim.request.get(r) > 0)
+            fair_after = (current_share(tree, mine, after.usage(mine), capacity)
+                          <= current_share(tree, theirs, left, capacity))
+            if not keeps_min or not fair_after:
+                after.add(victim)
+                continue
+            chosen.append(victim)
+            after.remove(claim.uid)
+            fits = bool(after.check(claim))
+            after.add(claim)
+            if fits:
+                break
+        else:
+            return decision
+        for victim in chosen:
+            reclaim.remove(victim.uid)
+            self.victims.append((victim, claim))
+        self._hold(claim)
+        return _awaiting(decision, "reclaim", chosen)
+
     def _refused(self, claim: Claim, decision: Decision) -> Decision:
         reclaim = self._reclaim_view()
         if not reclaim.is_guaranteed(claim):
-            return decision
+            return self._fair_reclaim(claim, decision, reclaim)
         if reclaim.check(claim):  # fits once the releasing claims are gone: wait for them
             releasing = sorted(
                 [*self._releasing_claims, *(v for v, _ in (*self.victims, *self.growth_victims))],
@@ -250,6 +330,10 @@ class AdmissionPass:
         if plan is None or not plan.victims:
             for victim in taken:  # not enough even with whole jobs: nothing is evicted
                 reclaim.add(victim)
+            spared = self._spared(claim, reclaim)
+            if spared:
+                return Decision.of(Explain(why="protected", protected=spared, excess=decision.excess,
+                                           cause=decision.why()))
             return decision
         suspended = {v.uid for v in plan.victims}
         # A suspended job's growth goes with it (out of the view, but no pod deletion of its own); the rest

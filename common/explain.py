@@ -20,6 +20,7 @@ from typing import Final, Literal
 from common import keys
 from common.fair_share import Unfair
 from common.liveness import TimedOut, retry_command
+from common.preemption import Protected
 from common.quantity import format_quantity
 from common.resources import Excess, Resources
 
@@ -43,6 +44,7 @@ Why = Literal[
     "draining",  # requeued: its previous run still has ``count`` pods terminating
     "reclaim",  # guaranteed: waits for the reclaim of ``names`` (jobs releasing or chosen as victims)
     "growth-reclaim",  # guaranteed: waits for the reclaim of growth pods ``names``
+    "protected",  # guaranteed: reclaim would take ``protected`` jobs that have not run their min-runtime yet
     "behind",  # a Block-policy leaf stopped at ``job``, refused for ``cause``
     "notice",  # waits for the preemption notices ``notices`` (victim, deadline) to run out
     "waiting",  # no refusal recorded yet: it waits in ``node`` (``backoff``)
@@ -77,6 +79,7 @@ class Explain:
     priority: int = 0  # preempted, reclaim-notice: the victim's priority
     timed_out: TimedOut | None = None  # timed-out: the liveness record (common.liveness)
     fair: Unfair | None = None  # fair-share: the numbers (common.fair_share)
+    protected: tuple[Protected, ...] = ()  # protected: the jobs reclaim spares (common.preemption)
 
     @property
     def admitted(self) -> bool:
@@ -189,6 +192,8 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "draining": _draining,
     "reclaim": lambda e: f"waiting for reclaim of {listed(e.names)}: {_cause(e)}",
     "growth-reclaim": lambda e: f"waiting for reclaim of growth {listed(e.names)}: {_cause(e)}",
+    "protected": lambda e: (f"waiting: reclaim would take {listed([p.words() for p in e.protected])}; it may once "
+                            f"that has run out: {_cause(e)}"),
     "behind": lambda e: f"{e.node}: Block policy: waiting behind {e.job}: {_cause(e)}",
     "notice": _notice,
     "waiting": lambda e: f"waiting in {e.node}{' in backoff' if e.backoff else ''}",

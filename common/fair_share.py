@@ -46,9 +46,12 @@ __all__ = [
     "Share",
     "Unfair",
     "borrowed",
+    "current_share",
+    "fair_preemption",
     "half_life_problem",
     "half_life_seconds",
     "order_for",
+    "preemption_problem",
     "short_duration",
     "weight_of",
     "weight_problem",
@@ -84,6 +87,38 @@ def weight_problem(value: str) -> str | None:
     if float(text) > MAX_WEIGHT:
         return f"invalid {keys.FAIR_SHARE_WEIGHT} {value!r}: at most {MAX_WEIGHT:g}"
     return None
+
+
+def preemption_problem(value: str) -> str | None:
+    """Why a ``rayqueue.io/fair-share-preemption`` value is refused (None: valid)."""
+    if value not in ("true", "false"):
+        return f"invalid {keys.FAIR_SHARE_PREEMPTION} {value!r}: expected \"true\" or \"false\""
+    return None
+
+
+def fair_preemption(tree: QuotaTree) -> bool:
+    """Reclaim for fairness is on: the root says ``"true"`` and sets a half-life."""
+    return dict(tree.root.attributes).get(keys.FAIR_SHARE_PREEMPTION) == "true" and half_life_seconds(tree) is not None
+
+
+def current_share(tree: QuotaTree, node: str, used: Mapping[str, int], capacity: Resources | None = None) -> float:
+    """A node's dominant share of what it borrows *now* (``used`` beyond its min) over its weight: the largest over
+    resources of ``borrowed[r] / capacity[r]`` (the capacity as for the decayed share; a resource nothing bounds is
+    not counted). The share reclaim for fairness compares before and after (Kueue's LessThanOrEqualToFinalShare)."""
+    found = tree.get(node)
+    if found is None or found.parent_full_name is None:
+        return 0.0
+    best = 0.0
+    for r, v in used.items():
+        over = v - found.min.get(r, 0)
+        if over <= 0:
+            continue
+        limits = [n.max[r] for n in tree.path_to_root(found.parent_full_name) if r in n.max]
+        if capacity is not None and r in capacity:
+            limits.append(capacity[r])
+        if limits and min(limits) > 0:
+            best = max(best, over / min(limits))
+    return best / weight_of(tree, node)
 
 
 def short_duration(seconds: float) -> str:

@@ -146,6 +146,9 @@ EXPECTED_RUNTIME: Final = "rayqueue.io/expected-runtime"
 # Cooperative preemption (docs/preemption.md). In a quota node's `attributes`: how long a reclaim victim of that
 # node (or of a node below it, which inherits it) may run on after its notice (a Go duration; default 0: at once).
 PREEMPTION_GRACE: Final = "rayqueue.io/preemption-grace"
+# In a quota node's `attributes`, inherited like the grace: how long a job of that node runs, once admitted, before
+# reclaim may pick it (a Go duration; default 0: at once). No job is suspended twice within it (KAI's reclaimMinRuntime).
+MIN_RUNTIME: Final = "rayqueue.io/min-runtime"
 # Liveness (common/liveness.py). In a quota node's `attributes`, inherited like the grace: how long an admitted job
 # may take to start before it is suspended and requeued (a Go duration; default 10m; 0 turns it off), and after how
 # many such timeouts in a row it is parked (an integer; default 3).
@@ -175,3 +178,6 @@ EVENT_PREEMPTION_NOTICE_WITHDRAWN: Final = "PreemptionNoticeWithdrawn"
 # weight among its siblings (a positive number; default 1; not inherited: a weight is relative to its siblings).
 FAIR_SHARE_HALF_LIFE: Final = "rayqueue.io/fair-share-half-life"
 FAIR_SHARE_WEIGHT: Final = "rayqueue.io/fair-share-weight"
+# In the root's `attributes`: "true" lets a waiting job of a node below its fair share reclaim borrowed capacity from a
+# node above its share (docs/fairshare.md, "Reclaim for fairness"); unset or "false": fair share never preempts.
+FAIR_SHARE_PREEMPTION: Final = "rayqueue.io/fair-share-preemption"

@@ -215,6 +215,19 @@ def _leaves_in(leaves: Iterable[str], order: Sequence[str] | None) -> list[str]:
     return sorted(names, key=lambda n: (place.get(n, len(place)), n))
 
 
+_OTHERS_TURN: Final = ("guaranteed-first", "fair-share")
+
+
+def _unblocks(explain: Explain | None, freed: Sequence[str]) -> bool:
+    """Whether capacity freed in leaves ``freed`` can change the refusal ``explain`` (see ``retry_freed``)."""
+    if explain is None or explain.rule in ("", *_OTHERS_TURN):
+        return True
+    node = explain.blocking
+    if node is None:
+        return True
+    return any(q == node or q.startswith(node + "/") for q in freed)
+
+
 def _details(items: Iterable[QueueItem]) -> list[QueueItemDetail]:
     return [
         {"name": it.queue_unit_name, "namespace": it.namespace, "priority": it.priority, "position": i}
@@ -380,6 +393,21 @@ class Queues:
         """End the backoff of every item (of one leaf) at once, e.g. after quota was freed; attempts kept."""
         uids = [uid for uid, state in self._states.items() if state.until is not None and not state.firm]
         moved = [self._reactivate(uid) for uid in uids if leaf is None or self._items[uid].quota == leaf]
+        moved.sort(key=lambda it: it.sort_key)
+        return tuple(moved)
+
+    def retry_freed(self, quotas: Iterable[str]) -> tuple[QueueItem, ...]:
+        """End the backoff of the items the release of capacity in leaves ``quotas`` can unblock (a preemption
+        or a finished job; attempts kept): those refused by a node on a freed leaf's path to the root (its max,
+        max-jobs or min; a reclaim or a notice by the refusal it wraps), by the cluster's capacity, by another
+        job's turn (guaranteed-first, fair share: that job may now go) or with no record. One refused by a node
+        of another branch stays in its backoff: nothing it waits for changed (``retry_now`` ends them all)."""
+        freed = sorted(set(quotas))
+        moved: list[QueueItem] = []
+        for uid, state in list(self._states.items()):
+            if state.until is None or state.firm or not _unblocks(state.explain, freed):
+                continue
+            moved.append(self._reactivate(uid))
         moved.sort(key=lambda it: it.sort_key)
         return tuple(moved)
 

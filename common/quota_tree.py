@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from common import keys
-from common.fair_share import half_life_problem, weight_problem
+from common.fair_share import half_life_problem, preemption_problem, weight_problem
 from common.liveness import retries_problem, timeout_problem
-from common.preemption import grace_problem
+from common.preemption import grace_problem, min_runtime_problem
 from common.quantity import QuantityError, format_quantity, parse_exact, parse_quantity
 from common.resources import Resources
 
@@ -22,12 +22,14 @@ MAX_DEPTH = 16
 # The node attributes rayqueue reads, each with the check that refuses a bad value when the tree is validated.
 ATTRIBUTE_CHECKS: dict[str, Callable[[str], str | None]] = {
     keys.PREEMPTION_GRACE: grace_problem,
+    keys.MIN_RUNTIME: min_runtime_problem,
     keys.ADMISSION_TIMEOUT: timeout_problem,
     keys.ADMISSION_RETRIES: retries_problem,
     keys.FAIR_SHARE_HALF_LIFE: half_life_problem,
     keys.FAIR_SHARE_WEIGHT: weight_problem,
+    keys.FAIR_SHARE_PREEMPTION: preemption_problem,
 }
-ROOT_ONLY_ATTRIBUTES: frozenset[str] = frozenset({keys.FAIR_SHARE_HALF_LIFE})  # one decay for the whole tree
+ROOT_ONLY_ATTRIBUTES: frozenset[str] = frozenset({keys.FAIR_SHARE_HALF_LIFE, keys.FAIR_SHARE_PREEMPTION})  # one decay for the whole tree
 """Levels below the root a tree may have; deeper nesting is an error, not a recursion."""
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

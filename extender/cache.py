@@ -25,8 +25,10 @@ and for each pod its job (by ownerReference UIDs), role and charge (``account_po
 job is treated as dequeued (requeued) until a watch event confirms it, so a stale event that arrives in
 between cannot undo it and a second decision cannot admit it twice.
 
-When quota is released (a claim removed or shrunk) every backoff ends at once (``Queues.retry_now``):
-the freed capacity may let a waiting job in, and waiting out a backoff then would only delay it.
+When quota is released (a claim removed or shrunk) the backoff of every job the freed leaf can unblock ends
+(``Queues.retry_freed``): the freed capacity may let it in, and waiting out a backoff then would only delay it;
+a job refused by another branch keeps its backoff (a preemption used to end them all). A change of the
+cluster's capacity ends every backoff (``Queues.retry_now``).
 
 A RayJob whose quota label names another leaf than its namespace's is charged to its namespace's leaf (the
 webhook refuses such labels, so one can only predate it): the namespace binding is the rule.
@@ -120,6 +122,7 @@ class Cache:
         # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
         # which would scan every waiting job for each of thousands of events while the caches fill).
         self._retry_due = False
+        self._freed: set[str] = set()  # leaves whose claims were released since the last sweep
         self._queue_objects = QueueObjectStore()  # our Queues and every QueueUnit
         self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored
         self._generation = 0
@@ -284,6 +287,10 @@ class Cache:
         if end_backoffs and self._retry_due:
             self._retry_due = False
             self.queues.retry_now()
+            self._freed.clear()
+        if end_backoffs and self._freed:
+            self.queues.retry_freed(self._freed)
+            self._freed.clear()
         for uid in sorted(self._jobs) if uids is None else uids:
             sync_queue(self.queues, uid, self.queue_item(uid))
 
@@ -616,12 +623,13 @@ class Cache:
             return
         self.ledger.add(claim)
         if old is not None and (old.quota != claim.quota or not old.request.le(claim.request)):
-            self._retry_due = True
+            self._freed.add(old.quota)
 
     def _drop_claim(self, uid: str) -> None:
-        if self.ledger is not None and uid in self.ledger:
+        held = self.ledger.claim(uid) if self.ledger is not None else None
+        if self.ledger is not None and held is not None:
             self.ledger.remove(uid)
-            self._retry_due = True
+            self._freed.add(held.quota)
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
 
