@@ -25,10 +25,7 @@ and for each pod its job (by ownerReference UIDs), role and charge (``account_po
 job is treated as dequeued (requeued) until a watch event confirms it, so a stale event that arrives in
 between cannot undo it and a second decision cannot admit it twice.
 
-When quota is released (a claim removed or shrunk) the backoff of every job the freed leaf can unblock ends
-(``Queues.retry_freed``): the freed capacity may let it in, and waiting out a backoff then would only delay it;
-a job refused by another branch keeps its backoff (a preemption used to end them all). A change of the
-cluster's capacity ends every backoff (``Queues.retry_now``).
+Which backoffs a release of quota ends is ``extender.release_sweep``'s.
 
 A RayJob whose quota label names another leaf than its namespace's is charged to its namespace's leaf (the
 webhook refuses such labels, so one can only predate it): the namespace binding is the rule.
@@ -72,6 +69,7 @@ from extender.growth_refusals import GrowthRefusalLog
 from extender.job_records import JobConverter, JobRecord, foreign_manager, queue_item_for, sync_queue
 from extender.nodes import NodeInfo, NodeState
 from extender.ownership_index import OwnershipIndex, parent_from
+from extender.release_sweep import ReleaseSweep
 from extender.tree_state import TreeState
 from extender.watched_objects import (
     ClusterObject,
@@ -119,10 +117,7 @@ class Cache:
         # The last pass's guaranteed heads waiting in their leaves: a growth pod yields to them at filter
         # (the guaranteed-first rule, as for jobs). Set by the controller after each plan.
         self.waiting_guaranteed: tuple[Claim, ...] = ()
-        # Quota was freed or capacity grew: every backoff ends, once, at the next reconcile (not per event,
-        # which would scan every waiting job for each of thousands of events while the caches fill).
-        self._retry_due = False
-        self._freed: set[str] = set()  # leaves whose claims were released since the last sweep
+        self._released = ReleaseSweep()  # what a release of quota unblocks, swept once per reconcile
         self._queue_objects = QueueObjectStore()  # our Queues and every QueueUnit
         self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored
         self._generation = 0
@@ -281,16 +276,11 @@ class Cache:
 
     def ensure_waiting_queued(self, uids: Iterable[str] | None = None, *, end_backoffs: bool = True) -> None:
         """Put every WAITING job back in its queue (one admitted by a pass whose patch was never confirmed
-        by ``mark_dequeued`` comes back here) and take out any item that is not WAITING; end every backoff
-        if quota was released since the last call. ``uids`` sweeps only those jobs and ``end_backoffs=False``
+        by ``mark_dequeued`` comes back here) and take out any item that is not WAITING; end the backoffs
+        releases since the last call may unblock. ``uids`` sweeps only those jobs and ``end_backoffs=False``
         leaves the backoffs alone (the controller sweeps in slices between which the verbs run)."""
-        if end_backoffs and self._retry_due:
-            self._retry_due = False
-            self.queues.retry_now()
-            self._freed.clear()
-        if end_backoffs and self._freed:
-            self.queues.retry_freed(self._freed)
-            self._freed.clear()
+        if end_backoffs:
+            self._released.sweep(self.queues)
         for uid in sorted(self._jobs) if uids is None else uids:
             sync_queue(self.queues, uid, self.queue_item(uid))
 
@@ -480,7 +470,7 @@ class Cache:
             before, after = self.ledger.capacity, self._capacity()
             self.ledger.set_capacity(after)
             if after != before:
-                self._retry_due = True
+                self._released.capacity_changed()
         self._changed()
 
     def on_priority_class(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -623,13 +613,13 @@ class Cache:
             return
         self.ledger.add(claim)
         if old is not None and (old.quota != claim.quota or not old.request.le(claim.request)):
-            self._freed.add(old.quota)
+            self._released.freed(old.quota)
 
     def _drop_claim(self, uid: str) -> None:
         held = self.ledger.claim(uid) if self.ledger is not None else None
         if self.ledger is not None and held is not None:
             self.ledger.remove(uid)
-            self._freed.add(held.quota)
+            self._released.freed(held.quota)
 
     # --- job <-> pod ownership (ownerReference UIDs, never names or labels) ---------------------------
 
