@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import kubernetes
 import yaml
@@ -264,6 +264,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+PARTIAL_FAILURE: Final = 2  # the command ran, but some of its writes failed (release-queued's FAILED lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for note in report.get("notes", []):
             if args.command != "whatif":
                 print(f"note: {note}", file=sys.stderr)
-    return 0
+    return PARTIAL_FAILURE if report.get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -230,7 +230,9 @@ def test_the_demo_tenant_runs_every_plugin_subcommand_and_what_is_forbidden_stay
     # Forbidden stays forbidden: the webhook refuses her resuming a queued job (only the controller or an admin
     # may), every namespace is not hers to list, and the tree is not hers to edit.
     held = stamps(cluster, waiting)
-    refused = answer(cluster, "release-queued", "-n", "video", "--yes")
+    partly = plugin(cluster, "release-queued", "-n", "video", "--yes", "-o", "json", user=TENANT)
+    assert partly.returncode == 2, f"a failed release exits 2 (an uninstall script stops): {partly.stderr}"
+    refused = json.loads(partly.stdout)
     assert refused["failed"] == 1 and stamps(cluster, waiting) == held and held[0] is True
     outcome = next(j["outcome"] for j in refused["jobs"] if j["name"] == waiting)
     assert outcome.startswith('403: admission webhook "rayjobs.validate.rayqueue.io"') and \

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from common import keys
+from rayqueue_cli import __main__ as cli
 from rayqueue_cli import release
 from tests.unit.builders import container, make_rayjob
 
@@ -227,3 +228,24 @@ def test_nothing_queued_says_so() -> None:
                                                 "0 would be released, 0 would be deleted, 0 left as they are "
                                                 "(admitted or finished), "
                                                 "0 failed"]
+
+
+def test_the_command_exits_2_when_a_job_could_not_be_released_so_an_uninstall_script_stops(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeCustom(queued_job("a").obj(), queued_job("b").obj())
+    fake.conflicts["a"] = 5
+
+    class Api:
+        custom = fake
+
+        def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+            pass
+
+    monkeypatch.setattr(cli, "Api", Api)
+    assert cli.main(["release-queued", "-n", "video", "--yes"]) == cli.PARTIAL_FAILURE
+    out = capsys.readouterr().out
+    assert "RayJob video/a: release:" in out and "FAILED: changed 3 times" in out
+    assert "1 were released" in out and "1 failed" in out
+    fake.conflicts.clear()
+    assert cli.main(["release-queued", "-n", "video", "--yes"]) == 0, "nothing failed: success"
