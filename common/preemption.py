@@ -64,55 +64,51 @@ class NoticeError(ValueError):
     """A preemption-notice annotation that is not one the controller writes."""
 
 
-def grace_problem(value: str) -> str | None:
-    """Why a ``rayqueue.io/preemption-grace`` value is refused (None: it is a valid grace)."""
+def _duration_problem(key: str, value: str, noun: str, why_bounded: str) -> str | None:
+    """Why a duration attribute ``key`` is refused: not a Go duration, negative, or above the grace's bound."""
     try:
         seconds = parse_duration(value)
     except ValueError:
-        return f"invalid {keys.PREEMPTION_GRACE} {value!r}: expected a Go duration like 30s, 2m or 1h30m"
+        return f"invalid {key} {value!r}: expected a Go duration like 30s, 2m or 1h30m"
     if seconds < 0:
-        return f"invalid {keys.PREEMPTION_GRACE} {value!r}: a grace period cannot be negative"
+        return f"invalid {key} {value!r}: {noun} cannot be negative"
     if seconds > MAX_GRACE_SECONDS:
-        return (f"invalid {keys.PREEMPTION_GRACE} {value!r}: at most {format_duration(MAX_GRACE_SECONDS)} "
-                "(the claimant waits that long for its guaranteed capacity)")
+        return f"invalid {key} {value!r}: at most {format_duration(MAX_GRACE_SECONDS)} ({why_bounded})"
     return None
 
 
-def grace_ns(tree: QuotaTree, quota: str) -> int:
-    """The grace of a quota node: its own attribute, else the nearest ancestor's, else 0. An unknown node
-    (a claim whose leaf left the tree) has none. The tree was validated, so every value parses."""
-    value = tree.inherited_attribute(quota, keys.PREEMPTION_GRACE)
+def _inherited_ns(tree: QuotaTree, quota: str, key: str) -> int:
+    """A duration attribute of a quota node: its own, else the nearest ancestor's, else 0 (an unknown node has
+    none). The tree was validated, so every value parses."""
+    value = tree.inherited_attribute(quota, key)
     if value is None:
         return 0
     try:
         return max(0, round(parse_duration(value) * NS))
     except ValueError:  # pragma: no cover - refused when the tree is validated
         return 0
+
+
+def grace_problem(value: str) -> str | None:
+    """Why a ``rayqueue.io/preemption-grace`` value is refused (None: it is a valid grace)."""
+    return _duration_problem(keys.PREEMPTION_GRACE, value, "a grace period",
+                             "the claimant waits that long for its guaranteed capacity")
+
+
+def grace_ns(tree: QuotaTree, quota: str) -> int:
+    """The grace of a quota node: its own attribute, else the nearest ancestor's, else 0."""
+    return _inherited_ns(tree, quota, keys.PREEMPTION_GRACE)
 
 
 def min_runtime_problem(value: str) -> str | None:
     """Why a ``rayqueue.io/min-runtime`` value is refused (None: valid)."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        return f"invalid {keys.MIN_RUNTIME} {value!r}: expected a Go duration like 30s, 2m or 1h30m"
-    if seconds < 0:
-        return f"invalid {keys.MIN_RUNTIME} {value!r}: a min-runtime cannot be negative"
-    if seconds > MAX_GRACE_SECONDS:
-        return (f"invalid {keys.MIN_RUNTIME} {value!r}: at most {format_duration(MAX_GRACE_SECONDS)} "
-                "(a guaranteed claimant waits that long for its capacity)")
-    return None
+    return _duration_problem(keys.MIN_RUNTIME, value, "a min-runtime",
+                             "a guaranteed claimant waits that long for its capacity")
 
 
 def min_runtime_ns(tree: QuotaTree, quota: str) -> int:
     """The min-runtime of a quota node: its own attribute, else the nearest ancestor's, else 0."""
-    value = tree.inherited_attribute(quota, keys.MIN_RUNTIME)
-    if value is None:
-        return 0
-    try:
-        return max(0, round(parse_duration(value) * NS))
-    except ValueError:  # pragma: no cover - refused when the tree is validated
-        return 0
+    return _inherited_ns(tree, quota, keys.MIN_RUNTIME)
 
 
 @dataclass(frozen=True, slots=True)

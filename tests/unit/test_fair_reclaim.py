@@ -13,8 +13,8 @@ from common.ledger import Claim, Ledger
 from common.queueing import Queues
 from common.quota_tree import QuotaTree, TreeError
 from common.resources import Resources
-from tests.unit.builders import make_quota, make_tree
-from tests.unit.test_min_runtime import NS, T0, _cpu, _item, _Source
+from tests.unit.builders import PassWorld, make_quota, make_tree
+from tests.unit.test_min_runtime import NS, T0, _cpu, _item
 
 
 def _tree(preemption: str | None = "true", min_runtime: str | None = None) -> QuotaTree:
@@ -42,7 +42,7 @@ def _try(tree: QuotaTree, cpu: int, now_ns: int = T0 + 3600 * NS) -> tuple[Admis
     decayed = DecayedUsage(now_ns, 3600.0, {"root/b": {"cpu": 4000.0 * 3600}})
     queues = Queues(FakeClock())
     queues.upsert(_item("a0", "root/a", cpu))
-    decide = AdmissionPass(_Source(queues), ledger, now_ns, fair=FairOrder(tree, decayed, ledger.capacity))
+    decide = AdmissionPass(PassWorld(queues), ledger, now_ns, fair=FairOrder(tree, decayed, ledger.capacity))
     decision = decide(queues.head("root/a"))  # type: ignore[arg-type]
     assert not decision and decision.explain is not None
     return decide, decision.explain.why

@@ -3,8 +3,6 @@ has run that long, the claimant says so as data, and a release ends only the bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +16,7 @@ from common.preemption import min_runtime_ns, protection
 from common.queueing import QueueItem, Queues
 from common.quota_tree import QuotaTree, TreeError, validate_tree
 from common.resources import Resources
-from tests.unit.builders import make_quota, make_tree
+from tests.unit.builders import PassWorld, make_quota, make_tree
 
 NS = 10**9
 T0 = 1_700_000_000 * NS
@@ -33,20 +31,6 @@ def _tree(min_runtime: str | None = "2m", at: str = "root") -> QuotaTree:
 
 def _cpu(n: int) -> Resources:
     return Resources({"cpu": n * 1000})
-
-
-@dataclass(slots=True)
-class _Source:
-    queues: Queues
-
-    def releasing(self, uid: str) -> bool:
-        return False
-
-    def terminating_pods(self, uid: str) -> int:
-        return 0
-
-    def preemptible(self, uid: str) -> bool:
-        return True
 
 
 def _item(uid: str, leaf: str, cpu: int, enqueue_ns: int = T0) -> QueueItem:
@@ -102,7 +86,7 @@ def test_the_protection_names_how_long_it_ran_of_its_min_runtime() -> None:
 def _claim_for(ledger: Ledger, now_ns: int) -> tuple[AdmissionPass, Explain]:
     queues = Queues(FakeClock())
     queues.upsert(_item("a0", "root/a", 4))
-    decide = AdmissionPass(_Source(queues), ledger, now_ns)
+    decide = AdmissionPass(PassWorld(queues), ledger, now_ns)
     decision = decide(queues.head("root/a"))  # type: ignore[arg-type]
     assert not decision and decision.explain is not None
     return decide, decision.explain
@@ -197,7 +181,7 @@ def test_no_sequence_of_arrivals_makes_two_nodes_preempt_each_other_within_min_r
     clock = FakeClock()
     queues = Queues(clock)
     ledger = Ledger(tree)
-    source = _Source(queues)
+    source = PassWorld(queues)
     items: dict[str, QueueItem] = {}
     runtime: dict[str, int] = {}
     ends: dict[str, int] = {}
@@ -257,13 +241,13 @@ def test_a_claimant_that_reclaimed_gets_the_capacity_before_its_requeued_victim_
                     request=_cpu(8))
     queues.upsert(big)
     queues.upsert(_item("a0", "root/a", 4, enqueue_ns=T0 + 10))
-    first = AdmissionPass(_Source(queues), ledger, T0 + NS)
+    first = AdmissionPass(PassWorld(queues), ledger, T0 + NS)
     queues.schedule(first, ledger.generation)
     assert [(v.uid, c.uid) for v, c in first.victims] == [("b1", "a0")]
     ledger.remove("b1")
     queues.upsert(_item("b1", "root/b", 4, enqueue_ns=T0))  # requeued with its original enqueue time
     queues.retry_now()
-    second = AdmissionPass(_Source(queues), ledger, T0 + 2 * NS)
+    second = AdmissionPass(PassWorld(queues), ledger, T0 + 2 * NS)
     result = queues.schedule(second, ledger.generation)
     assert [it.uid for it in result.admitted] == ["a0"] and second.victims == []
     refused = queues.explain("b1")
