@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from common import keys
-from common.fair_share import Unfair
+from common.fair_share import FairReclaim, Unfair
 from common.liveness import TimedOut, retry_command
 from common.preemption import Protected
 from common.quantity import format_quantity
@@ -55,6 +55,9 @@ Why = Literal[
     "dequeued",  # admitted: ``request`` fits in ``node``
     "preempted",  # a victim in ``node`` (``priority``) suspended for ``job``, guaranteed in ``job_quota``
     "reclaim-notice",  # the same victim given a preemption notice first (the notice's reason)
+    "fair-preempted",  # a victim in ``node`` (``priority``) suspended for a fair-share reclaim by ``job`` of
+    # ``job_quota`` (``fair_reclaim``: the shares before and after)
+    "fair-reclaim-notice",  # the same victim given a preemption notice first (the notice's reason)
     "growth-preempted",  # growth pod ``names[0]`` of job ``names[1]`` (``victim_request``) deleted for ``job``
 ]
 
@@ -79,6 +82,7 @@ class Explain:
     priority: int = 0  # preempted, reclaim-notice: the victim's priority
     timed_out: TimedOut | None = None  # timed-out: the liveness record (common.liveness)
     fair: Unfair | None = None  # fair-share: the numbers (common.fair_share)
+    fair_reclaim: FairReclaim | None = None  # fair-preempted, fair-reclaim-notice: the shares (common.fair_share)
     protected: tuple[Protected, ...] = ()  # protected: the jobs reclaim spares (common.preemption)
 
     @property
@@ -162,6 +166,16 @@ def _preempted(e: Explain) -> str:
             f"priority {e.priority}); requeued with its original enqueue time")
 
 
+def _fair_reclaim(e: Explain) -> str:
+    shares = f"; {e.fair_reclaim.words()}" if e.fair_reclaim is not None else ""
+    return (f"a fair-share reclaim by {e.job} of {e.job_quota} ({e.node} borrows above its fair share; priority "
+            f"{e.priority}{shares})")
+
+
+def _fair_preempted(e: Explain) -> str:
+    return f"preempted for {_fair_reclaim(e)}; requeued with its original enqueue time"
+
+
 def _growth_preempted(e: Explain) -> str:
     pod, job = e.names
     return (f"preempted to reclaim quota for {e.job}, guaranteed in {e.job_quota} (request {e.request}): growth pod "
@@ -203,6 +217,8 @@ _WORDS: Final[Mapping[Why, Callable[[Explain], str]]] = {
     "preempted": _preempted,
     "reclaim-notice": lambda e: (f"reclaim for {e.job}, guaranteed in {e.job_quota}; {e.node} borrows above its min "
                                  f"(priority {e.priority})"),
+    "fair-preempted": _fair_preempted,
+    "fair-reclaim-notice": lambda e: f"make way for {_fair_reclaim(e)}",
     "growth-preempted": _growth_preempted,
     "managed-by": _managed_by,
 }

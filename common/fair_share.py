@@ -43,6 +43,7 @@ __all__ = [
     "WINDOW_HALF_LIVES",
     "DecayedUsage",
     "FairOrder",
+    "FairReclaim",
     "Share",
     "Unfair",
     "borrowed",
@@ -262,6 +263,23 @@ class Unfair:
         of = f"borrowed {self.resource}" if self.resource else "borrowed capacity"
         return (f"{self.node} used {self.times:.1f}x its fair share of {of} over the last {window} "
                 f"(half-life {short_duration(self.half_life_s)}); {self.first} goes first")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FairReclaim:
+    """A reclaim for fairness as its victim is told: the claimant's side and the victim's (the children of their
+    lowest common ancestor) and each side's dominant share of what it borrows now over its weight
+    (``current_share``), before and after the reclaim: the claimant's stays at most the victim's after it."""
+
+    claimant: str
+    victim: str
+    before: tuple[float, float]  # (claimant's side, victim's side)
+    after: tuple[float, float]
+
+    def words(self) -> str:
+        (cb, vb), (ca, va) = self.before, self.after
+        return (f"shares of borrowed capacity (dominant resource, over weight) before -> after: {self.claimant} "
+                f"{cb:.3f} -> {ca:.3f}, {self.victim} {vb:.3f} -> {va:.3f}")
 
 
 class FairOrder:

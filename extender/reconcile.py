@@ -76,9 +76,9 @@ from typing import Any, Final, TypeVar
 
 from common import keys
 from common.accounting import JobState
-from common.admission import AdmissionPass
+from common.admission import AdmissionPass, copy_ledger
 from common.explain import Explain, Why, render
-from common.fair_share import FairOrder, order_for
+from common.fair_share import FairOrder, FairReclaim, current_share, fair_preemption, order_for
 from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
@@ -360,7 +360,7 @@ def reclaim_phase(p: Pass) -> Steps:
         if grace > 0:
             _give_notice(p, victim, claimant, victim_job, claimant_job, grace)
             continue
-        reason = render(_reclaimed("preempted", victim, claimant))
+        reason = render(_reclaimed("preempted", victim, claimant, _fair_reclaim(p, victim, claimant)))
         p.admission.append(Suspend(JobRef.of(victim_job), reason, JobRef.of(claimant_job)))
         p.admission.append(Event(JobRef.of(victim_job), "Warning", keys.EVENT_PREEMPTED, reason))
         requeued = f"back in {victim.quota}'s queue at its original place; it resumes when capacity frees"
@@ -370,7 +370,7 @@ def reclaim_phase(p: Pass) -> Steps:
 
 def _give_notice(p: Pass, victim: Claim, claimant: Claim, victim_job: JobInfo, claimant_job: JobInfo,
                  grace: int) -> None:
-    why = render(_reclaimed("reclaim-notice", victim, claimant))
+    why = render(_reclaimed("reclaim-notice", victim, claimant, _fair_reclaim(p, victim, claimant)))
     notice = issue(p.now_ns, grace, victim.key, claimant.key, claimant.uid, why)
     p.admission.append(Notify(JobRef.of(victim_job), notice.text(), JobRef.of(claimant_job)))
     message = (f"preemption notice: suspended at {notice.deadline} (grace {notice.grace}, from "
@@ -381,9 +381,34 @@ def _give_notice(p: Pass, victim: Claim, claimant: Claim, victim_job: JobInfo, c
     p.wake_at(notice.deadline_ns)
 
 
-def _reclaimed(why: Why, victim: Claim, claimant: Claim) -> Explain:
-    """The record of a victim's reclaim: whom for, from where, at what priority."""
-    return Explain(why=why, node=victim.quota, job=claimant.key, job_quota=claimant.quota, priority=victim.priority)
+_FAIR_WHY: Final[Mapping[Why, Why]] = {"preempted": "fair-preempted", "reclaim-notice": "fair-reclaim-notice"}
+
+
+def _reclaimed(why: Why, victim: Claim, claimant: Claim, fair: FairReclaim | None = None) -> Explain:
+    """The record of a victim's reclaim: whom for, from where, at what priority; for fairness, with the shares."""
+    return Explain(why=_FAIR_WHY[why] if fair is not None else why, node=victim.quota, job=claimant.key,
+                   job_quota=claimant.quota, priority=victim.priority, fair_reclaim=fair)
+
+
+def _fair_reclaim(p: Pass, victim: Claim, claimant: Claim) -> FairReclaim | None:
+    """The shares of a reclaim for fairness (docs/fairshare.md), None for a reclaim of a min: the claimant borrows
+    (it is not within its leaf's min in the pass's reclaim view, as ``AdmissionPass._refused`` asks). Before: that
+    view without the claimant and with every victim it took; after: the view as the pass left it."""
+    decide, fair = p.decide, p.fair
+    if decide is None or fair is None or not fair_preemption(p.tree):
+        return None
+    after = decide.reclaim_view
+    if after.is_guaranteed(claimant):
+        return None
+    taken = [v for v, c in decide.victims if c.uid == claimant.uid]
+    before = copy_ledger(after, without={claimant.uid}, plus=taken)
+    mine, theirs = fair.competitors(claimant.quota, victim.quota)
+
+    def shares(ledger: Ledger) -> tuple[float, float]:
+        return (current_share(p.tree, mine, ledger.usage(mine), ledger.capacity),
+                current_share(p.tree, theirs, ledger.usage(theirs), ledger.capacity))
+
+    return FairReclaim(claimant=mine, victim=theirs, before=shares(before), after=shares(after))
 
 
 def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) -> list[Action]:
