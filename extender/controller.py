@@ -54,6 +54,7 @@ from extender.actions import (
     WithdrawNotice,
 )
 from extender.cache import Cache
+from extender.protected_retry import ProtectedRetry
 from extender.reconcile import reconcile, reconcile_steps
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
@@ -135,6 +136,7 @@ class Controller:
         self._wake_ns: int | None = None  # the next preemption-notice or admission-timeout deadline (Plan.wake_ns)
         self._held: collections.deque[tuple[Handler, str, dict[str, Any]]] = collections.deque()
         self._condition_written: dict[str, float] = {}  # RayCluster uid -> monotonic time of its last write
+        self._protected = ProtectedRetry()  # claimants waiting for min-runtimes to run out: woken when one does
 
     def poke(self) -> None:
         """Called by the event handlers: something changed, reconcile soon."""
@@ -176,21 +178,26 @@ class Controller:
 
     def wait_seconds(self) -> float:
         """How long the loop may sleep without an event: the resync, or less for an estimate the throttle held
-        back, a backoff that ends, or the deadline of a preemption notice (its victim is suspended on time)."""
+        back, a backoff that ends, the deadline of a preemption notice (its victim is suspended on time), or the
+        moment a job under its min-runtime may be reclaimed for a claimant that waits for it (``ProtectedRetry``)."""
         timeout = self.resync_seconds
         if self._estimate_due is not None:
             timeout = min(timeout, max(0.05, self._estimate_due - self.clock.monotonic()))
         retry = self.cache.queues.next_retry()
         if retry is not None:
             timeout = min(timeout, max(0.05, retry - self.clock.monotonic()))
-        if self._wake_ns is not None:
-            timeout = min(timeout, max(0.05, (self._wake_ns - from_datetime(self.clock.now())) / 1e9))
+        for wake_ns in (self._wake_ns, self._protected.next_ns()):
+            if wake_ns is not None:
+                timeout = min(timeout, max(0.05, (wake_ns - from_datetime(self.clock.now())) / 1e9))
         return timeout
 
     def plan(self) -> Plan:
         """One decision on one snapshot (no await between reading the cache and choosing)."""
         self.cache.clear_dirty()
-        plan = reconcile(self.cache, from_datetime(self.clock.now()))
+        now = from_datetime(self.clock.now())
+        self._protected.release(self.cache.queues, now)
+        plan = reconcile(self.cache, now)
+        self._protected.note(self.cache.queues, plan.guaranteed, now)
         self.cache.waiting_guaranteed = plan.guaranteed
         self.metrics.reconciles.inc()
         self._gauges()
@@ -203,7 +210,9 @@ class Controller:
         self._holding = True
         try:
             self.cache.clear_dirty()
-            steps = reconcile_steps(self.cache, from_datetime(self.clock.now()))
+            now = from_datetime(self.clock.now())
+            self._protected.release(self.cache.queues, now)
+            steps = reconcile_steps(self.cache, now)
             while True:
                 try:
                     next(steps)
@@ -211,6 +220,7 @@ class Controller:
                     plan: Plan = done.value
                     break
                 await asyncio.sleep(0)
+            self._protected.note(self.cache.queues, plan.guaranteed, now)
             self.cache.waiting_guaranteed = plan.guaranteed
             self.metrics.reconciles.inc()
             self._gauges()

@@ -4,19 +4,22 @@ parallel chains; watch events held while a sliced pass reads the cache."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from common import keys
 from common.clock import FakeClock
-from extender.actions import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, UpdateQueueUnitStatus
+from common.queueing import Backoff
+from extender.actions import Dequeue, EnsureQueueUnit, Event, JobRef, Plan, Suspend, UpdateQueueUnitStatus
 from extender.cache import Cache
 from extender.controller import Controller
 from extender.reconcile import SLICE
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
-from tests.unit.test_reconcile import Loop, job
+from tests.unit.test_reconcile import Loop, job, video_copy
 
 
 class RecordingClient:
@@ -139,3 +142,43 @@ def test_a_queue_units_status_waits_for_its_create_while_other_units_go_in_paral
     assert client.most > 1, "different QueueUnits are written in parallel"
     for i in range(4):
         assert client.log.index(f"done create j{i}-ray-qu") < client.log.index(f"patch j{i}-ray-qu")
+
+
+def test_a_claimant_waiting_for_a_min_runtime_is_tried_again_when_it_runs_out_not_at_its_backoffs_end() -> None:
+    """The guide's reclaim with `rayqueue.io/min-runtime: 2m` on the root and backoffs of 300 s: text's guaranteed
+    job arrives 10 s after the borrowing intern job started and is refused (protected). The loop sleeps only until
+    the intern job has run its 2m (110 s on), and the pass then reclaims it, 190 s before text's backoff ends."""
+    clock = FakeClock()
+    cache = Cache(clock, Backoff(base_seconds=300.0, max_seconds=300.0))
+    loop = Loop(cache)
+    loop.tree["spec"]["root"]["attributes"] = {keys.MIN_RUNTIME: "2m"}
+    cache.on_tree("MODIFIED", copy.deepcopy(loop.tree))
+    client = RecordingClient(lost="")
+    controller = Controller(cache, client, EventRecorder(client, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
+                            CollectorRegistry(), resync_seconds=600.0)
+
+    def run() -> Plan:
+        plan = controller.plan()
+        for action in plan:
+            loop.apply(action, deliver=True)
+        return plan
+
+    video = loop.submit(video_copy("rayjob-video-aaaaa", at=0))  # 12.5 CPU
+    intern = loop.submit(job("big", "intern", cpu="40", at=0).obj())
+    assert sorted(a.job.name for a in run().of(Dequeue)) == ["big", "rayjob-video-aaaaa"]
+    loop.pods(video, "4", "4", "4")
+    loop.pods(intern, "40")
+
+    clock.advance(10.0)
+    loop.submit(job("train", "algorithm-text", cpu="30", at=10).obj())
+    assert run().of(Suspend) == ()
+    explain = cache.queues.explain("uid-algorithm-text-train")
+    assert explain is not None and explain.why == "protected"
+    assert cache.queues.in_backoff("uid-algorithm-text-train")
+    assert controller.wait_seconds() == pytest.approx(110.0)
+
+    clock.advance(60.0)
+    assert run().of(Suspend) == ()  # woken by something else before: still protected, the wake-up kept
+    assert controller.wait_seconds() == pytest.approx(50.0)
+    clock.advance(50.0)
+    assert [(s.job.name, s.claimant.name) for s in run().of(Suspend)] == [("big", "train")]
