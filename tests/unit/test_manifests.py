@@ -479,6 +479,21 @@ def test_no_webhook_intercepts_kube_system_or_rayqueue_but_the_tree_webhook_whic
                                                    "path": hook["clientConfig"]["service"]["path"], "port": 443}
 
 
+def test_the_pod_webhooks_see_every_pod_outside_kube_system_and_rayqueue_with_no_selector_a_label_could_narrow() -> None:
+    """Tenants set pod labels freely and a label that follows the tree lags it (docs/security.md, "Scoping the pod
+    webhooks to quota namespaces"): the pod and binding rules have no objectSelector, and their namespaceSelector
+    excludes only kube-system and rayqueue by name, so a pod of a newly bound namespace is intercepted at once."""
+    docs = _rendered(MANIFESTS)
+    hooks = [h for kind in CONFIG_KINDS for h in find(docs, kind, "rayqueue")["webhooks"]
+             if any("pods" in r["resources"] for r in h["rules"])]
+    assert sorted(h["name"] for h in hooks) == ["pods.mutate.rayqueue.io", "pods.validate.rayqueue.io"]
+    for hook in hooks:
+        assert "objectSelector" not in hook, hook["name"]
+        assert hook["namespaceSelector"] == {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "rayqueue"]}]}, (
+            hook["name"])
+
+
 def test_the_webhook_may_touch_only_its_own_secret_and_configurations() -> None:
     """RBAC as narrow as RBAC allows: create (which cannot be limited by name) on Secrets of namespace rayqueue;
     get/update of the one Secret, get/patch of the two configurations, by resourceNames; no list, no watch."""
