@@ -29,6 +29,7 @@ from extender.settings import Settings
 from extender.verbs import SchedulerView
 from kubeio.client import KubeClient, load_configuration
 from kubeio.events import EventRecorder
+from extender.namespace_labels import repair_namespace_labels
 from kubeio.leader import LeaderElector
 from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector, tombstone
@@ -254,6 +255,8 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         tasks.start("queue controller", control())
         tasks.start("watch guard", guard_watches())
         tasks.start("bind barrier expiry", expire_barrier())
+        tasks.start("namespace label repair", repair_namespace_labels(
+            client, lambda: service.cache.tree, lambda: service.synced and service.leading, stop))
         runner = web.AppRunner(service.app(), handle_signals=False, shutdown_timeout=5.0, access_log=None)
         await runner.setup()
         context = None
