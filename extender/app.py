@@ -23,13 +23,13 @@ from extender.barrier import BindBarrier
 from extender.cache import Cache
 from extender.controller import Controller
 from extender.gang import Reservations
+from extender.namespace_labels import repair_namespace_labels
 from extender.quota_gate import QuotaGate
 from extender.scheduling import SchedulingEndpoints
 from extender.settings import Settings
 from extender.verbs import SchedulerView
 from kubeio.client import KubeClient, load_configuration
 from kubeio.events import EventRecorder
-from extender.namespace_labels import repair_namespace_labels
 from kubeio.leader import LeaderElector
 from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector, tombstone

@@ -20,8 +20,15 @@ from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector
 from kubeio.scopes import NAMESPACES, PRIORITY_CLASSES, QUEUE_UNITS, QUEUES, RAYCLUSTERS, RAYJOBS, TREES
 from webhook.freshness import stale_tree_refusal
-from webhook.policy import (ClusterLookup, NamespaceListing, PolicyConfig, admit, needs_live_tree, owner_target,
-                            selector_target)
+from webhook.policy import (
+    ClusterLookup,
+    NamespaceListing,
+    PolicyConfig,
+    admit,
+    needs_live_tree,
+    owner_target,
+    selector_target,
+)
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
 from webhook.selfcert import CertKeeper
 from webhook.server import build_app, serve

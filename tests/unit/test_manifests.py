@@ -485,8 +485,9 @@ def test_no_webhook_intercepts_kube_system_or_rayqueue_but_the_tree_webhook_whic
 def test_the_pod_webhooks_see_only_quota_namespaces_and_the_namespace_rules_keep_their_label() -> None:
     """Rules N1-N4 (docs/security.md): the pod and binding rules select namespaces by the quota-namespace label
     (besides excluding kube-system and rayqueue by name), never by a pod label a tenant sets; the Namespace CREATE
-    mutation (N3) sees every new namespace; the Namespace UPDATE rule (N2) only labelled ones, on all three paths
-    a label can change through; every one fails closed; the webhook may list Namespaces, the extender add labels."""
+    mutation (N3) sees every new namespace; the Namespace UPDATE rule (N2) only labelled ones, and not through the
+    status and finalize subresources the namespace controller deletes a namespace with (an outage would block
+    deletions); every one fails closed; the webhook may list Namespaces, the extender add labels."""
     docs = _rendered(MANIFESTS)
     hooks = {h["name"]: h for kind in CONFIG_KINDS for h in find(docs, kind, "rayqueue")["webhooks"]}
     by_name = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "rayqueue"]}
@@ -504,7 +505,7 @@ def test_the_pod_webhooks_see_only_quota_namespaces_and_the_namespace_rules_keep
     assert (create["failurePolicy"], create["reinvocationPolicy"]) == ("Fail", "IfNeeded")
     update = hooks["namespaces.validate.rayqueue.io"]
     assert update["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"],
-                                "resources": ["namespaces", "namespaces/status", "namespaces/finalize"],
+                                "resources": ["namespaces"],
                                 "operations": ["UPDATE"], "scope": "Cluster"}]
     assert update["objectSelector"] == {"matchExpressions": [quota]} and update["failurePolicy"] == "Fail"
     assert update["namespaceSelector"] == {"matchExpressions": [by_name]}
