@@ -220,3 +220,36 @@ def test_the_lenient_reading_of_a_tree_counts_every_listed_namespace() -> None:
     assert tree_bindings(TREE_OBJ)["video"] == "root/algorithm/video"
     assert tree_bindings({"spec": {"root": {"name": "root", "namespaces": ["x"], "children": ["junk"]}}}) == {"x": "root"}
     assert tree_bindings(None) == {}
+
+
+class _Namespaces:
+    """Just enough of KubeClient for the repair: a Namespace list and merge patches, recorded."""
+
+    def __init__(self, labels: dict[str, dict[str, str]]) -> None:
+        self.labels = labels
+        self.patched: list[tuple[str, Any]] = []
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return {"items": [{"metadata": {"name": n, "labels": dict(v)}} for n, v in self.labels.items()]}
+
+    async def patch(self, path: str, body: Any) -> dict[str, Any]:
+        self.patched.append((path, body))
+        return {}
+
+
+@pytest.mark.asyncio
+async def test_the_leader_repairs_a_bound_namespace_once_and_a_follower_repairs_nothing() -> None:
+    import asyncio
+
+    from common.quota_tree import QuotaTree
+    from extender.namespace_labels import repair_namespace_labels
+
+    tree = QuotaTree.parse(TREE_OBJ)
+    for leading, expected in ((False, []), (True, [("/api/v1/namespaces/intern", {"metadata": {"labels": LABEL}})])):
+        client = _Namespaces({**{ns: dict(LABEL) for ns in SEED_NAMESPACES}, "intern": {}, "scratch": {}})
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(repair_namespace_labels(client, lambda: tree, lambda: leading, stop))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert client.patched == expected
