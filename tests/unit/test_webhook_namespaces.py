@@ -248,7 +248,8 @@ async def test_the_leader_repairs_a_bound_namespace_once_and_a_follower_repairs_
     for leading, expected in ((False, []), (True, [("/api/v1/namespaces/intern", {"metadata": {"labels": LABEL}})])):
         client = _Namespaces({**{ns: dict(LABEL) for ns in SEED_NAMESPACES}, "intern": {}, "scratch": {}})
         stop = asyncio.Event()
-        task = asyncio.ensure_future(repair_namespace_labels(client, lambda: tree, lambda: leading, stop))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(repair_namespace_labels(client, lambda: tree, lambda lead=leading: lead,  # type: ignore[arg-type]
+                                                             stop))
         await asyncio.sleep(0.05)
         stop.set()
         await task
