@@ -9,10 +9,13 @@ MutatingWebhookConfiguration and ValidatingWebhookConfiguration are registered. 
 so the apiserver's webhook informer has caught up. In each arm the same aiohttp client
 (`kubeio.client.KubeClient`, ``--parallel`` in flight) creates N Pods (100m / 64 MiB, never scheduled:
 no scheduler runs) in `video`, a namespace bound to a leaf, then N RayJobs (the guide's video job) there;
-objects are deleted after each case. Rounds alternate none, rayqueue. Throughput is N over the time from
+then N Pods in `unmanaged`, a namespace without the `rayqueue.io/quota-namespace` label, whose pods the webhook
+configurations never send (issue 25 item 4: docs/security.md, S2); objects are deleted after each case. Rounds
+alternate none, rayqueue. Throughput is N over the time from
 the first create sent to the last answer. CPU per admission is the webhook process's user + system CPU
 (`/proc/<pid>/stat`) over the case, over N x 2 (each CREATE calls /mutate and /validate).
-Goals (issue 13): ratio >= 0.9 for both; <= 100 us per admission. Results: bench/results/apiserver_webhook.json.
+Goals (issue 13): ratio >= 0.9 for Pods and RayJobs; <= 100 us per admission; (issue 25) ratio >= 0.95 for
+the unmanaged Pods. A figure counts only from a quiet machine (load average below 1.5 at the start, reported). Results: bench/results/apiserver_webhook.json.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ RESULTS: Final = ROOT / "bench" / "results" / "apiserver_webhook.json"
 EXAMPLES: Final = ROOT / "manifests" / "examples"
 NAMESPACE: Final = "video"
 GOAL_RATIO: Final = 0.9
+UNMANAGED: Final = "unmanaged"  # no quota-namespace label: its pods never reach the webhook
+GOAL_RATIOS: Final = {"pod": GOAL_RATIO, "rayjob": GOAL_RATIO, "unmanaged-pod": 0.95}
 GOAL_CPU_US: Final = 100.0
 PODS_PATH: Final = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
@@ -98,6 +103,8 @@ async def _case(client: KubeClient, kind: str, arm: str, rnd: int, n: int, paral
                 hook: Webhook) -> dict[str, Any]:
     if kind == "pod":
         path, make = PODS_PATH, pod
+    elif kind == "unmanaged-pod":
+        path, make = f"/api/v1/namespaces/{UNMANAGED}/pods", pod
     else:
         path, make = RAYJOBS.path(NAMESPACE), rayjob
     names = [f"{kind}-{arm}-{rnd}-{i:05d}" for i in range(n)]
@@ -144,14 +151,14 @@ async def _run(cluster: LocalCluster, hook: Webhook, n: int, rounds: int, parall
                     await asyncio.sleep(0.5)
                 else:
                     raise RuntimeError(f"the apiserver did not switch to arm {arm}")
-                for kind in ("pod", "rayjob"):
+                for kind in GOAL_RATIOS:
                     rows.append(await _case(client, kind, arm, rnd, n, parallel, hook))
     return rows
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kind in ("pod", "rayjob"):
+    for kind in GOAL_RATIOS:
         rates = {arm: [r["per_s"] for r in rows if r["case"] == kind and r["arm"] == arm] for arm in ("none", "rayqueue")}
         none, ours = statistics.median(rates["none"]), statistics.median(rates["rayqueue"])
         cpu = [r["webhook_cpu_us_per_admission"] for r in rows
@@ -159,7 +166,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ratio = round(ours / none, 2) if none else None
         cpu_us = round(statistics.median(cpu), 1) if cpu else None
         out[kind] = {"none_per_s": none, "rayqueue_per_s": ours, "ratio": ratio, "webhook_cpu_us_per_admission": cpu_us,
-                     "ratio_met": bool(ratio is not None and ratio >= GOAL_RATIO),
+                     "goal_ratio": GOAL_RATIOS[kind], "ratio_met": bool(ratio is not None and ratio >= GOAL_RATIOS[kind]),
                      "cpu_met": bool(cpu_us is not None and cpu_us <= GOAL_CPU_US)}
     return out
 
@@ -191,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster.apply([d for d in _docs("elasticquotatree.yaml") if d["kind"] == "Namespace"])
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(
             next(d for d in _docs("elasticquotatree.yaml") if d["kind"] == keys.QUOTA_TREE_KIND)))
+        cluster.create_namespace(UNMANAGED, quota=False)
         hook = start_webhook(cluster, name="rayqueue-webhook-bench", register=False)
         try:
             rows = asyncio.run(_run(cluster, hook, args.objects, args.rounds, args.parallel))
@@ -202,8 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nthrough kube-apiserver, {report['date']}, {args.objects} objects x {args.rounds} rounds, "
           f"{args.parallel} in flight; load {report['machine']['loadavg_at_end']}:")
     for kind, s in report["summary"].items():
-        print(f"  {kind:<6} none {s['none_per_s']}/s, rayqueue {s['rayqueue_per_s']}/s: ratio {s['ratio']} "
-              f"(goal >= {GOAL_RATIO}: {'met' if s['ratio_met'] else 'NOT met'}); webhook "
+        print(f"  {kind:<13} none {s['none_per_s']}/s, rayqueue {s['rayqueue_per_s']}/s: ratio {s['ratio']} "
+              f"(goal >= {s['goal_ratio']}: {'met' if s['ratio_met'] else 'NOT met'}); webhook "
               f"{s['webhook_cpu_us_per_admission']} us CPU per admission (goal <= {GOAL_CPU_US:.0f}: "
               f"{'met' if s['cpu_met'] else 'NOT met'})")
     print(f"written: {report['written_to']}")

@@ -80,6 +80,10 @@ TEST_KUBERAY_STANDIN: Final = "rayqueue.test/kuberay-standin"  # namespace label
 
 # --- Kubernetes well-known ---------------------------------------------------------------------
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+# The Namespace label the pod webhooks' namespaceSelector matches (docs/security.md, rules N1-N4): a namespace the
+# tree binds must carry it before it is bound (N1), keeps it while bound (N2), gets it when re-created (N3).
+QUOTA_NAMESPACE_LABEL: Final = "rayqueue.io/quota-namespace"
+QUOTA_NAMESPACE_VALUE: Final = "true"
 DEFAULT_SCHEDULER: Final = "default-scheduler"
 
 # --- events ------------------------------------------------------------------------------------

@@ -621,12 +621,18 @@ class LocalCluster:
         *,
         tenants: Sequence[str] = (),
         wait_ready: bool = True,
+        quota: bool = True,
     ) -> str:
         """Create a namespace labelled as on kube >= 1.21, grant `edit` in it to `tenants`, and (by default)
-        wait for its default ServiceAccount token so pods can be created at once."""
+        wait for its default ServiceAccount token so pods can be created at once.
+
+        With `quota` (the default) it also carries `rayqueue.io/quota-namespace=true`, which a tree may bind only
+        once it is there (docs/security.md, rule N1) and which the pod webhooks select on: a test that binds the
+        namespace in a tree of its own needs nothing more. `quota=False` makes a namespace rayqueue never sees."""
 
         core = _api(k8s.CoreV1Api, self.api_client)
-        all_labels = {**(labels or {}), keys.NAMESPACE_NAME_LABEL: name}
+        quota_label = {keys.QUOTA_NAMESPACE_LABEL: keys.QUOTA_NAMESPACE_VALUE} if quota else {}
+        all_labels = {**quota_label, **(labels or {}), keys.NAMESPACE_NAME_LABEL: name}
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": all_labels}})
         for user in tenants:
             self.grant(user, name)

@@ -337,6 +337,8 @@ def start_everything(workdir: Path) -> LocalCluster:
 # ---------------------------------------------------------------------- the story
 def apply_tree(story: Story) -> None:
     heading("The guide's ElasticQuotaTree and its namespaces (as the cluster admin)")
+    note(f"the namespaces come first, labelled {keys.QUOTA_NAMESPACE_LABEL}={keys.QUOTA_NAMESPACE_VALUE}: the tree may bind "
+         "only labelled namespaces (docs/security.md, rule N1), and the pod webhooks see only those")
     story.kubectl("apply", "-f", _rel(EXAMPLES / "elasticquotatree.yaml"))
     # kube 1.20 does not label namespaces with kubernetes.io/metadata.name (1.21+ does): add it as 1.21 would.
     story.cluster.label_namespaces(TREE_NAMESPACES)

@@ -23,6 +23,7 @@ from extender.barrier import BindBarrier
 from extender.cache import Cache
 from extender.controller import Controller
 from extender.gang import Reservations
+from extender.namespace_labels import repair_namespace_labels
 from extender.quota_gate import QuotaGate
 from extender.scheduling import SchedulingEndpoints
 from extender.settings import Settings
@@ -254,6 +255,8 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
         tasks.start("queue controller", control())
         tasks.start("watch guard", guard_watches())
         tasks.start("bind barrier expiry", expire_barrier())
+        tasks.start("namespace label repair", repair_namespace_labels(
+            client, lambda: service.cache.tree, lambda: service.synced and service.leading, stop))
         runner = web.AppRunner(service.app(), handle_signals=False, shutdown_timeout=5.0, access_log=None)
         await runner.setup()
         context = None

@@ -13,6 +13,7 @@ __all__ = [
     "BATCH_JOBS",
     "JOB_SCOPES",
     "LEASES",
+    "NAMESPACES",
     "NODES",
     "PODS",
     "PRIORITY_CLASSES",
@@ -26,6 +27,7 @@ __all__ = [
 
 PODS: Final = Scope("", "v1", "pods")
 NODES: Final = Scope("", "v1", "nodes", namespaced=False)
+NAMESPACES: Final = Scope("", "v1", "namespaces", namespaced=False)
 SECRETS: Final = Scope("", "v1", "secrets")
 LEASES: Final = Scope("coordination.k8s.io", "v1", "leases")
 PRIORITY_CLASSES: Final = Scope("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)

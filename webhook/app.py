@@ -18,9 +18,17 @@ from common.gotime import from_datetime
 from kubeio.client import ApiError, KubeClient, Scope, load_configuration
 from kubeio.lifecycle import Tasks, stop_on_signals
 from kubeio.reflector import Reflector
-from kubeio.scopes import PRIORITY_CLASSES, QUEUE_UNITS, QUEUES, RAYCLUSTERS, RAYJOBS, TREES
+from kubeio.scopes import NAMESPACES, PRIORITY_CLASSES, QUEUE_UNITS, QUEUES, RAYCLUSTERS, RAYJOBS, TREES
 from webhook.freshness import stale_tree_refusal
-from webhook.policy import ClusterLookup, PolicyConfig, admit, owner_target, selector_target
+from webhook.policy import (
+    ClusterLookup,
+    NamespaceListing,
+    PolicyConfig,
+    admit,
+    needs_live_tree,
+    owner_target,
+    selector_target,
+)
 from webhook.review import BadReview, Permission, Request, User, Verdict, deny, render
 from webhook.selfcert import CertKeeper
 from webhook.server import build_app, serve
@@ -66,6 +74,10 @@ class Admission:
         owner = None if self.mutating else owner_target(req, facts)
         if owner is not None:  # a RayCluster's CREATE naming a RayJob as its controller: read that RayJob, once
             facts = replace(facts, owner_jobs={owner: await self._read_cluster(owner, RAYJOBS)})
+        if not self.mutating and req.resource == keys.QUOTA_TREE_PLURAL:  # rule N1: one live list per tree write
+            facts = replace(facts, namespaces=await self._list_namespaces())
+        if needs_live_tree(req, mutating=self.mutating):  # rules N2, N3: the tree as stored now, not as watched
+            facts = replace(facts, live_tree=await self._read_tree())
         verdict = admit(req, facts, self.cfg, mutating=self.mutating)
         if verdict.allowed and verdict.requires is not None:
             verdict = await self._check(req.user, verdict)
@@ -103,6 +115,26 @@ class Admission:
         except (TimeoutError, OSError) as exc:
             log.warning("could not read %s %s: %s", scope.plural, target, exc)
             return ClusterLookup(error=f"the read failed: {exc}")
+
+    async def _list_namespaces(self) -> NamespaceListing:
+        """Every Namespace's labels by name (rule N1), or why they could not be listed."""
+        if self.client is None:
+            return NamespaceListing(error="no API client")
+        try:
+            listed = await self.client.get(NAMESPACES.path())
+        except ApiError as exc:
+            log.warning("could not list Namespaces for rule quota-namespace-label: %s", exc)
+            return NamespaceListing(error=f"the API answered {exc.status} {exc.reason}: {exc.message}")
+        except (TimeoutError, OSError) as exc:
+            log.warning("could not list Namespaces for rule quota-namespace-label: %s", exc)
+            return NamespaceListing(error=f"the list failed: {exc}")
+        return NamespaceListing(labels={
+            str((ns.get("metadata") or {}).get("name")): dict((ns.get("metadata") or {}).get("labels") or {})
+            for ns in listed.get("items") or []})
+
+    async def _read_tree(self) -> ClusterLookup:
+        """GET the ElasticQuotaTree (rules N2, N3): the object, none (404), or why it could not be read."""
+        return await self._read_cluster(f"{keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME}", TREES)
 
     async def _admitted_jobs(self) -> dict[str, list[str]]:
         """Running (dequeued, not suspended) RayJobs by namespace, for the tree-update warnings."""

@@ -135,7 +135,8 @@ def test_air_gapped_install_with_rayqueue_certs_applies(cluster: LocalCluster, t
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rayqueue-webhook")
     ca_bundle = (certs / "ca-bundle.crt").read_bytes()
     hooks = [h for c in configurations for h in c["webhooks"]]
-    assert len(hooks) == 8  # RayJobs, RayClusters, Pods and QueueUnits mutated; RayJobs, RayClusters, Pods, the tree validated
+    # RayJobs, RayClusters, Pods, QueueUnits, Namespaces mutated; RayJobs, RayClusters, Pods, Namespaces, the tree validated
+    assert len(hooks) == 10
     for hook in hooks:
         ref = hook["clientConfig"]["service"]
         assert (ref["name"], ref["namespace"], ref["port"]) == (

@@ -72,12 +72,15 @@ def probe_pod(namespace: str) -> dict[str, Any]:
 
 
 def test_before_any_webhook_serves_ray_creates_are_refused_naming_rayqueue_but_its_own_namespace_is_free(
-    cluster: LocalCluster, empty_secret: int, namespace: str
+    cluster: LocalCluster, empty_secret: int
 ) -> None:
     """Fail closed, never locked out: with the configurations registered and no replica up, a RayJob in a tenant
-    namespace is refused by a rayqueue webhook; pods in rayqueue (the webhook's own) and kube-system are created."""
-    code, err, _ = dry_run_job(cluster, namespace)
+    namespace (`default`) is refused by a rayqueue webhook, and so is a namespace create (rule N3 must see it:
+    docs/security.md); pods in rayqueue (the webhook's own) and kube-system are created."""
+    code, err, _ = dry_run_job(cluster, "default")
     assert code != 0 and "rayjobs.mutate.rayqueue.io" in err, err
+    made = cluster.kubectl("create", "namespace", "never-made", "--dry-run=server", check=False)
+    assert made.returncode != 0 and "namespaces.mutate.rayqueue.io" in made.stderr, made.stderr
     for ns in ("rayqueue", "kube-system"):
         done = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(probe_pod(ns)),
                                check=False)

@@ -332,3 +332,83 @@ def test_a_pod_kuberays_batch_scheduler_mode_made_is_refused_naming_the_flag(clu
     assert "rule kuberay-batch-scheduler: schedulerName 'yunikorn' was written by the KubeRay operator, whose " \
            "batch-scheduler mode is on" in message
     assert "Remove --batch-scheduler=yunikorn (or batchScheduler: yunikorn in its Configuration file)" in message
+
+
+# --- the pod webhooks see only quota namespaces (docs/security.md, rules N1-N4) ------------------------------------
+def pod_requests(webhook: Webhook) -> float:
+    """The webhook's own count of Pod admission requests answered (rayqueue_webhook_requests, both paths)."""
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cadata=webhook.ca_pem.decode())
+    with urllib.request.urlopen(f"{webhook.url}/metrics", context=context, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("rayqueue_webhook_requests_total{") and 'kind="Pod"' in line)
+
+
+@pytest.fixture
+def unlabelled(cluster: LocalCluster) -> Iterator[str]:
+    """A namespace without the quota-namespace label (alice has edit there): rayqueue never sees its pods."""
+    name = cluster.create_namespace(f"unmanaged-{secrets.token_hex(2)}", tenants=[TENANT], quota=False)
+    yield name
+    cluster.delete_namespace(name)
+
+
+def test_a_pod_of_an_unlabelled_namespace_never_reaches_the_webhook_while_one_of_a_bound_namespace_does(
+        cluster: LocalCluster, webhook: Webhook, unlabelled: str) -> None:
+    before = pod_requests(webhook)
+    plain = pod(nodeName="n1")  # a pre-set node: the webhook would refuse it (P1) in a bound namespace
+    plain["metadata"]["namespace"] = unlabelled
+    created = kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(plain))
+    assert created["spec"]["nodeName"] == "n1" and keys.QUOTA_NAME not in (created["metadata"].get("labels") or {})
+    assert pod_requests(webhook) == before, "no Pod request of the unlabelled namespace reached the webhook"
+    kubectl_json(cluster, "create", "-f", "-", user=TENANT, input=yaml.safe_dump(pod()))
+    assert pod_requests(webhook) == before + 2, "a pod of a bound namespace is mutated and validated"
+
+
+def test_a_tenant_who_may_patch_her_namespace_cannot_remove_its_label_while_it_is_bound(
+        cluster: LocalCluster, webhook: Webhook) -> None:
+    """A RoleBinding applies to the Namespace object of its own namespace: alice, given patch on namespaces in
+    video, could edit video's labels; rule N2 keeps the one the pod webhooks select on."""
+    cluster.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "namespace-editor", "namespace": "video"},
+                   "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "patch"]}]})
+    cluster.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "alice-namespace-editor", "namespace": "video"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "namespace-editor"},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})
+    remove = ("label", "namespace", "video", f"{keys.QUOTA_NAMESPACE_LABEL}-")
+
+    def refused_by_the_webhook() -> bool:  # RBAC caches settle quickly; wait until the denial is the webhook's
+        out = cluster.kubectl(*remove, as_user=TENANT, check=False)
+        assert out.returncode != 0, "the label was removed"
+        return "rule quota-namespace-kept" in out.stderr
+
+    wait_for(refused_by_the_webhook, 20.0, "alice's label removal to reach the webhook")
+    message = denied(cluster, *remove)
+    assert "Namespace video: rule quota-namespace-kept: the ElasticQuotaTree kube-system/elasticquotatree binds it " \
+           "to quota root/algorithm/video" in message and "alice may not remove it" in message, message
+    assert "rule quota-namespace-kept" in denied(cluster, "label", "namespace", "video",
+                                                 f"{keys.QUOTA_NAMESPACE_LABEL}=false", "--overwrite", user="admin")
+    assert kubectl_json(cluster, "get", "namespace", "video")["metadata"]["labels"][keys.QUOTA_NAMESPACE_LABEL] == "true"
+
+
+def test_a_tree_binding_an_unlabelled_namespace_is_refused_and_a_bound_namespace_created_again_is_labelled(
+        cluster: LocalCluster, webhook: Webhook, unlabelled: str) -> None:
+    tree = tree_obj()
+    tree["spec"]["root"]["children"][0]["children"][0]["namespaces"].append(unlabelled)
+    message = denied(cluster, "apply", "-f", "-", user="admin", input=yaml.safe_dump(tree))
+    assert "ElasticQuotaTree kube-system/elasticquotatree: rule quota-namespace-label" in message, message
+    assert f"namespace {unlabelled} (leaf root/algorithm/video) does not carry rayqueue.io/quota-namespace=true: " \
+           f"label it first (kubectl label namespace {unlabelled} rayqueue.io/quota-namespace=true)" in message
+    try:
+        cluster.kubectl("label", "namespace", unlabelled, f"{keys.QUOTA_NAMESPACE_LABEL}=true")
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(tree))  # labelled first: the binding is stored
+        cluster.delete_namespace(unlabelled)
+        wait_for(lambda: cluster.kubectl("get", "namespace", unlabelled, check=False).returncode != 0, 120.0,
+                 f"namespace {unlabelled} to be deleted")
+        again = kubectl_json(cluster, "create", "namespace", unlabelled, user="admin")  # rule N3
+        assert again["metadata"]["labels"][keys.QUOTA_NAMESPACE_LABEL] == "true"
+    finally:
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(tree_obj()))

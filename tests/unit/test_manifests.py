@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from common import keys
+from common.quota_tree import QuotaTree
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SCHEDULER = MANIFESTS / "scheduler"
@@ -453,7 +456,7 @@ def test_the_root_install_holds_both_webhook_configurations_with_an_empty_ca_bun
     it (a value here would be owned by the applier and reset on every re-apply)."""
     docs = _rendered(MANIFESTS)
     configs = [find(docs, kind, "rayqueue") for kind in CONFIG_KINDS]
-    assert [len(c["webhooks"]) for c in configs] == [4, 4]
+    assert [len(c["webhooks"]) for c in configs] == [5, 5]
     assert all("caBundle" not in h["clientConfig"] for c in configs for h in c["webhooks"])
     settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("rayqueue-webhook-settings"))
     assert settings["data"]["certManagement"] == "self"
@@ -479,19 +482,47 @@ def test_no_webhook_intercepts_kube_system_or_rayqueue_but_the_tree_webhook_whic
                                                    "path": hook["clientConfig"]["service"]["path"], "port": 443}
 
 
-def test_the_pod_webhooks_see_every_pod_outside_kube_system_and_rayqueue_with_no_selector_a_label_could_narrow() -> None:
-    """Tenants set pod labels freely and a label that follows the tree lags it (docs/security.md, "Scoping the pod
-    webhooks to quota namespaces"): the pod and binding rules have no objectSelector, and their namespaceSelector
-    excludes only kube-system and rayqueue by name, so a pod of a newly bound namespace is intercepted at once."""
+def test_the_pod_webhooks_see_only_quota_namespaces_and_the_namespace_rules_keep_their_label() -> None:
+    """Rules N1-N4 (docs/security.md): the pod and binding rules select namespaces by the quota-namespace label
+    (besides excluding kube-system and rayqueue by name), never by a pod label a tenant sets; the Namespace CREATE
+    mutation (N3) sees every new namespace; the Namespace UPDATE rule (N2) only labelled ones, and not through the
+    status and finalize subresources the namespace controller deletes a namespace with (an outage would block
+    deletions); every one fails closed; the webhook may list Namespaces, the extender add labels."""
     docs = _rendered(MANIFESTS)
-    hooks = [h for kind in CONFIG_KINDS for h in find(docs, kind, "rayqueue")["webhooks"]
-             if any("pods" in r["resources"] for r in h["rules"])]
-    assert sorted(h["name"] for h in hooks) == ["pods.mutate.rayqueue.io", "pods.validate.rayqueue.io"]
-    for hook in hooks:
-        assert "objectSelector" not in hook, hook["name"]
-        assert hook["namespaceSelector"] == {"matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "rayqueue"]}]}, (
-            hook["name"])
+    hooks = {h["name"]: h for kind in CONFIG_KINDS for h in find(docs, kind, "rayqueue")["webhooks"]}
+    by_name = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "rayqueue"]}
+    quota = {"key": keys.QUOTA_NAMESPACE_LABEL, "operator": "In", "values": [keys.QUOTA_NAMESPACE_VALUE]}
+    pod_hooks = sorted(n for n, h in hooks.items() if any("pods" in r["resources"] for r in h["rules"]))
+    assert pod_hooks == ["pods.mutate.rayqueue.io", "pods.validate.rayqueue.io"]
+    for name in pod_hooks:
+        assert "objectSelector" not in hooks[name], name
+        assert hooks[name]["namespaceSelector"] == {"matchExpressions": [by_name, quota]}, name
+        assert hooks[name]["failurePolicy"] == "Fail", name
+    create = hooks["namespaces.mutate.rayqueue.io"]
+    assert create["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["namespaces"],
+                                "operations": ["CREATE"], "scope": "Cluster"}]
+    assert "objectSelector" not in create and create["namespaceSelector"] == {"matchExpressions": [by_name]}
+    assert (create["failurePolicy"], create["reinvocationPolicy"]) == ("Fail", "IfNeeded")
+    update = hooks["namespaces.validate.rayqueue.io"]
+    assert update["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"],
+                                "resources": ["namespaces"],
+                                "operations": ["UPDATE"], "scope": "Cluster"}]
+    assert update["objectSelector"] == {"matchExpressions": [quota]} and update["failurePolicy"] == "Fail"
+    assert update["namespaceSelector"] == {"matchExpressions": [by_name]}
+    assert "namespaceSelector" not in hooks["elasticquotatrees.validate.rayqueue.io"]
+    webhook_rules = find(docs, "ClusterRole", "rayqueue-webhook")["rules"]
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]} in webhook_rules
+    extender_rules = find(docs, "ClusterRole", "rayqueue-extender")["rules"]
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "patch"]} in extender_rules
+
+
+def test_the_example_namespaces_carry_the_quota_namespace_label_before_the_tree_binds_them() -> None:
+    """Rule N1 refuses a tree binding an unlabelled namespace, so the example labels its Namespaces, listed first."""
+    docs = load_all(MANIFESTS / "examples" / "elasticquotatree.yaml")
+    tree_at = next(i for i, d in enumerate(docs) if d["kind"] == "ElasticQuotaTree")
+    labelled = {d["metadata"]["name"] for d in docs[:tree_at] if d["kind"] == "Namespace"
+                and d["metadata"].get("labels", {}).get(keys.QUOTA_NAMESPACE_LABEL) == keys.QUOTA_NAMESPACE_VALUE}
+    assert set(QuotaTree.parse(docs[tree_at]).namespace_bindings()) == labelled
 
 
 def test_the_webhook_may_touch_only_its_own_secret_and_configurations() -> None:

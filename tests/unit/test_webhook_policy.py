@@ -13,7 +13,7 @@ from common import keys
 from common.gotime import format_go, parse_go
 from common.quota_tree import QuotaTree
 from tests.unit.test_jsonpatch import apply
-from webhook.policy import ClusterFacts, PolicyConfig, admit
+from webhook.policy import ClusterFacts, NamespaceListing, PolicyConfig, admit
 from webhook.review import Request, Verdict
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -462,7 +462,11 @@ def tree_review(obj: dict[str, Any], **kw: Any) -> Request:
 
 
 def test_the_seed_tree_is_accepted() -> None:
-    assert validate(tree_review(TREE_OBJ)).allowed
+    """Its namespaces carry the quota-namespace label (rule N1: tests/unit/test_webhook_namespaces.py)."""
+    labelled = {ns: {keys.QUOTA_NAMESPACE_LABEL: keys.QUOTA_NAMESPACE_VALUE} for ns in QuotaTree.parse(TREE_OBJ)
+                .namespace_bindings()}
+    facts = ClusterFacts(tree=SNAP.tree, now_ns=NOW, namespaces=NamespaceListing(labels=labelled))
+    assert validate(tree_review(TREE_OBJ), snap=facts).allowed
 
 
 def test_a_second_tree_is_denied() -> None:

@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from common import keys
-from webhook.policy.inputs import ClusterFacts, ClusterLookup, PolicyConfig
+from webhook.policy.inputs import ClusterFacts, ClusterLookup, NamespaceListing, PolicyConfig
 from webhook.policy.kuberay import as_mutated, selector_target
+from webhook.policy.namespace import mutate_namespace, needs_live_tree, validate_namespace
 from webhook.policy.pod import mutate_pod, validate_binding, validate_pod
 from webhook.policy.queue_unit import mutate_queue_unit
 from webhook.policy.raycluster import mutate_raycluster, owner_target, validate_raycluster
@@ -15,8 +16,8 @@ from webhook.policy.rayjob import mutate_rayjob, validate_rayjob
 from webhook.policy.tree import validate_quota_tree
 from webhook.review import Request, Verdict, allow
 
-__all__ = ["ROUTES", "ClusterFacts", "ClusterLookup", "PolicyConfig", "Route", "admit", "as_mutated", "owner_target",
-           "selector_target"]
+__all__ = ["ROUTES", "ClusterFacts", "ClusterLookup", "NamespaceListing", "PolicyConfig", "Route", "admit", "as_mutated",
+           "needs_live_tree", "owner_target", "selector_target"]
 
 # Each rule is a function of one request, the ClusterFacts and the PolicyConfig. Mutations write into a copy-on-write
 # draft of the object (objects.Draft: only the maps and lists on a written path are copied; the request's object is
@@ -45,6 +46,11 @@ ROUTES: Mapping[tuple[str, str], Route] = {
     ("bindings", ""): Route(validate=validate_binding),
     (keys.QUOTA_TREE_PLURAL, ""): Route(validate=validate_quota_tree),
     (keys.QUEUE_UNIT_PLURAL, ""): Route(mutate=mutate_queue_unit),
+    # Labels can change through a Namespace's status and finalize subresources too: N2 judges all three when sent
+    # (the shipped configuration sends only the main resource: docs/security.md, N2).
+    ("namespaces", ""): Route(mutate_namespace, validate_namespace),
+    ("namespaces", "status"): Route(validate=validate_namespace),
+    ("namespaces", "finalize"): Route(validate=validate_namespace),
 }
 
 

@@ -12,7 +12,7 @@ from common.quota_tree import QuotaNode, QuotaTree
 from webhook.queue_status import QueueStatus
 from webhook.review import User
 
-__all__ = ["PREFIX", "ClusterFacts", "ClusterLookup", "PolicyConfig", "bound_leaf"]
+__all__ = ["PREFIX", "ClusterFacts", "ClusterLookup", "NamespaceListing", "PolicyConfig", "bound_leaf"]
 
 PREFIX = "rayqueue"
 
@@ -59,6 +59,10 @@ class ClusterFacts:
     # For the create warning (position, free quota, estimate; common/preview.py): what the controller publishes,
     # by watch. None until the Queues and QueueUnits are synced: then no warning.
     queues: QueueStatus | None = None
+    # For an ElasticQuotaTree write (rule N1): every Namespace's labels by name, listed live by the adapter, only then.
+    namespaces: NamespaceListing | None = None
+    # For a Namespace write that may matter (rules N2, N3): the ElasticQuotaTree, read live by the adapter, only then.
+    live_tree: ClusterLookup | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,14 @@ class ClusterLookup:
     that there is none, or why it could not."""
 
     obj: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceListing:
+    """What the adapter found when it listed the Namespaces: each one's labels by name, or why it could not."""
+
+    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     error: str | None = None
 
 

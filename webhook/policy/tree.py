@@ -10,9 +10,10 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaTree, TreeError, validate_tree
 from common.resources import Resources
 from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig
+from webhook.policy.namespace import LABEL_COMMAND, is_quota_labelled, tree_bindings
 from webhook.review import Request, Verdict, allow, deny, invalid
 
-__all__ = ["reclaim_warnings", "validate_quota_tree"]
+__all__ = ["namespace_label_check", "reclaim_warnings", "validate_quota_tree"]
 
 
 def validate_quota_tree(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
@@ -28,13 +29,55 @@ def validate_quota_tree(req: Request, facts: ClusterFacts, cfg: PolicyConfig) ->
         return invalid(f"{PREFIX}: ElasticQuotaTree {where} is invalid ({len(errors)} "
                        f"error{'s' if len(errors) != 1 else ''}): {listed}", keys.QUOTA_TREE_KIND,
                        str(req.name or meta.get("name", "")), [(e.path, e.message) for e in errors])
-    if req.operation != "UPDATE":
-        return allow()
     try:
         tree = QuotaTree.parse(dict(req.obj))
     except TreeError as exc:  # validate_tree found nothing, so this would be a bug; answer it plainly
         return deny(f"{PREFIX}: ElasticQuotaTree {where}: {exc}", code=422)
-    return allow(warnings=reclaim_warnings(req.old, tree, facts.admitted_by_namespace))
+    refusal, unlabelled = namespace_label_check(req, tree, facts, where)
+    if refusal is not None:
+        return refusal
+    if req.operation != "UPDATE":
+        return allow(warnings=unlabelled)
+    return allow(warnings=[*unlabelled, *reclaim_warnings(req.old, tree, facts.admitted_by_namespace)])
+
+
+def namespace_label_check(req: Request, tree: QuotaTree, facts: ClusterFacts,
+                          where: str) -> tuple[Verdict | None, list[str]]:
+    """Rule N1 (quota-namespace-label): every namespace this write newly binds (all of a CREATE's; an UPDATE's not
+    bound by the old tree) must exist and carry the quota-namespace label, so no stored tree ever binds a namespace
+    the pod webhooks do not see: label first, then bind. A namespace the old tree already bound is not refused (N2
+    and N3 keep its label; an upgrade's may predate the label): a warning names it and the command, and the
+    controller adds the label (N4). Returns (the refusal, or None; the warnings)."""
+    old = tree_bindings(req.old) if req.operation == "UPDATE" else {}
+    bindings = tree.namespace_bindings()
+    new = {ns: leaf for ns, leaf in bindings.items() if ns not in old}
+    listing = facts.namespaces
+    if listing is None or listing.error is not None:
+        if not new:
+            return None, []
+        why = "no list was made" if listing is None else listing.error
+        return deny(f"{PREFIX}: ElasticQuotaTree {where}: rule quota-namespace-label: cannot list the Namespaces to "
+                    f"check that {', '.join(sorted(new))} carry {keys.QUOTA_NAMESPACE_LABEL}="
+                    f"{keys.QUOTA_NAMESPACE_VALUE} ({why}); rayqueue fails closed: retry shortly"), []
+    problems: list[str] = []
+    for ns, leaf in new.items():
+        labels = listing.labels.get(ns)
+        if labels is None:
+            problems.append(f"namespace {ns} (leaf {leaf}) does not exist: create it and label it "
+                            f"(kubectl create namespace {ns} && {LABEL_COMMAND.format(namespace=ns)}), then bind it")
+        elif not is_quota_labelled(labels):
+            problems.append(f"namespace {ns} (leaf {leaf}) does not carry {keys.QUOTA_NAMESPACE_LABEL}="
+                            f"{keys.QUOTA_NAMESPACE_VALUE}: label it first ({LABEL_COMMAND.format(namespace=ns)}), "
+                            f"then bind it")
+    if problems:
+        return deny(f"{PREFIX}: ElasticQuotaTree {where}: rule quota-namespace-label: a bound namespace's pods must "
+                    f"reach the pod webhooks from the first one: {'; '.join(problems)}"), []
+    warnings = [f"{PREFIX}: namespace {ns} (leaf {leaf}) is bound but does not carry {keys.QUOTA_NAMESPACE_LABEL}="
+                f"{keys.QUOTA_NAMESPACE_VALUE}, so the pod webhooks do not see its pods until the controller adds it: "
+                f"run {LABEL_COMMAND.format(namespace=ns)}"
+                for ns, leaf in bindings.items() if ns in old and ns in listing.labels
+                and not is_quota_labelled(listing.labels[ns])]
+    return None, warnings
 
 
 def reclaim_warnings(old_obj: Mapping[str, Any], tree: QuotaTree,
