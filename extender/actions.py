@@ -36,6 +36,7 @@ __all__ = [
     "Requeue",
     "SetClusterQuotaCondition",
     "SetPriority",
+    "Shrink",
     "StampStopped",
     "Suspend",
     "UpdateQueueStatus",
@@ -329,6 +330,26 @@ class PreemptPod:
 
 
 @dataclass(frozen=True, slots=True)
+class Shrink:
+    """Reclaim workers above an elastic job's floor without evicting it (docs/elastic.md): one JSON patch of its
+    RayCluster, tested against the resourceVersion read, per group in ``groups`` (name, pod names, newest first)
+    lowering ``replicas`` by the named pods not named yet and naming them in ``scaleStrategy.workersToDelete``,
+    as the Ray autoscaler does (KubeRay reconcilePods deletes them and does not recreate them); a replayed
+    Shrink lowers nothing twice. Then a Warning ``Shrunk`` event with ``reason`` on the job, its QueueUnit
+    (``unit``: namespace, name) and its RayCluster."""
+
+    cluster: ObjectRef
+    job: JobRef
+    unit: tuple[str, str]
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    reason: str
+
+    @property
+    def pods(self) -> int:
+        return sum(len(names) for _, names in self.groups)
+
+
+@dataclass(frozen=True, slots=True)
 class SetClusterQuotaCondition:
     """Write the RayCluster's ``RayQueueQuota`` condition (``status``, ``reason``, ``message``) by
     read-modify-write of ``status.conditions`` (PUT on /status with the resourceVersion read, retried on a
@@ -370,6 +391,7 @@ Action = (
     | Event
     | UpdateTreeStatus
     | PreemptPod
+    | Shrink
     | SetClusterQuotaCondition
 )
 A = TypeVar("A")

@@ -46,6 +46,7 @@ from extender.actions import (
     Requeue,
     SetClusterQuotaCondition,
     SetPriority,
+    Shrink,
     StampStopped,
     Suspend,
     UpdateQueueStatus,
@@ -55,6 +56,7 @@ from extender.actions import (
 )
 from extender.cache import Cache
 from extender.reconcile import reconcile, reconcile_steps
+from extender.shrink_io import shrink_cluster
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
@@ -81,7 +83,7 @@ def chain_key(action: Action) -> str:
     """The object an action writes: actions with one key run in plan order, different keys in parallel."""
     if isinstance(action, PreemptPod):
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
-    if isinstance(action, SetClusterQuotaCondition):
+    if isinstance(action, SetClusterQuotaCondition | Shrink):
         return f"raycluster/{action.cluster.uid}"
     if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts
                   | StampStopped | DeleteLeftover):
@@ -370,6 +372,11 @@ class Controller:
             await self._preempt_pod(action)
         elif isinstance(action, SetClusterQuotaCondition):
             await self._set_cluster_condition(action)
+        elif isinstance(action, Shrink):  # docs/elastic.md
+            names = {p.name for p in self.cache.remaining_pods(action.job.uid)}
+            shrunk = await shrink_cluster(self.client, self.events, action, names.__contains__)
+            if shrunk is not None:
+                self.cache.on_raycluster("MODIFIED", shrunk)
 
     async def _preempt_pod(self, action: PreemptPod) -> None:
         """Delete a growth pod (uid precondition; already gone is fine), then the Preempted events."""

@@ -117,6 +117,7 @@ from extender.actions import (
 from extender.cache import Cache
 from extender.liveness_phases import leftovers_phase, timeouts_phase
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
+from extender.shrink import named_for_deletion, split_growth
 from extender.watched_objects import QueueUnitObject
 
 __all__ = ["PHASES", "SLICE", "Pass", "leftovers_phase", "reconcile", "reconcile_steps", "timeouts_phase"]
@@ -319,8 +320,8 @@ class _CacheSource:
     def queues(self) -> Queues:
         return self.cache.queues
 
-    def releasing(self, uid: str) -> bool:
-        return self.cache.releasing(uid)
+    def releasing(self, uid: str) -> bool:  # a worker its RayCluster names for deletion goes too (docs/elastic.md)
+        return self.cache.releasing(uid) or named_for_deletion(self.cache, uid)
 
     def terminating_pods(self, uid: str) -> int:
         return len(self.cache.remaining_pods(uid))
@@ -351,7 +352,7 @@ def reclaim_phase(p: Pass) -> Steps:
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
     cache = p.cache
-    p.admission.extend(_growth_preemptions(cache, p.decide.growth_victims))
+    p.admission.extend(split_growth(cache, p.decide.growth_victims, _growth_preemptions))  # docs/elastic.md
     for victim, claimant in p.decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
