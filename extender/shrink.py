@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from common import keys
-from common.explain import Explain, render
 from common.jobkind import kind_of
 from common.ledger import Claim
 from common.rayjob import JobInfo, PodInfo
@@ -85,13 +84,13 @@ def _reason(job: JobInfo, taken: Sequence[tuple[Claim, Claim, PodInfo]]) -> str:
     """How many workers went, which, to whom and why (the claimant's reclaim, in the growth words)."""
     victim, claimant, _ = taken[0]
     total = sum((v.request for v, _, _ in taken), Resources())
-    why = render(Explain(why="reclaim", node=victim.quota, job=claimant.key, job_quota=claimant.quota,
-                         priority=victim.priority))
     names = ", ".join(p.key for _, _, p in taken)
     return (f"shrunk by {len(taken)} worker{'s' if len(taken) != 1 else ''} above its floor ({names}; request "
             f"{total}) to reclaim quota for {claimant.key}, guaranteed in {claimant.quota} (request "
-            f"{claimant.request}): {why}; {job.key} keeps running at its floor or above; the workers go through "
-            "scaleStrategy.workersToDelete with replicas lowered, so KubeRay does not recreate them")
+            f"{claimant.request}): {victim.quota} borrows above its min (priority {victim.priority}); workers above an "
+            f"elastic job's floor are reclaimed before any whole job, newest first. {job.key} keeps running; the "
+            "workers go through scaleStrategy.workersToDelete with replicas lowered, so KubeRay does not recreate "
+            "them")
 
 
 def shrink_patch(cluster: Mapping[str, Any], action: Shrink, present: Callable[[str], bool]) -> list[dict[str, Any]]:
