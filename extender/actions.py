@@ -28,6 +28,7 @@ __all__ = [
     "EnsureQueueUnit",
     "Event",
     "EventType",
+    "Expand",
     "JobRef",
     "Notify",
     "ObjectRef",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 EventType = Literal["Normal", "Warning"]
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +139,15 @@ class Dequeue:
     dequeue_ns: int
     dequeue_stamp: str
     admitted_replicas: str | None = None  # the size admitted, where the kind records one (JobKind.admitted_size)
+    # An elastic job admitted below its replicas (common.elastic.resized_dequeue_patch): this JSON patch instead.
+    json_patch: tuple[dict[str, Any], ...] = ()
 
     def patch(self) -> dict[str, Any]:
         return resume_patch(self.dequeue_stamp, self.admitted_replicas, self.job.resource_version)
+
+    def body(self) -> tuple[Any, str]:
+        """The request body and its content type."""
+        return (list(self.json_patch), JSON_PATCH) if self.json_patch else (self.patch(), MERGE_PATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +359,27 @@ class Shrink:
 
 
 @dataclass(frozen=True, slots=True)
+class Expand:
+    """Grow an elastic job toward its target (docs/elastic.md): one JSON patch of its RayCluster raising each
+    group's ``replicas`` (``groups``: index in workerGroupSpecs, replicas now, replicas then), each tested
+    against the value decided on (a concurrent change makes it a 422: the next pass decides again); then a
+    Normal ``Expanded`` event with ``reason`` on the job."""
+
+    cluster: ObjectRef
+    job: JobRef
+    groups: tuple[tuple[int, int | None, int], ...]
+    reason: str
+
+    def patch(self) -> list[dict[str, Any]]:
+        ops: list[dict[str, Any]] = []
+        for index, now, then in self.groups:
+            path = f"/spec/workerGroupSpecs/{index}/replicas"
+            ops += ([{"op": "add", "path": path, "value": then}] if now is None else
+                    [{"op": "test", "path": path, "value": now}, {"op": "replace", "path": path, "value": then}])
+        return ops
+
+
+@dataclass(frozen=True, slots=True)
 class SetClusterQuotaCondition:
     """Write the RayCluster's ``RayQueueQuota`` condition (``status``, ``reason``, ``message``) by
     read-modify-write of ``status.conditions`` (PUT on /status with the resourceVersion read, retried on a
@@ -392,6 +422,7 @@ Action = (
     | UpdateTreeStatus
     | PreemptPod
     | Shrink
+    | Expand
     | SetClusterQuotaCondition
 )
 A = TypeVar("A")

@@ -39,6 +39,7 @@ from extender.actions import (
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    Expand,
     JobRef,
     Notify,
     Plan,
@@ -56,7 +57,7 @@ from extender.actions import (
 )
 from extender.cache import Cache
 from extender.reconcile import reconcile, reconcile_steps
-from extender.shrink_io import shrink_cluster
+from extender.shrink_io import expand_cluster, shrink_cluster
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
@@ -83,7 +84,7 @@ def chain_key(action: Action) -> str:
     """The object an action writes: actions with one key run in plan order, different keys in parallel."""
     if isinstance(action, PreemptPod):
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
-    if isinstance(action, SetClusterQuotaCondition | Shrink):
+    if isinstance(action, SetClusterQuotaCondition | Shrink | Expand):
         return f"raycluster/{action.cluster.uid}"
     if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts
                   | StampStopped | DeleteLeftover):
@@ -308,7 +309,7 @@ class Controller:
         elif isinstance(action, DeleteQueueUnit):
             await self._ignore_missing(c.delete(QUEUE_UNITS.path(action.namespace, action.name)))
         elif isinstance(action, Dequeue):
-            await c.patch(_job_path(action.job), action.patch())
+            await c.patch(_job_path(action.job), *action.body())
             self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)
             leaf = self.cache.leaf_for(action.job.namespace)
             self.metrics.admissions.labels(leaf.full_name if leaf else "").inc()
@@ -377,6 +378,10 @@ class Controller:
             shrunk = await shrink_cluster(self.client, self.events, action, names.__contains__)
             if shrunk is not None:
                 self.cache.on_raycluster("MODIFIED", shrunk)
+        elif isinstance(action, Expand):
+            expanded = await expand_cluster(self.client, action)
+            if expanded is not None:
+                self.cache.on_raycluster("MODIFIED", expanded)
 
     async def _preempt_pod(self, action: PreemptPod) -> None:
         """Delete a growth pod (uid precondition; already gone is fine), then the Preempted events."""

@@ -77,6 +77,7 @@ from typing import Any, Final, TypeVar
 from common import keys
 from common.accounting import JobState
 from common.admission import AdmissionPass
+from common.elastic import expandable
 from common.explain import Explain, Why, render
 from common.fair_share import FairOrder, order_for
 from common.gotime import format_go
@@ -115,6 +116,7 @@ from extender.actions import (
     WithdrawNotice,
 )
 from extender.cache import Cache
+from extender.expand import dequeue_resize, expansions_phase, waiting_view
 from extender.liveness_phases import leftovers_phase, timeouts_phase
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
 from extender.shrink import named_for_deletion, split_growth
@@ -406,18 +408,22 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
 
 
 def dequeues_phase(p: Pass) -> Steps:
-    """A Dequeue and a Dequeued event per job the pass admitted, in queue order."""
+    """A Dequeue and a Dequeued event per job the pass admitted, in queue order; then, in a pass that admits
+    nobody, the elastic jobs' expansions (docs/elastic.md)."""
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
+    view = None  # docs/elastic.md: an elastic job starts at what fits after every waiting job
     for claim, attempts in p.decide.admitted:
         job = p.cache.job(claim.uid)
         if job is None:  # pragma: no cover - items come from cached jobs
             continue
         p.dequeued[claim.uid] = attempts
-        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job)))
-        message = render(Explain(why="dequeued", node=claim.quota, request=claim.request))
+        view = view if view is not None or not expandable(job) else waiting_view(p)
+        resize, words = dequeue_resize(job, claim, view, p.stamp) if view is not None else ((), "")
+        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job), resize))
+        message = render(Explain(why="dequeued", node=claim.quota, request=claim.request)) + words
         p.admission.append(Event(JobRef.of(job), "Normal", keys.EVENT_DEQUEUED, message))
-    yield from ()
+    yield from expansions_phase(p)
 
 
 # --- 8. QueueUnits and their statuses ---------------------------------------------------------------

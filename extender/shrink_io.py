@@ -1,5 +1,6 @@
-"""Carrying a ``Shrink`` out (docs/elastic.md): read the RayCluster, one JSON patch tested against what was read
-(``extender.shrink.shrink_patch``), retried on a conflict, then the ``Shrunk`` events; nothing twice."""
+"""Carrying a ``Shrink`` or an ``Expand`` out (docs/elastic.md): a shrink reads the RayCluster, sends one JSON
+patch tested against what was read (``extender.shrink.shrink_patch``), retried on a conflict, then the ``Shrunk``
+events; nothing twice. An expansion is one JSON patch tested against the replicas decided on."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from common import keys
-from extender.actions import Shrink
+from extender.actions import Expand, Shrink
 from extender.shrink import shrink_patch
 from kubeio.client import JSON_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import RAYCLUSTERS
 
-__all__ = ["SHRINK_ATTEMPTS", "shrink_cluster"]
+__all__ = ["SHRINK_ATTEMPTS", "expand_cluster", "shrink_cluster"]
 
 log = logging.getLogger("rayqueue.extender.shrink")
 
@@ -64,3 +65,18 @@ async def _events(events: EventRecorder, action: Shrink) -> None:
     refs = [job, unit] if action.job.uid == action.cluster.uid else [job, unit, cluster]
     for ref in refs:
         await events.emit(ref, "Warning", keys.EVENT_SHRUNK, action.reason)
+
+
+async def expand_cluster(client: KubeClient, action: Expand) -> dict[str, Any] | None:
+    """Raise the RayCluster's replicas as ``action`` says (its tests guard against a change since the decision:
+    then nothing, the next pass decides again); the updated RayCluster, or None."""
+    path = RAYCLUSTERS.path(action.cluster.namespace, action.cluster.name)
+    try:
+        updated = await client.patch(path, action.patch(), JSON_PATCH)
+    except ApiError as exc:
+        if exc.not_found or exc.conflict or exc.status == 422:
+            log.info("expansion of RayCluster %s skipped, it changed: %s", action.cluster.key, exc.message)
+            return None
+        raise
+    log.info("expanded RayCluster %s of %s: %s", action.cluster.key, action.job.key, action.reason)
+    return updated
