@@ -144,3 +144,43 @@ def test_a_kill_9_of_the_extender_mid_shrink_deletes_nothing_twice_and_leaves_no
     wait_for(lambda: used_cpu(cluster, INTERN) == 12500, 60.0, "intern back to the victim's floor of 12.5 CPU")
     assert rayjob(cluster, "intern", victim)["spec"]["suspend"] is False
     assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU
+
+
+def test_an_elastic_job_admitted_at_3_of_6_workers_is_expanded_to_6_when_the_claimant_ends(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """A text job of 1 + 5 workers (24.5 CPU) runs for a while; the elastic intern job (no autoscaler, 1 + 6
+    workers, floor 2: 12.5 reserved) arrives: 42.5 - 24.5 - 12.5 = 5.5 leaves room for one more worker, so it
+    starts at 3 of 6 (its RayJob's replicas lowered while suspended, the target kept, said in the Dequeued event
+    and on its QueueUnit). Once the text job ends its RayCluster is raised to 6."""
+    for i in range(5):
+        nodes(f"expand-{i}", cpu="8500m")
+    text = create(cluster, sized_job("algorithm-text", workers=5, run_seconds=15))
+    wait_for(lambda: len(bound(ray_pods(cluster, "algorithm-text", text))) == 6, 60.0, f"{text}'s Ray pods bound")
+    job = sized_job("intern", workers=6, run_seconds=600)
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"] = FLOOR
+    job["metadata"].setdefault("labels", {})[keys.ELASTIC] = "true"
+    small = create(cluster, job)
+    wait_for(lambda: dequeued(cluster, "intern", small), 30.0, f"{small} admitted")
+    admitted = rayjob(cluster, "intern", small)
+    assert admitted["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 3, admitted["spec"]
+    assert admitted["metadata"]["annotations"][keys.ELASTIC_TARGET] == '{"small-group":6}'
+    said = [e for e in events(cluster, "intern", keys.EVENT_DEQUEUED) if e["involvedObject"]["name"] == small]
+    assert said and "group small-group: 3 of 6 workers (floor 2)" in said[0]["message"], said
+    wait_for(lambda: len(bound(ray_pods(cluster, "intern", small))) == 4, 60.0, f"{small} at 3 workers")
+    unit = keys.queue_unit_name(small)
+    wait_for(lambda: (get(cluster, "queueunit", unit, "-n", "intern").get("status") or {}).get("workers")
+             == "group small-group: 3 of 6 workers (floor 2)", 30.0, f"{unit}'s status.workers")
+    name = cluster_name(cluster, "intern", small)
+    assert _group(cluster, name)["replicas"] == 3
+    wait_for(lambda: (rayjob(cluster, "algorithm-text", text).get("status") or {}).get("jobDeploymentStatus")
+             == "Complete", 120.0, f"{text} ran")
+    wait_for(lambda: _group(cluster, name)["replicas"] == 6, 60.0, f"{name} raised to 6 once the text job ended")
+    wait_for(lambda: len(bound(workers(ray_pods(cluster, "intern", small)))) == 6, 60.0, "6 workers bound")
+    expanded = [e for e in events(cluster, "intern", keys.EVENT_EXPANDED) if e["involvedObject"]["name"] == small]
+    # raised as the text job's pods go (one step or several: each once the last step's workers are bound)
+    assert any("group small-group: 6 of 6 workers (floor 2)" in e["message"] for e in expanded), expanded
+    wait_for(lambda: (get(cluster, "queueunit", unit, "-n", "intern").get("status") or {}).get("workers")
+             == "group small-group: 6 of 6 workers (floor 2)", 30.0, f"{unit}'s status.workers at 6")
+    assert rayjob(cluster, "intern", small)["spec"]["suspend"] is False
+    assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU
