@@ -439,6 +439,9 @@ class Plan:
     # The pass's guaranteed heads waiting in their leaves (common.admission): growth pods yield to them at
     # filter (Cache.waiting_guaranteed, set by the controller from this).
     guaranteed: tuple[Claim, ...] = ()
+    # The pass's releasing claims (suspended jobs, growth being deleted, workers named for deletion): a waiting
+    # guaranteed head is protected as if they were gone, so growth cannot take what its reclaim frees.
+    releasing: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions)

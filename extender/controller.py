@@ -194,7 +194,7 @@ class Controller:
         """One decision on one snapshot (no await between reading the cache and choosing)."""
         self.cache.clear_dirty()
         plan = reconcile(self.cache, from_datetime(self.clock.now()))
-        self.cache.waiting_guaranteed = plan.guaranteed
+        self.cache.waiting_guaranteed, self.cache.releasing_claims = plan.guaranteed, plan.releasing
         self.metrics.reconciles.inc()
         self._gauges()
         self._wake_ns = plan.wake_ns
@@ -214,7 +214,7 @@ class Controller:
                     plan: Plan = done.value
                     break
                 await asyncio.sleep(0)
-            self.cache.waiting_guaranteed = plan.guaranteed
+            self.cache.waiting_guaranteed, self.cache.releasing_claims = plan.guaranteed, plan.releasing
             self.metrics.reconciles.inc()
             self._gauges()
             self._wake_ns = plan.wake_ns

@@ -184,7 +184,8 @@ class Pass:
         for uid, deadline in self.deadlines.items():  # a job this plan suspends or warns has no deadline to keep
             if uid not in suspended:
                 wake = deadline if wake is None else min(wake, deadline)
-        return Plan(actions, wake, guaranteed=heads)
+        releasing = frozenset(self.decide.releasing) if self.decide is not None else frozenset()
+        return Plan(actions, wake, guaranteed=heads, releasing=releasing)
 
 
 def reconcile(cache: Cache, now_ns: int) -> Plan:

@@ -10,12 +10,15 @@ from typing import Any
 
 from common import keys
 from common.clock import FakeClock
-from extender.actions import JobRef, ObjectRef, PreemptPod, Shrink, Suspend
+from extender.actions import JobRef, ObjectRef, PreemptPod, SetClusterQuotaCondition, Shrink, Suspend
+from extender.app import Service
 from extender.cache import Cache
+from extender.settings import parse_settings
 from extender.shrink import shrink_patch
 from extender.shrink_io import shrink_cluster
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
+from tests.unit.builders import make_pod
 from tests.unit.test_jsonpatch import apply as apply_ops
 from tests.unit.test_reconcile import Loop, dequeued, job, video_copy
 
@@ -63,15 +66,18 @@ class ShrinkLoop(Loop):
             self.cache.on_raycluster("MODIFIED", copy.deepcopy(self.clusters[action.cluster.uid]))
 
 
-def _story(elastic: bool) -> tuple[ShrinkLoop, str, list[dict[str, Any]]]:
+def _story(elastic: bool, cache: Cache | None = None, *, autoscaling: bool = False, head: str | None = None
+           ) -> tuple[ShrinkLoop, str, list[dict[str, Any]]]:
     """video runs 12.5 cpu; intern's big (head 24 + 6 workers of 4, floor 2: its floor of 32 fits intern's max 40,
     its growth got there past the filter) borrows; text's train (32 cpu, guaranteed) arrives: root/algorithm would
     hold 92.5 of its 80, so 12.5 must go: four of big's workers. The rigid big (head 16: 40, all reserved) has no
     growth to give."""
-    loop = ShrinkLoop(Cache(FakeClock()))
+    loop = ShrinkLoop(cache or Cache(FakeClock()))
     video = loop.submit(video_copy("rayjob-video-aaaaa", at=0))
-    head = "24" if elastic else "16"
+    head = head or ("24" if elastic else "16")
     big = job("big", "intern", cpu=head, at=1).workers(6, cpu="4", group=GROUP, min_replicas=2)
+    if autoscaling:
+        big = big.set("spec.rayClusterSpec.enableInTreeAutoscaling", True)
     intern = loop.submit((big.label(keys.ELASTIC, "true") if elastic else big).obj())
     assert sorted(dequeued(loop.run())) == ["big", "rayjob-video-aaaaa"]
     loop.deliver(video)
@@ -171,3 +177,41 @@ def test_the_shrink_is_read_again_after_a_lost_race_and_says_shrunk_on_the_job_i
     again = asyncio.run(shrink_cluster(api, events, _shrink("w6", "w5"), live))  # type: ignore[arg-type]
     assert again is None and len(api.patches) == 2 and len(api.events) == 3, "a replay writes nothing"
 
+
+
+def test_after_a_shrink_the_autoscalers_new_asks_are_growth_refused_while_the_claimant_waits() -> None:
+    """Issue 21 item 4: the autoscaler asks again for the workers it lost (a new pod of big's group). It is growth:
+    refused at filter while the claimant waits (guaranteed first, the pass's waiting heads), still while the
+    claimant holds the capacity (algorithm's max), said on the RayCluster's RayQueueQuota condition; it fits once
+    the claimant is gone."""
+    svc = Service(parse_settings(["--no-leader-elect"]), None, FakeClock())
+    # big of 12 + 6 x 4 = 36 (intern's max 40 leaves room for the ask); 12.5 + 36 + 32 > 80: one worker goes
+    loop, intern, pods = _story(elastic=True, cache=svc.cache, autoscaling=True, head="12")
+    plan = loop.run()
+    (shrink,) = plan.of(Shrink)
+    assert shrink.pods == 1 and plan.of(Suspend) == ()
+    plan = loop.run()  # the named pods are releasing; the claimant waits for them
+    assert [c.key for c in plan.guaranteed] == ["algorithm-text/train"]
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing  # as the controller
+    cluster = next(iter(loop.clusters.values()))
+    ask = (make_pod("big-x7k2p-7", "intern", cpu="4").ray("big-x7k2p", "worker", GROUP).owned_by(cluster)
+           .set("metadata.creationTimestamp", "2025-01-10T01:50:00Z").obj())
+    svc.cache.on_pod("ADDED", ask)
+    pending = svc.cache.pod(ask["metadata"]["uid"])
+    growth_of = svc.cache.growth_job(pending.uid) if pending is not None else None
+    assert pending is not None and growth_of is not None and growth_of.uid == intern
+    refused = svc.quota_check(pending)
+    assert not refused and "guaranteed first" in refused.reason and "algorithm-text/train" in refused.reason
+    (condition,) = loop.run().of(SetClusterQuotaCondition)
+    assert (condition.status, condition.reason) == ("True", "QuotaExceeded") and "guaranteed first" in condition.message
+    loop.cache.on_pod("DELETED", pods[-1])  # KubeRay deletes the named worker
+    plan = loop.run()
+    assert dequeued(plan) == ["train"]
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing
+    held = svc.quota_check(pending)
+    assert not held and "root/algorithm: cpu used" in held.reason, held.reason  # the claimant's usage now
+    train = next(u for u, o in loop.jobs.items() if o["metadata"]["name"] == "train")
+    loop.cache.on_rayjob("DELETED", loop.jobs[train])
+    plan = loop.run()
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing
+    assert svc.quota_check(pending), "the claimant gone, the autoscaler's worker fits"
