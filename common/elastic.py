@@ -41,8 +41,10 @@ def sized_here(job: JobInfo) -> bool:
 
 
 def expandable(job: JobInfo) -> bool:
-    """``sized_here`` with some single-host group asking for more than its floor."""
-    return sized_here(job) and any(g.num_of_hosts == 1 and g.pods > g.floor_pods for g in job.worker_groups)
+    """``sized_here`` with some single-host group asking for more than its floor (``target_of``)."""
+    target = target_of(job) if sized_here(job) else {}
+    return any(g.num_of_hosts == 1 and target.get(g.name, 0) > min(g.min_replicas, g.replicas)
+               for g in job.worker_groups)
 
 
 def after_waiting(ledger: Ledger, waiting: Iterable[Claim]) -> Ledger:
@@ -79,17 +81,21 @@ def _grow(view: Ledger, leaf: str, groups: Sequence[tuple[WorkerGroup, int, int]
 def admission_sizes(job: JobInfo, view: Ledger, leaf: str) -> dict[str, int] | None:
     """The replicas per group an expandable job starts with: its floor plus what fits in ``view`` (the pass's
     ledger after its admissions, this job's floor included, and after every waiting job: ``after_waiting``), at
-    most its replicas. None when that is all of them (nothing to lower)."""
+    most what it asks for (``target_of``: a requeued job admitted smaller before asks for its target again), never
+    past maxReplicas. None when that is its replicas already (nothing to change)."""
     if not expandable(job):
         return None
-    groups = [(g, min(g.min_replicas, g.replicas), g.replicas) for g in job.worker_groups if g.num_of_hosts == 1]
+    target = target_of(job)
+    groups = [(g, min(g.min_replicas, g.replicas), min(target.get(g.name, g.replicas), g.max_replicas))
+              for g in job.worker_groups if g.num_of_hosts == 1]
     sizes = _grow(view, leaf, groups)
-    return sizes if any(sizes[g.name] < g.replicas for g, _, _ in groups) else None
+    return sizes if any(sizes[g.name] != g.replicas for g, _, _ in groups) else None
 
 
 def target_value(job: JobInfo) -> str:
-    """The ``rayqueue.io/elastic-target`` annotation: each group's asked-for replicas, compact sorted JSON."""
-    return json.dumps({g.name: g.replicas for g in job.worker_groups}, sort_keys=True, separators=(",", ":"))
+    """The ``rayqueue.io/elastic-target`` annotation: each group's asked-for replicas (``target_of``: kept across a
+    requeue), compact sorted JSON."""
+    return json.dumps(target_of(job), sort_keys=True, separators=(",", ":"))
 
 
 def target_of(job: JobInfo) -> dict[str, int]:

@@ -261,7 +261,8 @@ class Controller:
             if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
-            if exc.conflict:
+            if exc.conflict or (exc.status == 422 and isinstance(action, Dequeue) and action.json_patch):
+                # a resized dequeue's resourceVersion test failing is its conflict (docs/elastic.md)
                 log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
             else:
                 log.warning("%s failed: %s", type(action).__name__, exc)

@@ -62,7 +62,7 @@ def dequeue_resize(job: JobInfo, claim: Claim, view: Ledger, stamp: str) -> tupl
         return (), ""
     floors = {g.name: min(g.min_replicas, g.replicas) for g in job.worker_groups}
     _charge(view, job, f"{job.uid}/admitted-extra", sizes, floors)
-    words = size_words(job, sizes, {g.name: g.replicas for g in job.worker_groups})
+    words = size_words(job, sizes, target_of(job))
     return tuple(resized_dequeue_patch(job, stamp, sizes)), (
         f"; admitted at the largest size that fits now ({words}): its floor is reserved, the workers above it are "
         f"growth; it is expanded toward its replicas (annotation {keys.ELASTIC_TARGET}) as capacity frees and no "

@@ -135,3 +135,16 @@ def test_the_target_is_the_annotation_else_the_replicas_and_a_bad_one_is_ignored
     obj["metadata"]["annotations"][keys.ELASTIC_TARGET] = "six"
     assert target_of(JobInfo.from_rayjob(obj)) == {GROUP: 6}
     assert make_raycluster("x", "intern")["kind"] == keys.RAYCLUSTER_KIND
+
+
+def test_a_requeued_job_admitted_smaller_before_asks_for_its_target_again_and_keeps_it() -> None:
+    """Suspended by reclaim after it was admitted at 3 of 6, the RayJob's replicas say 3; admitted again it starts
+    from its target (6), not from 3, and the annotation keeps 6."""
+    obj = elastic()
+    obj["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] = 3
+    obj["metadata"]["annotations"][keys.ELASTIC_TARGET] = TARGET
+    loop = SizeLoop(Cache(FakeClock()))
+    loop.submit(obj)
+    (dequeue,) = loop.run().of(Dequeue)
+    assert {"op": "replace", "path": "/spec/rayClusterSpec/workerGroupSpecs/0/replicas", "value": 6} in dequeue.json_patch
+    assert {"op": "add", "path": "/metadata/annotations/rayqueue.io~1elastic-target", "value": TARGET} in dequeue.json_patch
