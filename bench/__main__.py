@@ -14,6 +14,7 @@ from bench import (
     admission,
     apiserver_webhook,
     e2e,
+    elastic,
     estimate,
     extender,
     fairshare,
@@ -41,6 +42,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "estimate": estimate.main,
     "scheduling_5k": scheduling_5k.main,  # type: ignore[dict-item]
     "fairshare": fairshare.main,
+    "elastic": elastic.main,
 }
 
 

@@ -187,7 +187,7 @@ def _counts(job: JobInfo) -> dict[Role, int]:
     if job.submitter_request:
         counts[("submitter", "")] = 1
     for group in job.worker_groups:
-        counts[("worker", group.name)] = counts.get(("worker", group.name), 0) + group.pods
+        counts[("worker", group.name)] = counts.get(("worker", group.name), 0) + job.reserved_pods(group)
     return counts
 
 
@@ -232,7 +232,7 @@ def reservation(job: JobInfo, pods: Iterable[PodInfo], placed: AbstractSet[str] 
     seen = _seen_requests(pods)
     if not seen:
         return job.request
-    return _sized(job, seen, lambda group: group.pods)
+    return _sized(job, seen, job.reserved_pods)
 
 
 def covered_pods(job: JobInfo, pods: Iterable[PodInfo], placed: AbstractSet[str] = frozenset()) -> frozenset[str]:
@@ -267,8 +267,8 @@ def maximum_request(job: JobInfo, pods: Iterable[PodInfo] = ()) -> Resources | N
     role. None when it is unbounded (an autoscaled group with maxReplicas left at the CRD default
     math.MaxInt32). Informative: growth is checked pod by pod whatever this says (the RayCluster itself
     can be edited, maxReplicas included)."""
-    if not job.autoscaling:
-        return reservation(job, pods)
+    if not job.autoscaling:  # an elastic job without the autoscaler at its ceiling, its replicas
+        return reservation(job, pods) if not job.elastic else _sized(job, _seen_requests(pods), lambda g: g.pods)
     if any(g.max_replicas == MAX_INT32 and not g.suspended for g in job.worker_groups):
         return None
     return _sized(job, _seen_requests(pods), lambda group: group.max_pods)

@@ -185,3 +185,13 @@ FAIR_SHARE_WEIGHT: Final = "rayqueue.io/fair-share-weight"
 # In the root's `attributes`: "true" lets a waiting job of a node below its fair share reclaim borrowed capacity from a
 # node above its share (docs/fairshare.md, "Reclaim for fairness"); unset or "false": fair share never preempts.
 FAIR_SHARE_PREEMPTION: Final = "rayqueue.io/fair-share-preemption"
+# Elastic jobs (docs/elastic.md). A label on a RayJob or bare RayCluster: "true" makes it elastic without the Ray
+# autoscaler (enableInTreeAutoscaling makes it elastic anyway): its reservation holds each worker group's floor
+# (minReplicas x numOfHosts); workers above it are growth, and reclaim shrinks it to its floor before suspending it.
+ELASTIC: Final = "rayqueue.io/elastic"
+# On an elastic RayJob admitted below its replicas (no autoscaler): the per-group replicas it asked for (JSON,
+# {"group": replicas}), written by the dequeue patch when it lowers replicas; the expansion raises the RayCluster's
+# replicas toward it, never past it.
+ELASTIC_TARGET: Final = "rayqueue.io/elastic-target"
+EVENT_SHRUNK: Final = "Shrunk"  # on the job and its QueueUnit: workers above the floor taken by reclaim
+EVENT_EXPANDED: Final = "Expanded"  # on the job: an elastic job's RayCluster raised toward its target

@@ -22,6 +22,7 @@ other node; `orphans()` lists them, and re-adding one with a current leaf re-hom
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -276,20 +277,24 @@ class Ledger:
         """Usage as if `claim` were not in the ledger (checking an admitted uid again must not count it twice)."""
         return _View(self, removed=_without(self._claims.get(claim.uid)))
 
-    def check(self, claim: Claim, *, waiting_guaranteed: Sequence[Claim] = ()) -> Decision:
+    def check(self, claim: Claim, *, waiting_guaranteed: Sequence[Claim] = (),
+              releasing: AbstractSet[str] = frozenset()) -> Decision:
         """May `claim` be admitted now? Rules in order: quota exists, max and max-jobs on every node of the
         path (the leaf-most refusal is reported), cluster capacity, non-preemptible claims stay within the
-        guarantee, and a borrowing claim yields to a guaranteed claim of another leaf that it would block.
+        guarantee, and a borrowing claim yields to a guaranteed claim of another leaf that it would block,
+        that guaranteed claim judged as if the ``releasing`` claims were gone (a claimant waiting for its
+        reclaim is protected too: docs/elastic.md).
         """
         base = self._base(claim)
         decision = self._evaluate(claim, base)
         if not decision or not waiting_guaranteed or self._guaranteed_in(claim, base):
             return decision
-        after = _View(self, removed=_without(self._claims.get(claim.uid)), added=[claim])
+        going = [self._claims[u] for u in sorted(releasing) if u in self._claims and u != claim.uid]
+        after = _View(self, removed=[*_without(self._claims.get(claim.uid)), *going], added=[claim])
         for w in waiting_guaranteed:
             if w.uid == claim.uid or w.quota == claim.quota or w.uid in self._claims:
                 continue  # the claim itself, its own leaf, or not actually waiting
-            w_now = _View(self)
+            w_now = _View(self, removed=going)
             if not self._guaranteed_in(w, w_now) or not self._evaluate(w, w_now):
                 continue
             blocked = self._evaluate(w, after)

@@ -4,6 +4,7 @@ may kube-scheduler evict this victim for that preemptor (preempt)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,6 +53,7 @@ def quota_verdict(
     ledger: Ledger | None,
     request: Callable[[], Resources],
     waiting_guaranteed: Sequence[Claim] = (),
+    releasing: AbstractSet[str] = frozenset(),
 ) -> QuotaVerdict:
     """Pods an admitted job's reservation covers are in; any other pod in a bound namespace (growth of a job
     included: more pods than admitted, a retried job's new pods while the old ones terminate) must fit its
@@ -66,7 +68,8 @@ def quota_verdict(
     growth_of = account.growth_of if account is not None else None
     claim = Claim(uid=pod.uid, key=pod.key, kind="pod", quota=leaf.full_name, request=request(),
                   priority=pod.priority)
-    decision = ledger.check(claim, waiting_guaranteed=waiting_guaranteed if growth_of is not None else ())
+    decision = ledger.check(claim, waiting_guaranteed=waiting_guaranteed if growth_of is not None else (),
+                            releasing=releasing)
     return QuotaVerdict(
         admitted=decision.admitted,
         rule="fits" if decision else "over-quota",

@@ -88,6 +88,12 @@ class WorkerGroup:
     pod_request: Resources
     suspended: bool = False
     max_replicas: int = MAX_INT32  # spec maxReplicas (CRD default math.MaxInt32)
+    min_replicas: int = 0  # spec minReplicas: an elastic job's floor (docs/elastic.md)
+
+    @property
+    def floor_pods(self) -> int:
+        """An elastic job's floor: minReplicas (never above the desired replicas) * numOfHosts, 0 when suspended."""
+        return 0 if self.suspended else min(self.min_replicas, self.replicas) * self.num_of_hosts
 
     @property
     def max_pods(self) -> int:
@@ -159,6 +165,10 @@ class JobInfo:
     kind: str = keys.RAYJOB_KIND
     cluster_state: str = ""
     cleanup: Cleanup = NO_CLEANUP  # what KubeRay does with its RayCluster once it ends (common.liveness.cluster_fate)
+    elastic: bool = False  # the autoscaler runs in it, or it is labelled rayqueue.io/elastic: "true" (docs/elastic.md)
+
+    def reserved_pods(self, group: WorkerGroup) -> int:  # the group's pods its reservation holds
+        return group.floor_pods if self.elastic else group.pods
 
     @classmethod
     def from_rayjob(
@@ -236,7 +246,6 @@ class PodInfo:
         return f"{self.namespace}/{self.name}"
 
 
-
 def priority_class_name(
     obj: Mapping[str, object], cluster_at: Sequence[str | int] = ("spec", "rayClusterSpec")
 ) -> str | None:
@@ -261,7 +270,6 @@ def desired_replicas(replicas: int | None, min_replicas: int, max_replicas: int,
     if replicas is None or replicas < min_replicas:
         return min_replicas
     return min(replicas, max_replicas)
-
 
 
 def _worker_group(r: WireReader, value: object, path: str, additions: KubeRayAdditions = DEFAULT_ADDITIONS,
@@ -294,6 +302,7 @@ def _worker_group(r: WireReader, value: object, path: str, additions: KubeRayAdd
         pod_request=request,
         suspended=suspended,
         max_replicas=high,
+        min_replicas=low,
     )
 
 
@@ -355,6 +364,11 @@ class PodSets:
             if group.pods:
                 add_into(amounts, {name: amount * group.pods for name, amount in group.pod_request.items()})
         return Resources({name: amount for name, amount in amounts.items() if amount})
+
+    def floor(self) -> PodSets:
+        """The pod sets with each worker group at its floor: what an elastic job reserves."""
+        groups = tuple(dataclasses.replace(g, replicas=min(g.min_replicas, g.replicas)) for g in self.worker_groups)
+        return dataclasses.replace(self, worker_groups=groups)
 
     @property
     def gang_size(self) -> int:
@@ -446,6 +460,9 @@ def _job_info(
     if r.errors:
         raise ShapeError(r.errors)
     override = _priority_override(r, o.annotations)
+    elastic = sets.autoscaling or o.labels.get(keys.ELASTIC) == "true"
+    held = sets.floor() if elastic else sets  # what the reservation and the gang hold (docs/elastic.md)
+    kind_fields["min_available"] = held.gang_size if kind_fields["min_available"] else 0
     return JobInfo(
         uid=o.uid,
         namespace=o.namespace,
@@ -454,7 +471,7 @@ def _job_info(
         resource_version=o.resource_version,
         labels=o.labels,
         annotations=o.annotations,
-        request=sets.request,
+        request=held.request,
         head_request=sets.head,
         worker_groups=sets.worker_groups,
         submitter_request=sets.submitter,
@@ -472,6 +489,7 @@ def _job_info(
         deleting=bool(o.meta.get("deletionTimestamp")),
         problems=tuple(r.problems),
         autoscaling=sets.autoscaling,
+        elastic=elastic,
         **kind_fields,
     )
 

@@ -28,6 +28,7 @@ __all__ = [
     "EnsureQueueUnit",
     "Event",
     "EventType",
+    "Expand",
     "JobRef",
     "Notify",
     "ObjectRef",
@@ -36,6 +37,7 @@ __all__ = [
     "Requeue",
     "SetClusterQuotaCondition",
     "SetPriority",
+    "Shrink",
     "StampStopped",
     "Suspend",
     "UpdateQueueStatus",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 EventType = Literal["Normal", "Warning"]
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +139,15 @@ class Dequeue:
     dequeue_ns: int
     dequeue_stamp: str
     admitted_replicas: str | None = None  # the size admitted, where the kind records one (JobKind.admitted_size)
+    # An elastic job admitted below its replicas (common.elastic.resized_dequeue_patch): this JSON patch instead.
+    json_patch: tuple[dict[str, Any], ...] = ()
 
     def patch(self) -> dict[str, Any]:
         return resume_patch(self.dequeue_stamp, self.admitted_replicas, self.job.resource_version)
+
+    def body(self) -> tuple[Any, str]:
+        """The request body and its content type."""
+        return (list(self.json_patch), JSON_PATCH) if self.json_patch else (self.patch(), MERGE_PATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +339,47 @@ class PreemptPod:
 
 
 @dataclass(frozen=True, slots=True)
+class Shrink:
+    """Reclaim workers above an elastic job's floor without evicting it (docs/elastic.md): one JSON patch of its
+    RayCluster, tested against the resourceVersion read, per group in ``groups`` (name, pod names, newest first)
+    lowering ``replicas`` by the named pods not named yet and naming them in ``scaleStrategy.workersToDelete``,
+    as the Ray autoscaler does (KubeRay reconcilePods deletes them and does not recreate them); a replayed
+    Shrink lowers nothing twice. Then a Warning ``Shrunk`` event with ``reason`` on the job, its QueueUnit
+    (``unit``: namespace, name) and its RayCluster."""
+
+    cluster: ObjectRef
+    job: JobRef
+    unit: tuple[str, str]
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    reason: str
+
+    @property
+    def pods(self) -> int:
+        return sum(len(names) for _, names in self.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Expand:
+    """Grow an elastic job toward its target (docs/elastic.md): one JSON patch of its RayCluster raising each
+    group's ``replicas`` (``groups``: index in workerGroupSpecs, replicas now, replicas then), each tested
+    against the value decided on (a concurrent change makes it a 422: the next pass decides again); then a
+    Normal ``Expanded`` event with ``reason`` on the job."""
+
+    cluster: ObjectRef
+    job: JobRef
+    groups: tuple[tuple[int, int | None, int], ...]
+    reason: str
+
+    def patch(self) -> list[dict[str, Any]]:
+        ops: list[dict[str, Any]] = []
+        for index, now, then in self.groups:
+            path = f"/spec/workerGroupSpecs/{index}/replicas"
+            ops += ([{"op": "add", "path": path, "value": then}] if now is None else
+                    [{"op": "test", "path": path, "value": now}, {"op": "replace", "path": path, "value": then}])
+        return ops
+
+
+@dataclass(frozen=True, slots=True)
 class SetClusterQuotaCondition:
     """Write the RayCluster's ``RayQueueQuota`` condition (``status``, ``reason``, ``message``) by
     read-modify-write of ``status.conditions`` (PUT on /status with the resourceVersion read, retried on a
@@ -370,6 +421,8 @@ Action = (
     | Event
     | UpdateTreeStatus
     | PreemptPod
+    | Shrink
+    | Expand
     | SetClusterQuotaCondition
 )
 A = TypeVar("A")
@@ -386,6 +439,9 @@ class Plan:
     # The pass's guaranteed heads waiting in their leaves (common.admission): growth pods yield to them at
     # filter (Cache.waiting_guaranteed, set by the controller from this).
     guaranteed: tuple[Claim, ...] = ()
+    # The pass's releasing claims (suspended jobs, growth being deleted, workers named for deletion): a waiting
+    # guaranteed head is protected as if they were gone, so growth cannot take what its reclaim frees.
+    releasing: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[Action]:
         return iter(self.actions)

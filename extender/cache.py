@@ -117,6 +117,7 @@ class Cache:
         # The last pass's guaranteed heads waiting in their leaves: a growth pod yields to them at filter
         # (the guaranteed-first rule, as for jobs). Set by the controller after each plan.
         self.waiting_guaranteed: tuple[Claim, ...] = ()
+        self.releasing_claims: frozenset[str] = frozenset()  # the last pass's releasing claims (docs/elastic.md)
         self._released = ReleaseSweep()  # what a release of quota unblocks, swept once per reconcile
         self._queue_objects = QueueObjectStore()  # our Queues and every QueueUnit
         self.problems: dict[str, str] = {}  # "Kind namespace/name" -> why it was ignored

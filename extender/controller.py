@@ -39,6 +39,7 @@ from extender.actions import (
     EnsureQueue,
     EnsureQueueUnit,
     Event,
+    Expand,
     JobRef,
     Notify,
     Plan,
@@ -46,6 +47,7 @@ from extender.actions import (
     Requeue,
     SetClusterQuotaCondition,
     SetPriority,
+    Shrink,
     StampStopped,
     Suspend,
     UpdateQueueStatus,
@@ -56,6 +58,7 @@ from extender.actions import (
 from extender.cache import Cache
 from extender.protected_retry import ProtectedRetry
 from extender.reconcile import reconcile, reconcile_steps
+from extender.shrink_io import expand_cluster, shrink_cluster
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
@@ -82,7 +85,7 @@ def chain_key(action: Action) -> str:
     """The object an action writes: actions with one key run in plan order, different keys in parallel."""
     if isinstance(action, PreemptPod):
         return f"growth/{action.job.uid}"  # one job's growth victims go in plan order: newest first
-    if isinstance(action, SetClusterQuotaCondition):
+    if isinstance(action, SetClusterQuotaCondition | Shrink | Expand):
         return f"raycluster/{action.cluster.uid}"
     if isinstance(action, Dequeue | Suspend | Requeue | SetPriority | Event | Notify | WithdrawNotice | ClearTimeouts
                   | StampStopped | DeleteLeftover):
@@ -198,7 +201,7 @@ class Controller:
         self._protected.release(self.cache.queues, now)
         plan = reconcile(self.cache, now)
         self._protected.note(self.cache.queues, plan.guaranteed, now)
-        self.cache.waiting_guaranteed = plan.guaranteed
+        self.cache.waiting_guaranteed, self.cache.releasing_claims = plan.guaranteed, plan.releasing
         self.metrics.reconciles.inc()
         self._gauges()
         self._wake_ns = plan.wake_ns
@@ -221,7 +224,7 @@ class Controller:
                     break
                 await asyncio.sleep(0)
             self._protected.note(self.cache.queues, plan.guaranteed, now)
-            self.cache.waiting_guaranteed = plan.guaranteed
+            self.cache.waiting_guaranteed, self.cache.releasing_claims = plan.guaranteed, plan.releasing
             self.metrics.reconciles.inc()
             self._gauges()
             self._wake_ns = plan.wake_ns
@@ -268,7 +271,8 @@ class Controller:
             if isinstance(action, _JOB_WRITES):
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
-            if exc.conflict:
+            if exc.conflict or (exc.status == 422 and isinstance(action, Dequeue) and action.json_patch):
+                # a resized dequeue's resourceVersion test failing is its conflict (docs/elastic.md)
                 log.info("%s: conflict, retrying next pass: %s", type(action).__name__, exc.message)
             else:
                 log.warning("%s failed: %s", type(action).__name__, exc)
@@ -316,7 +320,7 @@ class Controller:
         elif isinstance(action, DeleteQueueUnit):
             await self._ignore_missing(c.delete(QUEUE_UNITS.path(action.namespace, action.name)))
         elif isinstance(action, Dequeue):
-            await c.patch(_job_path(action.job), action.patch())
+            await c.patch(_job_path(action.job), *action.body())
             self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)
             leaf = self.cache.leaf_for(action.job.namespace)
             self.metrics.admissions.labels(leaf.full_name if leaf else "").inc()
@@ -380,6 +384,15 @@ class Controller:
             await self._preempt_pod(action)
         elif isinstance(action, SetClusterQuotaCondition):
             await self._set_cluster_condition(action)
+        elif isinstance(action, Shrink):  # docs/elastic.md
+            names = {p.name for p in self.cache.remaining_pods(action.job.uid)}
+            shrunk = await shrink_cluster(self.client, self.events, action, names.__contains__)
+            if shrunk is not None:
+                self.cache.on_raycluster("MODIFIED", shrunk)
+        elif isinstance(action, Expand):
+            expanded = await expand_cluster(self.client, action)
+            if expanded is not None:
+                self.cache.on_raycluster("MODIFIED", expanded)
 
     async def _preempt_pod(self, action: PreemptPod) -> None:
         """Delete a growth pod (uid precondition; already gone is fine), then the Preempted events."""

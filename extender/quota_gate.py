@@ -31,6 +31,7 @@ class QuotaGate:
             ledger=cache.ledger,
             request=lambda: cache.uncovered_request(pod.uid) if account is not None else pod.request,
             waiting_guaranteed=cache.waiting_guaranteed,
+            releasing=cache.releasing_claims,
         )
         if verdict.ledger_asked and (account is None or verdict.growth_of is not None):
             changed = cache.record_growth_answer(pod.uid, verdict.refusal)

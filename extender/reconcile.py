@@ -77,6 +77,7 @@ from typing import Any, Final, TypeVar
 from common import keys
 from common.accounting import JobState
 from common.admission import AdmissionPass, copy_ledger
+from common.elastic import expandable
 from common.explain import Explain, Why, render
 from common.fair_share import FairOrder, FairReclaim, current_share, fair_preemption, order_for
 from common.gotime import format_go
@@ -115,8 +116,10 @@ from extender.actions import (
     WithdrawNotice,
 )
 from extender.cache import Cache
+from extender.expand import dequeue_resize, expansions_phase, waiting_view
 from extender.liveness_phases import leftovers_phase, timeouts_phase
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
+from extender.shrink import named_for_deletion, split_growth
 from extender.watched_objects import QueueUnitObject
 
 __all__ = ["PHASES", "SLICE", "Pass", "leftovers_phase", "reconcile", "reconcile_steps", "timeouts_phase"]
@@ -181,7 +184,8 @@ class Pass:
         for uid, deadline in self.deadlines.items():  # a job this plan suspends or warns has no deadline to keep
             if uid not in suspended:
                 wake = deadline if wake is None else min(wake, deadline)
-        return Plan(actions, wake, guaranteed=heads)
+        releasing = frozenset(self.decide.releasing) if self.decide is not None else frozenset()
+        return Plan(actions, wake, guaranteed=heads, releasing=releasing)
 
 
 def reconcile(cache: Cache, now_ns: int) -> Plan:
@@ -319,8 +323,8 @@ class _CacheSource:
     def queues(self) -> Queues:
         return self.cache.queues
 
-    def releasing(self, uid: str) -> bool:
-        return self.cache.releasing(uid)
+    def releasing(self, uid: str) -> bool:  # a worker its RayCluster names for deletion goes too (docs/elastic.md)
+        return self.cache.releasing(uid) or named_for_deletion(self.cache, uid)
 
     def terminating_pods(self, uid: str) -> int:
         return len(self.cache.remaining_pods(uid))
@@ -351,7 +355,7 @@ def reclaim_phase(p: Pass) -> Steps:
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
     cache = p.cache
-    p.admission.extend(_growth_preemptions(cache, p.decide.growth_victims))
+    p.admission.extend(split_growth(cache, p.decide.growth_victims, _growth_preemptions))  # docs/elastic.md
     for victim, claimant in p.decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs
@@ -430,18 +434,22 @@ def _growth_preemptions(cache: Cache, victims: Sequence[tuple[Claim, Claim]]) ->
 
 
 def dequeues_phase(p: Pass) -> Steps:
-    """A Dequeue and a Dequeued event per job the pass admitted, in queue order."""
+    """A Dequeue and a Dequeued event per job the pass admitted, in queue order; then, in a pass that admits
+    nobody, the elastic jobs' expansions (docs/elastic.md)."""
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
+    view = None  # docs/elastic.md: an elastic job starts at what fits after every waiting job
     for claim, attempts in p.decide.admitted:
         job = p.cache.job(claim.uid)
         if job is None:  # pragma: no cover - items come from cached jobs
             continue
         p.dequeued[claim.uid] = attempts
-        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job)))
-        message = render(Explain(why="dequeued", node=claim.quota, request=claim.request))
+        view = view if view is not None or not expandable(job) else waiting_view(p)
+        resize, words = dequeue_resize(job, claim, view, p.stamp) if view is not None else ((), "")
+        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job), resize))
+        message = render(Explain(why="dequeued", node=claim.quota, request=claim.request)) + words
         p.admission.append(Event(JobRef.of(job), "Normal", keys.EVENT_DEQUEUED, message))
-    yield from ()
+    yield from expansions_phase(p)
 
 
 # --- 8. QueueUnits and their statuses ---------------------------------------------------------------

@@ -28,6 +28,7 @@ from common.quota_tree import QuotaNode
 from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import Resources
 from extender.cache import Cache
+from extender.expand import workers_words
 from extender.queue_objects import QueueUnitPhase, queue_unit_status
 
 __all__ = ["POSITION_EXACT", "POSITION_SLACK", "sizes", "status_due", "unit_status", "waiting_explain"]
@@ -149,8 +150,11 @@ def sizes(cache: Cache, job: JobInfo, state: JobState) -> dict[str, str]:
     pods = cache.remaining_pods(job.uid) if state is not JobState.WAITING else ()
     claim = cache.ledger.claim(job.uid) if cache.ledger is not None else None
     admitted = claim.request if claim is not None and claim.kind == "job" else Resources()
-    return {
+    out = {
         "admitted": compact_size(admitted),
         "current": compact_size(current_request(pods)),
         "maximum": compact_size(maximum_request(job, pods)),
     }
+    if job.elastic and state is not JobState.WAITING:  # docs/elastic.md: its RayCluster's size against its target
+        out["workers"] = workers_words(cache, job)
+    return out

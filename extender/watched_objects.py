@@ -66,6 +66,32 @@ class ClusterObject:
     job_uid: str | None
     condition: tuple[str, str, str] | None
     deleting: bool = False  # metadata.deletionTimestamp is set
+    workers_to_delete: frozenset[str] = frozenset()  # every group's scaleStrategy.workersToDelete (docs/elastic.md)
+    replicas: tuple[tuple[str, int | None], ...] = ()  # each worker group's (name, spec replicas), in spec order
+
+
+def named_workers(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The pod names a RayCluster's worker groups list in ``scaleStrategy.workersToDelete``. Lenient."""
+    spec = obj.get("spec")
+    groups = spec.get("workerGroupSpecs") if isinstance(spec, Mapping) else None
+    names: set[str] = set()
+    for group in groups if isinstance(groups, list) else ():
+        strategy = group.get("scaleStrategy") if isinstance(group, Mapping) else None
+        listed = strategy.get("workersToDelete") if isinstance(strategy, Mapping) else None
+        names.update(n for n in (listed if isinstance(listed, list) else ()) if isinstance(n, str))
+    return frozenset(names)
+
+
+def group_replicas(obj: Mapping[str, Any]) -> tuple[tuple[str, int | None], ...]:
+    """Each worker group's name and spec ``replicas`` (None when unset), in spec order. Lenient."""
+    spec = obj.get("spec")
+    groups = spec.get("workerGroupSpecs") if isinstance(spec, Mapping) else None
+    out: list[tuple[str, int | None]] = []
+    for group in groups if isinstance(groups, list) else ():
+        if isinstance(group, Mapping):
+            value = group.get("replicas")
+            out.append((str(group.get("groupName") or ""), value if isinstance(value, int) else None))
+    return tuple(out)
 
 
 def pack(obj: Mapping[str, Any]) -> bytes:
@@ -255,6 +281,8 @@ class ClusterObjectStore:
             job_uid=job_uid,
             condition=quota_condition(obj),
             deleting=bool(meta.get("deletionTimestamp")),
+            workers_to_delete=named_workers(obj),
+            replicas=group_replicas(obj),
         )
         if self._clusters.get(uid) == cluster:
             return False

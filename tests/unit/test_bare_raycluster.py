@@ -61,11 +61,12 @@ def test_a_bare_cluster_requests_head_and_workers_with_what_kuberay_adds_and_no_
     obj = (notebook(workers=3).set("spec.rayClusterSpec.enableInTreeAutoscaling", True).gang()
            .head(cpu="2", memory="1Gi", priority_class="high").as_raycluster())
     info = JobInfo.from_raycluster(obj, priority_class_value=7)
-    # head 2 + autoscaler 500m; each worker max(2, wait-gcs-ready 200m) = 2
-    assert info.request.get(CPU) == 2000 + 500 + 3 * 2000
+    # head 2 + autoscaler 500m; the autoscaler makes it elastic: its workers' floor (minReplicas 0) is all it reserves
+    assert info.request.get(CPU) == 2000 + 500 and info.elastic
+    assert info.worker_groups[0].pod_request.get(CPU) == 2000  # each worker max(2, wait-gcs-ready 200m) = 2
     assert info.submitter_request == Resources()
     assert (info.kind, info.bare_cluster, info.suspended, info.finished) == (keys.RAYCLUSTER_KIND, True, True, False)
-    assert (info.gang, info.min_available, info.priority, info.priority_class_name) == (True, 4, 7, "high")
+    assert (info.gang, info.min_available, info.priority, info.priority_class_name) == (True, 1, 7, "high")
     assert info.ray_cluster_name == "nb" and info.enqueue_ns is not None
 
 

@@ -1,0 +1,82 @@
+"""Carrying a ``Shrink`` or an ``Expand`` out (docs/elastic.md): a shrink reads the RayCluster, sends one JSON
+patch tested against what was read (``extender.shrink.shrink_patch``), retried on a conflict, then the ``Shrunk``
+events; nothing twice. An expansion is one JSON patch tested against the replicas decided on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from common import keys
+from extender.actions import Expand, Shrink
+from extender.shrink import shrink_patch
+from kubeio.client import JSON_PATCH, ApiError, KubeClient
+from kubeio.events import EventRecorder
+from kubeio.scopes import RAYCLUSTERS
+
+__all__ = ["SHRINK_ATTEMPTS", "expand_cluster", "shrink_cluster"]
+
+log = logging.getLogger("rayqueue.extender.shrink")
+
+SHRINK_ATTEMPTS = 3  # read-modify-write attempts on a conflict (KubeRay writes the cluster's status, not its spec)
+
+
+async def shrink_cluster(client: KubeClient, events: EventRecorder, action: Shrink,
+                         present: Callable[[str], bool]) -> dict[str, Any] | None:
+    """Patch the RayCluster as ``action`` says and emit the events; the updated RayCluster, or None when there
+    was nothing (left) to do: the cluster is gone or replaced, or every pod is named already (a replay)."""
+    path = RAYCLUSTERS.path(action.cluster.namespace, action.cluster.name)
+    for attempt in range(SHRINK_ATTEMPTS):
+        try:
+            current = await client.get(path)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        meta = current.get("metadata") or {}
+        if meta.get("uid") != action.cluster.uid or meta.get("deletionTimestamp"):
+            return None
+        patch = shrink_patch(current, action, present)
+        if not patch:
+            return None
+        try:
+            updated = await client.patch(path, patch, JSON_PATCH)
+        except ApiError as exc:
+            # 409, or 422 when the resourceVersion test fails (a write between our read and our patch): read again
+            if (exc.conflict or exc.status == 422) and attempt + 1 < SHRINK_ATTEMPTS:
+                continue
+            if exc.not_found:
+                return None
+            raise
+        await _events(events, action)
+        return updated
+    return None  # pragma: no cover - the loop returns or raises
+
+
+async def _events(events: EventRecorder, action: Shrink) -> None:
+    log.info("shrank RayCluster %s of %s: %s", action.cluster.key, action.job.key, action.reason)
+    job = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": action.job.kind, "name": action.job.name,
+           "namespace": action.job.namespace, "uid": action.job.uid}
+    unit = {"apiVersion": f"{keys.QUEUE_GROUP}/{keys.QUEUE_VERSION}", "kind": keys.QUEUE_UNIT_KIND,
+            "namespace": action.unit[0], "name": action.unit[1]}
+    cluster = {"apiVersion": f"{keys.RAY_GROUP}/{keys.RAY_VERSION}", "kind": keys.RAYCLUSTER_KIND,
+               "name": action.cluster.name, "namespace": action.cluster.namespace, "uid": action.cluster.uid}
+    refs = [job, unit] if action.job.uid == action.cluster.uid else [job, unit, cluster]
+    for ref in refs:
+        await events.emit(ref, "Warning", keys.EVENT_SHRUNK, action.reason)
+
+
+async def expand_cluster(client: KubeClient, action: Expand) -> dict[str, Any] | None:
+    """Raise the RayCluster's replicas as ``action`` says (its tests guard against a change since the decision:
+    then nothing, the next pass decides again); the updated RayCluster, or None."""
+    path = RAYCLUSTERS.path(action.cluster.namespace, action.cluster.name)
+    try:
+        updated = await client.patch(path, action.patch(), JSON_PATCH)
+    except ApiError as exc:
+        if exc.not_found or exc.conflict or exc.status == 422:
+            log.info("expansion of RayCluster %s skipped, it changed: %s", action.cluster.key, exc.message)
+            return None
+        raise
+    log.info("expanded RayCluster %s of %s: %s", action.cluster.key, action.job.key, action.reason)
+    return updated

@@ -1,0 +1,186 @@
+"""Elastic Ray jobs (issue 21, docs/elastic.md) on the real control plane: the real kube-scheduler calling the
+extender, the KubeRay 1.7 stand-in reconciling worker replicas and ``scaleStrategy.workersToDelete``. A guaranteed
+claimant shrinks an elastic victim to its floor instead of suspending it; a rigid one is still suspended whole; a
+kill -9 of the extender mid-shrink takes nothing twice. The quota invariants are sampled throughout.
+
+The cluster: 5 nodes of 8.5 CPU (42.5): two 4-CPU pods and a 500m submitter each. The victim, in intern (min 0:
+it borrows), is 1 head + 6 workers of 4 CPU and the submitter (28.5 CPU), floor 2 workers (12.5). The claimant,
+in text (within its min 32: guaranteed), is the same shape (28.5): 57 > 42.5, so 14.5 must go, four of the
+victim's workers (16); three (12) would not do. Ten 4-CPU pods and two submitters then fill the five nodes
+exactly, whatever the placement."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import keys
+from devcluster.cluster import LocalCluster
+from devcluster.procs import ManagedProcess
+from devcluster.services import Extender, start_extender
+from devcluster.waiting import wait_for
+from tests.cluster.invariants import QuotaSampler
+from tests.cluster.journey import create, dequeued, events, get, ray_pods, rayjob, sized_job
+from tests.cluster.test_growth import CPU, INTERN, bound, cluster_name, live, used_cpu, workers
+
+FLOOR = 2
+
+
+def _victim(cluster: LocalCluster, nodes: Callable[..., str], *, elastic: bool) -> tuple[str, str, set[str]]:
+    """The intern job running with all 7 Ray pods bound: its name, its RayCluster's, its workers' names."""
+    for i in range(5):
+        nodes(f"elastic-{i}", cpu="8500m")
+    job = sized_job("intern", workers=6, run_seconds=600)
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"] = FLOOR
+    if elastic:
+        job["metadata"].setdefault("labels", {})[keys.ELASTIC] = "true"
+    victim = create(cluster, job)
+    wait_for(lambda: len(bound(ray_pods(cluster, "intern", victim))) == 7, 90.0, f"{victim}'s 7 Ray pods bound")
+    names = {p["metadata"]["name"] for p in workers(ray_pods(cluster, "intern", victim))}
+    return victim, cluster_name(cluster, "intern", victim), names
+
+
+def _group(cluster: LocalCluster, name: str) -> dict[str, Any]:
+    return dict(get(cluster, "raycluster", name, "-n", "intern")["spec"]["workerGroupSpecs"][0])
+
+
+def _named(cluster: LocalCluster, name: str) -> list[str]:
+    return list((_group(cluster, name).get("scaleStrategy") or {}).get("workersToDelete") or [])
+
+
+def _shrunk_events(cluster: LocalCluster, victim: str) -> list[dict[str, Any]]:
+    return [e for e in events(cluster, "intern", keys.EVENT_SHRUNK)
+            if e["involvedObject"]["name"] in (victim, keys.queue_unit_name(victim))]
+
+
+def _never_suspended(cluster: LocalCluster, victim: str, seconds: float, check: Callable[[], bool]) -> None:
+    """Sample the victim for ``seconds`` (or until ``check``): it is never suspended nor requeued."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = rayjob(cluster, "intern", victim)
+        assert job["spec"]["suspend"] is False and keys.DEQUEUE_TIMESTAMP in job["metadata"]["annotations"], job
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not seen within {seconds}s")
+
+
+def test_a_claimant_shrinks_an_elastic_victim_to_its_floor_and_kuberay_does_not_recreate_the_named_workers(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    victim, name, before = _victim(cluster, nodes, elastic=True)
+    text = create(cluster, sized_job("algorithm-text", workers=6, run_seconds=3))
+    _never_suspended(cluster, victim, 60.0, lambda: len(_named(cluster, name)) == 6 - FLOOR)
+    named = set(_named(cluster, name))
+    assert named < before and _group(cluster, name)["replicas"] == FLOOR, (named, _group(cluster, name))
+    _never_suspended(cluster, victim, 60.0,
+                     lambda: {p["metadata"]["name"] for p in live(workers(ray_pods(cluster, "intern", victim)))}
+                     == before - named)
+    wait_for(lambda: dequeued(cluster, "algorithm-text", text), 90.0, f"{text} admitted after the shrink")
+    time.sleep(3.0)  # KubeRay's passes after the deletions: it creates no worker in their place
+    now = {p["metadata"]["name"] for p in workers(ray_pods(cluster, "intern", victim))}
+    assert now == before - named, f"KubeRay recreated or deleted workers: {sorted(now ^ (before - named))}"
+    job = rayjob(cluster, "intern", victim)
+    assert job["spec"]["suspend"] is False
+    assert not [e for e in events(cluster, "intern", keys.EVENT_PREEMPTED) if e["involvedObject"]["name"] == victim]
+    shrunk = _shrunk_events(cluster, victim)
+    assert {e["involvedObject"]["kind"] for e in shrunk} == {keys.RAYJOB_KIND, keys.QUEUE_UNIT_KIND}, shrunk
+    message = shrunk[0]["message"]
+    assert message.startswith("shrunk by 4 workers above its floor (") and f"for algorithm-text/{text}" in message
+    assert all(f"intern/{n}" in message for n in named), message
+    wait_for(lambda: (rayjob(cluster, "algorithm-text", text).get("status") or {}).get("jobDeploymentStatus")
+             == "Complete", 120.0, f"{text} ran")
+    assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU
+
+
+def test_a_rigid_victim_in_the_same_place_is_suspended_whole(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    victim, _, _ = _victim(cluster, nodes, elastic=False)
+    text = create(cluster, sized_job("algorithm-text", workers=6, run_seconds=3))
+    wait_for(lambda: rayjob(cluster, "intern", victim)["spec"]["suspend"] is True, 60.0, f"{victim} suspended")
+    assert not _shrunk_events(cluster, victim), "a rigid job has no workers above a floor: nothing to shrink"
+    assert [e for e in events(cluster, "intern", keys.EVENT_PREEMPTED) if e["involvedObject"]["name"] == victim]
+    wait_for(lambda: dequeued(cluster, "algorithm-text", text), 90.0, f"{text} admitted")
+
+
+def test_a_kill_9_of_the_extender_mid_shrink_deletes_nothing_twice_and_leaves_no_claim_behind(
+    cluster: LocalCluster, rayqueue: Any, standin: ManagedProcess, nodes: Callable[..., str], cleanup: None,
+    invariants: QuotaSampler,
+) -> None:
+    """KubeRay (the stand-in) is paused once the victim runs, so the shrink stops half-way: the RayCluster is
+    patched, the named pods still run. The extender is killed with SIGKILL there and started again: from the API
+    alone it sees the named pods as releasing, patches nothing more, deletes nothing, suspends nothing, and the
+    claimant waits. KubeRay resumes, deletes exactly the named pods, the claimant runs, and intern holds exactly
+    the victim's floor again (no claim of a removed pod left behind)."""
+    _, extender, _ = rayqueue
+    victim, name, before = _victim(cluster, nodes, elastic=True)
+    wait_for(lambda: used_cpu(cluster, INTERN) == 28500, 30.0, "intern charged the victim's 28.5 CPU")
+    os.kill(standin.pid, signal.SIGSTOP)
+    try:
+        text = create(cluster, sized_job("algorithm-text", workers=6, run_seconds=3))
+        wait_for(lambda: len(_named(cluster, name)) == 6 - FLOOR, 60.0, "the RayCluster shrunk to its floor")
+        named = _named(cluster, name)
+        os.kill(extender.process.pid, signal.SIGKILL)
+        wait_for(lambda: not extender.process.alive(), 10.0, "the extender to die")
+        cluster.stop_process(extender.process.name)
+        restarted: Extender = start_extender(cluster, port=extender.port)  # same name and port
+        assert restarted.process.alive()
+        time.sleep(8.0)  # several passes of the restarted controller, KubeRay still paused
+        assert _named(cluster, name) == named and _group(cluster, name)["replicas"] == FLOOR, _group(cluster, name)
+        pods = workers(ray_pods(cluster, "intern", victim))
+        assert {p["metadata"]["name"] for p in live(pods)} == before, "nothing deleted while KubeRay is paused"
+        assert rayjob(cluster, "intern", victim)["spec"]["suspend"] is False
+        assert not dequeued(cluster, "algorithm-text", text), "the claimant waits for the named pods to go"
+    finally:
+        os.kill(standin.pid, signal.SIGCONT)
+    wait_for(lambda: dequeued(cluster, "algorithm-text", text), 90.0, f"{text} admitted once the named pods went")
+    left = {p["metadata"]["name"] for p in live(workers(ray_pods(cluster, "intern", victim)))}
+    assert left == before - set(named), sorted(left)
+    assert len([e for e in _shrunk_events(cluster, victim) if e["involvedObject"]["kind"] == keys.RAYJOB_KIND]) == 1
+    wait_for(lambda: used_cpu(cluster, INTERN) == 12500, 60.0, "intern back to the victim's floor of 12.5 CPU")
+    assert rayjob(cluster, "intern", victim)["spec"]["suspend"] is False
+    assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU
+
+
+def test_an_elastic_job_admitted_at_3_of_6_workers_is_expanded_to_6_when_the_claimant_ends(
+    cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
+) -> None:
+    """A text job of 1 + 5 workers (24.5 CPU) runs for a while; the elastic intern job (no autoscaler, 1 + 6
+    workers, floor 2: 12.5 reserved) arrives: 42.5 - 24.5 - 12.5 = 5.5 leaves room for one more worker, so it
+    starts at 3 of 6 (its RayJob's replicas lowered while suspended, the target kept, said in the Dequeued event
+    and on its QueueUnit). Once the text job ends its RayCluster is raised to 6."""
+    for i in range(5):
+        nodes(f"expand-{i}", cpu="8500m")
+    text = create(cluster, sized_job("algorithm-text", workers=5, run_seconds=15))
+    wait_for(lambda: len(bound(ray_pods(cluster, "algorithm-text", text))) == 6, 60.0, f"{text}'s Ray pods bound")
+    job = sized_job("intern", workers=6, run_seconds=600)
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"] = FLOOR
+    job["metadata"].setdefault("labels", {})[keys.ELASTIC] = "true"
+    small = create(cluster, job)
+    wait_for(lambda: dequeued(cluster, "intern", small), 30.0, f"{small} admitted")
+    admitted = rayjob(cluster, "intern", small)
+    assert admitted["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] == 3, admitted["spec"]
+    assert admitted["metadata"]["annotations"][keys.ELASTIC_TARGET] == '{"small-group":6}'
+    said = [e for e in events(cluster, "intern", keys.EVENT_DEQUEUED) if e["involvedObject"]["name"] == small]
+    assert said and "group small-group: 3 of 6 workers (floor 2)" in said[0]["message"], said
+    wait_for(lambda: len(bound(ray_pods(cluster, "intern", small))) == 4, 60.0, f"{small} at 3 workers")
+    unit = keys.queue_unit_name(small)
+    wait_for(lambda: (get(cluster, "queueunit", unit, "-n", "intern").get("status") or {}).get("workers")
+             == "group small-group: 3 of 6 workers (floor 2)", 30.0, f"{unit}'s status.workers")
+    name = cluster_name(cluster, "intern", small)
+    assert _group(cluster, name)["replicas"] == 3
+    wait_for(lambda: (rayjob(cluster, "algorithm-text", text).get("status") or {}).get("jobDeploymentStatus")
+             == "Complete", 120.0, f"{text} ran")
+    wait_for(lambda: _group(cluster, name)["replicas"] == 6, 60.0, f"{name} raised to 6 once the text job ended")
+    wait_for(lambda: len(bound(workers(ray_pods(cluster, "intern", small)))) == 6, 60.0, "6 workers bound")
+    expanded = [e for e in events(cluster, "intern", keys.EVENT_EXPANDED) if e["involvedObject"]["name"] == small]
+    # raised as the text job's pods go (one step or several: each once the last step's workers are bound)
+    assert any("group small-group: 6 of 6 workers (floor 2)" in e["message"] for e in expanded), expanded
+    wait_for(lambda: (get(cluster, "queueunit", unit, "-n", "intern").get("status") or {}).get("workers")
+             == "group small-group: 6 of 6 workers (floor 2)", 30.0, f"{unit}'s status.workers at 6")
+    assert rayjob(cluster, "intern", small)["spec"]["suspend"] is False
+    assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU

@@ -1,0 +1,217 @@
+"""Shrink instead of evict (docs/elastic.md): a guaranteed claimant takes the workers above an elastic victim's
+floor as one RayCluster patch (replicas lowered, the pods named in workersToDelete); a rigid victim is still
+suspended whole; a replayed shrink lowers nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from common import keys
+from common.clock import FakeClock
+from extender.actions import JobRef, ObjectRef, PreemptPod, SetClusterQuotaCondition, Shrink, Suspend
+from extender.app import Service
+from extender.cache import Cache
+from extender.settings import parse_settings
+from extender.shrink import shrink_patch
+from extender.shrink_io import shrink_cluster
+from kubeio.client import ApiError
+from kubeio.events import EventRecorder
+from tests.unit.builders import make_pod
+from tests.unit.test_jsonpatch import apply as apply_ops
+from tests.unit.test_reconcile import Loop, dequeued, job, video_copy
+
+GROUP = "small-group"
+
+
+def apply(doc: dict[str, Any], ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902 as the apiserver applies a Shrink's patch: the leading resourceVersion test, then the rest."""
+    test, *rest = ops
+    assert test["op"] == "test" and doc["metadata"].get("resourceVersion", "") == test["value"]
+    return apply_ops(doc, rest)
+
+
+def _cluster(replicas: int = 6, floor: int = 2, named: list[str] | None = None) -> dict[str, Any]:
+    group: dict[str, Any] = {"groupName": GROUP, "replicas": replicas, "minReplicas": floor}
+    if named is not None:
+        group["scaleStrategy"] = {"workersToDelete": named}
+    return {"metadata": {"name": "big-x7k2p", "namespace": "intern", "uid": "uid-rc", "resourceVersion": "9"},
+            "spec": {"workerGroupSpecs": [{"groupName": "other", "replicas": 1}, group]}}
+
+
+def _shrink(*names: str) -> Shrink:
+    return Shrink(ObjectRef("intern", "big-x7k2p", "uid-rc"), JobRef("intern", "big", "uid-big"),
+                  ("intern", "big-ray-qu"), ((GROUP, names),), "shrunk by ...")
+
+
+class ShrinkLoop(Loop):
+    """test_reconcile's in-memory API, carrying out a Shrink as the API server would (the patch applied to the
+    RayCluster, delivered by the watch); KubeRay's deletion of the named pods is the test's to do."""
+
+    def __init__(self, cache: Cache) -> None:
+        super().__init__(cache)
+        self.shrinks: list[Shrink] = []
+
+    def apply(self, action: Any, *, deliver: bool) -> None:
+        if not isinstance(action, Shrink):
+            super().apply(action, deliver=deliver)
+            return
+        self.shrinks.append(action)
+        cluster = self.clusters[action.cluster.uid]
+        live = {p["metadata"]["name"] for p in self.pod_objs.values()}
+        patch = shrink_patch(cluster, action, live.__contains__)
+        if patch:
+            self.clusters[action.cluster.uid] = apply(cluster, patch)
+            self.cache.on_raycluster("MODIFIED", copy.deepcopy(self.clusters[action.cluster.uid]))
+
+
+def _story(elastic: bool, cache: Cache | None = None, *, autoscaling: bool = False, head: str | None = None
+           ) -> tuple[ShrinkLoop, str, list[dict[str, Any]]]:
+    """video runs 12.5 cpu; intern's big (head 24 + 6 workers of 4, floor 2: its floor of 32 fits intern's max 40,
+    its growth got there past the filter) borrows; text's train (32 cpu, guaranteed) arrives: root/algorithm would
+    hold 92.5 of its 80, so 12.5 must go: four of big's workers. The rigid big (head 16: 40, all reserved) has no
+    growth to give."""
+    loop = ShrinkLoop(cache or Cache(FakeClock()))
+    video = loop.submit(video_copy("rayjob-video-aaaaa", at=0))
+    head = head or ("24" if elastic else "16")
+    big = job("big", "intern", cpu=head, at=1).workers(6, cpu="4", group=GROUP, min_replicas=2)
+    if autoscaling:
+        big = big.set("spec.rayClusterSpec.enableInTreeAutoscaling", True)
+    intern = loop.submit((big.label(keys.ELASTIC, "true") if elastic else big).obj())
+    assert sorted(dequeued(loop.run())) == ["big", "rayjob-video-aaaaa"]
+    loop.deliver(video)
+    loop.deliver(intern)
+    pods = loop.pods(intern, head, *["4"] * 6)
+    (cluster_uid,) = loop.clusters
+    loop.clusters[cluster_uid]["spec"] = _cluster()["spec"]
+    loop.cache.on_raycluster("MODIFIED", copy.deepcopy(loop.clusters[cluster_uid]))
+    loop.submit(job("train", "algorithm-text", cpu="32", at=10).obj())
+    return loop, intern, pods
+
+
+def test_a_guaranteed_claimant_shrinks_an_elastic_victim_to_its_floor_instead_of_suspending_it() -> None:
+    loop, intern, pods = _story(elastic=True)
+    plan = loop.run()
+    assert plan.of(Suspend) == () and plan.of(PreemptPod) == () and dequeued(plan) == []
+    (shrink,) = plan.of(Shrink)
+    newest_first = tuple(p["metadata"]["name"] for p in reversed(pods[3:]))
+    assert shrink.groups == ((GROUP, newest_first),) and shrink.job.name == "big" and shrink.pods == 4
+    assert shrink.unit == ("intern", "big-ray-qu")
+    assert shrink.reason.startswith(
+        "shrunk by 4 workers above its floor (intern/big-x7k2p-6, intern/big-x7k2p-5, intern/big-x7k2p-4, "
+        "intern/big-x7k2p-3; request {cpu: 16}) to reclaim quota for algorithm-text/train, guaranteed in "
+        "root/algorithm/text (request {cpu: 32, memory: 1Gi}): ")
+    group = loop.clusters[shrink.cluster.uid]["spec"]["workerGroupSpecs"][1]
+    assert group["replicas"] == 2 and group["scaleStrategy"] == {"workersToDelete": list(newest_first)}
+    # The named pods are releasing: the next pass (or a restarted controller) waits for them, takes nothing more.
+    plan = loop.run()
+    assert plan.of(Shrink) == () and plan.of(Suspend) == () and plan.of(PreemptPod) == () and dequeued(plan) == []
+    assert loop.unit("train", "algorithm-text")["status"]["message"].startswith("waiting for reclaim of")
+    for pod in pods[3:]:  # KubeRay deletes them
+        loop.cache.on_pod("DELETED", pod)
+    assert dequeued(loop.run()) == ["train"]
+    assert loop.cache.state(intern) is not None and len(loop.shrinks) == 1
+
+
+def test_a_rigid_victim_in_the_same_place_is_suspended_whole() -> None:
+    loop, _, _ = _story(elastic=False)
+    plan = loop.run()
+    assert plan.of(Shrink) == () and [s.job.name for s in plan.of(Suspend)] == ["big"]
+
+
+def test_the_patch_lowers_replicas_by_the_pods_it_names_and_a_replay_lowers_nothing() -> None:
+    live = {"w3", "w4", "w5", "w6", "old"}.__contains__
+    patch = shrink_patch(_cluster(), _shrink("w6", "w5"), live)
+    assert patch == [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "9"},
+        {"op": "replace", "path": "/spec/workerGroupSpecs/1/replicas", "value": 4},
+        {"op": "add", "path": "/spec/workerGroupSpecs/1/scaleStrategy", "value": {"workersToDelete": ["w6", "w5"]}},
+    ]
+    shrunk = apply(_cluster(), patch)
+    assert shrink_patch(shrunk, _shrink("w6", "w5"), live) == [], "a replay after a restart changes nothing"
+    # names of pods still there are kept (KubeRay leaves them out of its diff), gone ones dropped; never below min
+    patch = shrink_patch(_cluster(replicas=3, named=["old", "gone"]), _shrink("w6", "w5"), live)
+    assert patch[1:] == [
+        {"op": "replace", "path": "/spec/workerGroupSpecs/1/replicas", "value": 2},
+        {"op": "replace", "path": "/spec/workerGroupSpecs/1/scaleStrategy",
+         "value": {"workersToDelete": ["old", "w6", "w5"]}},
+    ]
+
+
+class _Api:
+    """A RayCluster whose first JSON patch loses the resourceVersion test (KubeRay wrote in between): 422."""
+
+    def __init__(self) -> None:
+        self.cluster = _cluster()
+        self.patches: list[Any] = []
+        self.events: list[dict[str, Any]] = []
+
+    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
+        return copy.deepcopy(self.cluster)
+
+    async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:
+        assert content_type == "application/json-patch+json" and path.endswith("/rayclusters/big-x7k2p")
+        self.patches.append(body)
+        if len(self.patches) == 1:
+            self.cluster["metadata"]["resourceVersion"] = "10"
+        if body[0]["value"] != self.cluster["metadata"]["resourceVersion"]:
+            raise ApiError(422, "Invalid", "test operation failed", "PATCH", path)
+        self.cluster = apply(self.cluster, body)
+        return copy.deepcopy(self.cluster)
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(body)
+        return body
+
+
+def test_the_shrink_is_read_again_after_a_lost_race_and_says_shrunk_on_the_job_its_unit_and_its_cluster() -> None:
+    api = _Api()
+    events = EventRecorder(api, "rayqueue-extender", FakeClock())  # type: ignore[arg-type]
+    live = {"w6", "w5"}.__contains__
+    updated = asyncio.run(shrink_cluster(api, events, _shrink("w6", "w5"), live))  # type: ignore[arg-type]
+    assert updated is not None and len(api.patches) == 2
+    assert updated["spec"]["workerGroupSpecs"][1]["replicas"] == 4
+    assert [(e["involvedObject"]["kind"], e["reason"], e["type"]) for e in api.events] == [
+        ("RayJob", "Shrunk", "Warning"), ("QueueUnit", "Shrunk", "Warning"), ("RayCluster", "Shrunk", "Warning")]
+    again = asyncio.run(shrink_cluster(api, events, _shrink("w6", "w5"), live))  # type: ignore[arg-type]
+    assert again is None and len(api.patches) == 2 and len(api.events) == 3, "a replay writes nothing"
+
+
+
+def test_after_a_shrink_the_autoscalers_new_asks_are_growth_refused_while_the_claimant_waits() -> None:
+    """Issue 21 item 4: the autoscaler asks again for the workers it lost (a new pod of big's group). It is growth:
+    refused at filter while the claimant waits (guaranteed first, the pass's waiting heads), still while the
+    claimant holds the capacity (algorithm's max), said on the RayCluster's RayQueueQuota condition; it fits once
+    the claimant is gone."""
+    svc = Service(parse_settings(["--no-leader-elect"]), None, FakeClock())
+    # big of 12 + 6 x 4 = 36 (intern's max 40 leaves room for the ask); 12.5 + 36 + 32 > 80: one worker goes
+    loop, intern, pods = _story(elastic=True, cache=svc.cache, autoscaling=True, head="12")
+    plan = loop.run()
+    (shrink,) = plan.of(Shrink)
+    assert shrink.pods == 1 and plan.of(Suspend) == ()
+    plan = loop.run()  # the named pods are releasing; the claimant waits for them
+    assert [c.key for c in plan.guaranteed] == ["algorithm-text/train"]
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing  # as the controller
+    cluster = next(iter(loop.clusters.values()))
+    ask = (make_pod("big-x7k2p-7", "intern", cpu="4").ray("big-x7k2p", "worker", GROUP).owned_by(cluster)
+           .set("metadata.creationTimestamp", "2025-01-10T01:50:00Z").obj())
+    svc.cache.on_pod("ADDED", ask)
+    pending = svc.cache.pod(ask["metadata"]["uid"])
+    growth_of = svc.cache.growth_job(pending.uid) if pending is not None else None
+    assert pending is not None and growth_of is not None and growth_of.uid == intern
+    refused = svc.quota_check(pending)
+    assert not refused and "guaranteed first" in refused.reason and "algorithm-text/train" in refused.reason
+    (condition,) = loop.run().of(SetClusterQuotaCondition)
+    assert (condition.status, condition.reason) == ("True", "QuotaExceeded") and "guaranteed first" in condition.message
+    loop.cache.on_pod("DELETED", pods[-1])  # KubeRay deletes the named worker
+    plan = loop.run()
+    assert dequeued(plan) == ["train"]
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing
+    held = svc.quota_check(pending)
+    assert not held and "root/algorithm: cpu used" in held.reason, held.reason  # the claimant's usage now
+    train = next(u for u, o in loop.jobs.items() if o["metadata"]["name"] == "train")
+    loop.cache.on_rayjob("DELETED", loop.jobs[train])
+    plan = loop.run()
+    svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing
+    assert svc.quota_check(pending), "the claimant gone, the autoscaler's worker fits"
