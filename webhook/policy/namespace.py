@@ -56,31 +56,35 @@ def needs_live_tree(req: Request, *, mutating: bool) -> bool:
     return req.operation == "UPDATE" and _removes_label(req)
 
 
-def _binding(req: Request, facts: ClusterFacts, rule: str) -> tuple[str | None, Verdict | None]:
-    """(the node binding this namespace or None, a fail-closed refusal when the live tree could not be read)."""
-    name = req.name or str((req.obj.get("metadata") or {}).get("name", ""))
+def _name(req: Request) -> str:
+    return req.name or str((req.obj.get("metadata") or {}).get("name", ""))
+
+
+def _bound_node(req: Request, facts: ClusterFacts, rule: str, *, mutating: bool) -> str | Verdict:
+    """The node binding this namespace, or the verdict to return at once: allow when the request needs no live
+    tree or the tree binds no such namespace, a fail-closed refusal when the live tree could not be read."""
+    if not needs_live_tree(req, mutating=mutating):
+        return allow()
+    name = _name(req)
     tree = facts.live_tree
     if tree is None or tree.error is not None:
         why = "no read was made" if tree is None else tree.error
-        return None, deny(f"{PREFIX}: Namespace {name}: rule {rule}: cannot read the ElasticQuotaTree "
-                          f"{keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME} to know whether it binds this "
-                          f"namespace ({why}); rayqueue fails closed: retry shortly")
-    return tree_bindings(tree.obj).get(name), None
+        return deny(f"{PREFIX}: Namespace {name}: rule {rule}: cannot read the ElasticQuotaTree "
+                    f"{keys.QUOTA_TREE_NAMESPACE}/{keys.QUOTA_TREE_NAME} to know whether it binds this "
+                    f"namespace ({why}); rayqueue fails closed: retry shortly")
+    node = tree_bindings(tree.obj).get(name)
+    return allow() if node is None else node
 
 
 def mutate_namespace(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
     """Rule N3 (quota-namespace-recreated): a Namespace created while the tree binds its name (deleted, then created
     again) gets the quota-namespace label, so its pods reach the pod webhooks from the first one."""
-    if not needs_live_tree(req, mutating=True):
-        return allow()
-    node, refusal = _binding(req, facts, "quota-namespace-recreated")
-    if refusal is not None:
-        return refusal
-    if node is None:
-        return allow()
+    node = _bound_node(req, facts, "quota-namespace-recreated", mutating=True)
+    if not isinstance(node, str):
+        return node
     draft = Draft(req.obj)
     draft.metadata_map(draft.root, "labels")[keys.QUOTA_NAMESPACE_LABEL] = keys.QUOTA_NAMESPACE_VALUE
-    name = req.name or str((req.obj.get("metadata") or {}).get("name", ""))
+    name = _name(req)
     return allow(patch=diff(req.obj, draft.root), warnings=[
         f"{PREFIX}: namespace {name} is bound to quota {node}: labelled {LABEL} (rule quota-namespace-recreated)"])
 
@@ -88,14 +92,10 @@ def mutate_namespace(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Ve
 def validate_namespace(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
     """Rule N2 (quota-namespace-kept): the quota-namespace label may not be removed or changed while the tree binds
     the namespace, by anyone (an admin's slip opens the namespace's pods as much as a tenant's edit)."""
-    if not needs_live_tree(req, mutating=False):
-        return allow()
-    node, refusal = _binding(req, facts, "quota-namespace-kept")
-    if refusal is not None:
-        return refusal
-    if node is None:
-        return allow()
-    name = req.name or str((req.obj.get("metadata") or {}).get("name", ""))
+    node = _bound_node(req, facts, "quota-namespace-kept", mutating=False)
+    if not isinstance(node, str):
+        return node
+    name = _name(req)
     now = labels_of(req.obj).get(keys.QUOTA_NAMESPACE_LABEL)
     change = "remove it" if now is None else f"change it to {now!r}"
     return deny(f"{PREFIX}: Namespace {name}: rule quota-namespace-kept: the ElasticQuotaTree "
