@@ -471,6 +471,7 @@ def test_a_second_claimant_during_the_grace_waits_for_the_same_notice() -> None:
     for p in pods:
         loop.cache.on_pod("DELETED", p)
     assert sorted(dequeued(loop.run(deadline + NS))) == ["small", "train"]
+    assert loop.cache.state(second) is JobState.ADMITTED
     assert loop.cache.state(intern) is JobState.WAITING, "the borrower yields to both guaranteed claimants"
 
 
