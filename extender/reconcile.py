@@ -23,8 +23,9 @@ cannot take the capacity it waits for.
 Cooperative preemption (docs/preemption.md, pure rules in ``common.preemption``). A victim whose leaf has a
 ``rayqueue.io/preemption-grace`` gets a ``Notify`` (the notice annotation with its deadline) and a
 ``PreemptionNotice`` event instead of a Suspend; from then on it is *releasing* (``Cache.releasing``), so
-its claimant waits for it as above. Every pass then handles each admitted job with a notice before the
-admission pass: it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
+its claimant waits for it as above; an elastic victim's Shrink becomes a shrink notice naming its workers
+(``extender.notice_phases``, docs/elastic.md), whose named pods release meanwhile. Every pass then handles each
+admitted job with a notice before the admission pass (``handle_notice``): it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
 no longer waits (``WithdrawNotice``), or suspends it (``Suspend(clear_notice=True)``) once it acknowledged
 (``rayqueue.io/checkpointed``) or its deadline passed; the claimants of live notices are reserved from the
 start of the admission pass (``AdmissionPass(reserved=...)``), and ``Plan.wake_ns`` is the next deadline,
