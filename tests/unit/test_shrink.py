@@ -33,7 +33,8 @@ from extender.shrink import shrink_patch
 from extender.shrink_io import clear_shrink_notice, shrink_cluster
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
-from tests.unit.builders import apply_merge_patch, make_pod
+from tests.unit.builders import apply_merge_patch, make_pod, make_rayjob
+from tests.unit.test_bare_raycluster import ClusterLoop, cluster_pod, notebook
 from tests.unit.test_jsonpatch import apply as apply_ops
 from tests.unit.test_preemption import with_grace
 from tests.unit.test_reconcile import NOW, Loop, dequeued, job, video_copy
@@ -412,3 +413,45 @@ def test_a_noticed_shrink_removes_its_notice_and_acknowledgement_but_never_anoth
     assert cleared["metadata"]["annotations"] == {}
     other = _JobApi(text.replace("text/train", "video/other"))
     assert asyncio.run(clear_shrink_notice(other, action)) is None and other.patches == []  # type: ignore[arg-type]
+
+
+def test_a_bare_raycluster_labelled_elastic_is_shrunk_by_reclaim_not_suspended_whole() -> None:
+    """Issue 21 item 1 covers bare RayClusters: a tenant's elastic notebook in intern (head 20 + 4 workers of 5,
+    floor 1: 25 reserved, 40 running) borrows; the guaranteed text job (30) makes root/algorithm 82 of its 80: one
+    worker of the cluster goes, by one patch of the RayCluster itself (the job is the cluster), and it runs on."""
+    class BareShrinkLoop(ClusterLoop):
+        """The shrink patch applied to the bare cluster itself, as the API server would."""
+
+        def apply(self, action: Any, *, deliver: bool) -> None:
+            if not isinstance(action, Shrink):
+                super().apply(action, deliver=deliver)
+                return
+            live = {p["metadata"]["name"] for p in pods}
+            self.jobs[action.cluster.uid] = apply(self.jobs[action.cluster.uid],
+                                                  shrink_patch(self.jobs[action.cluster.uid], action, live.__contains__))
+
+    big = (make_rayjob("big", "intern").head(cpu="20", memory="1Gi")
+           .workers(4, cpu="5", memory="1Gi", group="w", min_replicas=1)
+           .enqueued(notebook().obj()["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP])
+           .set("metadata.resourceVersion", "1").elastic().as_raycluster())
+    loop = BareShrinkLoop(Cache(FakeClock()))
+    pods: list[dict[str, Any]] = []
+    loop.submit(big)
+    loop.submit(job("video-job", "video", cpu="12", at=0).obj())
+    assert sorted(dequeued(loop.run())) == ["big", "video-job"]
+    uid = big["metadata"]["uid"]
+    loop.deliver(uid)
+    loop.deliver("uid-video-video-job")
+    pods += [cluster_pod(loop.jobs[uid], "bh", "head", cpu="20")]
+    pods += [cluster_pod(loop.jobs[uid], f"bw{i}", cpu="5", created=f"2025-01-10T01:4{i}:00Z") for i in range(4)]
+    for pod in pods:
+        loop.cache.on_pod("ADDED", pod)
+    loop.submit(job("train", "algorithm-text", cpu="30", at=10).obj())
+    plan = loop.run()
+    assert plan.of(Suspend) == () and plan.of(PreemptPod) == ()
+    (shrink,) = plan.of(Shrink)
+    assert (shrink.cluster.uid, shrink.job.uid, shrink.job.kind) == (uid, uid, keys.RAYCLUSTER_KIND)
+    assert shrink.groups == (("w", ("bw3",)),) and shrink.unit == ("intern", "big-rc-qu")
+    group = loop.jobs[uid]["spec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 3 and group["scaleStrategy"] == {"workersToDelete": ["bw3"]}
+    assert loop.jobs[uid]["spec"]["suspend"] is False
