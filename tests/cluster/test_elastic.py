@@ -89,7 +89,9 @@ def test_a_claimant_shrinks_an_elastic_victim_to_its_floor_and_kuberay_does_not_
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     victim, name, before = _victim(cluster, nodes, elastic=True)
-    text = create(cluster, sized_job("algorithm-text", workers=6, run_seconds=3))
+    # The claimant runs 20 s: long enough that the 3 s look below falls while it still holds the capacity; once
+    # it ends, the victim is expanded back (asserted last), which a 3 s run had let happen inside the look.
+    text = create(cluster, sized_job("algorithm-text", workers=6, run_seconds=20))
     _never_suspended(cluster, victim, 60.0, lambda: len(_named(cluster, name)) == 6 - FLOOR)
     named = set(_named(cluster, name))
     assert named < before and _group(cluster, name)["replicas"] == FLOOR, (named, _group(cluster, name))
@@ -110,6 +112,9 @@ def test_a_claimant_shrinks_an_elastic_victim_to_its_floor_and_kuberay_does_not_
     assert all(f"intern/{n}" in message for n in named), message
     wait_for(lambda: (rayjob(cluster, "algorithm-text", text).get("status") or {}).get("jobDeploymentStatus")
              == "Complete", 120.0, f"{text} ran")
+    wait_for(lambda: _group(cluster, name)["replicas"] == 6, 60.0, f"{name} expanded back to its 6 workers")
+    _never_suspended(cluster, victim, 60.0,
+                     lambda: len(bound(live(workers(ray_pods(cluster, "intern", victim))))) == 6)
     assert invariants.worst.peak[INTERN].get("cpu", 0) <= 40 * CPU
 
 
