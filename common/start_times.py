@@ -33,17 +33,18 @@ from __future__ import annotations
 
 import heapq
 import statistics
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from common import keys
 from common.admission import AdmissionPass, copy_ledger
-from common.clock import FakeClock
 from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import grace_ns
-from common.queueing import QueueItem, QueuePolicy, Queues
+from common.queueing import QueueItem, QueuePolicy
+from common.replay_queues import ReplayPass, ReplayQueues
 from common.resources import EMPTY, Resources
 
 __all__ = [
@@ -165,7 +166,7 @@ class Estimate:
 class _Sim:
     """The simulated world's PassSource."""
 
-    queues: Queues
+    queues: ReplayQueues
     preemptible_of: dict[str, bool] = field(default_factory=dict)
     draining: set[str] = field(default_factory=set)  # reclaim victims whose claim drains
 
@@ -310,7 +311,7 @@ def replay(
     replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
     take at the tail of its queue."""
     sim_ledger = copy_ledger(ledger)
-    queues = Queues(FakeClock())
+    queues = ReplayQueues(sim_ledger.tree)
     for leaf, policy in sorted((policies or {}).items()):
         queues.set_policy(leaf, policy)
     source = _Sim(queues)
@@ -397,19 +398,10 @@ def replay(
     refill()
     while True:
         for attempt in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
-            queues.retry_now()
-            decide = AdmissionPass(source, sim_ledger, t)
+            decide = ReplayPass(source, sim_ledger, t, queues)
             if attempt == 0:
                 heads_at_t = {h.uid for h in decide.heads}
-            recorded: dict[str, Decision] = {}
-
-            def try_admit(item: QueueItem, decide: AdmissionPass = decide,
-                          recorded: dict[str, Decision] = recorded) -> Decision:
-                decision = decide(item)
-                recorded[item.uid] = decision
-                return decision
-
-            queues.schedule(try_admit, sim_ledger.generation)
+            recorded = queues.run_pass(decide, sim_ledger.generation)
             for uid, decision in recorded.items():
                 first.setdefault(uid, decision)
             # A victim admitted earlier in the same pass (the pass's reclaim view holds its admissions)
@@ -419,6 +411,7 @@ def replay(
             bounced = {v.uid for v, _ in decide.victims if v.uid in admitted_now}
             for uid in sorted(bounced):
                 queues.upsert(info[uid].item)
+                queues.wake([info[uid].item.quota])  # the next pass's usage is without it
             for victim, _claimant in decide.victims:
                 if victim.uid in bounced:
                     continue
@@ -440,6 +433,7 @@ def replay(
                     continue
                 admitted_at_t.append(claim)
                 sim_ledger.add(claim)
+                queues.touch(claim.quota)
                 admitted = info[claim.uid]
                 started.setdefault(claim.uid, t)
                 sim = Running(claim, t, admitted.runtime, admitted.item.enqueue_ns)
@@ -473,7 +467,11 @@ def replay(
                 continue
             t = end
             del end_of[uid]
+            gone = sim_ledger.claim(uid)
             sim_ledger.remove(uid)
+            if gone is not None:
+                queues.touch(gone.quota)
+                queues.wake([gone.quota], sim_ledger)
             releases += 1
             if uid in source.draining:
                 source.draining.discard(uid)
@@ -482,10 +480,10 @@ def replay(
 
     horizon = releases >= max_releases and len(queues) > 0
     out: dict[str, Estimate] = {}
+    said = _Said(released, unknown)
     for w in pending:
         uid = w.item.uid
-        out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
-                             window, now_ns)
+        out[uid] = _describe(w, started.get(uid), first.get(uid), said, horizon, max_releases, window, now_ns)
     exhausted = not any(end_of.get(uid) == end for end, uid in ends)
     forecasts = {leaf: Forecast(leaf, tuple(openings[leaf, None]),
                                 _forecast_note(sim_ledger, leaf, openings[leaf, None], unknown, exhausted, max_releases),
@@ -526,12 +524,52 @@ def _runtimes(waited: Sequence[Running]) -> str:
     return "runtime " + ", ".join(parts) if parts else ""
 
 
+class _Said:
+    """What the messages say about the releases before a start and the running jobs of unknown end, per node:
+    computed once per (node, releases before) and shared by every job that waits there."""
+
+    def __init__(self, released: Sequence[tuple[int, Running]], unknown: Mapping[str, Running]) -> None:
+        self.released = released  # in time order
+        self.times = [when for when, _ in released]
+        self.unknown = unknown
+        self._after: dict[tuple[str | None, int], tuple[str, tuple[str, ...]]] = {}
+        self._blockers: dict[str | None, list[str]] = {}
+
+    def after(self, start: int, node: str | None) -> tuple[str, tuple[str, ...]] | None:
+        """The message and the jobs waited for of a start after releases (None: no release before it)."""
+        count = bisect_right(self.times, start)
+        if not count:
+            return None
+        found = self._after.get((node, count))
+        if found is None:
+            before = [r for _, r in self.released[:count]]
+            near = [r for r in before if _under(r.claim.quota, node)] or before
+            where = f" in {node}" if node else ""
+            n = len(near)
+            others = len(before) - n
+            message = f"after {n} running job{'s' if n != 1 else ''}{where} finish{'es' if n == 1 else ''}"
+            if others:
+                message += f" (and {others} elsewhere)"
+            runtimes = _runtimes(near)
+            if runtimes:
+                message += f"; {runtimes}"
+            message += "; if nothing else changes"
+            found = self._after[node, count] = message, tuple(sorted({r.claim.key for r in near}))
+        return found
+
+    def blockers(self, node: str | None) -> list[str]:
+        found = self._blockers.get(node)
+        if found is None:
+            found = self._blockers[node] = sorted({r.claim.key for r in self.unknown.values()
+                                                   if _under(r.claim.quota, node)})
+        return found
+
+
 def _describe(
     w: Waiting,
     start: int | None,
     refusal: Decision | None,
-    released: Sequence[tuple[int, Running]],
-    unknown: Mapping[str, Running],
+    said: _Said,
     horizon: bool,
     max_releases: int,
     window: int,
@@ -542,25 +580,13 @@ def _describe(
     node = refusal.blocking if refusal is not None and not refusal else None
     if start == now_ns:
         return Estimate(item.uid, item.key, item.quota, start, "fits now: starts at the next admission pass")
-    before = [r for when, r in released if start is not None and when <= start]
-    if start is not None and not before:
-        message = f"once reclaimed quota drains ({reason})"
-        return Estimate(item.uid, item.key, item.quota, start, message, reason)
     if start is not None:
-        near = [r for r in before if _under(r.claim.quota, node)] or before
-        where = f" in {node}" if node else ""
-        n = len(near)
-        others = len(before) - n
-        message = f"after {n} running job{'s' if n != 1 else ''}{where} finish{'es' if n == 1 else ''}"
-        if others:
-            message += f" (and {others} elsewhere)"
-        runtimes = _runtimes(near)
-        if runtimes:
-            message += f"; {runtimes}"
-        message += "; if nothing else changes"
-        return Estimate(item.uid, item.key, item.quota, start, message, reason,
-                        tuple(sorted({r.claim.key for r in near})))
-    blockers = sorted({r.claim.key for r in unknown.values() if _under(r.claim.quota, node)})
+        after = said.after(start, node)
+        if after is None:
+            message = f"once reclaimed quota drains ({reason})"
+            return Estimate(item.uid, item.key, item.quota, start, message, reason)
+        return Estimate(item.uid, item.key, item.quota, start, after[0], reason, after[1])
+    blockers = said.blockers(node)
     if blockers:
         listed = ", ".join(blockers[:5]) + (f" and {len(blockers) - 5} more" if len(blockers) > 5 else "")
         message = (
