@@ -68,7 +68,10 @@ class ReplayQueues(Queues):
         self._heads: dict[str, list[Claim]] = {}  # leaf -> its guaranteed heads (ReplayPass)
         self._flat: list[Claim] | None = None
         self._dirty: set[str] = set()  # leaves whose heads must be recomputed
-        self._recheck: dict[str, tuple[str, str]] = {}  # woken by a release elsewhere: (node, rule) it was frozen on
+        # Woken by a release elsewhere: (node, rule) it was frozen on, and its leaf's drops then (its guarantee
+        # holds while they do not change).
+        self._recheck: dict[str, tuple[str, str, int]] = {}
+        self._drops: dict[str, int] = {}  # leaf -> how many times usage dropped there (a wake)
 
     # --- what Queues offers, as the replay and AdmissionPass read it -----------------------------
 
@@ -178,8 +181,9 @@ class ReplayQueues(Queues):
             if item is None or item.quota in stopped or uid in self._frozen:
                 continue
             again = self._recheck.pop(uid, None)
-            if again is not None and self._still_over(decide.view, again[0], item, again[1]):
-                self._freeze(uid, *again)  # still over its node on the pass's own usage: the same refusal
+            if (again is not None and again[2] == self._drops.get(item.quota, 0)
+                    and self._still_over(decide.view, again[0], item, again[1])):
+                self._freeze(uid, again[0], again[1])  # its guarantee did not move and it is still over its node
                 continue
             decision = decide(item)
             recorded[uid] = decision
@@ -223,6 +227,7 @@ class ReplayQueues(Queues):
         frozen: usage there only grows until the next release, and its leaf's guarantee did not move."""
         woken: list[str] = []
         for quota in quotas:
+            self._drops[quota] = self._drops.get(quota, 0) + 1
             for node in (*self._path(quota), _CLUSTER):
                 kept: set[str] = set()
                 for uid in self._watch.pop(node, ()):
@@ -233,7 +238,7 @@ class ReplayQueues(Queues):
                         continue
                     found = self._frozen.pop(uid)
                     if released is not None and item.quota != quota and found[1] in ("max", "max-jobs", "capacity"):
-                        self._recheck[uid] = found  # its leaf's guarantee did not move: the rule alone decides
+                        self._recheck[uid] = (*found, self._drops.get(item.quota, 0))
                     self._live.add(uid)
                     woken.append(uid)
                 if kept:

@@ -15,7 +15,7 @@ from common import keys
 from common.ledger import Claim, Ledger
 from common.queueing import QueueItem, QueuePolicy
 from common.resources import Resources
-from common.start_times import NS, Running, Runtime, Waiting, estimate, replay
+from common.start_times import DRAIN_SECONDS, NS, Running, Runtime, Waiting, estimate, replay
 from tests.unit import start_times_reference as reference
 from tests.unit.builders import make_quota, make_tree
 
@@ -52,7 +52,8 @@ def trees(draw: st.DrawFn) -> Any:
 
 def runtimes() -> st.SearchStrategy[Runtime]:
     return st.one_of(st.just(Runtime(None, "unknown", "no expected runtime")),
-                     st.integers(1, 40).map(lambda m: Runtime(m * 30.0, "declared", f"declared {m * 30}s")))
+                     st.sampled_from([2, 4, 5, 8, 10, 20, 40]).map(
+                         lambda m: Runtime(m * 30.0, "declared", f"declared {m * 30}s")))
 
 
 @st.composite
@@ -66,7 +67,8 @@ def worlds(draw: st.DrawFn) -> tuple[Ledger, list[Running], list[Waiting], dict[
         quota = crowd if crowd is not None and draw(st.integers(0, 3)) else draw(st.sampled_from(LEAVES))
         claim = Claim(uid=f"r{i}", key=f"{quota.rsplit('/', 1)[1]}/r{i}", kind="job", quota=quota,
                       request=cpu(draw(st.integers(1, 5))), priority=draw(st.integers(0, 2)),
-                      preemptible=draw(st.integers(0, 3)) != 0, admitted_order=NOW - draw(st.integers(0, 300)) * NS)
+                      preemptible=draw(st.integers(0, 3)) != 0,
+                      admitted_order=NOW - draw(st.sampled_from([0, 60, 60, 90, 137])) * NS)  # ends often coincide
         if not ledger.check(claim):
             continue
         ledger.add(claim)
@@ -114,3 +116,35 @@ def test_the_fast_replay_gives_every_estimate_and_forecast_the_reference_replay_
 
 def _fields(value: Any) -> tuple[Any, ...]:
     return tuple(getattr(value, name) for name in value.__slots__)
+
+
+_THREE = make_tree(make_quota("root", make_quota("a", make_quota("x", min={"cpu": 4}, max={"cpu": 12}),
+                                                 make_quota("y", min={"cpu": 4}, max={"cpu": 12}),
+                                                 min={"cpu": 8}, max={"cpu": 12}),
+                              make_quota("b", make_quota("z", max={"cpu": 12}), max={"cpu": 12}),
+                              min={"cpu": 12}, max={"cpu": 12}))
+
+
+def test_a_job_woken_by_a_release_elsewhere_is_decided_in_full_once_its_own_leaf_freed_quota_too() -> None:
+    """x's job (4 cpu) waits on the root; at 60 s y's job ends (x's job would fit again) and x's job ends in the
+    same group of releases: y's waiting job (priority 1, guaranteed now) takes the root's room first, and x's
+    job, still over the root but now guaranteed, reclaims z's borrower. A replay that only rechecked the root
+    for it (its guarantee unchanged, as the release in y alone would have left it) would miss the reclaim."""
+    ledger = Ledger(_THREE)
+    held = []
+    for uid, quota, n, seconds in (("a1", "root/a/y", 4, 60.0), ("b1", "root/a/x", 2, 60.0),
+                                   ("r3", "root/b/z", 6, 3600.0)):
+        claim = Claim(uid=uid, key=f"{quota[-1]}/{uid}", kind="job", quota=quota, request=cpu(n), admitted_order=NOW)
+        ledger.add(claim)
+        held.append(Running(claim, NOW, Runtime(seconds, "declared", f"declared {seconds:.0f}s")))
+    queued = [Waiting(QueueItem(uid="w", namespace="y", name="w", quota="root/a/y", priority=1, enqueue_ns=NOW,
+                                request=cpu(3)), Runtime(600.0, "declared", "declared 600s")),
+              Waiting(QueueItem(uid="x", namespace="x", name="x", quota="root/a/x", priority=0, enqueue_ns=NOW,
+                                request=cpu(4)), Runtime(600.0, "declared", "declared 600s"))]
+    found = estimate(ledger, held, queued, NOW)
+    assert found["w"].start_ns == NOW + 60 * NS
+    assert found["x"].start_ns == NOW + 60 * NS + round(DRAIN_SECONDS * NS)  # r3 reclaimed for it, then drained
+    slow = reference.estimate(ledger, [reference.Running(r.claim, r.started_ns, reference.Runtime(*_fields(r.runtime)))
+                                       for r in held],
+                              [reference.Waiting(w.item, reference.Runtime(*_fields(w.runtime))) for w in queued], NOW)
+    assert {u: _fields(e) for u, e in found.items()} == {u: _fields(e) for u, e in slow.items()}
