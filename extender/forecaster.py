@@ -1,0 +1,139 @@
+"""The start-time replay in a process of its own, fed by snapshots, so that it never holds the extender's
+interpreter lock while kube-scheduler waits for a verb.
+
+A thread is not enough: the replay is pure Python, and while it runs the event loop gets the lock only at
+the interpreter's switch interval, so every ``/filter`` answered during a replay waited for it. Here the
+controller takes its snapshot on the event loop (``extender.estimates.snapshot``, as before), packs it into
+plain tuples (``pack``: pickling tens of thousands of small objects costs more than the replay saved; tuples
+of strings and integers pickle ten times faster) and hands it to one worker process, which rebuilds the
+values, replays, and sends back the estimates as tuples and the forecasts as they are. The replay is the
+same function (``common.start_times.replay``), so the result is the same (``tests/unit/test_forecaster.py``).
+
+The worker is started with ``spawn`` (a fork of a process with threads and a running loop is unsafe), once,
+and warmed at start so the first forecast does not pay its imports; it dies with the extender: on Linux the
+kernel sends it SIGKILL when its parent ends (``PR_SET_PDEATHSIG``), and ``close`` ends it on a clean exit.
+A worker that died (killed, out of memory) is replaced on the next forecast, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from common.ledger import Ledger
+from common.queueing import QueueItem, QueuePolicy
+from common.resources import Resources
+from common.start_times import Estimate, Forecast, Replay, Running, Runtime, Waiting, replay
+
+if TYPE_CHECKING:
+    from extender.estimates import EstimateInputs
+
+__all__ = ["Forecaster", "pack", "run_packed", "unpack_replay"]
+
+log = logging.getLogger("rayqueue.extender")
+
+_PR_SET_PDEATHSIG = 1
+Packed = tuple[Ledger, tuple[Running, ...], tuple[tuple[Any, ...], ...], dict[str, QueuePolicy], int]
+PackedReplay = tuple[tuple[tuple[Any, ...], ...], dict[str, Forecast]]
+
+
+def pack(snap: EstimateInputs) -> Packed:
+    """The snapshot with its waiting jobs as tuples of strings and integers (the ledger and the running jobs, a
+    few hundred objects, go as they are)."""
+    waiting = tuple((i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(i.request.items()),
+                     w.runtime.seconds, w.runtime.source, w.runtime.detail, w.preemptible)
+                    for w in snap.waiting for i in (w.item,))
+    return snap.ledger, snap.running, waiting, dict(snap.policies), snap.now_ns
+
+
+def _waiting(row: tuple[Any, ...]) -> Waiting:
+    uid, namespace, name, quota, priority, enqueue_ns, request, seconds, source, detail, preemptible = row
+    item = QueueItem(uid=uid, namespace=namespace, name=name, quota=quota, priority=priority, enqueue_ns=enqueue_ns,
+                     request=Resources(dict(request)))
+    return Waiting(item, Runtime(seconds, source, detail), preemptible)
+
+
+def run_packed(packed: Packed) -> PackedReplay:
+    """In the worker: rebuild, replay as ``extender.estimates.compute`` does, and pack the estimates."""
+    ledger, running, rows, policies, now_ns = packed
+    found = replay(ledger, running, [_waiting(r) for r in rows], now_ns, policies=policies)
+    estimates = tuple((e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for)
+                      for e in found.estimates.values())
+    return estimates, found.forecasts
+
+
+def unpack_replay(packed: PackedReplay) -> Replay:
+    rows, forecasts = packed
+    return Replay({row[0]: Estimate(*row) for row in rows}, forecasts)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the worker, first: end when the extender ends, even by SIGKILL (Linux), and ignore ^C (the parent
+    stops it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the line above took effect
+        os._exit(0)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class Forecaster:
+    """One worker process for the replay; ``compute`` is the controller's ``offload``."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_die_with_parent, initargs=(os.getpid(),))
+        return self._pool
+
+    async def warm(self) -> int:
+        """Start the worker and wait until it has imported the replay; returns its pid."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), _ready)
+
+    async def compute(self, snap: EstimateInputs) -> Replay:
+        """The replay of ``snap`` (what ``extender.estimates.compute`` returns), in the worker."""
+        packed = pack(snap)
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self._executor(), run_packed, packed)
+        except BrokenProcessPool:
+            log.warning("the forecast worker died: starting another")
+            self._discard()
+            out = await loop.run_in_executor(self._executor(), run_packed, packed)
+        return unpack_replay(out)
+
+    def pids(self) -> list[int]:
+        """The worker's pid (empty before the first forecast or warm-up)."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return sorted(processes)
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                with contextlib.suppress(Exception):
+                    process.kill()
+
+    def close(self) -> None:
+        """End the worker (a replay under way is abandoned: the next leader computes its own)."""
+        self._discard()
