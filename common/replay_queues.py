@@ -40,7 +40,7 @@ from common.preemption import min_runtime_ns
 from common.queueing import QUEUE_POLICIES, QueueItem, QueuePolicy, Queues, SortKey
 from common.quota_tree import QuotaTree
 
-__all__ = ["ReplayPass", "ReplayQueues"]
+__all__ = ["ReplayLedger", "ReplayPass", "ReplayQueues"]
 
 _Entry = tuple[SortKey, str]
 _FREEZABLE: Final = frozenset({"max", "max-jobs", "capacity", "preemptible"})
@@ -339,6 +339,23 @@ class ReplayQueues(Queues):
         entries = self._lists.get(leaf)
         if not entries or entries[0][1] != block[0] or self._all.get(block[0]) != block[1]:
             self._unblock(leaf)
+
+
+class ReplayLedger(Ledger):
+    """The replay's ledger: a copy of the given one whose sorted claims are kept until it changes (every pass
+    lists them, most passes change nothing)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger.tree, ledger.capacity)
+        for claim in ledger.claims():
+            self.add(claim)
+        self._listed: tuple[Claim, ...] = ()
+        self._listed_at = -1
+
+    def claims(self) -> tuple[Claim, ...]:
+        if self._listed_at != self.generation:
+            self._listed, self._listed_at = super().claims(), self.generation
+        return self._listed
 
 
 class ReplayPass(AdmissionPass):

@@ -33,18 +33,18 @@ from __future__ import annotations
 
 import heapq
 import statistics
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from common import keys
-from common.admission import AdmissionPass, copy_ledger
+from common.admission import AdmissionPass
 from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import grace_ns
 from common.queueing import QueueItem, QueuePolicy
-from common.replay_queues import ReplayPass, ReplayQueues
+from common.replay_queues import ReplayLedger, ReplayPass, ReplayQueues
 from common.resources import EMPTY, Resources
 
 __all__ = [
@@ -310,7 +310,7 @@ def replay(
     """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
     replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
     take at the tail of its queue."""
-    sim_ledger = copy_ledger(ledger)
+    sim_ledger = ReplayLedger(ledger)
     queues = ReplayQueues(sim_ledger.tree)
     for leaf, policy in sorted((policies or {}).items()):
         queues.set_policy(leaf, policy)
@@ -534,6 +534,12 @@ class _Said:
         self.unknown = unknown
         self._after: dict[tuple[str | None, int], tuple[str, tuple[str, ...]]] = {}
         self._blockers: dict[str | None, list[str]] = {}
+        # node -> the indexes of the releases under it (``_under``: the node is a prefix of the quota by parts)
+        self._under: dict[str, list[int]] = {}
+        for i, (_, r) in enumerate(released):
+            parts = r.claim.quota.split("/")
+            for j in range(1, len(parts) + 1):
+                self._under.setdefault("/".join(parts[:j]), []).append(i)
 
     def after(self, start: int, node: str | None) -> tuple[str, tuple[str, ...]] | None:
         """The message and the jobs waited for of a start after releases (None: no release before it)."""
@@ -543,7 +549,8 @@ class _Said:
         found = self._after.get((node, count))
         if found is None:
             before = [r for _, r in self.released[:count]]
-            near = [r for r in before if _under(r.claim.quota, node)] or before
+            under = range(count) if node is None else self._under.get(node, [])
+            near = [self.released[i][1] for i in under[:bisect_left(under, count)]] or before
             where = f" in {node}" if node else ""
             n = len(near)
             others = len(before) - n

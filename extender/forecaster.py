@@ -49,7 +49,7 @@ PackedReplay = tuple[tuple[tuple[Any, ...], ...], dict[str, Forecast]]
 def pack(snap: EstimateInputs) -> Packed:
     """The snapshot with its waiting jobs as tuples of strings and integers (the ledger and the running jobs, a
     few hundred objects, go as they are)."""
-    waiting = tuple((i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(i.request.items()),
+    waiting = tuple((i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(dict(i.request).items()),
                      w.runtime.seconds, w.runtime.source, w.runtime.detail, w.preemptible)
                     for w in snap.waiting for i in (w.item,))
     return snap.ledger, snap.running, waiting, dict(snap.policies), snap.now_ns
@@ -110,7 +110,7 @@ class Forecaster:
 
     async def compute(self, snap: EstimateInputs) -> Replay:
         """The replay of ``snap`` (what ``extender.estimates.compute`` returns), in the worker."""
-        packed = pack(snap)
+        packed = await asyncio.to_thread(pack, snap)  # not on the loop: 10,000 jobs take tens of milliseconds
         loop = asyncio.get_running_loop()
         try:
             out = await loop.run_in_executor(self._executor(), run_packed, packed)
