@@ -282,13 +282,32 @@ class Controller:
             return
         self._estimated_at, self._estimate_due = now, None
         await self.execute(Plan(tuple(estimates.history_patches(self.cache))))
-        snap = estimates.snapshot(self.cache, from_datetime(self.clock.now()))
+        snap = await self._snapshot_sliced()
         if snap is None:
             return
         found = await (self.offload(snap) if self.offload is not None else asyncio.to_thread(estimates.compute, snap))
         now_ns = from_datetime(self.clock.now())
         await self.execute(Plan((*estimates.unit_patches(self.cache, found.estimates, now_ns),
                                  *estimates.forecast_patches(self.cache, found.forecasts, now_ns))))
+
+    async def _snapshot_sliced(self) -> estimates.EstimateInputs | None:
+        """The estimate's snapshot in slices (``estimates.snapshot_steps``): the verbs run between them, watch events
+        are held meanwhile (one instant for the cache) and applied once it is taken."""
+        self._holding = True
+        try:
+            steps = estimates.snapshot_steps(self.cache, from_datetime(self.clock.now()))
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    snap: estimates.EstimateInputs | None = done.value
+                    return snap
+                await asyncio.sleep(0)
+        finally:
+            self._holding = False
+            while self._held:
+                handler, kind, obj = self._held.popleft()
+                handler(kind, obj)
 
     async def _do(self, action: Action) -> None:
         c = self.client

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -127,3 +128,33 @@ def _gone(pid: int, within: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+
+
+def test_the_snapshot_is_taken_in_slices_with_the_watch_events_held_until_it_is_taken(monkeypatch: Any) -> None:
+    loop = Loop(Cache(FakeClock()))
+    loop.submit(job("first", "video", cpu="10", at=1).annotate(keys.EXPECTED_RUNTIME, "10m").obj())
+    for i in range(5):
+        loop.submit(job(f"w{i}", "video", cpu="5", at=2 + i).obj())
+    loop.run()
+    loop.run(deliver=True)
+    client, clock = RecordingClient(lost=""), FakeClock()
+    controller = Controller(loop.cache, client, EventRecorder(client, "rayqueue-extender", clock), clock,  # type: ignore[arg-type]
+                            CollectorRegistry())
+    monkeypatch.setattr(estimates, "SNAPSHOT_SLICE", 2)  # 5 waiting jobs: 2 turns of the loop in between
+    applied: list[str] = []
+
+    async def scenario() -> estimates.EstimateInputs | None:
+        task = asyncio.ensure_future(controller._snapshot_sliced())
+        await asyncio.sleep(0)
+        assert controller.holding
+        controller.deliver(lambda kind, obj: applied.append(kind), "MODIFIED", {})
+        assert applied == []  # held: the snapshot is of one instant
+        found = await task
+        assert applied == ["MODIFIED"] and not controller.holding
+        return found
+
+    found = asyncio.run(scenario())
+    expected = estimates.snapshot(loop.cache, found.now_ns if found else 0)
+    assert found is not None and expected is not None
+    assert [w.item.name for w in found.waiting] == [w.item.name for w in expected.waiting] == [f"w{i}" for i in range(5)]
+    assert found.running == expected.running and found.ledger.claims() == expected.ledger.claims()
