@@ -12,8 +12,11 @@ pass too): within one time usage only grows, and guaranteed-first, heads and rec
 refusal by the max rules. A job refused as draining (its previous run's claim is still held) is frozen on its
 leaf, whose release it waits for. Such an event wakes the frozen jobs of every node on the path of the leaf
 that lost usage; a job woken during a pass is tried in that pass if its place comes after the job being
-tried, as the full pass would. Everything else (Block leaves, guaranteed jobs, guaranteed-first, a reclaim
-awaited) is tried in every pass, as before.
+tried, as the full pass would. After a release, a job of another leaf that still exceeds its node on the ledger
+without it stays frozen. A woken job's turn starts with a recheck: still over its node on the pass's own usage
+(what it admitted so far counted) and still not guaranteed (its leaf lost no usage since it was frozen, or the
+reclaim view says so), it is frozen again without a decision; else it is decided in full. Everything else
+(Block leaves, guaranteed jobs, guaranteed-first, a reclaim awaited) is tried in every pass, as before.
 
 What is not kept as ``Queues`` keeps it, because the replay never reads it: a frozen job's refusal count and
 record are those of its last real try (its record is a max-rule refusal both ways, never a reclaim, which is
@@ -68,9 +71,10 @@ class ReplayQueues(Queues):
         self._heads: dict[str, list[Claim]] = {}  # leaf -> its guaranteed heads (ReplayPass)
         self._flat: list[Claim] | None = None
         self._dirty: set[str] = set()  # leaves whose heads must be recomputed
-        # Woken by a release elsewhere: (node, rule) it was frozen on, and its leaf's drops then (its guarantee
-        # holds while they do not change).
+        # Woken, frozen by a max rule: (node, rule) it was frozen on, and its leaf's drops when it was (it was not
+        # guaranteed then, and stays so while they do not change).
         self._recheck: dict[str, tuple[str, str, int]] = {}
+        self._stamps: dict[str, int] = {}  # uid -> its leaf's drops when it was frozen
         self._drops: dict[str, int] = {}  # leaf -> how many times usage dropped there (a wake)
 
     # --- what Queues offers, as the replay and AdmissionPass read it -----------------------------
@@ -181,9 +185,11 @@ class ReplayQueues(Queues):
             if item is None or item.quota in stopped or uid in self._frozen:
                 continue
             again = self._recheck.pop(uid, None)
-            if (again is not None and again[2] == self._drops.get(item.quota, 0)
-                    and self._still_over(decide.view, again[0], item, again[1])):
-                self._freeze(uid, again[0], again[1])  # its guarantee did not move and it is still over its node
+            if (again is not None and self._still_over(decide.view, again[0], item, again[1])
+                    and (again[2] == self._drops.get(item.quota, 0)
+                         or not decide.reclaim_view.is_guaranteed(decide.claim(item)))):
+                # Still over its node on the pass's own usage, and not guaranteed: the same refusal, nothing held.
+                self._freeze(uid, again[0], again[1])
                 continue
             decision = decide(item)
             recorded[uid] = decision
@@ -237,8 +243,8 @@ class ReplayQueues(Queues):
                         kept.add(uid)
                         continue
                     found = self._frozen.pop(uid)
-                    if released is not None and item.quota != quota and found[1] in ("max", "max-jobs", "capacity"):
-                        self._recheck[uid] = (*found, self._drops.get(item.quota, 0))
+                    if found[1] in ("max", "max-jobs", "capacity"):
+                        self._recheck[uid] = (*found, self._stamps[uid])
                     self._live.add(uid)
                     woken.append(uid)
                 if kept:
@@ -303,6 +309,7 @@ class ReplayQueues(Queues):
         node = node or _CLUSTER
         self._live.discard(uid)
         self._frozen[uid] = node, why
+        self._stamps[uid] = self._drops.get(self._all[uid].quota, 0)
         self._watch.setdefault(node, set()).add(uid)
 
     def _thaw(self, uid: str) -> None:
