@@ -41,9 +41,10 @@ from common.explain import Explain
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import min_runtime_ns
 from common.queueing import QUEUE_POLICIES, QueueItem, QueuePolicy, Queues, SortKey
-from common.quota_tree import QuotaTree
+from common.quota_tree import QuotaNode, QuotaTree
+from common.resources import Resources
 
-__all__ = ["ReplayLedger", "ReplayPass", "ReplayQueues"]
+__all__ = ["ReplayLedger", "ReplayPass", "ReplayQueues", "ViewCache"]
 
 _Entry = tuple[SortKey, str]
 _FREEZABLE: Final = frozenset({"max", "max-jobs", "capacity", "preemptible"})
@@ -363,6 +364,73 @@ class ReplayLedger(Ledger):
         if self._listed_at != self.generation:
             self._listed, self._listed_at = super().claims(), self.generation
         return self._listed
+
+
+class ViewCache:
+    """``Ledger.headroom`` and ``Ledger.within_min`` of the leaves on the replay's ledgers, for the forecast: what
+    each node of a path leaves free is computed once per ledger and shared by the leaves under it, and equal
+    answers are the same object (interned), which lets the forecast see an opening equal to one it kept at once.
+    A ledger is read as it is when first asked (the forecast asks after each time's passes, of ledgers it no
+    longer changes); ``within_min`` is kept while the leaf's usage is the same object (usage values are immutable
+    and replaced on every change)."""
+
+    def __init__(self, tree: QuotaTree) -> None:
+        self._tree = tree
+        self._paths: dict[str, tuple[QuotaNode, ...]] = {}
+        self._nodes: dict[int, tuple[Ledger, dict[str, tuple[dict[str, int], int | None]]]] = {}
+        self._interned: dict[tuple[object, ...], Resources] = {}
+        self._mins: dict[str, tuple[object, Resources]] = {}
+
+    def forget(self) -> None:
+        """Forget the ledgers read so far (they are about to change or go)."""
+        self._nodes.clear()
+
+    def intern(self, amounts: dict[str, int]) -> Resources:
+        key = tuple(amounts.items())
+        found = self._interned.get(key)
+        if found is None:
+            found = self._interned[key] = Resources(amounts)
+        return found
+
+    def headroom(self, view: Ledger, leaf: str) -> tuple[Resources, int | None]:
+        """``view.headroom(leaf)``."""
+        kept = self._nodes.get(id(view))
+        if kept is None or kept[0] is not view:
+            kept = self._nodes[id(view)] = (view, {})
+        nodes = kept[1]
+        path = self._paths.get(leaf)
+        if path is None:
+            node = self._tree.get(leaf)
+            home = leaf if node is not None and node.is_leaf else self._tree.root.full_name
+            path = self._paths[leaf] = self._tree.path_to_root(home)
+        free: dict[str, int] = {}
+        slots: int | None = None
+        for node in path:
+            found = nodes.get(node.full_name)
+            if found is None:
+                used = view.usage(node.full_name)
+                left = None if node.max_jobs is None else node.max_jobs - view.jobs(node.full_name)
+                found = nodes[node.full_name] = {r: limit - used.get(r) for r, limit in node.max.items()}, left
+            for r, v in found[0].items():
+                free[r] = min(free.get(r, v), v)
+            if found[1] is not None:
+                slots = found[1] if slots is None else min(slots, found[1])
+        capacity = view.capacity
+        if capacity is not None:
+            total = view.usage(self._tree.root.full_name)
+            for r, limit in capacity.items():
+                free[r] = min(free.get(r, limit - total.get(r)), limit - total.get(r))
+        return self.intern({r: max(0, v) for r, v in free.items()}), None if slots is None else max(0, slots)
+
+    def within_min(self, view: Ledger, leaf: str) -> Resources:
+        """``view.within_min(leaf)``."""
+        used = view.usage(leaf)
+        kept = self._mins.get(leaf)
+        if kept is not None and kept[0] is used:
+            return kept[1]
+        found = self.intern(dict(view.within_min(leaf).items()))
+        self._mins[leaf] = (used, found)
+        return found
 
 
 class ReplayPass(AdmissionPass):

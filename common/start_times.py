@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from common import keys
-from common.admission import AdmissionPass
+from common.admission import AdmissionPass, copy_ledger
 from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import grace_ns
 from common.queueing import QueueItem, QueuePolicy
-from common.replay_queues import ReplayLedger, ReplayPass, ReplayQueues
+from common.replay_queues import ReplayLedger, ReplayPass, ReplayQueues, ViewCache
 from common.resources import EMPTY, Resources
 
 __all__ = [
@@ -259,6 +259,8 @@ def _covers(more: Resources, less: Resources) -> bool:
 
 
 def _dominated(new: Opening, earlier: Sequence[Opening]) -> bool:
+    if any(o.free is new.free and o.guaranteed is new.guaranteed and o.slots == new.slots for o in earlier):
+        return True  # the same opening again (ViewCache answers with the same objects): it covers itself
     for o in earlier:
         more_slots = o.slots is None or (new.slots is not None and o.slots >= new.slots)
         more_min = set(new.guaranteed) <= set(o.guaranteed) and all(
@@ -329,6 +331,7 @@ def replay(
     levels = sorted({w.item.priority for w in pending}, reverse=True)[:MAX_BANDS]
     bands: list[int | None] = [*levels, None]  # highest first; None is the tail
     openings: dict[tuple[str, int | None], list[Opening]] = {(leaf, b): [] for leaf in leaves for b in bands}
+    rooms = ViewCache(sim_ledger.tree)
     admitted_at_t: list[Claim] = []  # admitted in the passes at t
     heads_at_t: set[str] = set()  # the guaranteed heads of the first pass at t (guaranteed-first holds for them)
 
@@ -345,13 +348,22 @@ def replay(
         once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
         pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
         view = decide.view
+        rooms.forget()  # the ledgers read at the previous time have changed since
+        # What a band's job passes, but for guaranteed heads (only their own leaf's job passes them): one ledger per
+        # band without them, shared by the leaves (the headroom of each is then read off it).
+        lower: dict[int, list[Claim]] = {}
+        for b in bands:
+            if b is not None:
+                lower[b] = [*(c for c in admitted_at_t if c.priority <= b and c.uid not in heads_at_t),
+                            *(c for c in decide.reclaiming if c.priority <= b)]
+        without: dict[int, Ledger] = {}
         for leaf in leaves:
             if outside_left.get(leaf):
                 continue
-            within = view.within_min(leaf)
-            if within and not Resources().fits(within, view.headroom(leaf)[0]):
+            within = rooms.within_min(view, leaf)
+            if within and not Resources().fits(within, rooms.headroom(view, leaf)[0]):
                 room = decide.reclaim_view.reclaim_room(leaf, within)  # what reclaim can free, as far as needed
-                within = Resources({r: min(v, room[r]) if r in room else v for r, v in within.items()})
+                within = rooms.intern({r: min(v, room[r]) if r in room else v for r, v in within.items()})
             waiting_here = (*queues.active(leaf), *queues.backoff(leaf))
             for band in bands:
                 kept = openings[leaf, band]
@@ -361,10 +373,16 @@ def replay(
                     continue  # a job ahead of it in its own leaf still waits, and blocks it
                 # What it passes: the lower jobs admitted at t, but for another leaf's guaranteed head, which
                 # guaranteed-first keeps capacity for (a borrowing job may not take what it needs).
-                passed = [c for c in admitted_at_t
-                          if band is not None and c.priority <= band and (c.uid not in heads_at_t or c.quota == leaf)]
-                passed += [c for c in decide.reclaiming if band is not None and c.priority <= band]
-                free, slots = view.headroom(leaf, without=passed)
+                own = [c for c in admitted_at_t
+                       if band is not None and c.priority <= band and c.uid in heads_at_t and c.quota == leaf]
+                if band is None or not (own or lower[band]):
+                    free, slots = rooms.headroom(view, leaf)
+                elif own:
+                    free, slots = view.headroom(leaf, without=[*own, *lower[band]])
+                else:
+                    if band not in without:
+                        without[band] = copy_ledger(view, without={c.uid for c in lower[band]})
+                    free, slots = rooms.headroom(without[band], leaf)
                 opening = Opening(t, free, slots, within)
                 if not _dominated(opening, kept):
                     kept.append(opening)
