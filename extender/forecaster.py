@@ -3,10 +3,11 @@ interpreter lock while kube-scheduler waits for a verb.
 
 A thread is not enough: the replay is pure Python, and while it runs the event loop gets the lock only at
 the interpreter's switch interval, so every ``/filter`` answered during a replay waited for it. Here the
-controller takes its snapshot on the event loop (``extender.estimates.snapshot``, as before), packs it into
-plain tuples (``pack``: pickling tens of thousands of small objects costs more than the replay saved; tuples
-of strings and integers pickle ten times faster) and hands it to one worker process, which rebuilds the
-values, replays, and sends back the estimates as tuples and the forecasts as they are. The replay is the
+controller takes its snapshot on the event loop in slices (``extender.estimates.snapshot_steps``), packs it in
+a thread into plain tuples pickled in chunks of 1,000 jobs (``pack``: pickling 10,000 small objects at once costs
+more than the replay saved and holds the interpreter lock all along; tuples of strings and integers pickle ten
+times faster) and hands it to one worker process, which rebuilds the values, replays, and sends back the
+estimates as tuples in chunks (unpickled on the loop one at a time) and the forecasts as they are. The replay is the
 same function (``common.start_times.replay``), so the result is the same (``tests/unit/test_forecaster.py``).
 
 The worker is started with ``spawn`` (a fork of a process with threads and a running loop is unsafe), once,
@@ -23,16 +24,16 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from common.ledger import Ledger
-from common.queueing import QueueItem, QueuePolicy
+from common.queueing import QueueItem
 from common.resources import Resources
-from common.start_times import Estimate, Forecast, Replay, Running, Runtime, Waiting, replay
+from common.start_times import Estimate, Forecast, Replay, Runtime, Waiting, replay
 
 if TYPE_CHECKING:
     from extender.estimates import EstimateInputs
@@ -42,17 +43,20 @@ __all__ = ["Forecaster", "pack", "run_packed", "unpack_replay"]
 log = logging.getLogger("rayqueue.extender")
 
 _PR_SET_PDEATHSIG = 1
-Packed = tuple[Ledger, tuple[Running, ...], tuple[tuple[Any, ...], ...], dict[str, QueuePolicy], int]
-PackedReplay = tuple[tuple[tuple[Any, ...], ...], dict[str, Forecast]]
+CHUNK: Final = 1000  # waiting jobs (and estimates) per pickled chunk: each a short hold of the interpreter lock
+Packed = tuple[bytes, tuple[bytes, ...]]  # (ledger, running, policies, now), then the waiting jobs in chunks
+PackedReplay = tuple[tuple[bytes, ...], bytes]  # the estimates in chunks, then the forecasts
 
 
 def pack(snap: EstimateInputs) -> Packed:
-    """The snapshot with its waiting jobs as tuples of strings and integers (the ledger and the running jobs, a
-    few hundred objects, go as they are)."""
-    waiting = tuple((i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(dict(i.request).items()),
-                     w.runtime.seconds, w.runtime.source, w.runtime.detail, w.preemptible)
-                    for w in snap.waiting for i in (w.item,))
-    return snap.ledger, snap.running, waiting, dict(snap.policies), snap.now_ns
+    """The snapshot pickled in chunks, its waiting jobs as tuples of strings and integers (the ledger and the
+    running jobs, a few hundred objects, go as they are): one pickle of 10,000 objects would hold the
+    interpreter lock, in the extender, for tens of milliseconds at once."""
+    rows = [(i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(dict(i.request).items()),
+             w.runtime.seconds, w.runtime.source, w.runtime.detail, w.preemptible)
+            for w in snap.waiting for i in (w.item,)]
+    head = pickle.dumps((snap.ledger, snap.running, dict(snap.policies), snap.now_ns))
+    return head, tuple(pickle.dumps(rows[i:i + CHUNK]) for i in range(0, len(rows), CHUNK))
 
 
 def _waiting(row: tuple[Any, ...]) -> Waiting:
@@ -63,17 +67,26 @@ def _waiting(row: tuple[Any, ...]) -> Waiting:
 
 
 def run_packed(packed: Packed) -> PackedReplay:
-    """In the worker: rebuild, replay as ``extender.estimates.compute`` does, and pack the estimates."""
-    ledger, running, rows, policies, now_ns = packed
-    found = replay(ledger, running, [_waiting(r) for r in rows], now_ns, policies=policies)
-    estimates = tuple((e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for)
-                      for e in found.estimates.values())
-    return estimates, found.forecasts
+    """In the worker: rebuild, replay as ``extender.estimates.compute`` does, and pack the result in chunks."""
+    head, chunks = packed
+    ledger, running, policies, now_ns = pickle.loads(head)
+    waiting = [_waiting(row) for chunk in chunks for row in pickle.loads(chunk)]
+    found = replay(ledger, running, waiting, now_ns, policies=policies)
+    rows = [(e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for) for e in found.estimates.values()]
+    return tuple(pickle.dumps(rows[i:i + CHUNK]) for i in range(0, len(rows), CHUNK)), pickle.dumps(found.forecasts)
+
+
+def _estimates(chunk: bytes) -> dict[str, Estimate]:
+    return {row[0]: Estimate(*row) for row in pickle.loads(chunk)}
 
 
 def unpack_replay(packed: PackedReplay) -> Replay:
-    rows, forecasts = packed
-    return Replay({row[0]: Estimate(*row) for row in rows}, forecasts)
+    chunks, forecasts = packed
+    estimates: dict[str, Estimate] = {}
+    for chunk in chunks:
+        estimates.update(_estimates(chunk))
+    found: dict[str, Forecast] = pickle.loads(forecasts)
+    return Replay(estimates, found)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -118,7 +131,13 @@ class Forecaster:
             log.warning("the forecast worker died: starting another")
             self._discard()
             out = await loop.run_in_executor(self._executor(), run_packed, packed)
-        return unpack_replay(out)
+        chunks, forecasts = out
+        estimates: dict[str, Estimate] = {}
+        for chunk in chunks:  # on the loop, a chunk at a time
+            estimates.update(_estimates(chunk))
+            await asyncio.sleep(0)
+        found: dict[str, Forecast] = pickle.loads(forecasts)
+        return Replay(estimates, found)
 
     def pids(self) -> list[int]:
         """The worker's pid (empty before the first forecast or warm-up)."""
