@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 MIN_MOVE_SECONDS: Final = 30.0
-SNAPSHOT_SLICE: Final = 1000  # waiting jobs copied between two turns of the event loop
+SNAPSHOT_SLICE: Final = 250  # waiting jobs copied between two turns of the event loop
 MOVE_FRACTION: Final = 0.10
 
 

@@ -13,7 +13,8 @@ same function (``common.start_times.replay``), so the result is the same (``test
 The worker is started with ``spawn`` (a fork of a process with threads and a running loop is unsafe), once,
 and warmed at start so the first forecast does not pay its imports; it dies with the extender: on Linux the
 kernel sends it SIGKILL when its parent ends (``PR_SET_PDEATHSIG``), and ``close`` ends it on a clean exit.
-A worker that died (killed, out of memory) is replaced on the next forecast, once.
+A worker that died (killed, out of memory) is replaced on the next forecast, once. It runs at niceness +10:
+on a node whose cores are busy, the kernel gives the extender (kube-scheduler's verbs) the CPU first.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = ["Forecaster", "pack", "run_packed", "unpack_replay"]
 log = logging.getLogger("rayqueue.extender")
 
 _PR_SET_PDEATHSIG = 1
+NICE: Final = 10  # the worker's niceness above the extender's
 CHUNK: Final = 1000  # waiting jobs (and estimates) per pickled chunk: each a short hold of the interpreter lock
 Packed = tuple[bytes, tuple[bytes, ...]]  # (ledger, running, policies, now), then the waiting jobs in chunks
 PackedReplay = tuple[tuple[bytes, ...], bytes]  # the estimates in chunks, then the forecasts
@@ -90,9 +92,11 @@ def unpack_replay(packed: PackedReplay) -> Replay:
 
 
 def _die_with_parent(parent: int) -> None:
-    """In the worker, first: end when the extender ends, even by SIGKILL (Linux), and ignore ^C (the parent
-    stops it)."""
+    """In the worker, first: end when the extender ends, even by SIGKILL (Linux), ignore ^C (the parent stops
+    it), and run at a lower CPU priority than the extender."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # on a busy node the kernel gives the extender's verbs the CPU first
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

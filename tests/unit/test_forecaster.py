@@ -158,3 +158,14 @@ def test_the_snapshot_is_taken_in_slices_with_the_watch_events_held_until_it_is_
     assert found is not None and expected is not None
     assert [w.item.name for w in found.waiting] == [w.item.name for w in expected.waiting] == [f"w{i}" for i in range(5)]
     assert found.running == expected.running and found.ledger.claims() == expected.ledger.claims()
+
+
+def test_the_worker_runs_at_a_lower_cpu_priority_than_the_extender() -> None:
+    forecaster = Forecaster()
+    loop = asyncio.new_event_loop()
+    try:  # asked of the worker itself (os.nice(0) there answers its niceness)
+        niceness = loop.run_until_complete(loop.run_in_executor(forecaster._executor(), os.nice, 0))
+    finally:
+        loop.close()
+        forecaster.close()
+    assert niceness == os.nice(0) + 10
