@@ -26,7 +26,9 @@ most ``window`` candidates: only the first ``window`` waiting
 jobs in global queue order are in the simulated queues, and the next one joins whenever one leaves. A
 Round-policy job further back that would slip past a refused head is therefore seen late (its estimate
 is later than it may be, never earlier); jobs past ``max_releases`` simulated releases are "beyond the
-horizon". Both bounds are named in the messages they affect.
+horizon". Both bounds are named in the messages they affect. The passes run through ``common.replay_queues``
+(``Queues.schedule`` after ``retry_now``, trying only the jobs whose answer can have changed; the same results,
+tests/unit/test_replay_equivalence.py), and the forecast reads each node's headroom once per time.
 """
 
 from __future__ import annotations
