@@ -22,29 +22,28 @@ What is not kept as ``Queues`` keeps it, because the replay never reads it: a fr
 record are those of its last real try (its record is a max-rule refusal both ways, never a reclaim, which is
 all ``AdmissionPass`` reads of it), and every job is active (the replay ended every backoff before reading).
 
-``ReplayPass`` is ``AdmissionPass`` with its guaranteed heads kept per leaf and recomputed only for the leaves
-whose queue, records or usage changed (the heads' claims keep the admission time they were computed at,
-which no rule reads). ``tests/unit/test_replay_equivalence.py`` checks on random worlds that a replay through
-these gives exactly what one through ``Queues`` and ``AdmissionPass`` gives.
+The pass itself is ``AdmissionPass``, the controller's own code: these queues only answer its questions
+faster (``guaranteed_heads`` kept per leaf and recomputed only for the leaves whose queue, records or usage
+changed). ``tests/unit/test_replay_equivalence.py`` checks on random worlds that a replay through these gives
+exactly what one through ``Queues`` gives.
 """
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Final
 
-from common.admission import AdmissionPass, PassSource
+from common.admission import AdmissionPass
 from common.clock import FakeClock
 from common.explain import Explain
 from common.ledger import Claim, Decision, Ledger
-from common.preemption import min_runtime_ns
 from common.queueing import QUEUE_POLICIES, QueueItem, QueuePolicy, Queues, SortKey
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import Resources
 
-__all__ = ["ReplayLedger", "ReplayPass", "ReplayQueues", "ViewCache"]
+__all__ = ["ReplayLedger", "ReplayQueues", "ViewCache"]
 
 _Entry = tuple[SortKey, str]
 _FREEZABLE: Final = frozenset({"max", "max-jobs", "capacity", "preemptible"})
@@ -58,7 +57,6 @@ class ReplayQueues(Queues):
     def __init__(self, tree: QuotaTree) -> None:
         super().__init__(FakeClock())
         self._tree = tree
-        self.min_runtimes = any(min_runtime_ns(tree, n.full_name) > 0 for n in tree.nodes())
         self._all: dict[str, QueueItem] = {}
         self._lists: dict[str, list[_Entry]] = {}
         self._policies: dict[str, QueuePolicy] = {}
@@ -69,7 +67,7 @@ class ReplayQueues(Queues):
         self._frozen: dict[str, tuple[str, str]] = {}  # uid -> (the node it is frozen on, the rule)
         self._watch: dict[str, set[str]] = {}  # node -> uids frozen on it
         self._paths: dict[str, tuple[str, ...]] = {}
-        self._heads: dict[str, list[Claim]] = {}  # leaf -> its guaranteed heads (ReplayPass)
+        self._heads: dict[str, list[Claim]] = {}  # leaf -> its guaranteed heads (guaranteed_heads)
         self._flat: list[Claim] | None = None
         self._dirty: set[str] = set()  # leaves whose heads must be recomputed
         # Woken, frozen by a max rule: (node, rule) it was frozen on, and its leaf's drops when it was (it was not
@@ -274,12 +272,12 @@ class ReplayQueues(Queues):
         """The replay's ledger changed in ``quota`` (a leaf's heads depend on its usage)."""
         self._dirty.add(quota)
 
-    def guaranteed_heads(self, decide: AdmissionPass) -> list[Claim]:
-        """``AdmissionPass._guaranteed_heads`` for these queues, recomputed for the leaves that changed."""
-        real = decide.real
+    def guaranteed_heads(self, real: Ledger, claim: Callable[[QueueItem], Claim]) -> list[Claim]:
+        """``Queues.guaranteed_heads``, kept per leaf and recomputed for the leaves whose queue, records or usage
+        changed (the kept claims keep the admission time they were made at, which no rule reads)."""
         for leaf in self._dirty:
             self._flat = None
-            heads = self._leaf_heads(leaf, real, decide)
+            heads = self._leaf_heads(leaf, real, claim)
             if heads:
                 self._heads[leaf] = heads
             else:
@@ -289,7 +287,7 @@ class ReplayQueues(Queues):
             self._flat = [c for leaf in sorted(self._heads) for c in self._heads[leaf]]
         return list(self._flat)
 
-    def _leaf_heads(self, leaf: str, real: Ledger, decide: AdmissionPass) -> list[Claim]:
+    def _leaf_heads(self, leaf: str, real: Ledger, claim: Callable[[QueueItem], Claim]) -> list[Claim]:
         entries = self._lists.get(leaf)
         if not entries:
             return []
@@ -301,9 +299,9 @@ class ReplayQueues(Queues):
         for uid in (head, *owed):
             if uid in real:
                 continue
-            claim = decide.claim(self._all[uid])
-            if real.is_guaranteed(claim):
-                out.append(claim)
+            found = claim(self._all[uid])
+            if real.is_guaranteed(found):
+                out.append(found)
         return out
 
     def _freeze(self, uid: str, node: str | None, why: str) -> None:
@@ -431,19 +429,3 @@ class ViewCache:
         found = self.intern(dict(view.within_min(leaf).items()))
         self._mins[leaf] = (used, found)
         return found
-
-
-class ReplayPass(AdmissionPass):
-    """``AdmissionPass`` whose guaranteed heads come from ``ReplayQueues`` (kept per leaf)."""
-
-    def __init__(self, source: PassSource, ledger: Ledger, now_ns: int, queues: ReplayQueues,
-                 reserved: Sequence[QueueItem] = ()) -> None:
-        self._replay_queues = queues
-        super().__init__(source, ledger, now_ns, reserved)
-
-    def _guaranteed_heads(self) -> list[Claim]:
-        return self._replay_queues.guaranteed_heads(self)
-
-    def _protect(self, view: Ledger) -> None:
-        if self._replay_queues.min_runtimes:  # with no min-runtime anywhere, no job is protected
-            super()._protect(view)

@@ -46,7 +46,7 @@ from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import grace_ns
 from common.queueing import QueueItem, QueuePolicy
-from common.replay_queues import ReplayLedger, ReplayPass, ReplayQueues, ViewCache
+from common.replay_queues import ReplayLedger, ReplayQueues, ViewCache
 from common.resources import EMPTY, Resources
 
 __all__ = [
@@ -418,7 +418,7 @@ def replay(
     refill()
     while True:
         for attempt in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
-            decide = ReplayPass(source, sim_ledger, t, queues)
+            decide = AdmissionPass(source, sim_ledger, t)
             if attempt == 0:
                 heads_at_t = {h.uid for h in decide.heads}
             recorded = queues.run_pass(decide, sim_ledger.generation)
