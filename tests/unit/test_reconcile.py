@@ -276,9 +276,9 @@ def test_seed_video_example_second_copy_waits_in_backoff_then_runs() -> None:
         "lastUpdateTime": "2025-01-10T01:37:24Z",
         "admitted": "-",  # waiting: no claim, no pods; its maximum is its request (no autoscaling)
         "current": "-",
-        "maximum": "12500m/11.4Gi",
+        "maximum": "12500m/11923550Ki",
     }
-    assert loop.unit("rayjob-video-aaaaa")["status"]["admitted"] == "12500m/11.4Gi"
+    assert loop.unit("rayjob-video-aaaaa")["status"]["admitted"] == "12500m/11923550Ki"
     assert loop.queue(VIDEO)["status"] == {
         "queueItemDetails": {
             "active": [],
