@@ -144,6 +144,7 @@ class Cluster:
         self.end_of: dict[str, int] = {}
         self.history: dict[str, list[float]] = {leaf: [] for leaf in LEAVES}
         self.draining: set[str] = set()  # reclaim victims: their claim drains for DRAIN_SECONDS
+        self.finished: list[tuple[Job, float]] = []  # (job, its runtime), in the order they ended
 
     def admit_passes(self, t: int) -> None:
         for _ in range(len(self.jobs) + 1):
@@ -192,6 +193,7 @@ class Cluster:
                 start = self.running.pop(uid)
                 job = self.jobs[uid]
                 self.history[job.leaf] = remember(self.history[job.leaf], (end - start) / NS)
+                self.finished.append((job, (end - start) / NS))
             self.admit_passes(end)
             times.append(end)
         return times
