@@ -35,10 +35,22 @@ from common.gotime import format_duration
 from common.ledger import Ledger
 from common.queueing import QueueItem, QueuePolicy
 from common.resources import Resources
-from common.start_times import DRAIN_SECONDS, NS, Band, Forecast, Opening, Replay, Running, Runtime, Waiting, replay
+from common.start_times import (
+    DRAIN_SECONDS,
+    NS,
+    Band,
+    Estimate,
+    Forecast,
+    Opening,
+    Replay,
+    Running,
+    Runtime,
+    Waiting,
+    replay,
+)
 
-__all__ = ["MAX_ARRIVALS", "P50", "P90", "SAMPLES", "Range", "Ranges", "quantile", "quantile_forecast",
-           "sample_ranges"]
+__all__ = ["MAX_ARRIVALS", "P50", "P90", "SAMPLES", "Range", "RangedEstimate", "RangedForecast", "Ranges", "quantile",
+           "quantile_forecast", "sample_ranges"]
 
 SAMPLES: Final = 16
 MAX_ARRIVALS: Final = 64
@@ -64,12 +76,51 @@ class Range:
 
 
 @dataclass(frozen=True, slots=True)
+class RangedEstimate(Estimate):
+    """An Estimate whose ``start_ns`` is the P50, with the P90 bound and what the range assumes."""
+
+    latest_ns: int | None = None  # None: the start is a lower bound only (or unknown)
+    assumes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RangedForecast(Forecast):
+    """A leaf's P50 Forecast, with its P90 one (None: the P50 one is a lower bound only)."""
+
+    latest: Forecast | None = None
+    assumes: str = ""
+
+
+NOTHING_ELSE: Final = "; if nothing else changes"
+
+
+@dataclass(frozen=True, slots=True)
 class Ranges:
     base: Replay  # the deterministic replay: its messages, and the lower bounds
     ranges: dict[str, Range]
-    forecasts: dict[str, Forecast]  # the P50 forecast of each leaf
+    p50: dict[str, Forecast]  # the P50 forecast of each leaf
     latest: dict[str, Forecast]  # the P90 forecast of each leaf; empty when it is a lower bound only
     note: str  # what every range assumes (or why there is none)
+
+    @property
+    def estimates(self) -> dict[str, RangedEstimate]:
+        """Every waiting job's Estimate at its P50, with its P90 and a message that says what both assume."""
+        out = {}
+        for uid, e in self.base.estimates.items():
+            r = self.ranges.get(uid)
+            if r is None or e.start_ns is None:
+                out[uid] = RangedEstimate(e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for)
+                continue
+            message = e.message.removesuffix(NOTHING_ELSE) if r.p90_ns is not None else e.message
+            out[uid] = RangedEstimate(e.uid, e.key, e.quota, r.p50_ns, f"{message}; {r.note}", e.reason,
+                                      e.waits_for, r.p90_ns, r.note)
+        return out
+
+    @property
+    def forecasts(self) -> dict[str, RangedForecast]:
+        """Every leaf's P50 forecast with its P90 one."""
+        return {leaf: RangedForecast(f.leaf, f.openings, f.note, f.bands, self.latest.get(leaf), self.note)
+                for leaf, f in self.p50.items()}
 
 
 def quantile(values: Sequence[int | None], q: float) -> int | None:

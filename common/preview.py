@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from common.estimate_range import RangedForecast
 from common.explain import render
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
@@ -83,10 +84,18 @@ def _opening_rows(openings: Sequence[Opening]) -> list[dict[str, object]]:
 
 def forecast_status(forecast: Forecast) -> dict[str, object]:
     """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?, guaranteed?}], note, bands:
-    [{abovePriority, openings}]}``, times in RFC 3339."""
+    [{abovePriority, openings}], latest: {openings, bands}, assumes}``, times in RFC 3339. ``openings`` and
+    ``bands`` are the P50 (common/estimate_range.py), ``latest`` the P90 (absent: a lower bound only), and
+    ``assumes`` what they assume."""
     out: dict[str, object] = {"openings": _opening_rows(forecast.openings), "note": forecast.note}
     if forecast.bands:
         out["bands"] = [{"abovePriority": b.above, "openings": _opening_rows(b.openings)} for b in forecast.bands]
+    if isinstance(forecast, RangedForecast):
+        out["latest"] = None
+        if forecast.latest is not None:
+            latest = forecast_status(forecast.latest)
+            out["latest"] = {"openings": latest["openings"], "bands": latest.get("bands", [])}
+        out["assumes"] = forecast.assumes or None
     return out
 
 
@@ -108,22 +117,34 @@ def _openings(rows: object) -> tuple[Opening, ...] | None:
     return tuple(out)
 
 
-def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
-    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
-    found = (status or {}).get("forecast")
-    if not isinstance(found, Mapping):
-        return None
+def _forecast(leaf: str, found: Mapping[str, object]) -> Forecast | None:
     tail = _openings(found.get("openings"))
     if tail is None:
         return None
     bands = []
-    for row in found.get("bands") or []:
+    rows = found.get("bands")
+    for row in rows if isinstance(rows, list) else []:
         above = row.get("abovePriority") if isinstance(row, Mapping) else None
         openings = _openings(row.get("openings")) if isinstance(row, Mapping) else None
         if not isinstance(above, int) or isinstance(above, bool) or openings is None:
             return None
         bands.append(Band(above, openings))
     return Forecast(leaf, tail, str(found.get("note") or ""), tuple(bands))
+
+
+def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> RangedForecast | None:
+    """The Forecast a Queue's status publishes (P50, with its P90 ``latest`` when published), or None when it
+    has none or it is malformed."""
+    found = (status or {}).get("forecast")
+    if not isinstance(found, Mapping):
+        return None
+    p50 = _forecast(leaf, found)
+    if p50 is None:
+        return None
+    latest_row = found.get("latest")
+    latest = _forecast(leaf, {**latest_row, "note": p50.note}) if isinstance(latest_row, Mapping) else None
+    assumes = found.get("assumes")
+    return RangedForecast(leaf, p50.openings, p50.note, p50.bands, latest, assumes if isinstance(assumes, str) else "")
 
 
 def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
