@@ -3,6 +3,7 @@ the create warning, and ``kubectl rayqueue why``, ``queue`` and ``whatif``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 __all__ = ["eta_text", "span"]
@@ -13,15 +14,20 @@ NS: Final = 10**9
 def span(seconds: float, *, up: bool = False) -> str:
     """A wait as people read it, to two units at most: ``45s``, ``4m``, ``1h30m``, ``2d3h``. Rounded to the
     nearest unit shown, or up with ``up`` (a bound is never told earlier than it is)."""
+    def whole(x: float) -> int:
+        return math.ceil(x - 1e-9) if up else round(x)
+
     seconds = max(0.0, seconds)
-    for unit, small, name, small_name in ((86400, 3600, "d", "h"), (3600, 60, "h", "m")):
-        if seconds >= unit:
-            n = -(-seconds // small) if up else round(seconds / small)
-            big, rest = divmod(int(n), unit // small)
-            return f"{big}{name}{rest}{small_name}" if rest else f"{big}{name}"
-    if seconds >= 90:
-        return f"{int(-(-seconds // 60)) if up else round(seconds / 60)}m"
-    return f"{int(-(-seconds // 1)) if up else round(seconds)}s"
+    if whole(seconds) < 60:
+        return f"{whole(seconds)}s"
+    minutes = whole(seconds / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 24 * 60:
+        h, m = divmod(minutes, 60)
+        return f"{h}h{m}m" if m else f"{h}h"
+    d, h = divmod(whole(seconds / 3600), 24)
+    return f"{d}d{h}h" if h else f"{d}d"
 
 
 def eta_text(p50_ns: int | None, p90_ns: int | None, now_ns: int) -> str:

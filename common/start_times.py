@@ -398,6 +398,7 @@ def replay(
     releases = 0
     refill()
     coming = sorted(arrivals, key=lambda w: w.item.enqueue_ns)
+    placed = {w.item.uid for w in pending}  # once all have started, the arrivals left change nothing
     while True:
         while coming and coming[0].item.enqueue_ns <= t:
             w = coming.pop(0)
@@ -463,7 +464,8 @@ def replay(
                 break  # nothing changed
         record(t, decide)  # the last pass: what it admitted, what reclaim claimants reserved, what is leaving
         admitted_at_t.clear()
-        if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
+        if ((len(queues) == 0 or (arrivals and placed.issubset(started))) and forecasts_done()) \
+                or releases >= max_releases:  # (arrivals, placed or to come, cannot move a started job)
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
