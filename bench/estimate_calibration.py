@@ -26,7 +26,7 @@ from typing import Any, Final
 from bench.estimate import LEAVES, NS, T0, Cluster, Job
 from common import keys
 from common.estimate_learning import Arrival, Learned, passed
-from common.estimate_range import sample_ranges
+from common.estimate_range import published_bound, sample_ranges
 from common.quota_tree import QuotaTree
 
 RUNTIMES: Final = ("exact", "noisy", "half", "none")
@@ -152,7 +152,7 @@ def play(jobs: Sequence[Job], mins: int, every: int = 1) -> list[dict[str, Any]]
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ranged = [r for r in rows if r["p90"] is not None and r["wait"] > 0]
-    within = [r["actual"] <= r["p90"] for r in ranged]
+    within = [r["actual"] <= published_bound(r["p90"]) for r in ranged]  # as the QueueUnit shows it
     ratio = [(r["p90"] - r["at"]) / r["wait"] for r in ranged]
     err = [abs(r["p50"] - r["actual"]) / r["wait"] for r in ranged]
     base = [abs(r["baseline"] - r["actual"]) / r["wait"] for r in ranged if r["baseline"] is not None]

@@ -49,7 +49,7 @@ from common.start_times import (
     replay,
 )
 
-__all__ = ["MAX_ARRIVALS", "P50", "P90", "SAMPLES", "Range", "RangedEstimate", "RangedForecast", "Ranges", "quantile",
+__all__ = ["MAX_ARRIVALS", "P50", "P90", "published_bound", "SAMPLES", "Range", "RangedEstimate", "RangedForecast", "Ranges", "quantile",
            "quantile_forecast", "sample_ranges"]
 
 SAMPLES: Final = 16
@@ -66,7 +66,8 @@ MIN_HORIZON_SECONDS: Final = 300.0
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A waiting job's P50 start and P90 bound (None: no bound, the P50 is a lower bound only)."""
+    """A waiting job's P50 start and P90 bound (None: no bound, the P50 is a lower bound only). Published in
+    whole seconds, the P90 rounded up (``published_bound``)."""
 
     uid: str
     p50_ns: int | None
@@ -124,6 +125,11 @@ class Ranges:
         """Every leaf's P50 forecast with its P90 one."""
         return {leaf: RangedForecast(f.leaf, f.openings, f.note, f.bands, self.latest.get(leaf), self.note)
                 for leaf, f in self.p50.items()}
+
+
+def published_bound(ns: int) -> int:
+    """A P90 bound as it is published: whole seconds, rounded up (a bound is never told earlier)."""
+    return -(-ns // NS) * NS
 
 
 def quantile(values: Sequence[int | None], q: float) -> int | None:
@@ -261,7 +267,7 @@ def sample_ranges(
     for uid, values in starts.items():
         p50, p90 = quantile(values, P50), quantile(values, P90)
         p50 = None if p50 is None else max(now_ns, p50)
-        p90 = None if p90 is None or p50 is None else max(p50, -(-p90 // NS) * NS)  # a bound: whole seconds, up
+        p90 = None if p90 is None or p50 is None else max(p50, p90)
         ranges[uid] = Range(uid, p50, p90, note)
     forecasts, latest = {}, {}
     for leaf, det in base.forecasts.items():

@@ -65,7 +65,8 @@ def learning_status(cache: Cache, now_ns: int) -> dict[str, dict[str, Any]]:
                     and job.end_ns >= job.dequeue_ns and declared.source == "declared" and declared.seconds):
                 learned = learned.with_ratio((job.end_ns - job.dequeue_ns) / NS, declared.seconds)
             admitted = cache.state(job.uid) is JobState.ADMITTED
-            if (admitted and job.dequeue_ns is not None and job.dequeue_ns > checked and job.enqueue_ns is not None
+            dequeued = cache.dequeue_ns(job.uid)  # as the controller knows it, its own marks included
+            if (admitted and dequeued is not None and dequeued > checked and job.enqueue_ns is not None
                     and passed(job.enqueue_ns, waiting_since)):
                 claim = ledger.claim(job.uid) if ledger is not None else None
                 guaranteed = bool(ledger is not None and claim is not None and ledger.is_guaranteed(claim))

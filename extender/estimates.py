@@ -30,7 +30,7 @@ from typing import Any, Final
 from common import keys
 from common.accounting import JobState
 from common.estimate_learning import Learned, learned_from_status
-from common.estimate_range import RangedEstimate, RangedForecast, Ranges, sample_ranges
+from common.estimate_range import RangedEstimate, RangedForecast, Ranges, published_bound, sample_ranges
 from common.eta import eta_text
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
@@ -195,7 +195,7 @@ def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -
                 or _moved(_text(status, "estimatedStartTimeLatest"), latest, now_ns)):
             patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name, {
                 "estimatedStartTime": rfc3339(found.start_ns) if found.start_ns is not None else None,
-                "estimatedStartTimeLatest": rfc3339(latest) if latest is not None else None,
+                "estimatedStartTimeLatest": rfc3339(published_bound(latest)) if latest is not None else None,
                 "eta": eta_text(found.start_ns, latest, now_ns) if found.start_ns is not None else None,
                 "estimate": found.message}))
     return patches
