@@ -49,8 +49,20 @@ from common.start_times import (
     replay,
 )
 
-__all__ = ["MAX_ARRIVALS", "P50", "P90", "published_bound", "SAMPLES", "Range", "RangedEstimate", "RangedForecast", "Ranges", "quantile",
-           "quantile_forecast", "sample_ranges"]
+__all__ = [
+    "MAX_ARRIVALS",
+    "P50",
+    "P90",
+    "SAMPLES",
+    "Range",
+    "RangedEstimate",
+    "RangedForecast",
+    "Ranges",
+    "published_bound",
+    "quantile",
+    "quantile_forecast",
+    "sample_ranges",
+]
 
 SAMPLES: Final = 16
 MAX_ARRIVALS: Final = 64
