@@ -310,10 +310,12 @@ def replay(
     max_releases: int = 1000,
     resolution: float = 0.01,
     forecast: bool = True,
+    arrivals: Sequence[Waiting] = (),
 ) -> Replay:
     """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
     replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
-    take at the tail of its queue."""
+    take at the tail of its queue. ``arrivals`` (common/estimate_range.py's sampled futures) join the simulated
+    queues at their ``item.enqueue_ns``; they get no Estimate."""
     sim_ledger = ReplayLedger(ledger)
     queues = ReplayQueues(sim_ledger.tree)
     for leaf, policy in sorted((policies or {}).items()):
@@ -416,7 +418,14 @@ def replay(
     t = now_ns
     releases = 0
     refill()
+    coming = sorted(arrivals, key=lambda w: w.item.enqueue_ns)
+    placed = {w.item.uid for w in pending}  # once all have started, the arrivals left change nothing
     while True:
+        while coming and coming[0].item.enqueue_ns <= t:
+            w = coming.pop(0)
+            info[w.item.uid] = w
+            source.preemptible_of[w.item.uid] = w.preemptible
+            queues.upsert(w.item)
         for attempt in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
             decide = AdmissionPass(source, sim_ledger, t)
             if attempt == 0:
@@ -469,11 +478,15 @@ def replay(
                 break  # nothing changed
         record(t, decide)  # the last pass: what it admitted, what reclaim claimants reserved, what is leaving
         admitted_at_t.clear()
-        if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
+        if ((len(queues) == 0 or (arrivals and placed.issubset(started))) and forecasts_done()) \
+                or releases >= max_releases:  # (arrivals, placed or to come, cannot move a started job)
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
             heapq.heappop(ends)
+        if coming and (not ends or coming[0].item.enqueue_ns < ends[0][0]):
+            t = coming[0].item.enqueue_ns
+            continue
         if not ends:
             break
         # Releases within `resolution` of the elapsed time are taken together, at the last of them

@@ -295,7 +295,7 @@ class Controller:
             self._estimate_due = self._estimated_at + self.estimate_seconds
             return
         self._estimated_at, self._estimate_due = now, None
-        await self.execute(Plan(tuple(estimates.history_patches(self.cache))))
+        await self.execute(Plan(tuple(estimates.history_patches(self.cache, from_datetime(self.clock.now())))))
         snap = await self._snapshot_sliced()
         if snap is None:
             return

@@ -32,9 +32,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, Final
 
+from common.estimate_range import RangedEstimate, ranged_replay
 from common.queueing import QueueItem
 from common.resources import Resources
-from common.start_times import Estimate, Forecast, Replay, Runtime, Waiting, replay
+from common.start_times import Estimate, Forecast, Replay, Runtime, Waiting
 
 if TYPE_CHECKING:
     from extender.estimates import EstimateInputs
@@ -46,18 +47,21 @@ log = logging.getLogger("rayqueue.extender")
 _PR_SET_PDEATHSIG = 1
 NICE: Final = 10  # the worker's niceness above the extender's
 CHUNK: Final = 1000  # waiting jobs (and estimates) per pickled chunk: each a short hold of the interpreter lock
-Packed = tuple[bytes, tuple[bytes, ...]]  # (ledger, running, policies, now), then the waiting jobs in chunks
+# (ledger, running, policies, now, what the leaves learned, their runtimes), then the waiting jobs in chunks
+Packed = tuple[bytes, tuple[bytes, ...]]
 PackedReplay = tuple[tuple[bytes, ...], bytes]  # the estimates in chunks, then the forecasts
 
 
 def pack(snap: EstimateInputs) -> Packed:
     """The snapshot pickled in chunks, its waiting jobs as tuples of strings and integers (the ledger and the
     running jobs, a few hundred objects, go as they are): one pickle of 10,000 objects would hold the
-    interpreter lock, in the extender, for tens of milliseconds at once."""
+    interpreter lock, in the extender, for tens of milliseconds at once. The leaves' learned history and the
+    snapshot's instant (``now_ns``, the controller's clock) go with the ledger: the range is drawn from them."""
     rows = [(i.uid, i.namespace, i.name, i.quota, i.priority, i.enqueue_ns, tuple(dict(i.request).items()),
              w.runtime.seconds, w.runtime.source, w.runtime.detail, w.preemptible)
             for w in snap.waiting for i in (w.item,)]
-    head = pickle.dumps((snap.ledger, snap.running, dict(snap.policies), snap.now_ns))
+    head = pickle.dumps((snap.ledger, snap.running, dict(snap.policies), snap.now_ns, dict(snap.learned),
+                         {leaf: tuple(v) for leaf, v in snap.runtimes.items()}))
     return head, tuple(pickle.dumps(rows[i:i + CHUNK]) for i in range(0, len(rows), CHUNK))
 
 
@@ -69,17 +73,20 @@ def _waiting(row: tuple[Any, ...]) -> Waiting:
 
 
 def run_packed(packed: Packed) -> PackedReplay:
-    """In the worker: rebuild, replay as ``extender.estimates.compute`` does, and pack the result in chunks."""
+    """In the worker: rebuild, replay and sample the range as ``extender.estimates.compute`` does (the same call),
+    and pack the result in chunks."""
     head, chunks = packed
-    ledger, running, policies, now_ns = pickle.loads(head)
+    ledger, running, policies, now_ns, learned, runtimes = pickle.loads(head)
     waiting = [_waiting(row) for chunk in chunks for row in pickle.loads(chunk)]
-    found = replay(ledger, running, waiting, now_ns, policies=policies)
-    rows = [(e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for) for e in found.estimates.values()]
+    found = ranged_replay(ledger, running, waiting, now_ns, learned=learned, runtimes=runtimes, policies=policies)
+    rows = [(e.uid, e.key, e.quota, e.start_ns, e.message, e.reason, e.waits_for,
+             *((e.latest_ns, e.assumes) if isinstance(e, RangedEstimate) else (None, "")))
+            for e in found.estimates.values()]
     return tuple(pickle.dumps(rows[i:i + CHUNK]) for i in range(0, len(rows), CHUNK)), pickle.dumps(found.forecasts)
 
 
 def _estimates(chunk: bytes) -> dict[str, Estimate]:
-    return {row[0]: Estimate(*row) for row in pickle.loads(chunk)}
+    return {row[0]: RangedEstimate(*row) for row in pickle.loads(chunk)}
 
 
 def unpack_replay(packed: PackedReplay) -> Replay:

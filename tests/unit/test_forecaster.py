@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from prometheus_client import CollectorRegistry
 
 from common import keys
 from common.clock import FakeClock
+from common.estimate_learning import Arrival, Learned
+from common.estimate_range import RangedEstimate, RangedForecast
+from common.resources import Resources
 from extender import estimates
 from extender.cache import Cache
 from extender.controller import Controller
@@ -44,6 +48,30 @@ def test_a_packed_snapshot_replays_to_what_the_extender_computes() -> None:
     assert found.estimates == expected.estimates
     assert found.forecasts == expected.forecasts
     assert found.estimates["c"].start_ns is not None
+
+
+def learned_snapshot() -> EstimateInputs:
+    """``snapshot`` with an hour of history in both leaves: runtimes run over their declarations, and jobs of
+    higher priority arrive that pass the waiting ones (so every range is sampled, not a lower bound)."""
+    hour = 3600 * 10**9
+    ratios = (0.8, 1.0, 1.2, 1.5, 2.0)
+    learned = {leaf: Learned(ratios, tuple(Arrival(NOW - (i + 1) * 600 * 10**9, 5, Resources({"cpu": 2000}), 240.0)
+                                           for i in range(4)), NOW - hour) for leaf in (X, Y)}
+    return replace(snapshot(), learned=learned, runtimes={X: (120.0, 300.0, 600.0, 900.0, 1200.0)})
+
+
+def test_the_worker_computes_the_p50_and_the_p90_from_the_learned_history_the_snapshot_carries() -> None:
+    """The packed snapshot carries what the leaves learned and the snapshot's instant: the worker's ranges are
+    the extender's, and they are ranges (a P90 after the P50 for a job whose future is uncertain)."""
+    snap = learned_snapshot()
+    found, expected = unpack_replay(run_packed(pack(snap))), estimates.compute(snap)
+    assert found.estimates == expected.estimates
+    assert found.forecasts == expected.forecasts
+    e = found.estimates["e"]  # waits for running jobs whose runtimes the futures draw
+    assert isinstance(e, RangedEstimate) and e.start_ns is not None and e.latest_ns is not None
+    assert NOW < e.start_ns < e.latest_ns
+    assert "P50 and P90 over" in e.assumes
+    assert all(isinstance(f, RangedForecast) and f.latest is not None for f in found.forecasts.values())
 
 
 def test_the_worker_replays_the_same_and_a_dead_worker_is_replaced() -> None:
