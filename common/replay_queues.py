@@ -13,8 +13,10 @@ refusal by the max rules. A job refused as draining (its previous run's claim is
 leaf, whose release it waits for. Such an event wakes the frozen jobs of every node on the path of the leaf
 that lost usage; a job woken during a pass is tried in that pass if its place comes after the job being
 tried, as the full pass would. After a release, a job of another leaf that still exceeds its node on the ledger
-without it stays frozen. A woken job's turn starts with a recheck: still over its node on the pass's own usage
-(what it admitted so far counted) and still not guaranteed (its leaf lost no usage since it was frozen, or the
+without it stays frozen. A refusal is frozen only on usage that lasts: while the pass holds capacity for a
+claimant's reclaim, only when it would stand on the ledger the pass started from (the hold is gone in the next
+pass, with no drop to wake anyone). A woken job's turn starts with a recheck: still over its node on the pass's
+own usage (what it admitted so far counted; the ledger it started from while it holds some) and still not guaranteed (its leaf lost no usage since it was frozen, or the
 reclaim view says so), it is frozen again without a decision; else it is decided in full. Everything else
 (Block leaves, guaranteed jobs, guaranteed-first, a reclaim awaited) is tried in every pass, as before.
 
@@ -184,7 +186,7 @@ class ReplayQueues(Queues):
             if item is None or item.quota in stopped or uid in self._frozen:
                 continue
             again = self._recheck.pop(uid, None)
-            if (again is not None and self._still_over(decide.view, again[0], item, again[1])
+            if (again is not None and self._lasting_over(decide, again[0], item, again[1])
                     and (again[2] == self._drops.get(item.quota, 0)
                          or not decide.reclaim_view.is_guaranteed(decide.claim(item)))):
                 # Still over its node on the pass's own usage, and not guaranteed: the same refusal, nothing held.
@@ -221,7 +223,15 @@ class ReplayQueues(Queues):
         if explain.why == "draining":
             self._freeze(uid, item.quota, explain.why)
         elif explain.why in _FREEZABLE and not decide.reclaim_view.is_guaranteed(decide.claim(item)):
-            self._freeze(uid, explain.node if explain.why != "capacity" else _CLUSTER, explain.why)
+            node = explain.node if explain.why != "capacity" else _CLUSTER
+            if not decide.reclaiming or self._still_over(decide.real, node or _CLUSTER, item, explain.why):
+                self._freeze(uid, node, explain.why)
+
+    def _lasting_over(self, decide: AdmissionPass, node: str, item: QueueItem, why: str) -> bool:
+        """``item`` is over ``node`` on usage that lasts beyond this pass: the pass's own view while it holds
+        nothing for a reclaim, else the ledger the pass started from (a claimant's hold is gone in the next pass:
+        a Block leaf's refused head is not tried again, and nothing drops for the jobs it kept out)."""
+        return self._still_over(decide.real if decide.reclaiming else decide.view, node, item, why)
 
     # --- freezing ----------------------------------------------------------------------------------
 

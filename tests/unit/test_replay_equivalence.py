@@ -148,3 +148,36 @@ def test_a_job_woken_by_a_release_elsewhere_is_decided_in_full_once_its_own_leaf
                                        for r in held],
                               [reference.Waiting(w.item, reference.Runtime(*_fields(w.runtime))) for w in queued], NOW)
     assert {u: _fields(e) for u, e in found.items()} == {u: _fields(e) for u, e in slow.items()}
+
+
+def test_a_refusal_caused_by_a_reclaim_claimants_hold_is_not_frozen_past_the_pass_that_holds_it() -> None:
+    """The cluster (6 cpu) is full; x's job (2 cpu, Block leaf) becomes guaranteed when x's own job ends at 60 s
+    and reclaims y/r1, holding the room for it in that pass, so y's waiting job (1 cpu) is refused by capacity.
+    In the next pass at 60 s the hold is gone (x's blocked head is not tried again while nothing changed) and
+    y's job fits in the cpu x's job freed: it starts at 60 s. Freezing its refusal on the pass's usage, hold
+    included, kept it waiting with nothing left to wake it."""
+    tree = make_tree(make_quota("root", make_quota("a", make_quota("x", min={"cpu": 2}, max={"cpu": 8}),
+                                                   make_quota("y", max={"cpu": 8}), min={"cpu": 2}, max={"cpu": 8}),
+                                make_quota("b", make_quota("z", max={"cpu": 8}), max={"cpu": 8}),
+                                min={"cpu": 8}, max={"cpu": 8}))
+    ledger = Ledger(tree, cpu(6))
+    held = []
+    for uid, quota, n, seconds, preemptible in (("r1", "root/a/y", 1, None, True), ("r2", "root/a/y", 4, None, True),
+                                                ("r3", "root/a/x", 1, 60.0, False)):
+        claim = Claim(uid=uid, key=f"{quota[-1]}/{uid}", kind="job", quota=quota, request=cpu(n),
+                      preemptible=preemptible, admitted_order=NOW)
+        ledger.add(claim)
+        runtime = Runtime(seconds, "declared", "declared 60s") if seconds else Runtime(None, "unknown", "no runtime")
+        held.append(Running(claim, NOW, runtime))
+    queued = [Waiting(QueueItem(uid="w00", namespace="y", name="w00", quota="root/a/y", priority=0, enqueue_ns=NOW,
+                                request=cpu(1)), Runtime(None, "unknown", "no runtime")),
+              Waiting(QueueItem(uid="w01", namespace="x", name="w01", quota="root/a/x", priority=0, enqueue_ns=NOW,
+                                request=cpu(2)), Runtime(None, "unknown", "no runtime"), preemptible=False)]
+    policies: dict[str, QueuePolicy] = {"root/a/x": "Block", "root/a/y": "Round", "root/b/z": "Round"}
+    found = replay(ledger, held, queued, NOW, policies=policies, window=2, max_releases=3)
+    assert found.estimates["w00"].start_ns == NOW + 60 * NS
+    slow = reference.replay(ledger, [reference.Running(r.claim, r.started_ns, reference.Runtime(*_fields(r.runtime)))
+                                     for r in held],
+                            [reference.Waiting(w.item, reference.Runtime(*_fields(w.runtime)), w.preemptible)
+                             for w in queued], NOW, policies=policies, window=2, max_releases=3)
+    assert {u: _fields(e) for u, e in found.estimates.items()} == {u: _fields(e) for u, e in slow.estimates.items()}
