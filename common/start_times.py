@@ -311,11 +311,14 @@ def replay(
     resolution: float = 0.01,
     forecast: bool = True,
     arrivals: Sequence[Waiting] = (),
+    messages: bool = True,
 ) -> Replay:
     """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
     replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
     take at the tail of its queue. ``arrivals`` (common/estimate_range.py's sampled futures) join the simulated
-    queues at their ``item.enqueue_ns``; they get no Estimate."""
+    queues at their ``item.enqueue_ns``; they get no Estimate. Without ``messages`` the estimates carry only their
+    start (a sampled future's: its words are the deterministic replay's). Without forecasts, the replay stops once
+    every waiting job has started (what happens after changes none of their starts)."""
     sim_ledger = ReplayLedger(ledger)
     queues = ReplayQueues(sim_ledger.tree)
     for leaf, policy in sorted((policies or {}).items()):
@@ -478,8 +481,8 @@ def replay(
                 break  # nothing changed
         record(t, decide)  # the last pass: what it admitted, what reclaim claimants reserved, what is leaving
         admitted_at_t.clear()
-        if ((len(queues) == 0 or (arrivals and placed.issubset(started))) and forecasts_done()) \
-                or releases >= max_releases:  # (arrivals, placed or to come, cannot move a started job)
+        if ((len(queues) == 0 or ((arrivals or not leaves) and placed.issubset(started))) and forecasts_done()) \
+                or releases >= max_releases:  # (arrivals, requeued victims or jobs to come, cannot move a started job)
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
@@ -516,7 +519,8 @@ def replay(
     said = _Said(released, unknown)
     for w in pending:
         uid = w.item.uid
-        out[uid] = _describe(w, started.get(uid), first.get(uid), said, horizon, max_releases, window, now_ns)
+        out[uid] = (_describe(w, started.get(uid), first.get(uid), said, horizon, max_releases, window, now_ns)
+                    if messages else Estimate(uid, w.item.key, w.item.quota, started.get(uid), ""))
     exhausted = not any(end_of.get(uid) == end for end, uid in ends)
     forecasts = {leaf: Forecast(leaf, tuple(openings[leaf, None]),
                                 _forecast_note(sim_ledger, leaf, openings[leaf, None], unknown, exhausted, max_releases),

@@ -113,7 +113,7 @@ def test_runtimes_that_overrun_their_declarations_widen_the_range() -> None:
     assert r.p50_ns is not None and r.p90_ns is not None
     assert NOW + 9 * MIN <= r.p50_ns <= r.p90_ns <= NOW + 19 * MIN
     assert r.p90_ns >= NOW + int(16.5 * MIN)
-    assert "P50 and P90 over 16 sampled futures" in out.estimates["w"].message
+    assert "P50 and P90 over 8 sampled futures" in out.estimates["w"].message
     assert "if nothing else changes" not in out.estimates["w"].message
 
 

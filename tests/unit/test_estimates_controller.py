@@ -204,7 +204,7 @@ def test_a_waiting_unit_shows_its_range_once_the_leaf_has_history_and_a_lower_bo
     p50, p90 = parse_go(status["estimatedStartTime"]), parse_go(status["estimatedStartTimeLatest"])
     assert NOW + 600 * S < p50 <= p90 <= NOW + 1200 * S
     assert status["eta"].startswith("~") and ", by " in status["eta"]
-    assert "P50 and P90 over 16 sampled futures" in status["estimate"]
+    assert "P50 and P90 over 8 sampled futures" in status["estimate"]
 
     found = estimates.compute(estimates.snapshot(loop.cache, NOW))  # type: ignore[arg-type]
     patches = estimates.forecast_patches(loop.cache, found.forecasts, NOW)
