@@ -7,7 +7,10 @@ Here the same replay is run on ``SAMPLES`` sampled futures, each drawn from what
 * every job's runtime: a declared one (or ``activeDeadlineSeconds``, capped at it) times an actual/declared
   ratio drawn from its leaf's last ratios (the whole tree's when the leaf has fewer than ``MIN_SAMPLES``); an
   undeclared one drawn from the leaf's runtime history. A running job draws among the values that have not
-  ended yet (it is still running); when none has, its runtime stays as the deterministic replay has it;
+  ended yet (it is still running), the whole tree's too when fewer than ``MIN_SAMPLES`` of its leaf's have not
+  (a leaf's last 20 runtimes say little about how long a job that outlived most of them goes on: drawing from
+  them alone ended such jobs too early, and waits behind them with them); when none has, its runtime stays as
+  the deterministic replay has it;
 * the jobs that would pass a waiting one (higher priority, or guaranteed claimants that reclaim): a Poisson
   arrival process per leaf at its learned rate, each arrival a copy of one of its recorded ones (request,
   priority, declared runtime times a drawn ratio, or a drawn runtime), at most ``MAX_ARRIVALS`` per future.
@@ -200,10 +203,24 @@ class _Draws:
         else:  # pragma: no cover - "unknown" has no seconds
             return runtime
         values = [v for v in values if v > elapsed_s]
+        if elapsed_s > 0 and len(values) < MIN_SAMPLES:  # a running job in its leaf's tail: the tree's tail too
+            wider = self._wider(runtime, leaf, elapsed_s)
+            values = wider if len(wider) > len(values) else values
         if not values:
             return runtime  # past everything history has seen: as the deterministic replay has it
         rng = random.Random(f"{self.seed}:{k}:{uid}")
         return replace(runtime, seconds=rng.choice(values))
+
+    def _wider(self, runtime: Runtime, leaf: str, elapsed_s: float) -> list[float]:
+        """The values beyond ``elapsed_s`` over the whole tree's history (ratios, or runtimes without a
+        declaration): a leaf's last few cannot say how long a job that outlived most of them goes on."""
+        assert runtime.seconds is not None
+        if runtime.source in ("declared", "deadline"):
+            cap = 1.0 if runtime.source == "deadline" else math.inf
+            pooled = [runtime.seconds * min(cap, r) for r in self.pool]
+        else:
+            pooled = [v for other in sorted(self.runtimes) for v in self.runtimes[other]]
+        return [v for v in pooled if v > elapsed_s]
 
     def arrivals(self, k: int, now_ns: int, horizon_s: float) -> list[Waiting]:
         """Future ``k``'s arrivals up to ``horizon_s`` from now (the first MAX_ARRIVALS of all leaves), per
