@@ -35,6 +35,7 @@ from typing import Final, Literal, Protocol
 from common import keys
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Claim
+from common.preemption import whole_job
 from common.rayjob import MAX_INT32, JobInfo, PodInfo, WorkerGroup
 from common.resources import Resources
 
@@ -115,9 +116,13 @@ def holds_claim(state: JobState, *, managed: bool, claimed: bool, dequeued: bool
 def releasing(job: JobInfo, state: JobState) -> bool:
     """Whether a job that holds a claim holds it on its way out: it finished, was deleted or suspended (its claim
     drains until its pods are gone), it is to be requeued, or it was given a preemption notice (docs/preemption.md:
-    a victim already chosen, whose claim goes at its deadline). Reclaim never picks it again. ``state`` is its
+    a victim already chosen, whose claim goes at its deadline). Reclaim never picks it again. A shrink notice
+    (docs/elastic.md) is not one: the job keeps running, only the pods it names release. ``state`` is its
     ``lifecycle``."""
-    return state is not JobState.ADMITTED or keys.PREEMPTION_NOTICE in job.annotations
+    if state is not JobState.ADMITTED:
+        return True
+    notice = job.annotations.get(keys.PREEMPTION_NOTICE)
+    return notice is not None and whole_job(notice)
 
 
 def job_claim(job: JobInfo, *, quota: str, request: Resources, admitted_order: int) -> Claim:

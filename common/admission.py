@@ -187,7 +187,10 @@ class AdmissionPass:
             if yielded is not None:
                 return yielded
         others = [h for h in self.heads if h.quota != item.quota]
-        decision = self.view.check(claim, waiting_guaranteed=others)
+        # the heads judged as if the releasing claims and this pass's victims were gone: a claimant waiting for
+        # its reclaim keeps what it waits for (a borrower taking it would make it reclaim again and again)
+        going = self.releasing | {v.uid for v, _ in (*self.victims, *self.growth_victims)} if others else set()
+        decision = self.view.check(claim, waiting_guaranteed=others, releasing=going)
         if decision:
             self.admitted.append((claim, self.source.queues.attempts(item.uid)))
             self._add(claim)

@@ -290,17 +290,19 @@ class Ledger:
         if not decision or not waiting_guaranteed or self._guaranteed_in(claim, base):
             return decision
         going = [self._claims[u] for u in sorted(releasing) if u in self._claims and u != claim.uid]
-        after = _View(self, removed=[*_without(self._claims.get(claim.uid)), *going], added=[claim])
+        removed = [*_without(self._claims.get(claim.uid)), *going]
+        ahead: list[Claim] = []  # the waiting guaranteed claims before ``w`` that fit: judged together, not one by one
         for w in waiting_guaranteed:
             if w.uid == claim.uid or w.quota == claim.quota or w.uid in self._claims:
                 continue  # the claim itself, its own leaf, or not actually waiting
-            w_now = _View(self, removed=going)
+            w_now = _View(self, removed=going, added=ahead)
             if not self._guaranteed_in(w, w_now) or not self._evaluate(w, w_now):
                 continue
-            blocked = self._evaluate(w, after)
+            blocked = self._evaluate(w, _View(self, removed=removed, added=[claim, *ahead]))
             if not blocked:
                 return Decision.of(Explain(why="guaranteed-first", node=claim.quota, excess=blocked.excess,
                                            job=w.key, job_quota=w.quota, cause=blocked.why()))
+            ahead.append(w)
         return decision
 
     def headroom(self, leaf: str, without: Iterable[Claim] = ()) -> tuple[Resources, int | None]:

@@ -9,7 +9,9 @@ to do with a noticed victim now (docs/preemption.md).
   on every pod of it: a JSON object ``{"deadline", "job", "claimant", "claimantUID", "grace", "reason"}`` with
   the deadline in RFC 3339 (UTC, whole seconds, rounded *up*, so the job never gets less than its grace).
   The deadline lives only there: a restarted controller reads it back and neither suspends early nor
-  forgets.
+  forgets. A **shrink notice** (docs/elastic.md) also names ``workers`` (per group, the pods above an elastic job's
+  floor that reclaim takes): the same notice on the job and on those pods only, and what comes at its deadline
+  (or acknowledgement) is the shrink, not the suspension; the job keeps running (``Notice.shrinks``).
 * **Now.** ``victim_step`` says what a noticed, still admitted victim needs, in this order: ``suspend`` when the
   job acknowledged (it set ``rayqueue.io/checkpointed`` on its RayJob: it may have stopped working and
   waits for the end it asked for) or the notice cannot be read (only the controller writes it; one that
@@ -28,6 +30,7 @@ to do with a noticed victim now (docs/preemption.md).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,12 +55,15 @@ __all__ = [
     "min_runtime_ns",
     "min_runtime_problem",
     "protection",
+    "read_notice",
     "victim_step",
+    "whole_job",
 ]
 
 NS: Final = 10**9
 MAX_GRACE_SECONDS: Final = 24 * 3600  # a longer grace would hold a guaranteed claimant's capacity hostage
-Step = Literal["wait", "suspend", "withdraw"]
+Step = Literal["wait", "suspend", "withdraw"]  # "suspend": the reclaim itself (for a shrink notice, the shrink)
+Workers = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 class NoticeError(ValueError):
@@ -164,14 +170,44 @@ class Notice:
     claimant_uid: str
     grace: str  # the grace it was given, for people ("20s")
     reason: str
+    workers: Workers = ()  # a shrink notice: (group, pod names) of the workers that go; () for the whole job
+
+    @property
+    def shrinks(self) -> bool:
+        """A shrink notice: its workers go at the deadline, the job keeps running."""
+        return bool(self.workers)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The pods a shrink notice names."""
+        return frozenset(name for _, names in self.workers for name in names)
+
+    def covers(self, pod_name: str) -> bool:
+        """The pod goes at this notice's deadline: every pod of the job for a whole-job notice, the named ones for
+        a shrink notice."""
+        return not self.workers or pod_name in self.names
 
     def text(self) -> str:
         """The annotation value: compact JSON, keys sorted (one stable text for one notice)."""
-        return json.dumps(
-            {"claimant": self.claimant, "claimantUID": self.claimant_uid, "deadline": self.deadline,
-             "grace": self.grace, "job": self.job, "reason": self.reason},
-            sort_keys=True, separators=(",", ":"),
-        )
+        fields: dict[str, object] = {"claimant": self.claimant, "claimantUID": self.claimant_uid,
+                                     "deadline": self.deadline, "grace": self.grace, "job": self.job,
+                                     "reason": self.reason}
+        if self.workers:
+            fields["workers"] = {group: list(names) for group, names in self.workers}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+    def merged(self, later: Notice) -> Notice:
+        """A second shrink of the same job during this notice's grace: one notice naming both sets of workers,
+        with this one's claimant (whose capacity every pass reserves) and the later deadline (no worker gets
+        less than its grace; the first claimant waits at most one grace more, as with a second claimant's
+        victim, docs/preemption.md)."""
+        groups: dict[str, list[str]] = {group: list(names) for group, names in self.workers}
+        for group, names in later.workers:
+            kept = groups.setdefault(group, [])
+            kept.extend(n for n in names if n not in kept)
+        latest = max(self, later, key=lambda n: n.deadline_ns)
+        return Notice(latest.deadline_ns, self.job, self.claimant, self.claimant_uid, latest.grace, self.reason,
+                      _sorted({group: tuple(names) for group, names in groups.items()}))
 
     @property
     def deadline(self) -> str:
@@ -190,14 +226,49 @@ class Notice:
         if missing:
             raise NoticeError(f"{keys.PREEMPTION_NOTICE} lacks string fields {', '.join(missing)}: {text[:200]!r}")
         return cls(_parse_rfc3339(str(fields["deadline"])), str(fields["job"]), str(fields["claimant"]),
-                   str(fields["claimantUID"]), str(fields["grace"]), str(fields["reason"]))
+                   str(fields["claimantUID"]), str(fields["grace"]), str(fields["reason"]),
+                   _workers(obj.get("workers"), text))
 
 
-def issue(now_ns: int, grace: int, job: str, claimant: str, claimant_uid: str, reason: str) -> Notice:
+def _workers(value: object, text: str) -> Workers:
+    """A shrink notice's ``workers``: an object of group -> non-empty list of pod names (absent: a whole-job one)."""
+    if value is None:
+        return ()
+    if (not isinstance(value, Mapping) or not value
+            or not all(isinstance(g, str) and isinstance(ns, list) and ns and all(isinstance(n, str) for n in ns)
+                       for g, ns in value.items())):
+        raise NoticeError(f"{keys.PREEMPTION_NOTICE} workers is not an object of group -> pod names: {text[:200]!r}")
+    return _sorted({str(group): tuple(str(n) for n in names) for group, names in value.items()})
+
+
+def _sorted(groups: Mapping[str, tuple[str, ...]]) -> Workers:
+    """Workers by group name, as the annotation's sorted keys hold them (one value for one notice)."""
+    return tuple((group, groups[group]) for group in sorted(groups))
+
+
+@functools.lru_cache(maxsize=1024)
+def read_notice(text: str) -> Notice | None:
+    """The notice an annotation holds, None when it cannot be read (read on every pass for every claim it may
+    cover: cached by its text)."""
+    try:
+        return Notice.parse(text)
+    except NoticeError:
+        return None
+
+
+def whole_job(text: str) -> bool:
+    """The notice ends the whole job (a whole-job notice, or one that cannot be read: that job is suspended at
+    once); False for a shrink notice, whose job keeps running."""
+    notice = read_notice(text)
+    return notice is None or not notice.shrinks
+
+
+def issue(now_ns: int, grace: int, job: str, claimant: str, claimant_uid: str, reason: str,
+          workers: Workers = ()) -> Notice:
     """The notice given to RayJob ``job`` at ``now_ns`` with ``grace`` ns: the deadline rounded up to a whole
-    second."""
+    second; ``workers`` (group, pod names) for a shrink notice."""
     deadline = -(-(now_ns + grace) // NS) * NS  # integer ceiling: a float loses nanoseconds at 1.7e18
-    return Notice(deadline, job, claimant, claimant_uid, format_duration(grace / NS), reason)
+    return Notice(deadline, job, claimant, claimant_uid, format_duration(grace / NS), reason, _sorted(dict(workers)))
 
 
 def victim_step(notice: Notice | None, now_ns: int, *, acknowledged: bool, claimant_waiting: bool) -> Step:

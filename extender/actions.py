@@ -345,13 +345,22 @@ class Shrink:
     lowering ``replicas`` by the named pods not named yet and naming them in ``scaleStrategy.workersToDelete``,
     as the Ray autoscaler does (KubeRay reconcilePods deletes them and does not recreate them); a replayed
     Shrink lowers nothing twice. Then a Warning ``Shrunk`` event with ``reason`` on the job, its QueueUnit
-    (``unit``: namespace, name) and its RayCluster."""
+    (``unit``: namespace, name) and its RayCluster.
+
+    Where the victim's leaf grants a grace (docs/preemption.md), the reclaim plans the Shrink with its
+    ``claimant`` and ``why`` (the reclaim's words) and gives the job a shrink notice instead (``Notify``); the
+    Shrink planned at the notice's deadline (or acknowledgement) carries the notice's text (``notice``): once the
+    RayCluster is patched (or was already), the notice and its acknowledgement are removed from the job if it
+    still holds that notice (read, then a merge patch guarded by resourceVersion)."""
 
     cluster: ObjectRef
     job: JobRef
     unit: tuple[str, str]
     groups: tuple[tuple[str, tuple[str, ...]], ...]
     reason: str
+    claimant: JobRef | None = None
+    why: str = ""
+    notice: str | None = None
 
     @property
     def pods(self) -> int:

@@ -59,7 +59,7 @@ from extender.actions import (
 from extender.cache import Cache
 from extender.protected_retry import ProtectedRetry
 from extender.reconcile import reconcile, reconcile_steps
-from extender.shrink_io import expand_cluster, shrink_cluster
+from extender.shrink_io import clear_shrink_notice, expand_cluster, shrink_cluster
 from kubeio.client import MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
@@ -411,6 +411,9 @@ class Controller:
             shrunk = await shrink_cluster(self.client, self.events, action, names.__contains__)
             if shrunk is not None:
                 self.cache.on_raycluster("MODIFIED", shrunk)
+            cleared = await clear_shrink_notice(self.client, action)  # the shrink notice done (docs/preemption.md)
+            if cleared is not None:
+                self._job_handlers[action.job.kind]("MODIFIED", cleared)
         elif isinstance(action, Expand):
             expanded = await expand_cluster(self.client, action)
             if expanded is not None:

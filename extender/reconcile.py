@@ -23,8 +23,9 @@ cannot take the capacity it waits for.
 Cooperative preemption (docs/preemption.md, pure rules in ``common.preemption``). A victim whose leaf has a
 ``rayqueue.io/preemption-grace`` gets a ``Notify`` (the notice annotation with its deadline) and a
 ``PreemptionNotice`` event instead of a Suspend; from then on it is *releasing* (``Cache.releasing``), so
-its claimant waits for it as above. Every pass then handles each admitted job with a notice before the
-admission pass: it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
+its claimant waits for it as above; an elastic victim's Shrink becomes a shrink notice naming its workers
+(``extender.notice_phases``, docs/elastic.md), whose named pods release meanwhile. Every pass then handles each
+admitted job with a notice before the admission pass (``handle_notice``): it mirrors the notice onto the job's pods (``AnnotatePod``), withdraws it when its claimant
 no longer waits (``WithdrawNotice``), or suspends it (``Suspend(clear_notice=True)``) once it acknowledged
 (``rayqueue.io/checkpointed``) or its deadline passed; the claimants of live notices are reserved from the
 start of the admission pass (``AdmissionPass(reserved=...)``), and ``Plan.wake_ns`` is the next deadline,
@@ -84,16 +85,15 @@ from common.gotime import format_go
 from common.jobkind import kind_of
 from common.ledger import Claim, Ledger
 from common.liveness import Leftover
-from common.preemption import Notice, NoticeError, grace_ns, issue, victim_step
+from common.preemption import Notice, grace_ns, issue
 from common.preview import usage_from_status
 from common.queueing import Queues
 from common.quota_tree import QuotaNode, QuotaTree
-from common.rayjob import JobInfo, PodInfo
+from common.rayjob import JobInfo
 from common.resources import EMPTY, Resources
 from extender import unit_status
 from extender.actions import (
     Action,
-    AnnotatePod,
     DeleteQueue,
     DeleteQueueUnit,
     Dequeue,
@@ -109,17 +109,18 @@ from extender.actions import (
     Requeue,
     SetClusterQuotaCondition,
     SetPriority,
+    Shrink,
     Suspend,
     UpdateQueueStatus,
     UpdateQueueUnitStatus,
     UpdateTreeStatus,
-    WithdrawNotice,
 )
 from extender.cache import Cache
 from extender.expand import dequeue_resize, expansions_phase, waiting_view
 from extender.liveness_phases import leftovers_phase, timeouts_phase
+from extender.notice_phases import give_shrink_notice, handle_notice
 from extender.queue_objects import queue_object, queue_status, queue_unit_name, queue_unit_object, rfc3339
-from extender.shrink import named_for_deletion, split_growth
+from extender.shrink import named_for_deletion, split_growth, under_notice
 from extender.watched_objects import QueueUnitObject
 
 __all__ = ["PHASES", "SLICE", "Pass", "leftovers_phase", "reconcile", "reconcile_steps", "timeouts_phase"]
@@ -258,55 +259,6 @@ def requeues_phase(p: Pass) -> Steps:
         yield
 
 
-def handle_notice(p: Pass, job: JobInfo) -> None:
-    """An admitted job with a preemption notice: suspend it (acknowledged, deadline passed, unreadable
-    notice), withdraw the notice (its claimant no longer waits), or wait, mirroring the notice onto its
-    pods and recording its deadline as the pass's wake-up."""
-    cache, out = p.cache, p.requeues
-    text = job.annotations.get(keys.PREEMPTION_NOTICE, "")
-    ref = JobRef.of(job)
-    try:
-        notice: Notice | None = Notice.parse(text)
-        problem = ""
-    except NoticeError as exc:
-        notice, problem = None, str(exc)
-    acknowledged = keys.CHECKPOINTED in job.annotations
-    waiting = notice is not None and cache.state(notice.claimant_uid) is JobState.WAITING
-    what = victim_step(notice, p.now_ns, acknowledged=acknowledged, claimant_waiting=waiting)
-    if what == "wait" and notice is not None:
-        out.extend(_mirror(cache.remaining_pods(job.uid), text))
-        p.notices.setdefault(notice.claimant_uid, []).append((job.key, notice))
-        p.wake_at(notice.deadline_ns)
-        return
-    if what == "withdraw" and notice is not None:
-        reason = (f"preemption notice withdrawn: its claimant {notice.claimant} no longer waits for the quota; "
-                  "the job runs on")
-        out.append(WithdrawNotice(ref, reason))
-        out.append(Event(ref, "Normal", keys.EVENT_PREEMPTION_NOTICE_WITHDRAWN, reason))
-        out.extend(_mirror(cache.remaining_pods(job.uid), None))
-        return
-    leaf_name = _leaf_name(cache, job)
-    if notice is None:
-        claimant = JobRef("", "(unknown)", "")
-        why = f"its {keys.PREEMPTION_NOTICE} cannot be read ({problem}), so it has no deadline to keep"
-    else:
-        namespace, _, name = notice.claimant.partition("/")
-        claimant = JobRef(namespace, name, notice.claimant_uid)
-        when = (f"acknowledged its preemption notice ({keys.CHECKPOINTED})" if acknowledged
-                else f"its preemption notice expired at {notice.deadline}")
-        why = f"{when}; preempted to {notice.reason}"
-    reason = f"{why}; requeued in {leaf_name} with its original enqueue time"
-    out.append(Suspend(ref, reason, claimant, clear_notice=True))
-    out.append(Event(ref, "Warning", keys.EVENT_PREEMPTED, reason))
-    requeued = f"back in {leaf_name}'s queue at its original place; it resumes when capacity frees"
-    out.append(Event(ref, "Normal", keys.EVENT_REQUEUED, requeued))
-
-
-def _mirror(pods: Sequence[PodInfo], notice: str | None) -> list[Action]:
-    return [AnnotatePod(p.namespace, p.name, p.uid, notice) for p in pods
-            if p.preemption_notice != notice and not p.deleting]
-
-
 # --- 3. admission timeouts and 4. clusters KubeRay leaves behind: extender.liveness_phases ----------------------
 
 
@@ -323,8 +275,8 @@ class _CacheSource:
     def queues(self) -> Queues:
         return self.cache.queues
 
-    def releasing(self, uid: str) -> bool:  # a worker its RayCluster names for deletion goes too (docs/elastic.md)
-        return self.cache.releasing(uid) or named_for_deletion(self.cache, uid)
+    def releasing(self, uid: str) -> bool:  # a worker named for deletion or under notice goes too (docs/elastic.md)
+        return self.cache.releasing(uid) or named_for_deletion(self.cache, uid) or under_notice(self.cache, uid)
 
     def terminating_pods(self, uid: str) -> int:
         return len(self.cache.remaining_pods(uid))
@@ -355,7 +307,13 @@ def reclaim_phase(p: Pass) -> Steps:
     if p.decide is None:  # pragma: no cover - the admission phase runs first
         return
     cache = p.cache
-    p.admission.extend(split_growth(cache, p.decide.growth_victims, _growth_preemptions))  # docs/elastic.md
+    for action in split_growth(cache, p.decide.growth_victims, _growth_preemptions):  # docs/elastic.md
+        leaf = cache.leaf_for(action.job.namespace) if isinstance(action, Shrink) else None
+        grace = grace_ns(p.tree, leaf.full_name) if leaf is not None else 0
+        if isinstance(action, Shrink) and grace > 0:
+            give_shrink_notice(p, action, grace)  # the same cooperative notice as a whole job's
+        else:
+            p.admission.append(action)
     for victim, claimant in p.decide.victims:
         victim_job, claimant_job = cache.job(victim.uid), cache.job(claimant.uid)  # cached jobs' claims
         if victim_job is None or claimant_job is None:  # pragma: no cover - claims come from cached jobs

@@ -9,6 +9,11 @@ so they go as the Ray autoscaler removes workers, ``replicas`` lowered and the p
 ``KubeRayNodeProvider.submit_scale_request``: ``worker_replica_patch`` + ``worker_delete_patch``; KubeRay v1.7.0
 raycluster_controller.go ``reconcilePods`` deletes every named pod "regardless of the value of Replicas" and
 leaves them out of its diff).
+
+Where the victim's leaf grants ``rayqueue.io/preemption-grace`` the shrink waits out the same cooperative notice as
+a whole-job victim (docs/preemption.md, ``common.preemption``): a shrink notice naming the workers, on the job and on
+those pods (``extender.notice_phases``); the named pods release meanwhile (``under_notice``), and ``due_shrink`` is
+the Shrink at its deadline or acknowledgement.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from common import keys
+from common.explain import Explain, render
 from common.jobkind import kind_of
 from common.ledger import Claim
+from common.preemption import Notice, read_notice
 from common.rayjob import JobInfo, PodInfo
 from common.resources import Resources
 from extender.actions import Action, JobRef, ObjectRef, Shrink
 from extender.cache import Cache
 
-__all__ = ["named_for_deletion", "shrink_patch", "split_growth"]
+__all__ = ["due_shrink", "named_for_deletion", "shrink_patch", "split_growth", "under_notice"]
 
 
 def named_for_deletion(cache: Cache, uid: str) -> bool:
@@ -35,6 +42,17 @@ def named_for_deletion(cache: Cache, uid: str) -> bool:
         return False
     cluster = cache.ray_cluster(pod.owner.uid)
     return cluster is not None and pod.name in cluster.workers_to_delete
+
+
+def under_notice(cache: Cache, uid: str) -> bool:
+    """The growth pod goes at its job's preemption notice's deadline: the notice is the whole job's (or cannot be
+    read: suspended at once), or a shrink notice naming it. It is releasing already, as the job's claim is."""
+    pod, job = cache.pod(uid), cache.growth_job(uid)
+    text = job.annotations.get(keys.PREEMPTION_NOTICE) if job is not None else None
+    if pod is None or text is None:
+        return False
+    notice = read_notice(text)
+    return notice is None or notice.covers(pod.name)
 
 
 def _shrinkable(job: JobInfo | None, pod: PodInfo | None) -> bool:
@@ -70,14 +88,42 @@ def split_growth(
         groups: dict[str, list[str]] = {}
         for _, _, pod in taken:
             groups.setdefault(pod.ray_group or "", []).append(pod.name)
+        victim, claimant, _ = taken[0]
+        claimant_job = cache.job(claimant.uid)
+        why = render(Explain(why="reclaim-notice", node=victim.quota, job=claimant.key, job_quota=claimant.quota,
+                             priority=victim.priority))
         out.append(Shrink(
             cluster=ObjectRef(cluster.namespace, cluster.name, cluster.uid),
             job=JobRef.of(job),
             unit=(job.namespace, kind_of(job.kind).queue_unit_name(job.name)),
             groups=tuple((name, tuple(names)) for name, names in groups.items()),
             reason=_reason(job, taken),
+            claimant=JobRef.of(claimant_job) if claimant_job is not None else None,
+            why=why,
         ))
     return out
+
+
+def due_shrink(cache: Cache, job: JobInfo, notice: Notice, text: str, acknowledged: bool) -> Shrink | None:
+    """The Shrink a shrink notice announced, due now (its deadline passed, or the job acknowledged): its workers
+    that remain, on their RayCluster, carrying the notice's ``text`` to remove once done. None when none of them
+    remains (the notice is then only withdrawn)."""
+    pods = [p for p in cache.remaining_pods(job.uid) if p.name in notice.names and p.owner is not None]
+    cluster = next((c for p in pods if p.owner is not None and (c := cache.ray_cluster(p.owner.uid)) is not None),
+                   None)
+    if cluster is None:
+        return None
+    names = [name for _, group in notice.workers for name in group if any(p.name == name for p in pods)]
+    when = (f"acknowledged its preemption notice ({keys.CHECKPOINTED})" if acknowledged
+            else f"its preemption notice expired at {notice.deadline}")
+    reason = (f"shrunk by {len(names)} worker{'s' if len(names) != 1 else ''} above its floor "
+              f"({', '.join(f'{job.namespace}/{n}' for n in names)}): {when}; to {notice.reason}; workers above an "
+              f"elastic job's floor are reclaimed before any whole job, newest first. {job.key} keeps running; the "
+              "workers go through scaleStrategy.workersToDelete with replicas lowered, so KubeRay does not recreate "
+              "them")
+    return Shrink(cluster=ObjectRef(cluster.namespace, cluster.name, cluster.uid), job=JobRef.of(job),
+                  unit=(job.namespace, kind_of(job.kind).queue_unit_name(job.name)), groups=notice.workers,
+                  reason=reason, notice=text)
 
 
 def _reason(job: JobInfo, taken: Sequence[tuple[Claim, Claim, PodInfo]]) -> str:

@@ -1,6 +1,7 @@
 """Carrying a ``Shrink`` or an ``Expand`` out (docs/elastic.md): a shrink reads the RayCluster, sends one JSON
 patch tested against what was read (``extender.shrink.shrink_patch``), retried on a conflict, then the ``Shrunk``
-events; nothing twice. An expansion is one JSON patch tested against the replicas decided on."""
+events; nothing twice; a shrink a notice announced then removes that notice from its job (``clear_shrink_notice``).
+An expansion is one JSON patch tested against the replicas decided on."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from common import keys
+from common.jobkind import annotations_patch
 from extender.actions import Expand, Shrink
 from extender.shrink import shrink_patch
 from kubeio.client import JSON_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
-from kubeio.scopes import RAYCLUSTERS
+from kubeio.scopes import JOB_SCOPES, RAYCLUSTERS
 
-__all__ = ["SHRINK_ATTEMPTS", "expand_cluster", "shrink_cluster"]
+__all__ = ["SHRINK_ATTEMPTS", "clear_shrink_notice", "expand_cluster", "shrink_cluster"]
 
 log = logging.getLogger("rayqueue.extender.shrink")
 
@@ -51,6 +53,36 @@ async def shrink_cluster(client: KubeClient, events: EventRecorder, action: Shri
             raise
         await _events(events, action)
         return updated
+    return None  # pragma: no cover - the loop returns or raises
+
+
+async def clear_shrink_notice(client: KubeClient, action: Shrink) -> dict[str, Any] | None:
+    """Remove the shrink notice ``action`` carried out (and its acknowledgement) from the job, if the job still
+    holds that notice (read, then a merge patch guarded by the resourceVersion read; retried on a conflict, which
+    a bare RayCluster's own shrink patch causes). The updated job, or None when there was nothing to remove."""
+    if action.notice is None:
+        return None
+    path = JOB_SCOPES[action.job.kind].path(action.job.namespace, action.job.name)
+    for attempt in range(SHRINK_ATTEMPTS):
+        try:
+            current = await client.get(path)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        meta = current.get("metadata") or {}
+        if meta.get("uid") != action.job.uid or (meta.get("annotations") or {}).get(keys.PREEMPTION_NOTICE) != action.notice:
+            return None
+        patch = annotations_patch({keys.PREEMPTION_NOTICE: None, keys.CHECKPOINTED: None},
+                                  str(meta.get("resourceVersion") or ""))
+        try:
+            return await client.patch(path, patch)
+        except ApiError as exc:
+            if exc.conflict and attempt + 1 < SHRINK_ATTEMPTS:
+                continue
+            if exc.not_found:
+                return None
+            raise
     return None  # pragma: no cover - the loop returns or raises
 
 

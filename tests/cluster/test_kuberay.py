@@ -157,7 +157,10 @@ def test_worker_init_containers_and_the_autoscaler_sidecar_are_charged(
     cluster: LocalCluster, rayqueue: Any, nodes: Callable[..., str], cleanup: None, invariants: QuotaSampler
 ) -> None:
     """Workers of 100m / 128Mi get KubeRay's wait-gcs-ready (200m / 256Mi), the head its autoscaler sidecar
-    (500m / 512Mi): the QueueUnit's request and the tree's usage are what the pods really request."""
+    (500m / 512Mi): the QueueUnit's request and the tree's usage are what the pods really request. The
+    autoscaler makes the job elastic with a floor of minReplicas = 0 (docs/elastic.md), so the QueueUnit
+    reserves head + sidecar + submitter; the two workers are growth, each charged at its init container's
+    size once bound."""
     for i in range(2):
         nodes(f"inject-{i}")
     job = sized_job("video", workers=2, cpu="100m", memory="128Mi", run_seconds=600)
@@ -166,10 +169,9 @@ def test_worker_init_containers_and_the_autoscaler_sidecar_are_charged(
     head["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     spec["enableInTreeAutoscaling"] = True
     name = create(cluster, job)
-    # head 1 + 0.5 autoscaler, 2 workers at the init container's 0.2, the submitter 0.5 CPU;
-    # memory 1Gi + 512Mi, 2 x 256Mi, 200Mi
+    # reserved: head 1 + 0.5 autoscaler, the submitter 0.5 CPU; memory 1Gi + 512Mi, 200Mi (the floor: no worker)
     unit = get(cluster, "queueunit", f"{name}-ray-qu", "-n", "video")
-    assert unit["spec"]["resource"] == {"cpu": "2400m", "memory": "2248Mi"}, unit["spec"]
+    assert unit["spec"]["resource"] == {"cpu": "2", "memory": "1736Mi"}, unit["spec"]
     wait_for(lambda: len(bound(pods_of(cluster, "video", name))) == 4, 60.0, f"{name}'s 4 pods bound")
     pods = pods_of(cluster, "video", name)
     workers = [p for p in pods if p["metadata"]["labels"].get(keys.RAY_NODE_TYPE) == "worker"]
@@ -180,6 +182,7 @@ def test_worker_init_containers_and_the_autoscaler_sidecar_are_charged(
     for pod in pods:
         for resource, amount in pod_requests(pod).items():
             real[resource] = real.get(resource, 0) + amount
+    # bound: the reservation plus 2 workers at the init container's 0.2 CPU / 256Mi
     assert real == {"cpu": 2400, "memory": (1024 + 512 + 512 + 200) * 2**20}
     wait_for(lambda: used(cluster, VIDEO).get("cpu") == "2400m", 30.0, "video charged what the pods request")
 

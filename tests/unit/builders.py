@@ -155,6 +155,15 @@ class RayJobBuilder:
         self._meta["deletionTimestamp"] = when
         return self
 
+    def elastic(self, value: str = "true") -> Self:
+        """The elastic label (docs/elastic.md): its reservation holds each worker group's floor."""
+        return self.label(keys.ELASTIC, value)
+
+    def autoscaling(self, value: bool = True) -> Self:
+        """spec.rayClusterSpec.enableInTreeAutoscaling: the Ray autoscaler runs in it (elastic too)."""
+        self._spec["rayClusterSpec"]["enableInTreeAutoscaling"] = value
+        return self
+
     # --- spec -----------------------------------------------------------------------------------
 
     def suspend(self, value: bool = True) -> Self:
@@ -382,6 +391,15 @@ class PodBuilder:
 
     def deleting(self, when: str = "2025-01-10T01:40:00Z") -> Self:
         self._meta["deletionTimestamp"] = when
+        return self
+
+    def elastic(self, value: str = "true") -> Self:
+        """The elastic label (docs/elastic.md): its reservation holds each worker group's floor."""
+        return self.label(keys.ELASTIC, value)
+
+    def autoscaling(self, value: bool = True) -> Self:
+        """spec.rayClusterSpec.enableInTreeAutoscaling: the Ray autoscaler runs in it (elastic too)."""
+        self._spec["rayClusterSpec"]["enableInTreeAutoscaling"] = value
         return self
 
     def set(self, path: str, value: Any) -> Self:

@@ -612,6 +612,18 @@ def test_guaranteed_claims_go_first(
         assert decision.excess == (Excess("cpu", 72000, 12000, 80000),)
 
 
+def test_waiting_guaranteed_claims_are_judged_together_not_one_by_one() -> None:
+    """Two video claims of 6 waiting within video's min (12): intern's 8 leaves room for either alone (70 + 6 of
+    80) but not for both, so it waits. Judged one by one it was admitted, and a claimant whose reclaim freed
+    capacity for several waiting jobs saw borrowers take it pass after pass (bench/elastic.py at overload)."""
+    ledger = ledger_with(seed_tree(), *_algorithm_busy())
+    waiting = [claim("w1", VIDEO, cpu=6), claim("w2", VIDEO, cpu=6)]
+    decision = ledger.check(claim("i2", INTERN, cpu=8), waiting_guaranteed=waiting)
+    assert (decision.admitted, decision.rule) == (False, "guaranteed-first")
+    assert "video/w2 waiting" in decision.reason and "cpu used 76 + request 6 > max 80" in decision.reason
+    assert ledger.check(claim("i2", INTERN, cpu=6), waiting_guaranteed=waiting), "68 + 12 of 80 leaves room for both"
+
+
 def test_the_guard_does_not_hide_a_plain_refusal() -> None:
     ledger = ledger_with(seed_tree(), *_algorithm_busy())
     decision = ledger.check(claim("i2", INTERN, cpu=11), waiting_guaranteed=[claim("w", VIDEO, cpu=12)])

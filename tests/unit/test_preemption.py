@@ -452,9 +452,9 @@ def test_nobody_takes_the_capacity_a_claimant_waits_for_during_the_grace() -> No
 def test_a_second_claimant_during_the_grace_waits_for_the_same_notice() -> None:
     """Another guaranteed job, in the claimant's leaf, arrives during the grace and does not fit beside the
     claimant's reservation: the noticed victim is already releasing, so there is no second notice and no other
-    victim; the notice's claimant is admitted once the victim is gone. (The second one is not the notice's: it is
-    held only in the passes that try it, as with any reclaim; here the requeued victim, earlier in queue order,
-    fits beside the first claimant and goes first.)"""
+    victim; the notice's claimant is admitted once the victim is gone, and so is the second: the requeued victim,
+    earlier in queue order, would fit beside either claimant alone but not beside both, and a borrower yields to
+    the waiting guaranteed claims together (``Ledger.check``), so it waits."""
     loop, intern, pods, text = borrowing()
     loop.run()
     given = loop.jobs[intern]["metadata"]["annotations"][keys.PREEMPTION_NOTICE]
@@ -470,8 +470,9 @@ def test_a_second_claimant_during_the_grace_waits_for_the_same_notice() -> None:
     loop.deliver(intern)
     for p in pods:
         loop.cache.on_pod("DELETED", p)
-    assert "train" in dequeued(loop.run(deadline + NS))
-    assert loop.cache.state(second) is JobState.WAITING, "held only while tried in queue order (docs/preemption.md)"
+    assert sorted(dequeued(loop.run(deadline + NS))) == ["small", "train"]
+    assert loop.cache.state(second) is JobState.ADMITTED
+    assert loop.cache.state(intern) is JobState.WAITING, "the borrower yields to both guaranteed claimants"
 
 
 def test_a_noticed_job_someone_else_suspends_is_requeued_without_its_notice() -> None:

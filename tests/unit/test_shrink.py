@@ -8,19 +8,36 @@ import asyncio
 import copy
 from typing import Any
 
+import pytest
+
 from common import keys
+from common.accounting import JobState
 from common.clock import FakeClock
-from extender.actions import JobRef, ObjectRef, PreemptPod, SetClusterQuotaCondition, Shrink, Suspend
+from common.preemption import Notice, NoticeError, issue, whole_job
+from extender.actions import (
+    AnnotatePod,
+    Event,
+    JobRef,
+    Notify,
+    ObjectRef,
+    PreemptPod,
+    SetClusterQuotaCondition,
+    Shrink,
+    Suspend,
+    WithdrawNotice,
+)
 from extender.app import Service
 from extender.cache import Cache
 from extender.settings import parse_settings
 from extender.shrink import shrink_patch
-from extender.shrink_io import shrink_cluster
+from extender.shrink_io import clear_shrink_notice, shrink_cluster
 from kubeio.client import ApiError
 from kubeio.events import EventRecorder
-from tests.unit.builders import make_pod
+from tests.unit.builders import apply_merge_patch, make_pod, make_rayjob
+from tests.unit.test_bare_raycluster import ClusterLoop, cluster_pod, notebook
 from tests.unit.test_jsonpatch import apply as apply_ops
-from tests.unit.test_reconcile import Loop, dequeued, job, video_copy
+from tests.unit.test_preemption import with_grace
+from tests.unit.test_reconcile import NOW, Loop, dequeued, job, video_copy
 
 GROUP = "small-group"
 
@@ -64,6 +81,11 @@ class ShrinkLoop(Loop):
         if patch:
             self.clusters[action.cluster.uid] = apply(cluster, patch)
             self.cache.on_raycluster("MODIFIED", copy.deepcopy(self.clusters[action.cluster.uid]))
+        job_obj = self.jobs[action.job.uid]  # clear_shrink_notice: only the notice it carried out
+        if action.notice is not None and job_obj["metadata"]["annotations"].get(keys.PREEMPTION_NOTICE) == action.notice:
+            apply_merge_patch(job_obj, {"metadata": {"annotations": {keys.PREEMPTION_NOTICE: None,
+                                                                     keys.CHECKPOINTED: None}}})
+            self.update_job(action.job.uid, lambda _: None)
 
 
 def _story(elastic: bool, cache: Cache | None = None, *, autoscaling: bool = False, head: str | None = None
@@ -215,3 +237,221 @@ def test_after_a_shrink_the_autoscalers_new_asks_are_growth_refused_while_the_cl
     plan = loop.run()
     svc.cache.waiting_guaranteed, svc.cache.releasing_claims = plan.guaranteed, plan.releasing
     assert svc.quota_check(pending), "the claimant gone, the autoscaler's worker fits"
+
+
+# --- the cooperative notice and grace for shrunk workers (docs/preemption.md, issue 21 item 3) -------------------
+
+NS = 10**9
+
+
+def _noticed() -> tuple[ShrinkLoop, str, list[dict[str, Any]], Notice]:
+    """The story above with a grace of 20 s on intern: the first pass gives big a shrink notice."""
+    loop, intern, pods = _story(elastic=True)
+    with_grace(loop, "20s")
+    plan = loop.run()
+    assert plan.of(Shrink) == () and plan.of(Suspend) == () and dequeued(plan) == []
+    (notify,) = plan.of(Notify)
+    assert (notify.job.name, notify.claimant.name) == ("big", "train")
+    return loop, intern, pods, Notice.parse(loop.jobs[intern]["metadata"]["annotations"][keys.PREEMPTION_NOTICE])
+
+
+def _named(pods: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(p["metadata"]["name"] for p in reversed(pods[3:]))  # the four newest workers
+
+
+def test_with_a_grace_the_shrink_is_a_notice_naming_the_workers_and_the_claimant_waits_for_it() -> None:
+    loop, _, pods, notice = _noticed()
+    deadline = "2025-01-10T01:37:44Z"  # NOW (01:37:24) + 20 s
+    assert notice.workers == ((GROUP, _named(pods)),) and notice.shrinks and notice.deadline == deadline
+    assert (notice.job, notice.claimant, notice.grace) == ("intern/big", "algorithm-text/train", "20s")
+    assert notice.reason.startswith("reclaim for algorithm-text/train, guaranteed in root/algorithm/text; ")
+    assert not whole_job(notice.text()), "the job keeps running: it is no releasing whole-job victim"
+    (event,) = [e for e in loop.events if e.reason == keys.EVENT_PREEMPTION_NOTICE]
+    assert event.message.startswith(
+        "preemption notice: 4 workers above its floor (intern/big-x7k2p-6, intern/big-x7k2p-5, intern/big-x7k2p-4, "
+        f"intern/big-x7k2p-3) go at {deadline} (grace 20s, from root/algorithm/intern) to reclaim for ")
+    assert keys.CHECKPOINTED in event.message and loop.plans[-1].wake_ns == notice.deadline_ns
+    assert loop.unit("train", "algorithm-text")["status"]["message"].startswith(
+        f"waiting for a preemption notice to expire (intern/big until {deadline}, or the victim's "
+        f"{keys.CHECKPOINTED} acknowledgement): waiting for reclaim of ")
+    # the next pass mirrors the notice onto the named pods only; nobody is noticed, shrunk or admitted twice
+    plan = loop.run(NOW + NS)
+    assert sorted(a.name for a in plan.of(AnnotatePod)) == sorted(_named(pods))
+    assert {a.notice for a in plan.of(AnnotatePod)} == {notice.text()}
+    assert all(keys.PREEMPTION_NOTICE not in p["metadata"].get("annotations", {}) for p in pods[:3])
+    assert plan.of(Notify) == () and plan.of(Shrink) == () and plan.of(PreemptPod) == () and dequeued(plan) == []
+    assert [c.key for c in plan.guaranteed] == ["algorithm-text/train"]
+    assert set(plan.releasing) == {p["metadata"]["uid"] for p in pods[3:]}, "the noticed pods release meanwhile"
+
+
+def test_the_shrink_is_sent_at_the_deadline_not_before_and_removes_the_notice() -> None:
+    loop, intern, pods, notice = _noticed()
+    for t in (NOW + NS, notice.deadline_ns - NS, notice.deadline_ns - 1):
+        plan = loop.run(t)
+        assert plan.of(Shrink) == () and plan.of(Notify) == () and dequeued(plan) == [], f"at {t}"
+    plan = loop.run(notice.deadline_ns)
+    (shrink,) = plan.of(Shrink)
+    assert shrink.groups == ((GROUP, _named(pods)),) and shrink.notice == notice.text() and plan.of(Suspend) == ()
+    assert shrink.reason.startswith("shrunk by 4 workers above its floor (intern/big-x7k2p-6, intern/big-x7k2p-5, "
+                                    "intern/big-x7k2p-4, intern/big-x7k2p-3): its preemption notice expired at "
+                                    "2025-01-10T01:37:44Z; to reclaim for algorithm-text/train")
+    group = loop.clusters[shrink.cluster.uid]["spec"]["workerGroupSpecs"][1]
+    assert group["replicas"] == 2 and group["scaleStrategy"] == {"workersToDelete": list(_named(pods))}
+    assert keys.PREEMPTION_NOTICE not in loop.jobs[intern]["metadata"]["annotations"]
+    plan = loop.run(notice.deadline_ns + NS)  # named for deletion now: still releasing, nothing more
+    assert plan.of(Shrink) == () and plan.of(Notify) == () and plan.of(Suspend) == () and dequeued(plan) == []
+    for pod in pods[3:]:  # KubeRay deletes them
+        loop.cache.on_pod("DELETED", pod)
+    assert dequeued(loop.run(notice.deadline_ns + 2 * NS)) == ["train"]
+    assert loop.cache.state(intern) is JobState.ADMITTED and len(loop.shrinks) == 1
+
+
+def test_an_acknowledged_shrink_notice_shrinks_at_once_and_the_acknowledgement_goes_with_it() -> None:
+    loop, intern, _, _ = _noticed()
+    loop.update_job(intern, lambda o: o["metadata"]["annotations"].update({keys.CHECKPOINTED: "true"}))
+    (shrink,) = loop.run(NOW + 2 * NS).of(Shrink)
+    assert f"acknowledged its preemption notice ({keys.CHECKPOINTED})" in shrink.reason
+    annotations = loop.jobs[intern]["metadata"]["annotations"]
+    assert keys.PREEMPTION_NOTICE not in annotations and keys.CHECKPOINTED not in annotations
+
+
+def test_a_shrink_notice_is_withdrawn_when_its_claimant_no_longer_waits_and_the_job_keeps_its_workers() -> None:
+    loop, intern, pods, _ = _noticed()
+    loop.run(NOW + NS)  # the named pods get the notice
+    train = next(u for u, o in loop.jobs.items() if o["metadata"]["name"] == "train")
+    loop.cache.on_rayjob("DELETED", loop.jobs.pop(train))
+    plan = loop.run(NOW + 2 * NS)
+    (withdraw,) = plan.of(WithdrawNotice)
+    assert withdraw.job.name == "big" and "algorithm-text/train no longer waits" in withdraw.reason
+    assert [e.job.name for e in plan.of(Event) if e.reason == keys.EVENT_PREEMPTION_NOTICE_WITHDRAWN] == ["big"]
+    assert sorted(a.name for a in plan.of(AnnotatePod)) == sorted(_named(pods))
+    assert {a.notice for a in plan.of(AnnotatePod)} == {None}
+    later = loop.run(NOW + 60 * NS)
+    assert later.of(Shrink) == () and loop.shrinks == [] and len(loop.cache.remaining_pods(intern)) == 7
+
+
+def test_a_restarted_controller_finds_the_shrink_notice_and_neither_renotices_nor_shrinks_early() -> None:
+    """A new Cache built from the API alone: the notice is on the RayJob and on the named pods."""
+    loop, intern, pods, notice = _noticed()
+    loop.run(NOW + NS)
+    fresh = ShrinkLoop(Cache(FakeClock()))
+    fresh.tree, fresh.queues, fresh.units = loop.tree, loop.queues, loop.units
+    fresh.jobs, fresh.clusters, fresh.pod_objs = loop.jobs, loop.clusters, loop.pod_objs
+    fresh.cache.on_tree("MODIFIED", copy.deepcopy(loop.tree))
+    for obj in loop.queues.values():
+        fresh.cache.on_queue("ADDED", copy.deepcopy(obj))
+    for obj in loop.jobs.values():
+        fresh.cache.on_rayjob("ADDED", copy.deepcopy(obj))
+    for obj in loop.clusters.values():
+        fresh.cache.on_raycluster("ADDED", copy.deepcopy(obj))
+    for obj in loop.pod_objs.values():
+        fresh.cache.on_pod("ADDED", copy.deepcopy(obj))
+    plan = fresh.run(notice.deadline_ns - NS)
+    assert plan.of(Notify) == () and plan.of(Shrink) == () and plan.of(PreemptPod) == () and dequeued(plan) == []
+    assert plan.wake_ns == notice.deadline_ns and plan.of(AnnotatePod) == ()
+    (shrink,) = fresh.run(notice.deadline_ns).of(Shrink)
+    assert shrink.groups == ((GROUP, _named(pods)),) and fresh.cache.state(intern) is JobState.ADMITTED
+
+
+def test_a_second_shrink_during_the_grace_names_both_sets_of_workers_in_one_notice_with_the_later_deadline() -> None:
+    first = issue(NOW, 20 * NS, "intern/big", "text/train", "uid-train", "reclaim", ((GROUP, ("w6", "w5")),))
+    second = issue(NOW + 5 * NS, 20 * NS, "intern/big", "video/other", "uid-other", "again",
+                   ((GROUP, ("w5", "w4")), ("other", ("o1",))))
+    merged = first.merged(second)
+    assert merged.workers == (("other", ("o1",)), (GROUP, ("w6", "w5", "w4"))), "by group name, as the JSON holds them"
+    assert (merged.claimant_uid, merged.reason, merged.deadline_ns) == ("uid-train", "reclaim", second.deadline_ns)
+    assert Notice.parse(merged.text()) == merged
+
+
+@pytest.mark.parametrize(
+    ("workers", "problem"),
+    [
+        pytest.param('{"g":"w6"}', "workers is not an object of group -> pod names", id="a group's pods not a list"),
+        pytest.param('{"g":[]}', "workers is not an object of group -> pod names", id="a group naming no pod"),
+        pytest.param('["w6"]', "workers is not an object of group -> pod names", id="workers not an object"),
+    ],
+)
+def test_a_shrink_notice_whose_workers_cannot_be_read_is_refused_and_counts_as_the_whole_jobs(
+    workers: str, problem: str
+) -> None:
+    text = issue(NOW, 20 * NS, "intern/big", "text/train", "uid-train", "r").text()[:-1] + f',"workers":{workers}}}'
+    with pytest.raises(NoticeError, match=problem):
+        Notice.parse(text)
+    assert whole_job(text), "an unreadable notice has no workers to keep to: the job is suspended at once"
+    assert whole_job(issue(NOW, NS, "intern/big", "text/train", "uid-train", "r").text())
+
+
+class _JobApi:
+    """The RayJob a noticed shrink clears: its first merge patch loses to a concurrent write (409)."""
+
+    def __init__(self, notice: str) -> None:
+        self.job = {"metadata": {"name": "big", "namespace": "intern", "uid": "uid-big", "resourceVersion": "5",
+                                 "annotations": {keys.PREEMPTION_NOTICE: notice, keys.CHECKPOINTED: "yes"}}}
+        self.patches: list[Any] = []
+
+    async def get(self, path: str, params: Any = None) -> dict[str, Any]:
+        assert path.endswith("/rayjobs/big")
+        return copy.deepcopy(self.job)
+
+    async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:
+        self.patches.append(body)
+        if len(self.patches) == 1:
+            self.job["metadata"]["resourceVersion"] = "6"
+        if body["metadata"]["resourceVersion"] != self.job["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", "the object has been modified", "PATCH", path)
+        apply_merge_patch(self.job, body)
+        return copy.deepcopy(self.job)
+
+
+def test_a_noticed_shrink_removes_its_notice_and_acknowledgement_but_never_another_notice() -> None:
+    text = issue(NOW, 20 * NS, "intern/big", "text/train", "uid-train", "r", ((GROUP, ("w6",)),)).text()
+    api = _JobApi(text)
+    action = Shrink(ObjectRef("intern", "big-x7k2p", "uid-rc"), JobRef("intern", "big", "uid-big"),
+                    ("intern", "big-ray-qu"), ((GROUP, ("w6",)),), "shrunk by ...", notice=text)
+    cleared = asyncio.run(clear_shrink_notice(api, action))  # type: ignore[arg-type]
+    assert cleared is not None and len(api.patches) == 2, "read again after the conflict"
+    assert cleared["metadata"]["annotations"] == {}
+    other = _JobApi(text.replace("text/train", "video/other"))
+    assert asyncio.run(clear_shrink_notice(other, action)) is None and other.patches == []  # type: ignore[arg-type]
+
+
+def test_a_bare_raycluster_labelled_elastic_is_shrunk_by_reclaim_not_suspended_whole() -> None:
+    """Issue 21 item 1 covers bare RayClusters: a tenant's elastic notebook in intern (head 20 + 4 workers of 5,
+    floor 1: 25 reserved, 40 running) borrows; the guaranteed text job (30) makes root/algorithm 82 of its 80: one
+    worker of the cluster goes, by one patch of the RayCluster itself (the job is the cluster), and it runs on."""
+    class BareShrinkLoop(ClusterLoop):
+        """The shrink patch applied to the bare cluster itself, as the API server would."""
+
+        def apply(self, action: Any, *, deliver: bool) -> None:
+            if not isinstance(action, Shrink):
+                super().apply(action, deliver=deliver)
+                return
+            live = {p["metadata"]["name"] for p in pods}
+            self.jobs[action.cluster.uid] = apply(self.jobs[action.cluster.uid],
+                                                  shrink_patch(self.jobs[action.cluster.uid], action, live.__contains__))
+
+    big = (make_rayjob("big", "intern").head(cpu="20", memory="1Gi")
+           .workers(4, cpu="5", memory="1Gi", group="w", min_replicas=1)
+           .enqueued(notebook().obj()["metadata"]["annotations"][keys.ENQUEUE_TIMESTAMP])
+           .set("metadata.resourceVersion", "1").elastic().as_raycluster())
+    loop = BareShrinkLoop(Cache(FakeClock()))
+    pods: list[dict[str, Any]] = []
+    loop.submit(big)
+    loop.submit(job("video-job", "video", cpu="12", at=0).obj())
+    assert sorted(dequeued(loop.run())) == ["big", "video-job"]
+    uid = big["metadata"]["uid"]
+    loop.deliver(uid)
+    loop.deliver("uid-video-video-job")
+    pods += [cluster_pod(loop.jobs[uid], "bh", "head", cpu="20")]
+    pods += [cluster_pod(loop.jobs[uid], f"bw{i}", cpu="5", created=f"2025-01-10T01:4{i}:00Z") for i in range(4)]
+    for pod in pods:
+        loop.cache.on_pod("ADDED", pod)
+    loop.submit(job("train", "algorithm-text", cpu="30", at=10).obj())
+    plan = loop.run()
+    assert plan.of(Suspend) == () and plan.of(PreemptPod) == ()
+    (shrink,) = plan.of(Shrink)
+    assert (shrink.cluster.uid, shrink.job.uid, shrink.job.kind) == (uid, uid, keys.RAYCLUSTER_KIND)
+    assert shrink.groups == (("w", ("bw3",)),) and shrink.unit == ("intern", "big-rc-qu")
+    group = loop.jobs[uid]["spec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == 3 and group["scaleStrategy"] == {"workersToDelete": ["bw3"]}
+    assert loop.jobs[uid]["spec"]["suspend"] is False

@@ -16,7 +16,7 @@ from webhook.policy.inputs import PREFIX, ClusterFacts, PolicyConfig, bound_leaf
 from webhook.policy.objects import Draft, FieldPath, annotations_of, labels_of, pod_templates, read_path
 from webhook.review import Permission, Request, Verdict, allow, deny
 
-__all__ = ["QueuedKind", "guard_queued", "job_info", "labelled_leaf", "preemption_notice_denial", "priority_raise", "queue_place",
+__all__ = ["QueuedKind", "admitted_elastic_denial", "guard_queued", "job_info", "labelled_leaf", "preemption_notice_denial", "priority_raise", "queue_place",
            "queue_warnings", "quota_label_problem", "quota_label_value", "record_priority_change",
            "scheduler_name_denial", "stamp_enqueue", "stamp_pod_templates"]
 
@@ -213,6 +213,34 @@ def guard_queued(req: Request, old: JobInfo, new: JobInfo, queued: QueuedKind, w
                     "controller may set spec.suspend true -> false; it will start when its quota allows (see "
                     f"`kubectl get queueunit {unit}-n {req.namespace}` for its position and reason)")
     return None
+
+
+def admitted_elastic_denial(req: Request, old: JobInfo, new: JobInfo, queued: QueuedKind, where: str) -> Verdict | None:
+    """Rule admitted-elastic (docs/elastic.md, docs/security.md): while an admitted object runs, whether it is elastic
+    (label ``rayqueue.io/elastic``, or ``enableInTreeAutoscaling``) is fixed wherever that changes its reservation or
+    its gang: made elastic, its reservation would drop to the floors below what it was admitted with; made rigid, its
+    workers above the floor (pending growth the quota refused included) would be covered without an admission
+    check, and its gang would grow. A flip that changes neither (every floor at its replicas) is harmless."""
+    old_ann = annotations_of(req.old)
+    admitted = keys.DEQUEUE_TIMESTAMP in old_ann and not old.suspended and not new.suspended
+    if not admitted or old.elastic == new.elastic:
+        return None
+    if old.request == new.request and old.min_available == new.min_available:
+        return None
+    changes = []
+    label_before, label_after = labels_of(req.old).get(keys.ELASTIC), labels_of(req.obj).get(keys.ELASTIC)
+    if label_before != label_after:
+        changes.append(f"label {keys.ELASTIC} {label_before!r} -> {label_after!r}")
+    field = ".".join(str(p) for p in (*queued.cluster_at, "enableInTreeAutoscaling"))
+    scaling_before = read_path(req.old, queued.cluster_at).get("enableInTreeAutoscaling")
+    scaling_after = read_path(req.obj, queued.cluster_at).get("enableInTreeAutoscaling")
+    if scaling_before != scaling_after:
+        changes.append(f"{field} {scaling_before!r} -> {scaling_after!r}")
+    became = "elastic" if new.elastic else "rigid"
+    return deny(f"{PREFIX}: {queued.kind} {req.display_name}: rule admitted-elastic: the {queued.noun} was admitted "
+                f"{where} as {'elastic' if old.elastic else 'rigid'}; {', '.join(changes)} would make it {became} "
+                f"while it runs: its reservation {old.request} -> {new.request}, its gang min-available "
+                f"{old.min_available} -> {new.min_available} (suspend it to requeue as {became})")
 
 
 def priority_raise(req: Request, what: str, baseline: int, priority: int) -> Verdict:

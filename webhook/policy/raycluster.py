@@ -165,10 +165,11 @@ def _guard_cluster_owner(req: Request, queued: bool, where: str) -> Verdict | No
 
 def _guard_queued_cluster(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
     """A queued bare RayCluster's tenant guards, as a RayJob's: controller-annotations (with
-    rayqueue.io/admitted-replicas), quota-label, resume; and admitted-cluster-pods: once admitted, the per-pod
+    rayqueue.io/admitted-replicas), quota-label, resume, admitted-elastic; and admitted-cluster-pods: once admitted, the per-pod
     requests of its head and worker groups are fixed (replicas, minReplicas and maxReplicas may change: pods beyond
     the size it was admitted with are growth, each checked against the quota)."""
-    verdict = guards.guard_queued(req, old, new, RAYCLUSTER, where, f"the cluster is queued {where}")
+    verdict = (guards.guard_queued(req, old, new, RAYCLUSTER, where, f"the cluster is queued {where}")
+               or guards.admitted_elastic_denial(req, old, new, RAYCLUSTER, where))
     if verdict is not None:
         return verdict
     admitted = keys.DEQUEUE_TIMESTAMP in annotations_of(req.old)

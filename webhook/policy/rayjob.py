@@ -20,7 +20,7 @@ __all__ = ["RAYJOB", "growth_warning", "mutate_rayjob", "validate_rayjob"]
 
 RAYJOB = guards.QueuedKind(kind=keys.RAYJOB_KIND, noun="job", cluster_at=jobkind.RAYJOB.cluster_at,
                     submitter_at=jobkind.RAYJOB.submitter_at, convert=JobInfo.from_rayjob,
-                    owned_annotations=keys.CONTROLLER_OWNED_ANNOTATIONS)
+                    owned_annotations=(*keys.CONTROLLER_OWNED_ANNOTATIONS, keys.ELASTIC_TARGET))
 
 
 def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdict:
@@ -65,7 +65,7 @@ def mutate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Verdi
                 "must release its Ray cluster when it finishes, or its quota is never freed"
             )
         guards.stamp_enqueue(draft.child(meta, "annotations"), facts, cfg,
-                      (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD))
+                      (keys.DEQUEUE_TIMESTAMP, keys.PRIORITY_CHANGE_RECORD, keys.ELASTIC_TARGET))
     guards.stamp_pod_templates(draft, meta, leaf, job, RAYJOB.templates(new), cfg, gang=job.gang and queued)
     if queued:
         if facts.tree is not None:
@@ -118,7 +118,8 @@ def validate_rayjob(req: Request, facts: ClusterFacts, cfg: PolicyConfig) -> Ver
         return verdict
     if cfg.privileged(req.user):
         return allow()
-    verdict = guards.preemption_notice_denial(req, keys.RAYJOB_KIND) or _template_notice_denial(req)
+    verdict = (guards.preemption_notice_denial(req, keys.RAYJOB_KIND) or _template_notice_denial(req)
+               or _elastic_target_denial(req))
     if verdict is None and old is not None:
         verdict = _guard_queued_update(req, old, new, guards.queue_place(leaf))
     if verdict is not None:
@@ -149,6 +150,19 @@ def _template_notice_denial(req: Request) -> Verdict | None:
     return None
 
 
+def _elastic_target_denial(req: Request) -> Verdict | None:
+    """Rule elastic-target at CREATE (the mutation drops it; this holds where it was skipped): only the queue
+    controller writes ``rayqueue.io/elastic-target``, the replicas an elastic job asked for when its dequeue admits
+    it smaller (docs/elastic.md); a tenant's would let the expansion raise the job past the replicas it asked for.
+    On UPDATE the rule controller-annotations guards it with the other stamps."""
+    value = annotations_of(req.obj).get(keys.ELASTIC_TARGET)
+    if req.operation != "CREATE" or value is None:
+        return None
+    return deny(f"{PREFIX}: RayJob {req.display_name}: rule elastic-target: only the queue controller may set "
+                f"annotation {keys.ELASTIC_TARGET} ({value!r}): it records the replicas an elastic job asked for "
+                "when it is admitted smaller; ask for workers with each group's replicas")
+
+
 def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -> Verdict | None:
     """A tenant's UPDATE of a RayJob in a bound namespace: rules fixed-cluster-selector, shutdown-after-finish,
     the shared queued guards, and admitted-request."""
@@ -162,7 +176,8 @@ def _guard_queued_update(req: Request, old: JobInfo, new: JobInfo, where: str) -
         return deny(f"{PREFIX}: RayJob {name}: rule shutdown-after-finish: spec.shutdownAfterJobFinishes may not "
                     f"be set to false on a job managed {where}: its Ray cluster must go when it finishes, or the "
                     "quota it was admitted with is never freed")
-    verdict = guards.guard_queued(req, old, new, RAYJOB, where, f"the job is managed {where}")
+    verdict = (guards.guard_queued(req, old, new, RAYJOB, where, f"the job is managed {where}")
+               or guards.admitted_elastic_denial(req, old, new, RAYJOB, where))
     if verdict is not None:
         return verdict
     admitted = keys.DEQUEUE_TIMESTAMP in old_ann and not old.suspended and not new.suspended
