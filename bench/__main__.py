@@ -18,6 +18,7 @@ from bench import (
     estimate,
     extender,
     fairshare,
+    forecast_cost,
     growth_filter,
     memory,
     queue_writes,
@@ -40,6 +41,7 @@ BENCHMARKS: Final[dict[str, Main]] = {
     "admission": admission.main,
     "apiserver_webhook": apiserver_webhook.main,
     "estimate": estimate.main,
+    "forecast_cost": forecast_cost.main,
     "scheduling_5k": scheduling_5k.main,  # type: ignore[dict-item]
     "fairshare": fairshare.main,
     "elastic": elastic.main,

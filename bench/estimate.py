@@ -17,6 +17,10 @@ Run it with `python -m bench.estimate` (`--quick` for a smoke run). Two parts:
   jobs (what every reconcile already does), measured in the same run.
 
 Bounded in jobs and iterations; nothing asserts. Results: a table on stdout and bench/results/estimate.json.
+
+By default only the calibration of the range (bench/estimate_calibration.py: is the actual start at or
+before the P90 bound 85-95 % of the time, per scenario and job size; P90 over the wait; the P50's error
+against a baseline; exactness of a batch); ``--accuracy`` and ``--cost`` add the two parts above.
 """
 
 from __future__ import annotations
@@ -144,6 +148,7 @@ class Cluster:
         self.end_of: dict[str, int] = {}
         self.history: dict[str, list[float]] = {leaf: [] for leaf in LEAVES}
         self.draining: set[str] = set()  # reclaim victims: their claim drains for DRAIN_SECONDS
+        self.finished: list[tuple[Job, float]] = []  # (job, its runtime), in the order they ended
 
     def admit_passes(self, t: int) -> None:
         for _ in range(len(self.jobs) + 1):
@@ -192,6 +197,7 @@ class Cluster:
                 start = self.running.pop(uid)
                 job = self.jobs[uid]
                 self.history[job.leaf] = remember(self.history[job.leaf], (end - start) / NS)
+                self.finished.append((job, (end - start) / NS))
             self.admit_passes(end)
             times.append(end)
         return times
@@ -331,24 +337,75 @@ def cost(n_waiting: int, repeat: int) -> dict[str, Any]:
             "forecast_ratio": forecasting / full}
 
 
+def _print_calibration(row: dict[str, Any]) -> None:
+    def f(v: float | None, pct: bool = True) -> str:
+        return "-" if v is None else (f"{v:.0%}" if pct else f"{v:.2f}")
+
+    label = f"{row['runtimes']:<6} {'with' if row['passers'] else 'none':<5}"
+    print(f"{label} {'all':<16} {row['with_range']:>5} {row['lower_bound_only']:>4} {f(row['within_p90']):>7} "
+          f"{f(row['median_p90_over_wait'], False):>7} {f(row['p50_median_error']):>8} {f(row['baseline_median_error']):>8}")
+    for size, s in row["by_size"].items():
+        print(f"{'':<12} {size:<16} {s['with_range']:>5} {s['lower_bound_only']:>4} {f(s['within_p90']):>7} "
+              f"{f(s['median_p90_over_wait'], False):>7} {f(s['p50_median_error']):>8} {f(s['baseline_median_error']):>8}")
+
+
+def calibration(n: int, seeds: Sequence[int], workers: int) -> list[dict[str, Any]]:
+    """Every scenario of bench/estimate_calibration.py, ``workers`` processes at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.estimate_calibration import RUNTIMES
+
+    # a range costs 17 replays (common/estimate_range.py); with passing arrivals and mins a replay costs ~10x
+    # more, so those scenarios ask every 12th job (about 30 a trace), the others every 4th
+    jobs = [(rt, passers, n, tuple(seeds), 12 if passers else 4) for passers in (False, True) for rt in RUNTIMES]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_scenario, jobs))
+
+
+def _scenario(args: tuple[str, bool, int, tuple[int, ...], int]) -> dict[str, Any]:
+    from bench.estimate_calibration import scenario
+
+    rt, passers, n, seeds, every = args
+    out = scenario(rt, passers, n, seeds, every)
+    out["asked_every"] = every
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.estimate", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a smoke run (fewer jobs, one seed)")
     p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--workers", type=int, default=2, help="processes for the calibration scenarios (default 2)")
+    p.add_argument("--accuracy", action="store_true", help="also the point estimate's accuracy (the earlier goal)")
+    p.add_argument("--cost", action="store_true", help="also the cost part (one replay at 1,000 and 10,000 waiting)")
     p.add_argument("--scenario", action="append", choices=("exact-fifo", "exact", "noisy", "half", "none"),
-                   help="only these accuracy scenarios (repeatable)")
-    p.add_argument("--no-cost", action="store_true", help="skip the cost part")
+                   help="only these accuracy scenarios (repeatable; with --accuracy)")
     p.add_argument("--out", type=Path, default=RESULTS, help="the JSON report (default bench/results/estimate.json)")
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     started = time.monotonic()
     n = args.jobs or (120 if args.quick else 400)
     seeds = (1,) if args.quick else (1, 2, 3)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "accuracy": [],
-                              "cost": []}
-    print(f"accuracy: {n} jobs per trace, 4 leaves, load 0.95; error = |estimate - actual start| / actual wait")
-    print(f"{'scenario':<8} {'seed':>4} {'waited':>6} {'median wait':>11} | {'create warning: med  p90 unk':>29} | "
-          f"{'at submission: med  p90 unk':>28} | {'halfway: med  p90 unk':>22}")
-    for scenario in args.scenario or ("exact-fifo", "exact", "noisy", "half", "none"):
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "calibration": [],
+                              "accuracy": [], "cost": []}
+    from bench.estimate_calibration import exactness
+
+    print(f"calibration of the range: {n} jobs per trace, seeds {list(seeds)}, 4 leaves, load 0.95, simulated time")
+    print(f"{'runtimes':<6} {'pass':<5} {'size':<16} {'asked':>5} {'lb':>4} {'<= P90':>7} {'P90/w':>7} "
+          f"{'P50 err':>8} {'baseline':>8}")
+    for row in calibration(n, seeds, args.workers):
+        report["calibration"].append(row)
+        _print_calibration(row)
+    exact = [exactness(n, seed) for seed in seeds]
+    report["exactness"] = exact
+    for row in exact:
+        print(f"exactness (a batch of {row['jobs']}, declared exactly, nothing arriving): {row['waited']} waited, "
+              f"P50 = P90 = the replay for {row['p50_and_p90_equal_the_replay']}, = the actual start (within 1 s) "
+              f"for {row['p50_equals_actual_within_1s']}")
+    if args.accuracy:
+        print(f"\naccuracy: {n} jobs per trace, 4 leaves, load 0.95; error = |estimate - actual start| / actual wait")
+        print(f"{'scenario':<8} {'seed':>4} {'waited':>6} {'median wait':>11} | {'create warning: med  p90 unk':>29} | "
+              f"{'at submission: med  p90 unk':>28} | {'halfway: med  p90 unk':>22}")
+    for scenario in (args.scenario or ("exact-fifo", "exact", "noisy", "half", "none")) if args.accuracy else ():
         for seed in seeds:
             row = accuracy(scenario, n, seed)
             report["accuracy"].append(row)
@@ -360,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"{scenario:<8} {seed:>4} {row['waited']:>6} {row['median_wait']:>11} | {cells(row['warning']):>29} | "
                   f"{cells(row['submission']):>28} | {cells(row['halfway']):>22}")
-    print("\ncost: estimate() against one admission pass over the same waiting jobs (best of runs)")
-    for size, repeat in () if args.no_cost else ((1_000, 3), (10_000, 1 if args.quick else 2)):
+    if args.cost:
+        print("\ncost: estimate() against one admission pass over the same waiting jobs (best of runs)")
+    for size, repeat in ((1_000, 3), (10_000, 1 if args.quick else 2)) if args.cost else ():
         row = cost(size, repeat)
         report["cost"].append(row)
         print(f"{row['waiting']:>6} waiting, {row['running']} running: one pass {row['one_pass_s'] * 1000:.0f} ms, "

@@ -17,7 +17,7 @@ from typing import Protocol
 from common.explain import Explain, Why
 from common.fair_share import FairOrder, current_share, fair_preemption
 from common.ledger import Claim, Decision, Ledger
-from common.preemption import Protected, protection
+from common.preemption import Protected, min_runtime_ns, protection
 from common.queueing import QueueItem, Queues
 
 __all__ = ["AdmissionPass", "PassSource", "copy_ledger"]
@@ -60,10 +60,6 @@ def _under(quota: str, node: str | None) -> bool:
     return node is None or quota == node or quota.startswith(node + "/")
 
 
-def _reclaimed(explain: Explain | None) -> bool:
-    return explain is not None and explain.why in ("reclaim", "growth-reclaim")
-
-
 def _unpickable(claim: Claim) -> Claim:
     """A claim admitted in this very pass, as the reclaim view holds it: it counts, but it is no victim. A
     later guaranteed claimant of the same pass picking it would plan its Dequeue and its Suspend at once
@@ -94,7 +90,7 @@ class AdmissionPass:
         self.protected: dict[str, Protected] = {}  # uid -> a job reclaim spares (its min-runtime, docs/preemption.md)
         self._view: Ledger | None = None
         self._reclaim: Ledger | None = None
-        self.heads = self._guaranteed_heads()
+        self.heads = source.queues.guaranteed_heads(ledger, self.claim)
         for item in reserved:
             self._reserve(item)
 
@@ -109,27 +105,6 @@ class AdmissionPass:
         reclaim = self._reclaim_view()
         if reclaim.is_guaranteed(claim) and reclaim.check(claim):
             self._add(claim)
-
-    def _guaranteed_heads(self) -> list[Claim]:
-        """The first waiting job of every leaf (active or in backoff) when it is guaranteed, and every waiting job
-        whose last refusal was a reclaim when it is still guaranteed: the capacity its victims freed is owed to
-        it, and a borrower tried before it (a victim requeued with its early enqueue time) taking it would make it
-        reclaim again and again (reclaim that never ping-pongs, docs/preemption.md)."""
-        heads = []
-        queues = self.source.queues
-        for leaf in queues.leaves():
-            items = (*queues.active(leaf), *queues.backoff(leaf))
-            if not items:
-                continue
-            head = min(items, key=lambda it: it.sort_key)
-            owed = [it for it in items if it is not head and _reclaimed(queues.explain(it.uid))]
-            for item in (head, *sorted(owed, key=lambda it: it.sort_key)):
-                if item.uid in self.real:
-                    continue
-                claim = self.claim(item)
-                if self.real.is_guaranteed(claim):
-                    heads.append(claim)
-        return heads
 
     def claim(self, item: QueueItem) -> Claim:
         return Claim(
@@ -167,7 +142,9 @@ class AdmissionPass:
 
     def _protect(self, view: Ledger) -> None:
         """Jobs that have not run their node's min-runtime are no victims (KAI's reclaimMinRuntime): in the
-        reclaim view they are not suspendable, and ``protected`` keeps why."""
+        reclaim view they are not suspendable, and ``protected`` keeps why (with no min-runtime anywhere, none is)."""
+        if not any(min_runtime_ns(view.tree, n.full_name) > 0 for n in view.tree.nodes()):
+            return
         for c in view.claims():
             if c.kind != "job" or not c.suspendable or not c.preemptible:
                 continue

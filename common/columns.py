@@ -21,12 +21,5 @@ def compact_size(request: Resources | None) -> str:
 
 
 def _short(resource: str, value: int) -> str:
-    """format_quantity, or for memory with no short exact form, one decimal of the largest binary
-    unit it reaches ("11.4Gi"): a column, not a value to compute with."""
-    exact = format_quantity(resource, value)
-    if resource != "memory" or exact[-1:].isalpha() or value < 1024:
-        return exact
-    for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if value >= unit:
-            return f"{value / unit:.1f}{suffix}"
-    return exact  # pragma: no cover - value >= 1024 reaches Ki
+    """The canonical quantity (common.quantity.format_quantity), exact even in a column: ``11923550Ki``."""
+    return format_quantity(resource, value)

@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from common.estimate_range import RangedForecast
+from common.eta import eta_text
 from common.explain import render
 from common.gotime import GoTimeError, format_rfc3339, parse_go
 from common.ledger import Claim, Decision, Ledger
 from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.resources import Resources
-from common.start_times import Band, Forecast, Opening, in_about
+from common.start_times import Band, Forecast, Opening
 
 __all__ = ["Ahead", "Preview", "forecast_from_status", "forecast_status", "ledger_from_usage", "preview",
            "usage_from_status"]
@@ -48,8 +50,10 @@ class Preview:
     ahead: tuple[Ahead, ...]
     decision: Decision
     guaranteed: bool
-    start_ns: int | None  # None: cannot be told
+    start_ns: int | None  # None: cannot be told (the P50 when the forecast has a range)
     start_note: str  # how the start was told, or why not
+    latest_ns: int | None = None  # the P90 bound (None: start_ns is a lower bound only)
+    assumes: str = ""  # what the range assumes, or why there is none (the forecast's)
 
     @property
     def fits_now(self) -> bool:
@@ -83,10 +87,18 @@ def _opening_rows(openings: Sequence[Opening]) -> list[dict[str, object]]:
 
 def forecast_status(forecast: Forecast) -> dict[str, object]:
     """The Queue's ``status.forecast``: ``{openings: [{at, free, slots?, guaranteed?}], note, bands:
-    [{abovePriority, openings}]}``, times in RFC 3339."""
+    [{abovePriority, openings}], latest: {openings, bands}, assumes}``, times in RFC 3339. ``openings`` and
+    ``bands`` are the P50 (common/estimate_range.py), ``latest`` the P90 (absent: a lower bound only), and
+    ``assumes`` what they assume."""
     out: dict[str, object] = {"openings": _opening_rows(forecast.openings), "note": forecast.note}
     if forecast.bands:
         out["bands"] = [{"abovePriority": b.above, "openings": _opening_rows(b.openings)} for b in forecast.bands]
+    if isinstance(forecast, RangedForecast):
+        out["latest"] = None
+        if forecast.latest is not None:
+            latest = forecast_status(forecast.latest)
+            out["latest"] = {"openings": latest["openings"], "bands": latest.get("bands", [])}
+        out["assumes"] = forecast.assumes or None
     return out
 
 
@@ -108,22 +120,34 @@ def _openings(rows: object) -> tuple[Opening, ...] | None:
     return tuple(out)
 
 
-def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> Forecast | None:
-    """The Forecast a Queue's status publishes, or None when it has none or it is malformed."""
-    found = (status or {}).get("forecast")
-    if not isinstance(found, Mapping):
-        return None
+def _forecast(leaf: str, found: Mapping[str, object]) -> Forecast | None:
     tail = _openings(found.get("openings"))
     if tail is None:
         return None
     bands = []
-    for row in found.get("bands") or []:
+    rows = found.get("bands")
+    for row in rows if isinstance(rows, list) else []:
         above = row.get("abovePriority") if isinstance(row, Mapping) else None
         openings = _openings(row.get("openings")) if isinstance(row, Mapping) else None
         if not isinstance(above, int) or isinstance(above, bool) or openings is None:
             return None
         bands.append(Band(above, openings))
     return Forecast(leaf, tail, str(found.get("note") or ""), tuple(bands))
+
+
+def forecast_from_status(leaf: str, status: Mapping[str, object] | None) -> RangedForecast | None:
+    """The Forecast a Queue's status publishes (P50, with its P90 ``latest`` when published), or None when it
+    has none or it is malformed."""
+    found = (status or {}).get("forecast")
+    if not isinstance(found, Mapping):
+        return None
+    p50 = _forecast(leaf, found)
+    if p50 is None:
+        return None
+    latest_row = found.get("latest")
+    latest = _forecast(leaf, {**latest_row, "note": p50.note}) if isinstance(latest_row, Mapping) else None
+    assumes = found.get("assumes")
+    return RangedForecast(leaf, p50.openings, p50.note, p50.bands, latest, assumes if isinstance(assumes, str) else "")
 
 
 def ledger_from_usage(tree: QuotaTree, used: Mapping[str, Resources]) -> Ledger:
@@ -161,10 +185,16 @@ def preview(
     decision = ledger.check(claim)
     ahead = tuple(w for w in waiting if w.priority >= priority)
     start: int | None
+    latest: int | None = None
+    assumes = forecast.assumes if isinstance(forecast, RangedForecast) else ""
     if decision and not ahead:
-        start, note = now_ns, "it fits now"
+        start, note, latest = now_ns, "it fits now", now_ns
     elif forecast is not None:
         start = forecast.start(request, now_ns, priority=priority, preemptible=preemptible)
+        bound = forecast.latest if isinstance(forecast, RangedForecast) else None
+        if start is not None and bound is not None:
+            found = bound.start(request, now_ns, priority=priority, preemptible=preemptible)
+            latest = None if found is None else max(start, found)
         if start is None:
             note = forecast.note
         else:
@@ -176,17 +206,19 @@ def preview(
     elif ahead and ahead[-1].eta_ns is not None:
         last = ahead[-1]
         start = max(now_ns, last.eta_ns or now_ns)
-        note = f"after {last.namespace}/{last.name}, the job just ahead of it, expected to start in {in_about(start, now_ns)}"
+        note = f"after {last.namespace}/{last.name}, the job just ahead of it, expected to start {eta_text(start, None, now_ns)}"
     elif ahead:
         start, note = None, f"no estimate: {ahead[-1].namespace}/{ahead[-1].name}, the job just ahead of it, has none"
     else:
         start, note = None, "no estimate: no job ahead, and the running jobs' ends are the controller's to replay"
-    return Preview(leaf.full_name, len(ahead) + 1, ahead, decision, ledger.is_guaranteed(claim), start, note)
+    return Preview(leaf.full_name, len(ahead) + 1, ahead, decision, ledger.is_guaranteed(claim), start, note,
+                   latest, assumes)
 
 
 def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, Resources], now_ns: int) -> str:
     """``queued in root/algorithm/video at position 3; needs cpu 12500m, leaf has 1500m free of max 14;
-    estimated start in ~4m (after ...)`` (the resource shown is the scarcest the job asks for)."""
+    estimated start ~4m, by 11m, P50 at ..., P90 by ... (replayed ...; what the range assumes)`` (the resource
+    shown is the scarcest the job asks for; the range as ``common.eta.eta_text`` tells it everywhere)."""
     leaf_used = used.get(leaf.full_name, Resources())
     limited = [r for r in sorted(request) if r in leaf.max]
     text = f"queued in {p.leaf} at position {p.position}"
@@ -205,5 +237,8 @@ def warning(p: Preview, request: Resources, leaf: QuotaNode, used: Mapping[str, 
     if p.start_ns is None:
         return text + f"; estimated start {p.start_note}"
     if p.start_note.startswith("replayed"):
-        return text + f"; estimated start in {in_about(p.start_ns, now_ns)}, at {format_rfc3339(p.start_ns)} ({p.start_note})"
-    return text + f"; estimated start not before {in_about(p.start_ns, now_ns)} ({p.start_note})"
+        when = (f"at {format_rfc3339(p.start_ns)}" if p.latest_ns is None else
+                f"P50 at {format_rfc3339(p.start_ns)}, P90 by {format_rfc3339(p.latest_ns)}")
+        assumes = f"; {p.assumes}" if p.assumes else ""
+        return text + f"; estimated start {eta_text(p.start_ns, p.latest_ns, now_ns)}, {when} ({p.start_note}{assumes})"
+    return text + f"; estimated start {eta_text(p.start_ns, None, now_ns)} ({p.start_note})"

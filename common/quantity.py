@@ -25,8 +25,10 @@ _DECIMAL = {
     "P": Fraction(10**15),
     "E": Fraction(10**18),
 }
-# The whole-unit suffixes format_quantity may use, as integers, binary first (computed once).
-_UNITS: tuple[tuple[str, int], ...] = (*_BINARY.items(), *((k, int(v)) for k, v in _DECIMAL.items() if v >= 1))
+# The whole-unit suffixes format_quantity may use, as integers, largest first (computed once).
+_BINARY_UNITS: tuple[tuple[str, int], ...] = tuple(sorted(_BINARY.items(), key=lambda kv: -kv[1]))
+_DECIMAL_UNITS: tuple[tuple[str, int], ...] = tuple(
+    sorted(((k, int(v)) for k, v in _DECIMAL.items() if v >= 1), key=lambda kv: -kv[1]))
 _MAX_EXPONENT = 60  # beyond any real quantity; keeps "1e999999" from allocating a huge integer
 MAX_LENGTH = 64
 
@@ -98,18 +100,27 @@ def parse_quantity(resource: str, text: str | int | float) -> int:
 
 
 def format_quantity(resource: str, value: int) -> str:
-    """The shortest exact form: cpu "12" or "12500m"; memory "14Gi" or "4G"; counts plain.
-
-    A suffix is used only while the number before it stays short (under 100000): "11923550Ki" is exact
-    but reads worse than the plain "12209715200".
+    """The one formatter of every quantity rayqueue writes (statuses, messages, the CLI): Kubernetes'
+    canonical form. cpu: "12" or "12500m". Others as ``resource.Quantity.String()`` prints them
+    (k8s.io/apimachinery/pkg/api/resource/quantity.go, ``CanonicalizeBytes``): a BinarySI quantity is
+    printed in the largest binary suffix that keeps it exact (``AsCanonicalBase1024Bytes``: 12884901888 is
+    "12Gi", 12209715200 is "11923550Ki", never rounded), one below 1024 as a decimal number; a DecimalSI one
+    in the largest power-of-1000 suffix that keeps it exact (``AsCanonicalBytes``: "4G", "1500"). rayqueue
+    keeps integers, not the format they were written in, so it prints the shorter of those two canonical
+    forms (binary on a tie): "14Gi", "4G", "11923550Ki"; each parses back to the exact value.
     """
     if is_milli_resource(resource):
         return str(value // 1000) if value % 1000 == 0 else f"{value}m"
-    best = str(value)
     if value == 0:
-        return best
-    for suffix, unit in _UNITS:
-        short = abs(value // unit) < 100_000 if value % unit == 0 else False
-        if short and len(candidate := f"{value // unit}{suffix}") < len(best):
-            best = candidate
-    return best
+        return "0"
+    binary = _canonical(value, _BINARY_UNITS) if abs(value) >= 1024 else str(value)
+    decimal = _canonical(value, _DECIMAL_UNITS)
+    return binary if len(binary) <= len(decimal) else decimal
+
+
+def _canonical(value: int, units: tuple[tuple[str, int], ...]) -> str:
+    """``value`` in the largest of ``units`` (largest first) that divides it exactly, else plain."""
+    for suffix, unit in units:
+        if value % unit == 0:
+            return f"{value // unit}{suffix}"
+    return str(value)

@@ -26,12 +26,15 @@ import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol, TypedDict, get_args
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypedDict, get_args
 
 from common import keys
 from common.clock import Clock
 from common.explain import Explain, render
 from common.resources import Resources
+
+if TYPE_CHECKING:
+    from common.ledger import Claim, Ledger
 
 __all__ = [
     "BackedOff",
@@ -226,6 +229,10 @@ def _unblocks(explain: Explain | None, freed: Sequence[str]) -> bool:
     if node is None:
         return True
     return any(q == node or q.startswith(node + "/") for q in freed)
+
+
+def _reclaimed(explain: Explain | None) -> bool:
+    return explain is not None and explain.why in ("reclaim", "growth-reclaim")
 
 
 def _details(items: Iterable[QueueItem]) -> list[QueueItemDetail]:
@@ -437,6 +444,27 @@ class Queues:
             return None
         firsts = [entries[0] for entries in (known.active, known.backoff) if entries]
         return self._items[min(firsts)[1]] if firsts else None
+
+    def guaranteed_heads(self, real: Ledger, claim: Callable[[QueueItem], Claim]) -> list[Claim]:
+        """The first waiting job of every leaf (active or in backoff) when it is guaranteed on ``real``, and every
+        waiting job whose last refusal was a reclaim when it is still guaranteed: the capacity its victims freed
+        is owed to it, and a borrower tried before it (a victim requeued with its early enqueue time) taking it
+        would make it reclaim again and again (reclaim that never ping-pongs, docs/preemption.md). ``claim``
+        makes a waiting item's claim as the admission pass judges it (common.admission)."""
+        heads = []
+        for leaf in self.leaves():
+            items = (*self.active(leaf), *self.backoff(leaf))
+            if not items:
+                continue
+            head = min(items, key=lambda it: it.sort_key)
+            owed = [it for it in items if it is not head and _reclaimed(self.explain(it.uid))]
+            for item in (head, *sorted(owed, key=lambda it: it.sort_key)):
+                if item.uid in real:
+                    continue
+                found = claim(item)
+                if real.is_guaranteed(found):
+                    heads.append(found)
+        return heads
 
     def schedule(self, try_admit: Callable[[QueueItem], DecisionLike], usage_generation: int,
                  leaf_order: Sequence[str] | None = None) -> PassResult:

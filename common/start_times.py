@@ -26,24 +26,27 @@ most ``window`` candidates: only the first ``window`` waiting
 jobs in global queue order are in the simulated queues, and the next one joins whenever one leaves. A
 Round-policy job further back that would slip past a refused head is therefore seen late (its estimate
 is later than it may be, never earlier); jobs past ``max_releases`` simulated releases are "beyond the
-horizon". Both bounds are named in the messages they affect.
+horizon". Both bounds are named in the messages they affect. The passes run through ``common.replay_queues``
+(``Queues.schedule`` after ``retry_now``, trying only the jobs whose answer can have changed; the same results,
+tests/unit/test_replay_equivalence.py), and the forecast reads each node's headroom once per time.
 """
 
 from __future__ import annotations
 
 import heapq
 import statistics
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from common import keys
 from common.admission import AdmissionPass, copy_ledger
-from common.clock import FakeClock
 from common.gotime import format_duration, parse_duration
 from common.ledger import Claim, Decision, Ledger
 from common.preemption import grace_ns
-from common.queueing import QueueItem, QueuePolicy, Queues
+from common.queueing import QueueItem, QueuePolicy
+from common.replay_queues import ReplayLedger, ReplayQueues, ViewCache
 from common.resources import EMPTY, Resources
 
 __all__ = [
@@ -165,7 +168,7 @@ class Estimate:
 class _Sim:
     """The simulated world's PassSource."""
 
-    queues: Queues
+    queues: ReplayQueues
     preemptible_of: dict[str, bool] = field(default_factory=dict)
     draining: set[str] = field(default_factory=set)  # reclaim victims whose claim drains
 
@@ -258,6 +261,8 @@ def _covers(more: Resources, less: Resources) -> bool:
 
 
 def _dominated(new: Opening, earlier: Sequence[Opening]) -> bool:
+    if any(o.free is new.free and o.guaranteed is new.guaranteed and o.slots == new.slots for o in earlier):
+        return True  # the same opening again (ViewCache answers with the same objects): it covers itself
     for o in earlier:
         more_slots = o.slots is None or (new.slots is not None and o.slots >= new.slots)
         more_min = set(new.guaranteed) <= set(o.guaranteed) and all(
@@ -305,12 +310,17 @@ def replay(
     max_releases: int = 1000,
     resolution: float = 0.01,
     forecast: bool = True,
+    arrivals: Sequence[Waiting] = (),
+    messages: bool = True,
 ) -> Replay:
     """``estimate``, and with ``forecast`` a Forecast for every leaf: once the waiting jobs are placed the
     replay goes on through the releases (up to ``max_releases`` in all), recording what each leaf could
-    take at the tail of its queue."""
-    sim_ledger = copy_ledger(ledger)
-    queues = Queues(FakeClock())
+    take at the tail of its queue. ``arrivals`` (common/estimate_range.py's sampled futures) join the simulated
+    queues at their ``item.enqueue_ns``; they get no Estimate. Without ``messages`` the estimates carry only their
+    start (a sampled future's: its words are the deterministic replay's). Without forecasts, the replay stops once
+    every waiting job has started (what happens after changes none of their starts)."""
+    sim_ledger = ReplayLedger(ledger)
+    queues = ReplayQueues(sim_ledger.tree)
     for leaf, policy in sorted((policies or {}).items()):
         queues.set_policy(leaf, policy)
     source = _Sim(queues)
@@ -328,6 +338,7 @@ def replay(
     levels = sorted({w.item.priority for w in pending}, reverse=True)[:MAX_BANDS]
     bands: list[int | None] = [*levels, None]  # highest first; None is the tail
     openings: dict[tuple[str, int | None], list[Opening]] = {(leaf, b): [] for leaf in leaves for b in bands}
+    rooms = ViewCache(sim_ledger.tree)
     admitted_at_t: list[Claim] = []  # admitted in the passes at t
     heads_at_t: set[str] = set()  # the guaranteed heads of the first pass at t (guaranteed-first holds for them)
 
@@ -344,13 +355,22 @@ def replay(
         once its queue is empty (its refused head stops everything behind it); in a Round leaf at once (a
         pass tries the tail too), but only once the window has taken in all of the leaf's waiting jobs."""
         view = decide.view
+        rooms.forget()  # the ledgers read at the previous time have changed since
+        # What a band's job passes, but for guaranteed heads (only their own leaf's job passes them): one ledger per
+        # band without them, shared by the leaves (the headroom of each is then read off it).
+        lower: dict[int, list[Claim]] = {}
+        for b in bands:
+            if b is not None:
+                lower[b] = [*(c for c in admitted_at_t if c.priority <= b and c.uid not in heads_at_t),
+                            *(c for c in decide.reclaiming if c.priority <= b)]
+        without: dict[int, Ledger] = {}
         for leaf in leaves:
             if outside_left.get(leaf):
                 continue
-            within = view.within_min(leaf)
-            if within and not Resources().fits(within, view.headroom(leaf)[0]):
+            within = rooms.within_min(view, leaf)
+            if within and not Resources().fits(within, rooms.headroom(view, leaf)[0]):
                 room = decide.reclaim_view.reclaim_room(leaf, within)  # what reclaim can free, as far as needed
-                within = Resources({r: min(v, room[r]) if r in room else v for r, v in within.items()})
+                within = rooms.intern({r: min(v, room[r]) if r in room else v for r, v in within.items()})
             waiting_here = (*queues.active(leaf), *queues.backoff(leaf))
             for band in bands:
                 kept = openings[leaf, band]
@@ -360,10 +380,16 @@ def replay(
                     continue  # a job ahead of it in its own leaf still waits, and blocks it
                 # What it passes: the lower jobs admitted at t, but for another leaf's guaranteed head, which
                 # guaranteed-first keeps capacity for (a borrowing job may not take what it needs).
-                passed = [c for c in admitted_at_t
-                          if band is not None and c.priority <= band and (c.uid not in heads_at_t or c.quota == leaf)]
-                passed += [c for c in decide.reclaiming if band is not None and c.priority <= band]
-                free, slots = view.headroom(leaf, without=passed)
+                own = [c for c in admitted_at_t
+                       if band is not None and c.priority <= band and c.uid in heads_at_t and c.quota == leaf]
+                if band is None or not (own or lower[band]):
+                    free, slots = rooms.headroom(view, leaf)
+                elif own:
+                    free, slots = view.headroom(leaf, without=[*own, *lower[band]])
+                else:
+                    if band not in without:
+                        without[band] = copy_ledger(view, without={c.uid for c in lower[band]})
+                    free, slots = rooms.headroom(without[band], leaf)
                 opening = Opening(t, free, slots, within)
                 if not _dominated(opening, kept):
                     kept.append(opening)
@@ -395,21 +421,19 @@ def replay(
     t = now_ns
     releases = 0
     refill()
+    coming = sorted(arrivals, key=lambda w: w.item.enqueue_ns)
+    placed = {w.item.uid for w in pending}  # once all have started, the arrivals left change nothing
     while True:
+        while coming and coming[0].item.enqueue_ns <= t:
+            w = coming.pop(0)
+            info[w.item.uid] = w
+            source.preemptible_of[w.item.uid] = w.preemptible
+            queues.upsert(w.item)
         for attempt in range(len(info) + 1):  # passes at time t until nothing changes (each admits or reclaims)
-            queues.retry_now()
             decide = AdmissionPass(source, sim_ledger, t)
             if attempt == 0:
                 heads_at_t = {h.uid for h in decide.heads}
-            recorded: dict[str, Decision] = {}
-
-            def try_admit(item: QueueItem, decide: AdmissionPass = decide,
-                          recorded: dict[str, Decision] = recorded) -> Decision:
-                decision = decide(item)
-                recorded[item.uid] = decision
-                return decision
-
-            queues.schedule(try_admit, sim_ledger.generation)
+            recorded = queues.run_pass(decide, sim_ledger.generation)
             for uid, decision in recorded.items():
                 first.setdefault(uid, decision)
             # A victim admitted earlier in the same pass (the pass's reclaim view holds its admissions)
@@ -419,6 +443,7 @@ def replay(
             bounced = {v.uid for v, _ in decide.victims if v.uid in admitted_now}
             for uid in sorted(bounced):
                 queues.upsert(info[uid].item)
+                queues.wake([info[uid].item.quota])  # the next pass's usage is without it
             for victim, _claimant in decide.victims:
                 if victim.uid in bounced:
                     continue
@@ -440,6 +465,7 @@ def replay(
                     continue
                 admitted_at_t.append(claim)
                 sim_ledger.add(claim)
+                queues.touch(claim.quota)
                 admitted = info[claim.uid]
                 started.setdefault(claim.uid, t)
                 sim = Running(claim, t, admitted.runtime, admitted.item.enqueue_ns)
@@ -455,11 +481,15 @@ def replay(
                 break  # nothing changed
         record(t, decide)  # the last pass: what it admitted, what reclaim claimants reserved, what is leaving
         admitted_at_t.clear()
-        if (len(queues) == 0 and forecasts_done()) or releases >= max_releases:
+        if ((len(queues) == 0 or ((arrivals or not leaves) and placed.issubset(started))) and forecasts_done()) \
+                or releases >= max_releases:  # (arrivals, requeued victims or jobs to come, cannot move a started job)
             break
         # The next release(s).
         while ends and end_of.get(ends[0][1]) != ends[0][0]:
             heapq.heappop(ends)
+        if coming and (not ends or coming[0].item.enqueue_ns < ends[0][0]):
+            t = coming[0].item.enqueue_ns
+            continue
         if not ends:
             break
         # Releases within `resolution` of the elapsed time are taken together, at the last of them
@@ -473,7 +503,11 @@ def replay(
                 continue
             t = end
             del end_of[uid]
+            gone = sim_ledger.claim(uid)
             sim_ledger.remove(uid)
+            if gone is not None:
+                queues.touch(gone.quota)
+                queues.wake([gone.quota], sim_ledger)
             releases += 1
             if uid in source.draining:
                 source.draining.discard(uid)
@@ -482,10 +516,11 @@ def replay(
 
     horizon = releases >= max_releases and len(queues) > 0
     out: dict[str, Estimate] = {}
+    said = _Said(released, unknown)
     for w in pending:
         uid = w.item.uid
-        out[uid] = _describe(w, started.get(uid), first.get(uid), released, unknown, horizon, max_releases,
-                             window, now_ns)
+        out[uid] = (_describe(w, started.get(uid), first.get(uid), said, horizon, max_releases, window, now_ns)
+                    if messages else Estimate(uid, w.item.key, w.item.quota, started.get(uid), ""))
     exhausted = not any(end_of.get(uid) == end for end, uid in ends)
     forecasts = {leaf: Forecast(leaf, tuple(openings[leaf, None]),
                                 _forecast_note(sim_ledger, leaf, openings[leaf, None], unknown, exhausted, max_releases),
@@ -526,12 +561,59 @@ def _runtimes(waited: Sequence[Running]) -> str:
     return "runtime " + ", ".join(parts) if parts else ""
 
 
+class _Said:
+    """What the messages say about the releases before a start and the running jobs of unknown end, per node:
+    computed once per (node, releases before) and shared by every job that waits there."""
+
+    def __init__(self, released: Sequence[tuple[int, Running]], unknown: Mapping[str, Running]) -> None:
+        self.released = released  # in time order
+        self.times = [when for when, _ in released]
+        self.unknown = unknown
+        self._after: dict[tuple[str | None, int], tuple[str, tuple[str, ...]]] = {}
+        self._blockers: dict[str | None, list[str]] = {}
+        # node -> the indexes of the releases under it (``_under``: the node is a prefix of the quota by parts)
+        self._under: dict[str, list[int]] = {}
+        for i, (_, r) in enumerate(released):
+            parts = r.claim.quota.split("/")
+            for j in range(1, len(parts) + 1):
+                self._under.setdefault("/".join(parts[:j]), []).append(i)
+
+    def after(self, start: int, node: str | None) -> tuple[str, tuple[str, ...]] | None:
+        """The message and the jobs waited for of a start after releases (None: no release before it)."""
+        count = bisect_right(self.times, start)
+        if not count:
+            return None
+        found = self._after.get((node, count))
+        if found is None:
+            before = [r for _, r in self.released[:count]]
+            under = range(count) if node is None else self._under.get(node, [])
+            near = [self.released[i][1] for i in under[:bisect_left(under, count)]] or before
+            where = f" in {node}" if node else ""
+            n = len(near)
+            others = len(before) - n
+            message = f"after {n} running job{'s' if n != 1 else ''}{where} finish{'es' if n == 1 else ''}"
+            if others:
+                message += f" (and {others} elsewhere)"
+            runtimes = _runtimes(near)
+            if runtimes:
+                message += f"; {runtimes}"
+            message += "; if nothing else changes"
+            found = self._after[node, count] = message, tuple(sorted({r.claim.key for r in near}))
+        return found
+
+    def blockers(self, node: str | None) -> list[str]:
+        found = self._blockers.get(node)
+        if found is None:
+            found = self._blockers[node] = sorted({r.claim.key for r in self.unknown.values()
+                                                   if _under(r.claim.quota, node)})
+        return found
+
+
 def _describe(
     w: Waiting,
     start: int | None,
     refusal: Decision | None,
-    released: Sequence[tuple[int, Running]],
-    unknown: Mapping[str, Running],
+    said: _Said,
     horizon: bool,
     max_releases: int,
     window: int,
@@ -542,25 +624,13 @@ def _describe(
     node = refusal.blocking if refusal is not None and not refusal else None
     if start == now_ns:
         return Estimate(item.uid, item.key, item.quota, start, "fits now: starts at the next admission pass")
-    before = [r for when, r in released if start is not None and when <= start]
-    if start is not None and not before:
-        message = f"once reclaimed quota drains ({reason})"
-        return Estimate(item.uid, item.key, item.quota, start, message, reason)
     if start is not None:
-        near = [r for r in before if _under(r.claim.quota, node)] or before
-        where = f" in {node}" if node else ""
-        n = len(near)
-        others = len(before) - n
-        message = f"after {n} running job{'s' if n != 1 else ''}{where} finish{'es' if n == 1 else ''}"
-        if others:
-            message += f" (and {others} elsewhere)"
-        runtimes = _runtimes(near)
-        if runtimes:
-            message += f"; {runtimes}"
-        message += "; if nothing else changes"
-        return Estimate(item.uid, item.key, item.quota, start, message, reason,
-                        tuple(sorted({r.claim.key for r in near})))
-    blockers = sorted({r.claim.key for r in unknown.values() if _under(r.claim.quota, node)})
+        after = said.after(start, node)
+        if after is None:
+            message = f"once reclaimed quota drains ({reason})"
+            return Estimate(item.uid, item.key, item.quota, start, message, reason)
+        return Estimate(item.uid, item.key, item.quota, start, after[0], reason, after[1])
+    blockers = said.blockers(node)
     if blockers:
         listed = ", ".join(blockers[:5]) + (f" and {len(blockers) - 5} more" if len(blockers) > 5 else "")
         message = (

@@ -22,6 +22,7 @@ from common.rayjob import PodInfo
 from extender.barrier import BindBarrier
 from extender.cache import Cache
 from extender.controller import Controller
+from extender.forecaster import Forecaster
 from extender.gang import Reservations
 from extender.namespace_labels import repair_namespace_labels
 from extender.quota_gate import QuotaGate
@@ -188,8 +189,12 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     tasks = Tasks("extender", stop)
+    forecaster = Forecaster()  # the start-time replay's own process (it never holds this one's interpreter lock)
     async with KubeClient(load_configuration(settings.kubeconfig)) as client:
         service = Service(settings, client, clock)
+        if service.controller is not None:
+            service.controller.offload = forecaster.compute
+            tasks.start("forecast worker start", forecaster.warm(), once=True)
         if settings.leader_elect:
             service.elector = LeaderElector(client, settings.namespace, settings.lease_name, settings.identity, clock,
                                             lease_duration=settings.lease_duration,
@@ -272,6 +277,7 @@ async def run(settings: Settings, *, clock: Clock | None = None, stop: asyncio.E
             await service.scheduling.close()
             await runner.cleanup()
             await tasks.close()
+            forecaster.close()
     tasks.check()
 
 

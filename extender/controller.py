@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -27,6 +27,7 @@ from common import keys
 from common.clock import Clock
 from common.gotime import from_datetime
 from common.jobkind import RAYCLUSTER, RAYJOB
+from common.start_times import Replay
 from extender import estimates
 from extender.actions import (
     Action,
@@ -134,6 +135,8 @@ class Controller:
         self.estimate_seconds = estimate_seconds  # at most one start-time estimate this often
         self._estimated_at: float | None = None
         self._estimate_due: float | None = None
+        # Where the replay runs: a worker process (extender.forecaster, set by app.run), else a worker thread.
+        self.offload: Callable[[estimates.EstimateInputs], Awaitable[Replay]] | None = None
         self.wake = asyncio.Event()
         self._holding = False
         self._wake_ns: int | None = None  # the next preemption-notice or admission-timeout deadline (Plan.wake_ns)
@@ -284,22 +287,41 @@ class Controller:
 
     async def refresh_estimates(self, *, force: bool = False) -> None:
         """Runtime history, then the start-time estimate of every waiting QueueUnit (common/start_times.py),
-        at most every ``estimate_seconds``: the snapshot is taken here, the replay runs in a worker thread
-        so the extender's verbs keep being answered, and the patches are made against the cache as it is
-        then."""
+        at most every ``estimate_seconds``: the snapshot is taken here, the replay runs in the forecast worker
+        process (``offload``; a worker thread without one) so the extender's verbs keep being answered, and
+        the patches are made against the cache as it is then."""
         now = self.clock.monotonic()
         if not force and self._estimated_at is not None and now - self._estimated_at < self.estimate_seconds:
             self._estimate_due = self._estimated_at + self.estimate_seconds
             return
         self._estimated_at, self._estimate_due = now, None
-        await self.execute(Plan(tuple(estimates.history_patches(self.cache))))
-        snap = estimates.snapshot(self.cache, from_datetime(self.clock.now()))
+        await self.execute(Plan(tuple(estimates.history_patches(self.cache, from_datetime(self.clock.now())))))
+        snap = await self._snapshot_sliced()
         if snap is None:
             return
-        found = await asyncio.to_thread(estimates.compute, snap)
+        found = await (self.offload(snap) if self.offload is not None else asyncio.to_thread(estimates.compute, snap))
         now_ns = from_datetime(self.clock.now())
         await self.execute(Plan((*estimates.unit_patches(self.cache, found.estimates, now_ns),
                                  *estimates.forecast_patches(self.cache, found.forecasts, now_ns))))
+
+    async def _snapshot_sliced(self) -> estimates.EstimateInputs | None:
+        """The estimate's snapshot in slices (``estimates.snapshot_steps``): the verbs run between them, watch events
+        are held meanwhile (one instant for the cache) and applied once it is taken."""
+        self._holding = True
+        try:
+            steps = estimates.snapshot_steps(self.cache, from_datetime(self.clock.now()))
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    snap: estimates.EstimateInputs | None = done.value
+                    return snap
+                await asyncio.sleep(0)
+        finally:
+            self._holding = False
+            while self._held:
+                handler, kind, obj = self._held.popleft()
+                handler(kind, obj)
 
     async def _do(self, action: Action) -> None:
         c = self.client

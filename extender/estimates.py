@@ -22,12 +22,16 @@ with a dequeue stamp is added once, when it ended after the newest row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from common import keys
 from common.accounting import JobState
+from common.estimate_learning import Learned, learned_from_status
+from common.estimate_range import RangedEstimate, RangedForecast, published_bound, ranged_replay
+from common.eta import eta_text
 from common.gotime import GoTimeError, parse_go
 from common.ledger import Ledger
 from common.preemption import Notice, NoticeError
@@ -44,16 +48,20 @@ from common.start_times import (
     Running,
     Runtime,
     Waiting,
-    replay,
     runtime_of,
 )
 from extender.actions import UpdateQueueStatus, UpdateQueueUnitStatus
 from extender.cache import Cache
+from extender.estimate_history import learning_status
 from extender.queue_objects import queue_unit_name, rfc3339
 
-__all__ = ["EstimateInputs", "compute", "forecast_patches", "history", "history_patches", "snapshot", "unit_patches"]
+__all__ = [
+    "EstimateInputs", "compute", "forecast_patches", "history", "history_patches", "snapshot", "snapshot_steps",
+    "unit_patches",
+]
 
 MIN_MOVE_SECONDS: Final = 30.0
+SNAPSHOT_SLICE: Final = 250  # waiting jobs copied between two turns of the event loop
 MOVE_FRACTION: Final = 0.10
 
 
@@ -66,6 +74,9 @@ class EstimateInputs:
     waiting: tuple[Waiting, ...]
     policies: Mapping[str, QueuePolicy]
     now_ns: int
+    # what the leaves' Queue statuses say about the future (common/estimate_learning.py), and their runtimes
+    learned: Mapping[str, Learned] = field(default_factory=dict)
+    runtimes: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def history(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -87,12 +98,27 @@ def _seconds(cache: Cache, leaf: str) -> list[float]:
 
 def snapshot(cache: Cache, now_ns: int) -> EstimateInputs | None:
     """What the estimate needs, copied from the cache (None without a valid tree)."""
+    steps = snapshot_steps(cache, now_ns)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            found: EstimateInputs | None = done.value
+            return found
+
+
+def snapshot_steps(cache: Cache, now_ns: int, every: int | None = None) -> Generator[None, None, EstimateInputs | None]:
+    """``snapshot`` as a generator that yields after every ``every`` waiting jobs copied, for a caller that lets
+    the verbs run in between (10,000 waiting jobs take tens of milliseconds) while it holds the watch events:
+    the ledger is copied first, at one instant. The runtimes are memoised across snapshots (``_runtime``)."""
+    every = every or SNAPSHOT_SLICE
     tree, ledger = cache.tree, cache.ledger
     if tree is None or ledger is None:
         return None
-    seconds = {leaf.full_name: _seconds(cache, leaf.full_name) for leaf in tree.leaves()}
+    ledger_copy = ledger.copy()
+    seconds = {leaf.full_name: tuple(_seconds(cache, leaf.full_name)) for leaf in tree.leaves()}
     running = []
-    for claim in ledger.claims():
+    for claim in ledger_copy.claims():
         job = cache.job(claim.uid) if claim.kind == "job" else None
         if job is None:
             continue  # a pod outside the queue: it holds its claim for as long as the replay lasts
@@ -107,19 +133,37 @@ def snapshot(cache: Cache, now_ns: int) -> EstimateInputs | None:
             drain = Runtime(DRAIN_SECONDS, "declared", "releasing its quota")
             running.append(Running(claim, now_ns, drain, job.enqueue_ns or 0))
             continue
-        runtime = runtime_of(job.annotations, job.active_deadline_seconds, seconds.get(claim.quota, []), claim.quota)
+        runtime = _runtime(job.annotations.get(keys.EXPECTED_RUNTIME), job.active_deadline_seconds,
+                           seconds.get(claim.quota, ()), claim.quota)
         running.append(Running(claim, job.dequeue_ns or now_ns, runtime, job.enqueue_ns or 0))
     waiting = []
     queues = cache.queues
+    policies = {leaf.full_name: queues.policy(leaf.full_name) for leaf in tree.leaves()}
+    copied = 0
     for leaf in tree.leaves():
+        history = seconds[leaf.full_name]
         for item in (*queues.active(leaf.full_name), *queues.backoff(leaf.full_name)):
             job = cache.job(item.uid)
             if job is None:  # pragma: no cover - queue items come from cached jobs
                 continue
-            runtime = runtime_of(job.annotations, job.active_deadline_seconds, seconds[leaf.full_name], leaf.full_name)
+            runtime = _runtime(job.annotations.get(keys.EXPECTED_RUNTIME), job.active_deadline_seconds, history,
+                               leaf.full_name)
             waiting.append(Waiting(item, runtime, job.preemptible))
-    policies = {leaf.full_name: queues.policy(leaf.full_name) for leaf in tree.leaves()}
-    return EstimateInputs(ledger.copy(), tuple(running), tuple(waiting), policies, now_ns)
+            copied += 1
+            if copied % every == 0:
+                yield
+    learned = {}
+    for leaf in tree.leaves():
+        queue = cache.queue_for(leaf.full_name)
+        learned[leaf.full_name] = learned_from_status(queue.status if queue else None)
+    return EstimateInputs(ledger_copy, tuple(running), tuple(waiting), policies, now_ns, learned, seconds)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _runtime(declared: str | None, active_deadline_seconds: int | None, history: tuple[float, ...], leaf: str) -> Runtime:
+    """``runtime_of`` of a job whose expected-runtime annotation is ``declared`` (it reads no other annotation)."""
+    return runtime_of({keys.EXPECTED_RUNTIME: declared} if declared is not None else {}, active_deadline_seconds,
+                      history, leaf)
 
 
 def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
@@ -135,8 +179,11 @@ def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
 
 
 def compute(snap: EstimateInputs) -> Replay:
-    """The estimates and forecasts (may run in a worker thread: it touches nothing but the snapshot)."""
-    return replay(snap.ledger, snap.running, snap.waiting, snap.now_ns, policies=snap.policies)
+    """The estimates and forecasts, each with its range (``common.estimate_range.ranged_replay``: RangedEstimates,
+    P50 start and P90 bound, and RangedForecasts); may run in a worker thread: it touches nothing but the snapshot.
+    The forecast worker (extender/forecaster.py) makes the same call on the same values."""
+    return ranged_replay(snap.ledger, snap.running, snap.waiting, snap.now_ns, learned=snap.learned,
+                         runtimes=snap.runtimes, policies=snap.policies)
 
 
 def _moved(old: str | None, new: int | None, now_ns: int) -> bool:
@@ -152,27 +199,37 @@ def _moved(old: str | None, new: int | None, now_ns: int) -> bool:
     return abs(old_ns - new) > tolerance
 
 
+_CLEARED: Final = {"estimatedStartTime": None, "estimatedStartTimeLatest": None, "eta": None, "estimate": None}
+
+
+def _text(status: Mapping[str, Any], name: str) -> str | None:
+    value = status.get(name)
+    return value if isinstance(value, str) else None
+
+
 def unit_patches(cache: Cache, estimates: Mapping[str, Estimate], now_ns: int) -> list[UpdateQueueUnitStatus]:
-    """Status patches for the QueueUnits whose estimate is new, changed, or no longer applies."""
+    """Status patches for the QueueUnits whose estimate is new, changed, or no longer applies: the P50
+    (``estimatedStartTime``), the P90 bound (``estimatedStartTimeLatest``, absent when the P50 is a lower
+    bound only), the ETA column's text (``eta``: ``~4m, by 11m`` as of the write) and what both assume."""
     patches = []
     for job in cache.jobs():
         unit = cache.queue_unit(job.namespace, queue_unit_name(job))
         if unit is None or unit.owner_uid != job.uid:
             continue
         status = unit.status or {}
-        old_time = status.get("estimatedStartTime")
-        old_time = old_time if isinstance(old_time, str) else None
-        old_message = status.get("estimate")
         found = estimates.get(job.uid)
         if found is None or cache.state(job.uid) is not JobState.WAITING:
-            if old_time is not None or old_message is not None:
-                patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
-                                                     {"estimatedStartTime": None, "estimate": None}))
+            if any(_text(status, name) is not None for name in _CLEARED):
+                patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name, dict(_CLEARED)))
             continue
-        if found.message != old_message or _moved(old_time, found.start_ns, now_ns):
-            when = rfc3339(found.start_ns) if found.start_ns is not None else None
-            patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name,
-                                                 {"estimatedStartTime": when, "estimate": found.message}))
+        latest = found.latest_ns if isinstance(found, RangedEstimate) else None
+        if (found.message != _text(status, "estimate") or _moved(_text(status, "estimatedStartTime"), found.start_ns, now_ns)
+                or _moved(_text(status, "estimatedStartTimeLatest"), latest, now_ns)):
+            patches.append(UpdateQueueUnitStatus(unit.namespace, unit.name, {
+                "estimatedStartTime": rfc3339(found.start_ns) if found.start_ns is not None else None,
+                "estimatedStartTimeLatest": rfc3339(published_bound(latest)) if latest is not None else None,
+                "eta": eta_text(found.start_ns, latest, now_ns) if found.start_ns is not None else None,
+                "estimate": found.message}))
     return patches
 
 
@@ -192,7 +249,15 @@ def _forecast_moved(old: Forecast | None, new: Forecast, now_ns: int) -> bool:
         return True
     if [b.above for b in old.bands] != [b.above for b in new.bands]:
         return True
-    return any(_openings_moved(a.openings, b.openings, now_ns) for a, b in zip(old.bands, new.bands, strict=True))
+    if any(_openings_moved(a.openings, b.openings, now_ns) for a, b in zip(old.bands, new.bands, strict=True)):
+        return True
+    old_latest = old.latest if isinstance(old, RangedForecast) else None
+    new_latest = new.latest if isinstance(new, RangedForecast) else None
+    if (old_latest is None) != (new_latest is None):
+        return True
+    if isinstance(old, RangedForecast) and isinstance(new, RangedForecast) and old.assumes != new.assumes:
+        return True
+    return old_latest is not None and new_latest is not None and _forecast_moved(old_latest, new_latest, now_ns)
 
 
 def forecast_patches(cache: Cache, forecasts: Mapping[str, Forecast], now_ns: int) -> list[UpdateQueueStatus]:
@@ -207,11 +272,13 @@ def forecast_patches(cache: Cache, forecasts: Mapping[str, Forecast], now_ns: in
     return patches
 
 
-def history_patches(cache: Cache) -> list[UpdateQueueStatus]:
-    """Queue status patches adding the runtimes of jobs that finished since the newest recorded one."""
+def history_patches(cache: Cache, now_ns: int) -> list[UpdateQueueStatus]:
+    """Queue status patches adding the runtimes of jobs that finished since the newest recorded one, and
+    what the ranges learn as of ``now_ns``, the controller's clock (extender/estimate_history.py)."""
     tree = cache.tree
     if tree is None:
         return []
+    learned = learning_status(cache, now_ns)
     finished: dict[str, list[tuple[int, str, float]]] = {}
     for job in cache.jobs():
         if not job.finished or job.end_ns is None or job.dequeue_ns is None or job.end_ns < job.dequeue_ns:
@@ -231,7 +298,11 @@ def history_patches(cache: Cache) -> list[UpdateQueueStatus]:
         if not fresh:
             continue
         rows += [{"uid": uid, "seconds": round(seconds), "end": rfc3339(end)} for end, uid, seconds in fresh]
-        patches.append(UpdateQueueStatus(queue.name, {"runtimeHistory": rows[-HISTORY_SIZE:]}))
+        status: dict[str, Any] = {"runtimeHistory": rows[-HISTORY_SIZE:]}
+        if queue.name in learned:
+            status["estimateHistory"] = learned.pop(queue.name)
+        patches.append(UpdateQueueStatus(queue.name, status))
+    patches += [UpdateQueueStatus(name, {"estimateHistory": found}) for name, found in sorted(learned.items())]
     return patches
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from common import keys
+from common.eta import eta_text
 from common.explain import Explain, Stuck, advice, whatif
 from common.explain import render as render_explain
 from common.gotime import GoTimeError, format_rfc3339, parse_go
@@ -21,7 +22,6 @@ from common.quantity import format_quantity
 from common.quota_tree import QuotaNode, QuotaTree
 from common.rayjob import VALIDATION_FAILED, JobInfo
 from common.resources import Resources
-from common.start_times import in_about
 
 __all__ = ["missing_report", "queue_report", "render", "stuck_case", "top_report", "whatif_report", "why_report"]
 
@@ -111,17 +111,22 @@ def _top_text(report: Obj) -> str:
     return "\n".join(lines)
 
 
+def _time(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_go(value)
+    except GoTimeError:
+        return None
+
+
 def _unit_estimate(unit: Obj | None, now_ns: int) -> dict[str, Any]:
+    """The QueueUnit's range: P50 and P90 times, the range as ``common.eta.eta_text`` tells it, and what it assumes."""
     status = (unit or {}).get("status") or {}
-    when = status.get("estimatedStartTime")
-    start = None
-    if isinstance(when, str):
-        try:
-            start = parse_go(when)
-        except GoTimeError:
-            start = None
-    return {"estimatedStartTime": when if start is not None else None, "in": in_about(start, now_ns),
-            "estimate": status.get("estimate")}
+    start, latest = _time(status.get("estimatedStartTime")), _time(status.get("estimatedStartTimeLatest"))
+    return {"estimatedStartTime": status.get("estimatedStartTime") if start is not None else None,
+            "estimatedStartTimeLatest": status.get("estimatedStartTimeLatest") if latest is not None else None,
+            "in": eta_text(start, latest, now_ns), "estimate": status.get("estimate")}
 
 
 def queue_report(leaf: str, queue_obj: Obj, units: Mapping[tuple[str, str], Obj], now_ns: int) -> dict[str, Any]:
@@ -140,12 +145,12 @@ def queue_report(leaf: str, queue_obj: Obj, units: Mapping[tuple[str, str], Obj]
 
 def _queue_text(report: Obj) -> str:
     lines = [f"queue {report['queue']} for {report['leaf']} (policy {report['policy']})",
-             f"{'LIST':<8} {'POS':>4} {'NAMESPACE':<16} {'QUEUEUNIT':<36} {'PRIO':>5} {'ETA':<10} ESTIMATE"]
+             f"{'LIST':<8} {'POS':>4} {'NAMESPACE':<16} {'QUEUEUNIT':<36} {'PRIO':>5} {'ETA':<20} ESTIMATE"]
     for row in report["items"]:
         eta = row["in"] if row["visible"] else "(hidden)"
         note = row["estimate"] or ("" if row["visible"] else "not readable with your permissions")
         lines.append(f"{row['list']:<8} {row['position']!s:>4} {row['namespace']!s:<16} {row['queueUnit']!s:<36} "
-                     f"{row['priority']!s:>5} {eta:<10} {note}")
+                     f"{row['priority']!s:>5} {eta:<20} {note}")
     if not report["items"]:
         lines.append("(empty)")
     return "\n".join(lines)
@@ -230,7 +235,7 @@ def missing_report(namespace: str, name: str, kind: str = keys.RAYJOB_KIND) -> d
     key = f"{namespace}/{name}"
     return {"kind": "JobPlace", "jobKind": kind, "rayjob": key, "phase": None, "position": None, "message": None,
             **_advice("refused-at-create", key, kind), "blocking": None, "blockingNode": None,
-            "estimatedStartTime": None, "in": None, "estimate": None, "events": []}
+            "estimatedStartTime": None, "estimatedStartTimeLatest": None, "in": None, "estimate": None, "events": []}
 
 
 def _why_text(report: Obj) -> str:
@@ -251,8 +256,10 @@ def _why_text(report: Obj) -> str:
             lines.append(f"  {node['node']} {r}: used {_fmt(r, v['used'])}, min {_fmt(r, v['min'])}, "
                          f"max {_fmt(r, v['max'])}")
     if report["phase"] in ("Enqueued", "Backoff"):
-        lines.append(f"  estimated start: {report['in']}"
-                     + (f" ({report['estimatedStartTime']})" if report["estimatedStartTime"] else ""))
+        when = report["estimatedStartTime"]
+        latest = report.get("estimatedStartTimeLatest")
+        lines.append(f"  estimated start: {report['in']}" + (
+            f" (P50 at {when}, P90 by {latest})" if when and latest else f" (at {when})" if when else ""))
         if report["estimate"]:
             lines.append(f"  assuming: {report['estimate']}")
     if report["events"]:
@@ -291,7 +298,9 @@ def whatif_report(job_obj: Obj, tree_obj: Obj, queue_obj: Obj | None, namespace:
                   guaranteed=found.guaranteed,
                   message=whatif(decision.why(), len(ahead), job.priority),
                   estimatedStartTime=format_rfc3339(found.start_ns) if found.start_ns is not None else None,
-                  estimate=found.start_note,
+                  estimatedStartTimeLatest=format_rfc3339(found.latest_ns) if found.latest_ns is not None else None,
+                  eta=eta_text(found.start_ns, found.latest_ns, now_ns) if found.start_ns is not None else None,
+                  estimate=found.start_note + (f"; {found.assumes}" if found.assumes and not found.fits_now else ""),
                   notes=["usage is the tree's published status (the controller's last pass); job counts "
                          "(kube-queue/max-jobs) are not in it and are not checked now; the start is the "
                          "leaf Queue's status.forecast, replayed by the controller"])
@@ -308,8 +317,9 @@ def _whatif_text(report: Obj) -> str:
     if report.get("guaranteed"):
         lines.append("  within the leaf's min: guaranteed (borrowers elsewhere would be reclaimed for it)")
     if not report["admitted"]:
-        when = report.get("estimatedStartTime")
-        lines.append(f"  estimated start: {when} ({report.get('estimate')})" if when else
+        when, latest = report.get("estimatedStartTime"), report.get("estimatedStartTimeLatest")
+        at = f"P50 at {when}, P90 by {latest}" if latest else f"at {when}"
+        lines.append(f"  estimated start: {report.get('eta')}, {at} ({report.get('estimate')})" if when else
                      f"  estimated start: {report.get('estimate')}")
     lines += [f"  note: {n}" for n in report.get("notes", [])]
     return "\n".join(lines)

@@ -65,10 +65,11 @@ def test_queue_shows_estimates_of_readable_units_only() -> None:
              "status": {"queueItemDetails": {"active": [
                  {"name": "a-ray-qu", "namespace": "video", "priority": 0, "position": 1},
                  {"name": "b-ray-qu", "namespace": "other", "priority": 0, "position": 2}], "backoff": []}}}
-    unit = {"status": {"estimatedStartTime": "2025-01-10T01:40:24Z", "estimate": "after 1 running job ..."}}
+    unit = {"status": {"estimatedStartTime": "2025-01-10T01:40:24Z", "estimatedStartTimeLatest": "2025-01-10T01:47:24Z",
+                       "estimate": "after 1 running job ..."}}
     report = views.queue_report("root/algorithm/video", queue, {("video", "a-ray-qu"): unit}, NOW)
     a, b = report["items"]
-    assert (a["in"], a["estimate"], a["visible"]) == ("~4m0s", "after 1 running job ...", True)
+    assert (a["in"], a["estimate"], a["visible"]) == ("~4m, by 11m", "after 1 running job ...", True)
     assert (b["in"], b["visible"]) == ("unknown", False)
     assert "(hidden)" in views.render(report)
 
@@ -82,8 +83,12 @@ def test_why_names_the_blocking_node_and_its_numbers() -> None:
     report = views.why_report(job, unit, seed_tree(), events, NOW)
     assert report["blocking"] == "root/algorithm/video"
     assert report["blockingNode"]["resources"]["cpu"] == {"used": 12500, "min": 12000, "max": 14000}
-    assert report["in"] == "~1m0s"
+    assert report["in"] == "not before ~1m"  # no P90 published: a lower bound only
     text = views.render(report)
+    assert "estimated start: not before ~1m (at 2025-01-10T01:37:24Z)" in text
+    unit["status"]["estimatedStartTimeLatest"] = "2025-01-10T01:46:24Z"
+    text = views.render(views.why_report(job, unit, seed_tree(), events, NOW))
+    assert "estimated start: ~1m, by 10m (P50 at 2025-01-10T01:37:24Z, P90 by 2025-01-10T01:46:24Z)" in text
     assert "root/algorithm/video cpu: used 12500m, min 12, max 14" in text
     assert "Enqueued: queued" in text
 

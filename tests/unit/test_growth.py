@@ -192,7 +192,7 @@ def test_current_counts_live_pods_bound_or_not_and_compact_size_reads_short() ->
     assert current_request(pods) == Resources({"cpu": 4000, "memory": 8 * 2**30})
     assert compact_size(current_request(pods)) == "4/8Gi"
     assert compact_size(Resources({"cpu": 8500, "memory": 17 * 2**30})) == "8500m/17Gi"
-    assert compact_size(Resources({"cpu": 12500, "memory": 12_209_715_200})) == "12500m/11.4Gi"
+    assert compact_size(Resources({"cpu": 12500, "memory": 12_209_715_200})) == "12500m/11923550Ki"
     assert compact_size(Resources()) == "-"
 
 

@@ -124,7 +124,7 @@ def test_the_seed_video_job_fits_once_and_a_second_copy_waits_with_the_numbers()
     assert not decision
     assert decision.reason == (
         "root/algorithm/video: cpu used 12500m + request 12500m > max 14; "
-        "memory used 12209715200 + request 12209715200 > max 14Gi"
+        "memory used 11923550Ki + request 11923550Ki > max 14Gi"
     )
     assert decision.blocking == VIDEO
     assert decision.rule == "max"

@@ -266,7 +266,7 @@ def test_seed_video_example_second_copy_waits_in_backoff_then_runs() -> None:
     assert dequeued(plan) == []
     message = (
         "root/algorithm/video: cpu used 12500m + request 12500m > max 14; "
-        "memory used 12209715200 + request 12209715200 > max 14Gi"
+        "memory used 11923550Ki + request 11923550Ki > max 14Gi"
     )
     assert loop.unit("rayjob-video-bbbbb")["status"] == {
         "phase": "Backoff",
@@ -276,9 +276,9 @@ def test_seed_video_example_second_copy_waits_in_backoff_then_runs() -> None:
         "lastUpdateTime": "2025-01-10T01:37:24Z",
         "admitted": "-",  # waiting: no claim, no pods; its maximum is its request (no autoscaling)
         "current": "-",
-        "maximum": "12500m/11.4Gi",
+        "maximum": "12500m/11923550Ki",
     }
-    assert loop.unit("rayjob-video-aaaaa")["status"]["admitted"] == "12500m/11.4Gi"
+    assert loop.unit("rayjob-video-aaaaa")["status"]["admitted"] == "12500m/11923550Ki"
     assert loop.queue(VIDEO)["status"] == {
         "queueItemDetails": {
             "active": [],
@@ -550,7 +550,7 @@ def test_queue_unit_object_shape() -> None:
             },
             "queue": "root-algorithm-video-k42kq",
             "priority": 0,
-            "resource": {"cpu": "12500m", "memory": "12209715200"},
+            "resource": {"cpu": "12500m", "memory": "11923550Ki"},
         },
     }
 

@@ -271,8 +271,8 @@ def test_a_tenant_cannot_grow_an_admitted_job() -> None:
     verdict = validate(review(new, op="UPDATE", old=old))
     assert not verdict.allowed
     assert "rule admitted-request" in verdict.message
-    assert "{cpu: 12500m, memory: 12209715200}" in verdict.message
-    assert "{cpu: 16500m, memory: 16209715200}" in verdict.message
+    assert "{cpu: 12500m, memory: 11923550Ki}" in verdict.message
+    assert "{cpu: 16500m, memory: 15829800Ki}" in verdict.message
 
 
 def test_a_tenant_may_suspend_and_edit_their_own_queued_job() -> None:

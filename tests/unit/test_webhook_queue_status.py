@@ -60,8 +60,8 @@ def test_the_warning_says_position_free_quota_and_the_estimate_of_the_job_ahead(
     assert text is not None
     assert text.startswith("queued in root/algorithm/video at position 3; needs cpu 12500m, leaf has 1500m free of max 14 "
                            "(root/algorithm/video: cpu used 12500m + request 12500m > max 14; memory ")
-    assert text.endswith("; estimated start not before ~10m0s (after video/b-ray-qu, the job just ahead of it, "
-                         "expected to start in ~10m0s)")
+    assert text.endswith("; estimated start not before ~10m (after video/b-ray-qu, the job just ahead of it, "
+                         "expected to start not before ~10m)")
 
 
 FORECAST = {"openings": [{"at": "2025-01-10T01:36:24Z", "free": {"cpu": "1500m", "memory": "500Mi"}},
@@ -79,12 +79,12 @@ def test_with_the_queues_forecast_the_warning_tells_the_replayed_start() -> None
                     forecast=FORECAST)
     text = b.warning(snap.tree.node(VIDEO), seed_job(), snap, "video/new")  # type: ignore[union-attr]
     assert text is not None and "at position 3" in text
-    assert text.endswith("; estimated start in ~14m0s, at 2025-01-10T01:50:24Z (replayed behind the 2 jobs waiting "
-                         "in root/algorithm/video it does not pass, as running jobs end at their expected times)")
+    assert text.endswith("; estimated start not before ~14m, at 2025-01-10T01:50:24Z (replayed behind the 2 jobs "
+                         "waiting in root/algorithm/video it does not pass, as running jobs end at their expected times)")
     urgent = dataclasses.replace(seed_job(), priority=5)
     text = b.warning(snap.tree.node(VIDEO), urgent, snap, "video/new")  # type: ignore[union-attr]
     assert text is not None and "at position 1" in text
-    assert text.endswith("; estimated start in ~4m0s, at 2025-01-10T01:40:24Z (replayed as running jobs end at "
+    assert text.endswith("; estimated start not before ~4m, at 2025-01-10T01:40:24Z (replayed as running jobs end at "
                          "their expected times)")
 
 
