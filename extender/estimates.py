@@ -121,8 +121,14 @@ def snapshot_steps(cache: Cache, now_ns: int, every: int | None = None) -> Gener
     for claim in ledger_copy.claims():
         job = cache.job(claim.uid) if claim.kind == "job" else None
         if job is None:
-            continue  # a pod outside the queue: it holds its claim for as long as the replay lasts
-        notice = _notice_end(job.annotations) if cache.state(claim.uid) is JobState.ADMITTED else None
+            pod = cache.pod(claim.uid) if claim.kind == "pod" else None
+            named = _notice_end(pod.preemption_notice) if pod is not None else None
+            if named is not None:  # a worker a shrink notice names (docs/elastic.md): it goes at the deadline
+                left = max(0, named[0] - now_ns) / NS + DRAIN_SECONDS
+                running.append(Running(claim, now_ns, Runtime(left, "declared", f"shrink notice until {named[1]}"),
+                                       releasing=True))
+            continue  # any other pod outside the queue holds its claim for as long as the replay lasts
+        notice = _job_notice_end(job.annotations) if cache.state(claim.uid) is JobState.ADMITTED else None
         if notice is not None:  # a reclaim victim under notice runs on until its deadline, then drains
             end, deadline = notice
             left = max(0, end - now_ns) / NS + DRAIN_SECONDS
@@ -166,9 +172,8 @@ def _runtime(declared: str | None, active_deadline_seconds: int | None, history:
                       history, leaf)
 
 
-def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
+def _notice_end(text: str | None) -> tuple[int, str] | None:
     """(deadline ns, RFC 3339) of a preemption notice; an unreadable one is due now (the controller suspends it)."""
-    text = annotations.get(keys.PREEMPTION_NOTICE)
     if text is None:
         return None
     try:
@@ -176,6 +181,18 @@ def _notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
     except NoticeError:
         return 0, "now"
     return notice.deadline_ns, notice.deadline
+
+
+def _job_notice_end(annotations: Mapping[str, str]) -> tuple[int, str] | None:
+    """``_notice_end`` of a job's whole-job notice; None under a shrink notice, with which the job runs on at its
+    floor (only the named workers go, each counted as its own pod claim)."""
+    text = annotations.get(keys.PREEMPTION_NOTICE)
+    try:
+        if text is not None and Notice.parse(text).shrinks:
+            return None
+    except NoticeError:
+        pass
+    return _notice_end(text)
 
 
 def compute(snap: EstimateInputs) -> Replay:

@@ -14,6 +14,8 @@ from common import keys
 from common.accounting import JobState
 from common.clock import FakeClock
 from common.preemption import Notice, NoticeError, issue, whole_job
+from common.start_times import DRAIN_SECONDS
+from extender import estimates
 from extender.actions import (
     AnnotatePod,
     Event,
@@ -282,6 +284,25 @@ def test_with_a_grace_the_shrink_is_a_notice_naming_the_workers_and_the_claimant
     assert plan.of(Notify) == () and plan.of(Shrink) == () and plan.of(PreemptPod) == () and dequeued(plan) == []
     assert [c.key for c in plan.guaranteed] == ["algorithm-text/train"]
     assert set(plan.releasing) == {p["metadata"]["uid"] for p in pods[3:]}, "the noticed pods release meanwhile"
+
+
+def test_the_estimates_free_only_the_named_workers_at_a_shrink_notices_deadline_and_the_job_runs_on() -> None:
+    """A shrink notice frees the four named workers at its deadline, not the whole job: the floor runs on for its
+    runtime in the forecast, and the claimant is expected once the workers have drained."""
+    loop, intern, pods, notice = _noticed()
+    loop.run(NOW + NS)  # mirrors the notice onto the named pods
+    snap = estimates.snapshot(loop.cache, NOW + NS)
+    assert snap is not None
+    running = {r.claim.uid: r for r in snap.running}
+    assert not running[intern].releasing and running[intern].runtime.source != "declared", running[intern]
+    drained = notice.deadline_ns + round(DRAIN_SECONDS * NS)
+    for pod in pods[3:]:
+        named = running[pod["metadata"]["uid"]]
+        assert named.releasing and named.end_ns(NOW + NS) == drained, named
+        assert named.runtime.detail == f"shrink notice until {notice.deadline}"
+    assert all(p["metadata"]["uid"] not in running for p in pods[:3]), "the kept workers are no pod claims"
+    train = next(uid for uid, j in loop.jobs.items() if j["metadata"]["name"] == "train")
+    assert estimates.compute(snap).estimates[train].start_ns == drained
 
 
 def test_the_shrink_is_sent_at_the_deadline_not_before_and_removes_the_notice() -> None:
