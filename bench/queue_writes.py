@@ -13,7 +13,8 @@ event of every RayJob patch delivered back), counting every write by what it wri
 Each shape runs twice in the same run: ``every-change`` (the QueueUnit status policy before issue 13's
 write work: a waiting job's status was rewritten whenever its position, the size of its queue or its
 refusal's numbers changed, ``_every_change`` below) and ``shipped`` (extender.unit_status as it is). The
-figure is writes per arriving job and the ratio shipped / every-change. Bounded: every arm stops at its
+figure is writes per arriving job and the ratio shipped / every-change, and the reclaim churn: suspensions per
+job over the arm (issue 20 item 5). Bounded: every arm stops at its
 deadline. Results: stdout and bench/results/queue_writes.json.
 """
 
@@ -61,6 +62,7 @@ class CountingApi(MemoryApi):
         super().__init__()
         self.kinds: collections.Counter[str] = collections.Counter()
         self.fields: collections.Counter[str] = collections.Counter()
+        self.suspensions: collections.Counter[str] = collections.Counter()  # RayJob path -> suspend=true patches
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.kinds["event" if path.endswith("/events") else f"create {path.rsplit('/', 1)[-1]}"] += 1
@@ -69,12 +71,21 @@ class CountingApi(MemoryApi):
     async def patch(self, path: str, body: dict[str, Any], content_type: str = "") -> dict[str, Any]:
         kind = path.split("/")[-3] if path.endswith("/status") else path.split("/")[-2]
         self.kinds[f"patch {kind}{' status' if path.endswith('/status') else ''}"] += 1
+        if "/rayjobs/" in path and not path.endswith("/status") and _suspends(body):
+            self.suspensions[path] += 1
         if "/queueunits/" in path and path.endswith("/status"):
             old = (self.objects.get(path.removesuffix("/status")) or {}).get("status") or {}
             for name, value in (body.get("status") or {}).items():
                 if name in FIELDS and old.get(name) != value:
                     self.fields[name] += 1
         return await super().patch(path, body, content_type)
+
+
+def _suspends(body: Any) -> bool:
+    """A RayJob patch that suspends it: a merge patch with spec.suspend true, or a JSON patch setting it."""
+    if isinstance(body, dict):
+        return (body.get("spec") or {}).get("suspend") is True
+    return any(op.get("path") == "/spec/suspend" and op.get("value") is True for op in body if isinstance(op, dict))
 
 
 @contextlib.contextmanager
@@ -85,8 +96,8 @@ def _every_change() -> Iterator[None]:
     shipped_status = saved[0]
 
     def unit_status(cache: Cache, job: Any, state: Any, leaf: Any, dequeued: Any, stamp: str,
-                    cached: Any, notices: Any = ()) -> dict[str, Any]:
-        status: dict[str, Any] = shipped_status(cache, job, state, leaf, dequeued, stamp, cached, notices)
+                    cached: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        status: dict[str, Any] = shipped_status(cache, job, state, leaf, dequeued, stamp, cached, *args, **kwargs)
         if status["phase"] in ("Enqueued", "Backoff") and state is JobState.WAITING:
             queues = cache.queues
             backoff = queues.in_backoff(job.uid)
@@ -183,6 +194,11 @@ async def _arm(shape: str, policy: str, waiting: int, arriving: int, max_seconds
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
     out["admitted"] = sum(1 for j in jobs if cache.dequeue_ns(j["metadata"]["uid"]) is not None)
+    # reclaim churn over the whole arm (its settling and its arrivals; issue 20 item 5): suspensions of admitted
+    # jobs, the jobs suspended, the most suspensions of one job
+    per_job = api.suspensions
+    out["suspensions"] = {"total": sum(per_job.values()), "jobs": len(per_job),
+                          "most_per_job": max(per_job.values(), default=0)}
     out["writes_per_job"] = round(out["writes"] / arriving, 2)
     out["unit_status_writes_per_pass"] = round(out["by_kind"].get("patch queueunits status", 0) / max(1, out["passes"]), 1)
     return out
@@ -226,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"per pass; {r['seconds']} s{'' if r['quiet'] else ', NOT quiet'}{'' if r['settled'] else ', start NOT settled'})"
               + (f"; ratio {r['ratio_to_every_change']}" if "ratio_to_every_change" in r else ""))
         print(f"          by kind: {r['by_kind']}")
+        churn = r["suspensions"]
+        print(f"          suspensions: {churn['total']} of {churn['jobs']} jobs, at most {churn['most_per_job']} of one job")
         print(f"          QueueUnit status fields changed: {r['unit_status_fields']}")
     finish_report(report, args.out, started)
     print(f"written: {report['written_to']}")
