@@ -13,7 +13,7 @@ from common import keys
 from common.jobkind import annotations_patch
 from extender.actions import Expand, Shrink
 from extender.shrink import shrink_patch
-from kubeio.client import JSON_PATCH, ApiError, KubeClient
+from kubeio.client import JSON_PATCH, MERGE_PATCH, ApiError, KubeClient
 from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, RAYCLUSTERS
 
@@ -28,32 +28,18 @@ async def shrink_cluster(client: KubeClient, events: EventRecorder, action: Shri
                          present: Callable[[str], bool]) -> dict[str, Any] | None:
     """Patch the RayCluster as ``action`` says and emit the events; the updated RayCluster, or None when there
     was nothing (left) to do: the cluster is gone or replaced, or every pod is named already (a replay)."""
-    path = RAYCLUSTERS.path(action.cluster.namespace, action.cluster.name)
-    for attempt in range(SHRINK_ATTEMPTS):
-        try:
-            current = await client.get(path)
-        except ApiError as exc:
-            if exc.not_found:
-                return None
-            raise
+
+    def patch(current: dict[str, Any]) -> tuple[Any, str] | None:
         meta = current.get("metadata") or {}
         if meta.get("uid") != action.cluster.uid or meta.get("deletionTimestamp"):
             return None
-        patch = shrink_patch(current, action, present)
-        if not patch:
-            return None
-        try:
-            updated = await client.patch(path, patch, JSON_PATCH)
-        except ApiError as exc:
-            # 409, or 422 when the resourceVersion test fails (a write between our read and our patch): read again
-            if (exc.conflict or exc.status == 422) and attempt + 1 < SHRINK_ATTEMPTS:
-                continue
-            if exc.not_found:
-                return None
-            raise
+        ops = shrink_patch(current, action, present)
+        return (ops, JSON_PATCH) if ops else None
+
+    updated = await _read_then_patch(client, RAYCLUSTERS.path(action.cluster.namespace, action.cluster.name), patch)
+    if updated is not None:
         await _events(events, action)
-        return updated
-    return None  # pragma: no cover - the loop returns or raises
+    return updated
 
 
 async def clear_shrink_notice(client: KubeClient, action: Shrink) -> dict[str, Any] | None:
@@ -62,7 +48,22 @@ async def clear_shrink_notice(client: KubeClient, action: Shrink) -> dict[str, A
     a bare RayCluster's own shrink patch causes). The updated job, or None when there was nothing to remove."""
     if action.notice is None:
         return None
-    path = JOB_SCOPES[action.job.kind].path(action.job.namespace, action.job.name)
+
+    def patch(current: dict[str, Any]) -> tuple[Any, str] | None:
+        meta = current.get("metadata") or {}
+        if meta.get("uid") != action.job.uid or (meta.get("annotations") or {}).get(keys.PREEMPTION_NOTICE) != action.notice:
+            return None
+        return annotations_patch({keys.PREEMPTION_NOTICE: None, keys.CHECKPOINTED: None},
+                                 str(meta.get("resourceVersion") or "")), MERGE_PATCH
+
+    return await _read_then_patch(client, JOB_SCOPES[action.job.kind].path(action.job.namespace, action.job.name), patch)
+
+
+async def _read_then_patch(client: KubeClient, path: str,
+                           patch: Callable[[dict[str, Any]], tuple[Any, str] | None]) -> dict[str, Any] | None:
+    """Read the object, build the guarded patch from what was read (None: nothing to do), send it; read again on a
+    conflict (409, or 422 when a JSON patch's test fails), up to SHRINK_ATTEMPTS. The updated object, or None when
+    the object is gone or there is nothing to do."""
     for attempt in range(SHRINK_ATTEMPTS):
         try:
             current = await client.get(path)
@@ -70,15 +71,15 @@ async def clear_shrink_notice(client: KubeClient, action: Shrink) -> dict[str, A
             if exc.not_found:
                 return None
             raise
-        meta = current.get("metadata") or {}
-        if meta.get("uid") != action.job.uid or (meta.get("annotations") or {}).get(keys.PREEMPTION_NOTICE) != action.notice:
+        made = patch(current)
+        if made is None:
             return None
-        patch = annotations_patch({keys.PREEMPTION_NOTICE: None, keys.CHECKPOINTED: None},
-                                  str(meta.get("resourceVersion") or ""))
+        body, content_type = made
         try:
-            return await client.patch(path, patch)
+            return await client.patch(path, body, content_type)
         except ApiError as exc:
-            if exc.conflict and attempt + 1 < SHRINK_ATTEMPTS:
+            stale = exc.conflict or (exc.status == 422 and content_type == JSON_PATCH)
+            if stale and attempt + 1 < SHRINK_ATTEMPTS:
                 continue
             if exc.not_found:
                 return None
