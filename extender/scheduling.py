@@ -37,6 +37,10 @@ log = logging.getLogger("rayqueue.extender.scheduling")
 
 Emit = Callable[[dict[str, str], str, str, str], Awaitable[None]]
 
+# Seconds before each retry of a Binding after a transient failure: 1.7 s in all, well inside the bind verb's
+# httpTimeout (30 s in manifests/scheduler) less the 25 s a gang may wait at the barrier.
+BIND_PAUSES: tuple[float, ...] = (0.2, 0.5, 1.0)
+
 
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -70,6 +74,7 @@ class SchedulingEndpoints:
         self._reported: dict[str, set[str]] = defaultdict(set)
         self._background: set[asyncio.Task[Any]] = set()
         self._woken: dict[str, object] = {}  # gang -> the reservation its members were woken for
+        self.bind_pauses: tuple[float, ...] = BIND_PAUSES
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/filter", self._timed("filter", self.filter))
@@ -193,6 +198,11 @@ class SchedulingEndpoints:
         self.metrics.gang_waiting.set(len(self._waiters))
 
     async def _bind_one(self, pod_uid: str, node: str) -> str:
+        """POST the pod's Binding; "" once bound, else why not. A transient failure (the apiserver away, a 5xx
+        such as a webhook it could not call, a 429) is tried again after each of ``bind_pauses``: the other
+        members of a released gang are being bound at the same moment, and one failed call would leave the gang
+        partly bound until kube-scheduler's retry, which a failover can delay by tens of seconds. A 409 on a
+        retry is success when the pod is bound to this node (the earlier call landed, its answer was lost)."""
         pod = self.view().pod(pod_uid)
         if pod is None:
             return f"pod {pod_uid} is gone from the cache; not bound"
@@ -201,12 +211,35 @@ class SchedulingEndpoints:
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}"
+        failure: Exception | None = None
+        for attempt, pause in enumerate((0.0, *self.bind_pauses)):
+            if pause:
+                await asyncio.sleep(pause)
+            try:
+                await self.client.create(f"{path}/binding", body)
+                return ""
+            except ApiError as exc:
+                if attempt and exc.conflict and await self._bound_to(path, pod.uid, node):
+                    return ""
+                failure, transient = exc, exc.status >= 500 or exc.status == 429
+            except (OSError, TimeoutError) as exc:
+                failure, transient = exc, True
+            log.warning("binding %s/%s to %s failed (attempt %d of %d): %s", pod.namespace, pod.name, node,
+                        attempt + 1, 1 + len(self.bind_pauses), failure)
+            if not transient:
+                break
+        return f"binding {pod.namespace}/{pod.name} to {node} failed: {failure}"
+
+    async def _bound_to(self, path: str, uid: str, node: str) -> bool:
+        """The pod (this uid) is bound to ``node`` now, read from the API."""
+        assert self.client is not None
         try:
-            await self.client.create(f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding", body)
-        except (ApiError, OSError, TimeoutError) as exc:
-            log.warning("binding %s/%s to %s failed: %s", pod.namespace, pod.name, node, exc)
-            return f"binding {pod.namespace}/{pod.name} to {node} failed: {exc}"
-        return ""
+            current = await self.client.get(path)
+        except (ApiError, OSError, TimeoutError):
+            return False
+        return ((current.get("metadata") or {}).get("uid") == uid
+                and (current.get("spec") or {}).get("nodeName") == node)
 
     def _wake_gang(self, uid: str, view: SchedulerView) -> None:
         """A gang just got its placement: annotate its other pending members so kube-scheduler retries them

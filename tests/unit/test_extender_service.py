@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from common.clock import FakeClock
 from extender.app import Service
 from extender.settings import parse_settings
+from kubeio.client import ApiError
 from tests.unit.builders import make_pod
 from tests.unit.test_cache import CLUSTER, admitted, node, ray_pod, seed_tree
 
@@ -82,3 +86,70 @@ def test_a_pod_of_an_admitted_job_beyond_its_reservation_must_fit_the_quota() ->
     refused = svc.quota_check(third)
     assert not refused
     assert refused.reason.startswith("root/algorithm/video: cpu used 14 + request 4 > max 14"), refused.reason
+
+
+# --- the Binding call behind /bind: transient failures are tried again --------------------------------------
+
+
+class BindingApi:
+    """The apiserver's pods/binding subresource for the bind path: ``failures`` answers first (an ApiError or an
+    OSError each), then it binds; a pod already bound answers 409 as kube-apiserver does ("pod ... is already
+    assigned to node"), and GET of the pod shows its nodeName. ``landed`` makes a failed call bind anyway (the
+    answer lost after the write, as a timeout can)."""
+
+    def __init__(self, failures: list[Exception], *, landed: bool = False) -> None:
+        self.failures, self.landed = failures, landed
+        self.node: dict[str, str] = {}
+        self.calls = 0
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        name = path.split("/")[-2]
+        if name in self.node:
+            raise ApiError(409, "Conflict", f'pod {name} is already assigned to node "{self.node[name]}"', "POST", path)
+        if self.failures:
+            if self.landed:
+                self.node[name] = body["target"]["name"]
+            raise self.failures.pop(0)
+        self.node[name] = body["target"]["name"]
+        return {"kind": "Status", "status": "Success"}
+
+    async def get(self, path: str) -> dict[str, Any]:
+        name = path.rsplit("/", 1)[-1]
+        return {"metadata": {"name": name, "uid": f"uid-video-{name}"}, "spec": {"nodeName": self.node.get(name)}}
+
+
+def _binder(api: BindingApi) -> Service:
+    svc = service()
+    svc.cache.on_pod("ADDED", make_pod("member", "video", cpu="1").obj())
+    svc.scheduling.client = api  # type: ignore[assignment]
+    svc.scheduling.bind_pauses = (0.0, 0.0, 0.0)
+    return svc
+
+
+UNAVAILABLE = ApiError(500, "InternalError", 'failed calling webhook "pods.validate.rayqueue.io": connection refused')
+
+
+@pytest.mark.parametrize(
+    ("failures", "landed", "error", "calls"),
+    [
+        pytest.param([UNAVAILABLE, ConnectionRefusedError("refused")], False, "", 3,
+                     id="a webhook the apiserver could not call and a refused connection are tried again, then it binds"),
+        pytest.param([TimeoutError("read timed out")], True, "", 2,
+                     id="a call that landed but lost its answer is bound: the retry's 409 shows the pod on this node"),
+        pytest.param([UNAVAILABLE] * 4, False, "binding video/member to n1 failed: : 500 InternalError: failed calling", 4,
+                     id="it gives up after 3 retries and says why"),
+        pytest.param([ApiError(403, "Forbidden", "pods/binding is forbidden")], False,
+                     "binding video/member to n1 failed: : 403 Forbidden", 1,
+                     id="a refusal is not tried again"),
+    ],
+)
+def test_a_binding_is_tried_again_after_a_transient_failure_only(
+    failures: list[Exception], landed: bool, error: str, calls: int
+) -> None:
+    api = BindingApi(list(failures), landed=landed)
+    svc = _binder(api)
+    answer = asyncio.run(svc.scheduling._bind_one("uid-video-member", "n1"))
+    assert answer.startswith(error) and (answer == "") == (error == ""), answer
+    assert api.calls == calls
+    assert api.node.get("member") == ("n1" if not error else None)
