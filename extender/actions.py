@@ -132,8 +132,10 @@ class DeleteQueueUnit:
 
 @dataclass(frozen=True, slots=True)
 class Dequeue:
-    """Admit a waiting job: ONE merge patch (``patch()``) guarded by resourceVersion; on success call
-    ``cache.mark_dequeued(job.uid, dequeue_ns)``; on a conflict do nothing (the next reconcile retries)."""
+    """Admit a waiting job: ONE merge patch (``patch()``) guarded by resourceVersion. The loop first checks
+    ``claim`` against the live ledger (skipped when it no longer fits), calls ``cache.mark_dequeued(job.uid,
+    dequeue_ns)`` before the patch, so the verbs charge it meanwhile, and undoes the mark if the patch fails (on a
+    conflict nothing else: the next reconcile retries)."""
 
     job: JobRef
     dequeue_ns: int
@@ -141,6 +143,9 @@ class Dequeue:
     admitted_replicas: str | None = None  # the size admitted, where the kind records one (JobKind.admitted_size)
     # An elastic job admitted below its replicas (common.elastic.resized_dequeue_patch): this JSON patch instead.
     json_patch: tuple[dict[str, Any], ...] = ()
+    # The claim the pass admitted, checked again on the live ledger just before the patch: the verbs may have
+    # bound growth since the pass copied the ledger (None: no check, for tests that build a Dequeue by hand).
+    claim: Claim | None = None
 
     def patch(self) -> dict[str, Any]:
         return resume_patch(self.dequeue_stamp, self.admitted_replicas, self.job.resource_version)

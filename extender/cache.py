@@ -21,9 +21,10 @@ and for each pod its job (by ownerReference UIDs), role and charge (``account_po
 * the queues (``Queues``: one QueueItem per WAITING job), our Queue and QueueUnit objects, and the growth
   refusals the verbs recorded (``extender.growth_refusals``).
 
-``mark_dequeued`` / ``mark_requeued`` are the loop's provisional updates after a successful patch: the
-job is treated as dequeued (requeued) until a watch event confirms it, so a stale event that arrives in
-between cannot undo it and a second decision cannot admit it twice.
+``mark_dequeued`` / ``mark_requeued`` are the loop's provisional updates (a dequeue's before its patch, undone
+if it fails, so the verbs charge it while it is in flight; a requeue's after its patch): the job is treated as
+dequeued (requeued) until a watch event confirms it, so a stale event that arrives in between cannot undo it and
+a second decision cannot admit it twice.
 
 Which backoffs a release of quota ends is ``extender.release_sweep``'s.
 
@@ -287,13 +288,13 @@ class Cache:
 
     # --- provisional marks ------------------------------------------------------------------------
 
-    def mark_dequeued(self, job_uid: str, dequeue_ns: int) -> None:
-        """The loop patched the job (suspend false + dequeue stamp): treat it as admitted from now on."""
+    def mark_dequeued(self, job_uid: str, dequeue_ns: int | None) -> None:
+        """The loop is patching the job (suspend false + dequeue stamp): treat it as admitted from now on, so the
+        verbs charge its claim while the patch is in flight; ``None``: the patch failed, it has no stamp."""
         rec = self._jobs.get(job_uid)
-        if rec is None or (rec.dequeue_ns == dequeue_ns and not rec.suspended):
+        if rec is None or (dequeue_ns is not None and rec.dequeue_ns == dequeue_ns and not rec.suspended):
             return
-        rec.provisional_dequeue_ns = dequeue_ns
-        rec.provisional_requeued = False
+        rec.provisional_dequeue_ns, rec.provisional_requeued = dequeue_ns, dequeue_ns is None
         self._refresh_job(job_uid)
         self._changed()
 

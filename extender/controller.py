@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from common import keys
 from common.clock import Clock
+from common.explain import render
 from common.gotime import from_datetime
 from common.jobkind import RAYCLUSTER, RAYJOB
 from common.start_times import Replay
@@ -65,6 +66,10 @@ from kubeio.events import EventRecorder
 from kubeio.scopes import JOB_SCOPES, PODS, QUEUE_UNITS, QUEUES, RAYCLUSTERS, TREES
 
 __all__ = ["PARALLEL_WRITES", "Controller", "chain_key"]
+
+class Overtaken(Exception):
+    """A Dequeue whose claim no longer fits the live ledger (``Controller._still_fits``): not sent."""
+
 
 log = logging.getLogger("rayqueue.extender.controller")
 
@@ -284,6 +289,10 @@ class Controller:
                 failed.add(action.job.uid)
             self.metrics.action_errors.labels(type(action).__name__).inc()
             log.warning("%s failed: %s: %s", type(action).__name__, type(exc).__name__, exc)
+        except Overtaken as exc:
+            if isinstance(action, _JOB_WRITES):  # only a Dequeue raises it
+                failed.add(action.job.uid)
+            log.info("%s", exc)
 
     async def refresh_estimates(self, *, force: bool = False) -> None:
         """Runtime history, then the start-time estimate of every waiting QueueUnit (common/start_times.py),
@@ -323,6 +332,19 @@ class Controller:
                 handler, kind, obj = self._held.popleft()
                 handler(kind, obj)
 
+    def _still_fits(self, action: Dequeue) -> None:
+        """Raise ``Overtaken`` when the admitted claim no longer fits the live ledger by the max rules: the pass
+        decided on a copy, and the verbs may have bound growth pods since (each checked on the live ledger, which
+        did not hold this claim yet); admitting both would run the quota past its max."""
+        ledger = self.cache.ledger
+        if action.claim is None or ledger is None:
+            return
+        decision = ledger.check(action.claim)
+        if not decision:
+            raise Overtaken(f"dequeue of {action.job.kind} {action.job.namespace}/{action.job.name} skipped: "
+                            f"{render(decision.why())}: usage changed after the pass decided (a growth pod bound "
+                            "meanwhile); the next pass decides again")
+
     async def _do(self, action: Action) -> None:
         c = self.client
         if isinstance(action, EnsureQueue):
@@ -342,8 +364,13 @@ class Controller:
         elif isinstance(action, DeleteQueueUnit):
             await self._ignore_missing(c.delete(QUEUE_UNITS.path(action.namespace, action.name)))
         elif isinstance(action, Dequeue):
-            await c.patch(_job_path(action.job), *action.body())
-            self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)
+            self._still_fits(action)
+            self.cache.mark_dequeued(action.job.uid, action.dequeue_ns)  # charged from now: the verbs see it
+            try:
+                await c.patch(_job_path(action.job), *action.body())
+            except BaseException:
+                self.cache.mark_dequeued(action.job.uid, None)
+                raise
             leaf = self.cache.leaf_for(action.job.namespace)
             self.metrics.admissions.labels(leaf.full_name if leaf else "").inc()
             log.info("dequeued %s %s/%s", action.job.kind, action.job.namespace, action.job.name)

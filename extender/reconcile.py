@@ -404,7 +404,8 @@ def dequeues_phase(p: Pass) -> Steps:
         p.dequeued[claim.uid] = attempts
         view = view if view is not None or not expandable(job) else waiting_view(p)
         resize, words = dequeue_resize(job, claim, view, p.stamp) if view is not None else ((), "")
-        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job), resize))
+        p.admission.append(Dequeue(JobRef.of(job), p.now_ns, p.stamp, kind_of(job.kind).admitted_size(job), resize,
+                                   claim))
         message = render(Explain(why="dequeued", node=claim.quota, request=claim.request)) + words
         p.admission.append(Event(JobRef.of(job), "Normal", keys.EVENT_DEQUEUED, message))
     yield from expansions_phase(p)
