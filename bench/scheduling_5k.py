@@ -335,8 +335,8 @@ def run_arms(cluster: LocalCluster, core: Any, watch: Any, extender: Extender, a
                 report["gangs"].append(gang_run(core, watch, arm, size))
         cluster.stop_scheduler(name)
         if arm == NOOP:
-            report["noop_extender_log_tail"] = noop[0].process.tail(3).splitlines()[-3:]
             cluster.stop_process(noop[0].process.name)
+            report["noop_extender_log_tail"] = noop[0].process.tail(3).splitlines()[-3:]  # its count of requests
 
 
 def print_report(report: dict[str, Any]) -> None:
